@@ -1,0 +1,3 @@
+from hv_desktop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""The ``hematovision`` command: the GUI with no arguments, ``classify`` headless.
+
+User errors (a bad path, an unusable model, an unwritable output) end with one
+line on stderr and a non-zero exit, never a traceback. Bad image files are not
+errors of the run: they get a row with a message and the run exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from hv_desktop import __version__
+
+EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_CANCELLED = 0, 2, 3, 4, 130
+
+
+class _Progress:
+    """A one-line bar on a terminal; a quiet line every few seconds otherwise."""
+
+    def __init__(self, total: int, stream=sys.stderr) -> None:
+        self.total, self.stream, self.start = total, stream, time.monotonic()
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self.last < (0.1 if self.tty else 5.0):
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-6)
+        left = (self.total - done) / rate if rate > 0 else 0
+        if self.tty:
+            width = 30
+            fill = int(width * done / self.total) if self.total else width
+            self.stream.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
+                              f"{rate:6.0f} img/s, {left:4.0f} s left ")
+            if done >= self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(f"{done}/{self.total} images ({rate:.0f} img/s)\n")
+        self.stream.flush()
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"hematovision: {message}", file=sys.stderr)
+    return code
+
+
+def _writable_target(path: Path) -> str | None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return f"{path} is a folder; give a file name"
+    if not folder.is_dir():
+        return f"output folder does not exist: {folder}"
+    if not os.access(folder, os.W_OK):
+        return f"output folder is not writable: {folder}"
+    return None
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from hv_desktop.core.batch import classify_stream
+    from hv_desktop.core.export import StreamingCsv, Tally, atomic_write_text, summary_csv, summary_text
+    from hv_desktop.core.model import Model, ModelError, bundled_model_path
+    from hv_desktop.core.scan import count_images, scan
+
+    for target in [args.csv] + ([args.summary] if args.summary else []):
+        problem = _writable_target(target)
+        if problem:
+            return _fail(EXIT_OUTPUT, problem)
+    try:
+        model = Model(args.model or bundled_model_path(), threads=args.threads)
+    except ModelError as exc:
+        return _fail(EXIT_MODEL, str(exc))
+    missing = [p for p in args.paths if not os.path.lexists(p)]
+    if missing and len(missing) == len(args.paths):
+        return _fail(EXIT_USAGE, f"nothing to classify: {missing[0]} not found")
+
+    total = count_images(args.paths)
+    progress = None if args.quiet else _Progress(total)
+    cancel = threading.Event()
+    tally = Tally(model.labels)
+    info = model.info
+    t0 = time.monotonic()
+    try:
+        with StreamingCsv(args.csv, model.labels, info.name, info.version) as out:
+            try:
+                for result in classify_stream(scan(args.paths), model, batch_size=args.batch_size,
+                                              progress=progress, cancel=cancel):
+                    out.write(result)
+                    tally.add(result)
+            except KeyboardInterrupt:
+                cancel.set()
+                print(f"\nhematovision: cancelled; {out.rows} rows written to {args.csv}", file=sys.stderr)
+    except OSError as exc:
+        return _fail(EXIT_OUTPUT, f"could not write {args.csv}: {exc.strerror or exc}")
+    diff = tally.result()
+    if args.summary:
+        try:
+            atomic_write_text(args.summary, summary_csv(diff))
+        except OSError as exc:
+            return _fail(EXIT_OUTPUT, f"could not write {args.summary}: {exc.strerror or exc}")
+    if not args.quiet:
+        secs = time.monotonic() - t0
+        print(summary_text(diff), file=sys.stderr)
+        print(f"{diff.total} files in {secs:.1f} s -> {args.csv}", file=sys.stderr)
+    return EXIT_CANCELLED if cancel.is_set() else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="hematovision",
+        description="Classify white blood cells (eosinophil, lymphocyte, monocyte, neutrophil) in microscope "
+                    "images, offline. With no command, opens the desktop app.",
+        epilog="Decision support for trained staff, not a diagnosis.")
+    ap.add_argument("--version", action="version", version=f"HematoVision {__version__}")
+    ap.add_argument("--screenshot", type=Path, metavar="OUT.png",
+                    help="open the window, classify PATHs, save a screenshot of it and exit")
+    ap.add_argument("--model", type=Path, help="ONNX model file (default: the shipped model)")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    c = sub.add_parser("classify", help="classify images and folders into a CSV file")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (searched recursively)")
+    c.add_argument("--csv", type=Path, required=True, metavar="OUT.csv", help="results, one row per file")
+    c.add_argument("--summary", type=Path, metavar="OUT.csv", help="the differential: count and %% per class")
+    c.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS,
+                   help="ONNX model file (default: the shipped model)")
+    c.add_argument("--threads", type=int, default=None, help="inference threads (default: cores, up to 8)")
+    c.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # `hematovision --screenshot OUT [PATH...]`: paths follow the option, no subcommand.
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "classify":
+        if rest:
+            return _fail(EXIT_USAGE, f"unrecognised arguments: {' '.join(rest)}")
+        return cmd_classify(args)
+    if any(r.startswith("-") for r in rest):
+        return _fail(EXIT_USAGE, f"unrecognised arguments: {' '.join(rest)}")
+    try:
+        from hv_desktop.gui.app import run_gui
+    except ImportError as exc:
+        return _fail(EXIT_USAGE, f"the desktop app is not available ({exc}); use 'hematovision classify'")
+    return run_gui(paths=rest, model_path=args.model, screenshot=args.screenshot)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

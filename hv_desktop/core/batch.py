@@ -1,0 +1,187 @@
+"""Classify a stream of files: one :class:`Result` per input, in input order.
+
+Decoding runs in a small thread pool a bounded distance ahead of inference
+(Pillow and onnxruntime both release the GIL), so the two overlap while memory
+stays flat however large the folder. Every failure becomes a result with a
+plain message; nothing a file contains can stop the run. Cancellation is
+checked between images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from hv_desktop.core.model import Model
+from hv_desktop.core.preprocess import ImageError, normalise, open_image, resize_for_model
+from hv_desktop.core.scan import ScanItem, scan
+
+#: Files larger than this are refused unread (no microscope capture is 512 MB).
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class Result:
+    """The outcome for one file: a prediction, or an error with a plain message."""
+
+    path: Path
+    label: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    needs_review: bool = False
+    error: str | None = None
+    sha256: str | None = None
+    timestamp: str = ""
+    reviewer_label: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Decoded:
+    path: Path
+    pixels: np.ndarray | None
+    sha256: str | None
+    error: str | None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def read_and_decode(path: Path, size: tuple[int, int]) -> _Decoded:
+    """Read the bytes once (hash and decode the same bytes), never raise."""
+    try:
+        if path.is_dir():
+            return _Decoded(path, None, None, "is a folder, not an image")
+        n = path.stat().st_size
+        if n > MAX_FILE_BYTES:
+            return _Decoded(path, None, None, f"file too large ({n / 1e6:.0f} MB)")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return _Decoded(path, None, None, "file not found (moved or deleted?)")
+    except PermissionError:
+        return _Decoded(path, None, None, "permission denied")
+    except OSError as exc:
+        return _Decoded(path, None, None, f"file cannot be read ({exc.strerror or exc})")
+    digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        return _Decoded(path, None, digest, "empty file (0 bytes)")
+    try:
+        im = open_image(io.BytesIO(data), draft_size=size)
+        return _Decoded(path, resize_for_model(im, size), digest, None)
+    except ImageError as exc:
+        msg = str(exc)
+        if msg.startswith("not an image") and data.lstrip()[:1] in (b"<", b"{", b"%"):
+            msg = "not an image (looks like a text, HTML or PDF file)"
+        return _Decoded(path, None, digest, msg)
+    except Exception as exc:  # a decoder bug must cost one row, not the run
+        return _Decoded(path, None, digest, f"image could not be decoded ({exc.__class__.__name__})")
+
+
+class Cancelled(Exception):
+    pass
+
+
+def classify_stream(
+    items: Iterable[ScanItem | str | os.PathLike],
+    model: Model,
+    *,
+    batch_size: int = 8,
+    decode_workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[Result]:
+    """Yield a :class:`Result` for every item, in order, streaming.
+
+    ``progress(done)`` is called after each result; ``cancel.set()`` stops the
+    run before the next image (results already yielded stand).
+    """
+    size = model.input_size
+    workers = decode_workers or max(1, min(4, (os.cpu_count() or 2) - 1))
+    lookahead = max(2 * batch_size, 4 * workers)
+    labels = model.labels
+    threshold = model.info.review_threshold
+    done = 0
+
+    def cancelled() -> bool:
+        return cancel is not None and cancel.is_set()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hv-decode") as pool:
+        pending: deque[Future[_Decoded] | _Decoded] = deque()
+        source = iter(items)
+        exhausted = False
+
+        def refill() -> None:
+            nonlocal exhausted
+            while not exhausted and len(pending) < lookahead and not cancelled():
+                try:
+                    item = next(source)
+                except StopIteration:
+                    exhausted = True
+                    return
+                if not isinstance(item, ScanItem):
+                    item = ScanItem(Path(item))
+                if item.error:
+                    pending.append(_Decoded(item.path, None, None, item.error))
+                else:
+                    pending.append(pool.submit(read_and_decode, item.path, size))
+
+        try:
+            refill()
+            while pending and not cancelled():
+                # Take up to batch_size decoded items, keep the decoders fed.
+                chunk: list[_Decoded] = []
+                while pending and len(chunk) < batch_size:
+                    head = pending.popleft()
+                    chunk.append(head.result() if isinstance(head, Future) else head)
+                    refill()
+                good = [d for d in chunk if d.pixels is not None]
+                probs: dict[int, np.ndarray] = {}
+                if good:
+                    batch = np.stack([d.pixels for d in good])
+                    try:
+                        p = model.probabilities(normalise(batch, model.info.preprocessing))
+                        for d, row in zip(good, p):
+                            probs[id(d)] = row
+                    except Exception as exc:  # model failure: every image of the batch gets the message
+                        for d in good:
+                            d.error = f"model failed on this image ({str(exc)[:120]})"
+                stamp = _now()
+                for d in chunk:
+                    if cancelled():
+                        break
+                    row = probs.get(id(d))
+                    if row is not None:
+                        k = int(np.argmax(row))
+                        conf = float(row[k])
+                        result = Result(d.path, labels[k], conf, {lab: float(v) for lab, v in zip(labels, row)},
+                                        needs_review=conf < threshold, sha256=d.sha256, timestamp=stamp)
+                    else:
+                        result = Result(d.path, error=d.error or "not classified", sha256=d.sha256, timestamp=stamp)
+                    done += 1
+                    yield result
+                    if progress is not None:
+                        progress(done)
+        finally:
+            for f in pending:
+                if isinstance(f, Future):
+                    f.cancel()
+
+
+def classify_paths(paths: Iterable[str | os.PathLike], model: Model, **kwargs) -> Iterator[Result]:
+    """Scan files and folders, then classify: the one call the CLI and GUI make."""
+    return classify_stream(scan(paths), model, **kwargs)

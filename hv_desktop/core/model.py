@@ -1,0 +1,216 @@
+"""Load an ONNX classifier and everything needed to use it from the file itself.
+
+The model is data, not code: labels, input size, normalisation, channel order,
+calibration temperature and the needs-review threshold travel in the ONNX
+file's metadata (key ``hematovision``, a JSON object), so a lab can drop in a
+newer model without reinstalling. The file is read into memory and handed to
+onnxruntime as bytes: an ONNX file that points at external weight files is
+therefore refused instead of reading arbitrary paths beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hv_desktop.core.preprocess import Preprocessing
+
+METADATA_KEY = "hematovision"
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+DEFAULT_REVIEW_THRESHOLD = 0.6
+
+#: Stated wherever a result is shown or exported.
+INTENDED_USE = (
+    "Decision support for trained laboratory staff: pre-classifies white blood cells for review. "
+    "Not a diagnosis; every result must be confirmed by a qualified person."
+)
+
+
+class ModelError(Exception):
+    """A model file that cannot be used, with a message fit for a dialog."""
+
+
+@dataclass
+class ModelInfo:
+    """What the metadata says about a model (shown in About and stamped on exports)."""
+
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    temperature: float = 1.0
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+    output_kind: str = "logits"  # or "probabilities"
+    extra: dict = field(default_factory=dict)
+
+
+def default_threads() -> int:
+    """Intra-op threads: every core up to 8 (more rarely helps a model this small)."""
+    env = os.environ.get("HV_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
+    if METADATA_KEY not in raw:
+        raise ModelError(f"{path.name} is an ONNX model but not a HematoVision model (no '{METADATA_KEY}' metadata)")
+    try:
+        meta = json.loads(raw[METADATA_KEY])
+        labels = tuple(str(x) for x in meta["labels"])
+        p = meta.get("preprocessing", {})
+        prep = Preprocessing(
+            width=int(p.get("width", 224)), height=int(p.get("height", 224)),
+            mean=tuple(float(v) for v in p.get("mean", (127.5,) * 3)),
+            std=tuple(float(v) for v in p.get("std", (127.5,) * 3)),
+            channel_order=str(p.get("channel_order", "RGB")).upper(),
+            layout=str(p.get("layout", "NHWC")).upper(),
+        )
+        info = ModelInfo(
+            name=str(meta.get("name", path.stem)), version=str(meta.get("version", "unknown")),
+            labels=labels, preprocessing=prep,
+            temperature=float(meta.get("temperature", 1.0)),
+            review_threshold=float(meta.get("review_threshold", DEFAULT_REVIEW_THRESHOLD)),
+            output_kind=str(meta.get("output_kind", "logits")),
+            extra={k: v for k, v in meta.items() if k not in ("labels", "preprocessing")},
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path.name}: model metadata is malformed ({exc})") from None
+    problems = []
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        problems.append("labels must be at least two distinct names")
+    if not (8 <= prep.width <= 4096 and 8 <= prep.height <= 4096):
+        problems.append(f"input size {prep.width}x{prep.height} is out of range")
+    if prep.channel_order not in ("RGB", "BGR") or prep.layout not in ("NHWC", "NCHW"):
+        problems.append("channel order must be RGB/BGR and layout NHWC/NCHW")
+    if len(prep.mean) != 3 or len(prep.std) != 3 or any(s == 0 for s in prep.std):
+        problems.append("mean and std need three values, std non-zero")
+    if not (math.isfinite(info.temperature) and info.temperature > 0):
+        problems.append("temperature must be a positive number")
+    if not (0.0 <= info.review_threshold <= 1.0):
+        problems.append("review_threshold must lie in [0, 1]")
+    if info.output_kind not in ("logits", "probabilities"):
+        problems.append("output_kind must be 'logits' or 'probabilities'")
+    if problems:
+        raise ModelError(f"{path.name}: " + "; ".join(problems))
+    return info
+
+
+class Model:
+    """An onnxruntime session plus the metadata that says how to feed it."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            raise ModelError(f"model file not found: {self.path}") from None
+        except OSError as exc:
+            raise ModelError(f"model file cannot be read: {self.path} ({exc.strerror})") from None
+        if self.path.is_dir():
+            raise ModelError(f"{self.path} is a folder, not a model file")
+        if size == 0:
+            raise ModelError(f"{self.path.name} is empty (0 bytes)")
+        if size > MAX_MODEL_BYTES:
+            raise ModelError(f"{self.path.name} is too large to be a HematoVision model ({size / 1e6:.0f} MB)")
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"model file cannot be read: {self.path} ({exc.strerror})") from None
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+            if "external" in text.lower():
+                raise ModelError(f"{self.path.name} refers to external data files, which are not allowed") from None
+            raise ModelError(f"{self.path.name} is not a valid ONNX model ({text})") from None
+
+        self.info = _parse_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{self.path.name}: expected one image input, found {len(inputs)}")
+        inp = inputs[0]
+        prep = self.info.preprocessing
+        if inp.type != "tensor(float)":
+            raise ModelError(f"{self.path.name}: input must be float32, is {inp.type}")
+        want = (3, prep.height, prep.width) if prep.layout == "NCHW" else (prep.height, prep.width, 3)
+        shape = inp.shape
+        if len(shape) != 4 or any(isinstance(s, int) and s != w for s, w in zip(shape[1:], want)):
+            raise ModelError(f"{self.path.name}: input shape {shape} does not match metadata {prep.layout} {want}")
+        self.input_name = inp.name
+        self.max_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        outs = {o.name: o for o in self.session.get_outputs()}
+        names = list(outs)
+        self.scores_name = self.info.extra.get("scores_output", names[0])
+        if self.scores_name not in outs:
+            raise ModelError(f"{self.path.name}: output '{self.scores_name}' named in metadata is missing")
+        oshape = outs[self.scores_name].shape
+        if len(oshape) != 2 or (isinstance(oshape[1], int) and oshape[1] != len(self.info.labels)):
+            raise ModelError(
+                f"{self.path.name}: output shape {oshape} does not fit {len(self.info.labels)} labels")
+        cam = self.info.extra.get("cam_output")
+        self.cam_name = cam if cam in outs else None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.info.preprocessing.width, self.info.preprocessing.height
+
+    def probabilities(self, tensor: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities for an already-normalised batch."""
+        return self._run(tensor, with_cam=False)[0]
+
+    def run(self, tensor: np.ndarray, with_cam: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (N, C), class-activation maps (N, h, w, C) or None)."""
+        return self._run(tensor, with_cam)
+
+    def _run(self, tensor: np.ndarray, with_cam: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        names = [self.scores_name] + ([self.cam_name] if with_cam and self.cam_name else [])
+        if self.max_batch and len(tensor) > self.max_batch:
+            parts = [self.session.run(names, {self.input_name: tensor[i:i + self.max_batch]})
+                     for i in range(0, len(tensor), self.max_batch)]
+            outs = [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
+        else:
+            outs = self.session.run(names, {self.input_name: tensor})
+        scores = np.asarray(outs[0], dtype=np.float64)
+        if scores.shape != (len(tensor), len(self.info.labels)):
+            raise ModelError(f"model returned scores of shape {scores.shape}")
+        if self.info.output_kind == "probabilities":
+            scores = np.log(np.clip(scores, 1e-12, 1.0))
+        z = scores / self.info.temperature
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        p = np.nan_to_num(p, nan=1.0 / p.shape[1])
+        cams = np.asarray(outs[1]) if len(outs) > 1 else None
+        return p.astype(np.float32), cams
+
+
+def bundled_model_path() -> Path:
+    """$HV_MODEL, else the shipped assets/model/hematovision.onnx (source tree or PyInstaller bundle)."""
+    import sys
+
+    env = os.environ.get("HV_MODEL")
+    if env:
+        return Path(env)
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2]))
+    return base / "assets" / "model" / "hematovision.onnx"

@@ -1,0 +1,175 @@
+"""The one preprocessing definition shared by the app and by training.
+
+Training imports :func:`load_rgb` and :func:`resize_for_model` from here, so a
+model never sees pixels at inference time that were prepared differently from
+the pixels it learned on (a test checks both paths agree on real images).
+
+Resize policy: the whole image is resized to the model's input size with
+Pillow's antialiased bilinear filter; the aspect ratio is *not* preserved.
+Nothing of the field is cropped away (a cell near the edge of a 4:3 capture
+stays in view), at the cost of a mild stretch that training sees identically.
+Large JPEGs are decoded at a reduced scale first (``draft``) — only when the
+reduced image is still at least twice the input size, so the final pixels
+barely change while decoding gets much faster.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+#: Images with more pixels than this are refused before decoding (decompression
+#: bombs: a tiny file can declare a 50,000 x 50,000 canvas). 80 MP is larger than
+#: any whole-slide tile or camera frame a clinic sends to a cell classifier.
+MAX_PIXELS = 80_000_000
+
+# We enforce our own limit (with a clear message) instead of Pillow's warning.
+Image.MAX_IMAGE_PIXELS = None
+# Truncated files must fail loudly, never be silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+PathLike = Union[str, os.PathLike]
+
+
+class ImageError(Exception):
+    """An input that cannot be classified, with a message fit for a technologist."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How pixels become a model tensor; read from the model file's metadata."""
+
+    width: int = 224
+    height: int = 224
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    channel_order: str = "RGB"  # or "BGR"
+    layout: str = "NHWC"  # or "NCHW"
+
+
+def _to_rgb8(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float32)
+        if arr.ndim == 3:  # some decoders return a trailing channel axis
+            arr = arr[..., 0]
+        finite = arr[np.isfinite(arr)]
+        top = float(finite.max()) if finite.size else 0.0
+        low = float(finite.min()) if finite.size else 0.0
+        if mode.startswith("I;16") or (low >= 0 and 255 < top <= 65535):
+            arr = arr / 257.0
+        elif low < 0 or top > 255:
+            span = top - low if top > low else 1.0
+            arr = (arr - low) * (255.0 / span)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+        gray = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def open_image(source: PathLike | IO[bytes], draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Open, bomb-check, decode, apply EXIF orientation and return 8-bit RGB.
+
+    Raises :class:`ImageError` with a plain message for anything unusable.
+    ``draft_size`` lets JPEG decoding skip detail the model will not see.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(source) as im:
+                w, h = im.size
+                if w <= 0 or h <= 0:
+                    raise ImageError("image has no pixels")
+                if w * h > MAX_PIXELS:
+                    raise ImageError(
+                        f"image too large ({w} x {h} = {w * h / 1e6:.0f} MP; limit {MAX_PIXELS / 1e6:.0f} MP)"
+                    )
+                if draft_size is not None and im.format == "JPEG":
+                    # Only reduce while the result stays >= 2x the target on both axes.
+                    tw, th = draft_size
+                    im.draft("RGB", (tw * 2, th * 2))
+                im.load()
+                out = ImageOps.exif_transpose(im) or im
+                out = _to_rgb8(out)
+                if out is im:
+                    out = im.copy()  # detach from the file before it closes
+                return out
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError("file not found (moved or deleted?)") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(_unidentified_message(source)) from None
+    except Image.DecompressionBombError as exc:  # pragma: no cover - limit disabled above
+        raise ImageError(f"image too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError,
+            ZeroDivisionError, MemoryError, RuntimeError) as exc:
+        text = str(exc) or exc.__class__.__name__
+        if "truncated" in text.lower() or isinstance(exc, EOFError):
+            raise ImageError("image file is truncated (incomplete copy or transfer?)") from None
+        raise ImageError(f"image file is corrupt or unsupported ({text})") from None
+
+
+def _unidentified_message(source: PathLike | IO[bytes]) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            if os.path.getsize(source) == 0:
+                return "empty file (0 bytes)"
+        except OSError:
+            pass
+    return "not an image, or an image format that cannot be read"
+
+
+def load_rgb(path: PathLike, size: tuple[int, int] | None = None) -> Image.Image:
+    """Read one file as RGB; ``size`` (w, h) enables the fast JPEG draft path."""
+    return open_image(Path(path), draft_size=size)
+
+
+def resize_for_model(im: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """The stated resize policy: whole image to (w, h), bilinear; uint8 HxWx3."""
+    if im.size != size:
+        im = im.resize(size, Image.Resampling.BILINEAR)
+    arr = np.asarray(im, dtype=np.uint8)
+    if arr.shape != (size[1], size[0], 3):  # pragma: no cover - guarded by _to_rgb8
+        raise ImageError(f"unexpected pixel layout {arr.shape}")
+    return arr
+
+
+def load_for_model(path: PathLike, size: tuple[int, int]) -> np.ndarray:
+    """File to the uint8 array the model's normalisation is applied to."""
+    return resize_for_model(load_rgb(path, size), size)
+
+
+def normalise(batch_uint8: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """uint8 NHWC RGB batch to the float32 tensor the model file asks for."""
+    x = batch_uint8.astype(np.float32)
+    if prep.channel_order.upper() == "BGR":
+        x = x[..., ::-1]
+    mean = np.asarray(prep.mean, dtype=np.float32)
+    std = np.asarray(prep.std, dtype=np.float32)
+    x -= mean
+    x /= std
+    if prep.layout.upper() == "NCHW":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x

@@ -1,0 +1,62 @@
+"""Small but real ONNX classifiers built by the tests themselves (onnx helper API).
+
+The model averages each colour channel and applies a fixed linear layer, so
+its answer really depends on the pixels: a red image is "eosinophil", a blue
+one "lymphocyte", and so on. It also emits a coarse class-activation map.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+LABELS = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+
+
+def tiny_model(path: Path, *, size: int = 32, metadata: dict | None = None, labels=LABELS,
+               batch: int | str = "N", n_outputs: int | None = None, drop_metadata: bool = False) -> Path:
+    n_out = n_outputs or len(labels)
+    # channel means (RGB, normalised to [-1, 1]) -> logits
+    w = np.zeros((3, n_out), np.float32)
+    w[0, 0] = 4.0   # red -> class 0
+    w[2, 1] = 4.0   # blue -> class 1
+    w[1, 2 % n_out] = 4.0   # green -> class 2
+    b = np.zeros(n_out, np.float32)
+    b[3 % n_out] = 0.5  # neutral grey -> class 3
+    nodes = [
+        helper.make_node("ReduceMean", ["image", "axes"], ["mean"], keepdims=0),
+        helper.make_node("MatMul", ["mean", "W"], ["mm"]),
+        helper.make_node("Add", ["mm", "B"], ["logits"]),
+        helper.make_node("Unsqueeze", ["logits", "ax12"], ["cam0"]),
+        helper.make_node("Tile", ["cam0", "reps"], ["cam"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([1, 2], np.int64), "axes"),
+        numpy_helper.from_array(w, "W"),
+        numpy_helper.from_array(b, "B"),
+        numpy_helper.from_array(np.array([1, 2], np.int64), "ax12"),
+        numpy_helper.from_array(np.array([1, 7, 7, 1], np.int64), "reps"),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, size, size, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, n_out]),
+         helper.make_tensor_value_info("cam", TensorProto.FLOAT, [batch, 7, 7, n_out])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    meta = {"name": "tiny-test", "version": "0.0.1", "labels": list(labels),
+            "preprocessing": {"width": size, "height": size, "mean": [127.5] * 3, "std": [127.5] * 3,
+                              "channel_order": "RGB", "layout": "NHWC"},
+            "temperature": 1.0, "review_threshold": 0.5, "scores_output": "logits", "cam_output": "cam"}
+    if metadata:
+        meta.update(metadata)
+    if not drop_metadata:
+        helper.set_model_props(model, {"hematovision": json.dumps(meta)})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,79 @@
+"""Labelled image folders as uint8 arrays, prepared by the app's own preprocessing.
+
+Images are decoded once with :func:`hv_desktop.core.preprocess.load_for_model`
+(the exact function inference uses) and cached as ``.npy`` so a resumed run
+does not pay for decoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from hv_desktop.core.preprocess import ImageError, load_for_model
+from hv_desktop.core.scan import is_image_name
+
+CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
+
+
+def shared_root() -> Path:
+    """Where ``data/`` and ``weights/`` live: $HV_SHARED, else ../shared beside the repo."""
+    env = os.environ.get("HV_SHARED")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared"
+
+
+def list_labelled(folder: Path, classes: tuple[str, ...] = CLASSES) -> list[tuple[Path, int]]:
+    """(path, class index) for every image in ``folder/<class>/``; class names match case-insensitively."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder not found: {folder}")
+    index = {c.lower(): i for i, c in enumerate(classes)}
+    items: list[tuple[Path, int]] = []
+    for sub in sorted(folder.iterdir()):
+        if sub.is_dir() and sub.name.lower() in index:
+            for f in sorted(sub.iterdir()):
+                if f.is_file() and is_image_name(f.name):
+                    items.append((f, index[sub.name.lower()]))
+    if not items:
+        raise FileNotFoundError(f"no class folders ({', '.join(classes)}) with images in {folder}")
+    return items
+
+
+def load_arrays(items: list[tuple[Path, int]], size: int, cache_dir: Path | None = None,
+                workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and resize every item: (N, size, size, 3) uint8 and (N,) int labels."""
+    key = hashlib.sha256(("|".join(f"{p}:{y}" for p, y in items) + f"@{size}").encode()).hexdigest()[:16]
+    if cache_dir is not None:
+        cache = cache_dir / f"{key}.npz"
+        if cache.exists():
+            with np.load(cache) as z:
+                return z["x"], z["y"]
+
+    def one(item: tuple[Path, int]) -> np.ndarray:
+        try:
+            return load_for_model(item[0], (size, size))
+        except ImageError as exc:
+            raise RuntimeError(f"training image unusable: {item[0]}: {exc}") from None
+
+    with ThreadPoolExecutor(workers) as pool:
+        x = np.stack(list(pool.map(one, items)))
+    y = np.asarray([lab for _, lab in items], dtype=np.int32)
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f"{key}.tmp.npz"
+        np.savez(tmp, x=x, y=y)
+        os.replace(tmp, cache)
+    return x, y
+
+
+def subset(items: list[tuple[Path, int]], per_class: int, classes: int = len(CLASSES)) -> list[tuple[Path, int]]:
+    """The first ``per_class`` items of each class: the tiny, deterministic --quick data."""
+    out: list[tuple[Path, int]] = []
+    for c in range(classes):
+        out.extend([it for it in items if it[1] == c][:per_class])
+    return out

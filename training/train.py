@@ -1,0 +1,192 @@
+"""Fine-tune MobileNetV2 on both sources; checkpoint every epoch and resume.
+
+    python -m training.train --out runs/main            # full run (resumes if stopped)
+    python -m training.train --quick --out runs/quick   # tiny subset, a few steps (CI)
+
+Validation never leaks: ``pbc/val`` and ``blood-cells/TEST_SIMPLE`` (neither is
+a near-copy of TRAIN); ``blood-cells/TEST`` is only read by ``training.evaluate``.
+The chosen weights are the better, on validation, of the best epoch and the
+average of the last epochs (cosine tail weight averaging).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_config(path: Path | None = None) -> dict:
+    with open(path or HERE / "config.json", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n: int) -> float:
+    recalls = [float(np.mean(pred[y == c] == c)) for c in range(n) if np.any(y == c)]
+    return float(np.mean(recalls))
+
+
+def predict_logits(core, x_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
+    out = []
+    for i in range(0, len(x_uint8), batch):
+        xb = (x_uint8[i:i + batch].astype(np.float32) - 127.5) / 127.5
+        logits, _ = core(xb, training=False)
+        out.append(np.asarray(logits))
+    return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("runs/main"))
+    ap.add_argument("--quick", action="store_true", help="tiny subset and a few steps: checks the whole chain")
+    ap.add_argument("--shared", type=Path, default=None, help="folder holding data/ and weights/ (default ../shared)")
+    args = ap.parse_args(argv)
+
+    if args.shared:
+        os.environ["HV_SHARED"] = str(args.shared)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from training.data import CLASSES, list_labelled, load_arrays, shared_root, subset
+    from training.model import build_core, build_trainer
+
+    cfg = load_config(args.config)
+    if args.quick:
+        cfg.update(epochs=2, steps_per_epoch=2, batch_size=8, warmup_steps=1, average_last_epochs=2)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    keras.utils.set_random_seed(cfg["seed"])
+
+    root = shared_root()
+    size = cfg["image_size"]
+    cache = None if args.quick else out.parent / "cache"
+    t0 = time.time()
+    train_sets = []
+    for rel, weight in cfg["source_weights"].items():
+        items = list_labelled(root / "data" / rel)
+        if args.quick:
+            items = subset(items, 4)
+        x, y = load_arrays(items, size, cache)
+        train_sets.append((rel, weight, x, y))
+        print(f"[data] {rel}: {len(y)} images", flush=True)
+    val_sets = []
+    for rel in cfg["validation"]:
+        items = list_labelled(root / "data" / rel)
+        if args.quick:
+            items = subset(items, 2)
+        x, y = load_arrays(items, size, cache)
+        val_sets.append((rel, x, y))
+        print(f"[data] validation {rel}: {len(y)} images", flush=True)
+    print(f"[data] ready in {time.time() - t0:.0f}s", flush=True)
+
+    n_cls = len(CLASSES)
+    streams, weights = [], []
+    for i, (_, weight, x, y) in enumerate(train_sets):
+        ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_cls)))
+        ds = ds.shuffle(len(y), seed=cfg["seed"] + i, reshuffle_each_iteration=True).repeat()
+        streams.append(ds)
+        weights.append(weight)
+    train_ds = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=cfg["seed"])
+    train_ds = train_ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=2)
+    train_ds = train_ds.batch(cfg["batch_size"], drop_remainder=True).prefetch(2)
+
+    core = build_core(cfg["alpha"], size, cfg["dropout"], root / "weights")
+    trainer = build_trainer(core, cfg)
+    total_steps = cfg["epochs"] * cfg["steps_per_epoch"]
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, decay_steps=max(1, total_steps - cfg["warmup_steps"]),
+        warmup_target=cfg["peak_learning_rate"], warmup_steps=cfg["warmup_steps"], alpha=0.01)
+    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg["weight_decay"])
+    trainer.compile(optimizer=opt,
+                    loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                              label_smoothing=cfg["label_smoothing"]),
+                    metrics=["accuracy"])
+
+    state_file = out / "state.json"
+    state = {"epoch": 0, "history": [], "best": None}
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        last = state["epoch"]
+        core.load_weights(out / f"epoch_{last:02d}.weights.h5")
+        opt.build(trainer.trainable_variables)
+        saved = np.load(out / "optimizer.npz")
+        for i, var in enumerate(opt.variables):
+            var.assign(saved[f"v{i}"])
+        print(f"[resume] from epoch {last} (step {int(opt.iterations.numpy())})", flush=True)
+
+    def validate() -> dict:
+        scores = {}
+        for rel, x, y in val_sets:
+            pred = predict_logits(core, x).argmax(1)
+            scores[rel] = {"accuracy": float(np.mean(pred == y)), "balanced_accuracy": balanced_accuracy(y, pred, n_cls)}
+        scores["score"] = float(np.mean([scores[rel]["balanced_accuracy"] for rel, _, _ in val_sets]))
+        return scores
+
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            e = epoch + 1
+            val = validate()
+            core.save_weights(out / f"epoch_{e:02d}.weights.h5")
+            tmp = out / "optimizer.tmp.npz"
+            np.savez(tmp, **{f"v{i}": v.numpy() for i, v in enumerate(opt.variables)})
+            os.replace(tmp, out / "optimizer.npz")
+            row = {"epoch": e, "loss": float(logs.get("loss", np.nan)), "accuracy": float(logs.get("accuracy", np.nan)),
+                   "val": val, "seconds": time.time() - self.t}
+            state["history"].append(row)
+            if state["best"] is None or val["score"] > state["best"]["score"]:
+                state["best"] = {"epoch": e, "score": val["score"]}
+                core.save_weights(out / "best.weights.h5")
+            state["epoch"] = e
+            tmp_state = out / "state.tmp.json"
+            tmp_state.write_text(json.dumps(state, indent=2))
+            os.replace(tmp_state, state_file)
+            parts = " ".join(f"{k}={v['accuracy']:.3f}" for k, v in val.items() if isinstance(v, dict))
+            print(f"[epoch {e}/{cfg['epochs']}] loss={row['loss']:.4f} acc={row['accuracy']:.3f} "
+                  f"val: {parts} score={val['score']:.4f} ({row['seconds']:.0f}s)", flush=True)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.time()
+
+    if state["epoch"] < cfg["epochs"]:
+        trainer.fit(train_ds, epochs=cfg["epochs"], initial_epoch=state["epoch"],
+                    steps_per_epoch=cfg["steps_per_epoch"], callbacks=[Checkpoint()],
+                    verbose=2 if sys.stdout.isatty() else 0)
+
+    # Weight averaging over the cosine tail, kept only if validation prefers it.
+    k = min(cfg["average_last_epochs"], state["epoch"])
+    candidates = {"best_epoch": out / "best.weights.h5"}
+    if k >= 2:
+        acc = None
+        for e in range(state["epoch"] - k + 1, state["epoch"] + 1):
+            core.load_weights(out / f"epoch_{e:02d}.weights.h5")
+            ws = [np.array(w) for w in core.get_weights()]
+            acc = ws if acc is None else [a + w for a, w in zip(acc, ws)]
+        core.set_weights([a / k for a in acc])
+        core.save_weights(out / "averaged.weights.h5")
+        candidates["average_last"] = out / "averaged.weights.h5"
+    results = {}
+    for name, path in candidates.items():
+        core.load_weights(path)
+        results[name] = validate()
+        print(f"[select] {name}: score={results[name]['score']:.4f}", flush=True)
+    chosen = max(results, key=lambda n: results[n]["score"])
+    core.load_weights(candidates[chosen])
+    core.save_weights(out / "final.weights.h5")
+    (out / "selection.json").write_text(json.dumps({"chosen": chosen, "candidates": results,
+                                                    "best_epoch": state["best"]}, indent=2))
+    print(f"[done] chose {chosen}; weights in {out / 'final.weights.h5'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
