@@ -9,10 +9,9 @@ from hv_desktop.core.batch import Result, classify_paths, classify_stream
 from hv_desktop.core.export import Differential, differential, write_csv
 from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model_path
 from hv_desktop.core.preprocess import ImageError, load_for_model
-from hv_desktop.core.scan import ScanItem, scan
+from hv_desktop.core.scan import ScanItem
 
 __all__ = [
     "INTENDED_USE", "Differential", "ImageError", "Model", "ModelError", "Result", "ScanItem",
-    "bundled_model_path", "classify_paths", "classify_stream", "differential", "load_for_model", "scan",
-    "write_csv",
+    "bundled_model_path", "classify_paths", "classify_stream", "differential", "load_for_model", "write_csv",
 ]

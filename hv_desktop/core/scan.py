@@ -106,6 +106,8 @@ def _walk(folder: Path, seen: set[tuple[int, int]]) -> Iterator[ScanItem]:
                 dirs.append(entry)
             elif entry.is_file(follow_symlinks=True):
                 files.append(entry)
+            elif entry.is_symlink() and is_image_name(entry.name):
+                files.append(entry)  # dangling link to an image: report it, don't hide it
         except OSError:
             continue
     files.sort(key=lambda e: natural_key(e.name))

@@ -1,0 +1,22 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_core_imports_neither_qt_nor_tensorflow():
+    code = ("import sys, hv_desktop.core, hv_desktop.core.batch, hv_desktop.core.export, hv_desktop.cli;"
+            "bad=[m for m in sys.modules if m.split('.')[0] in ('PySide6','tensorflow','keras','tf2onnx','shiboken6')];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_app_package_never_imports_tensorflow():
+    offenders = []
+    for path in (ROOT / "hv_desktop").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if "import tensorflow" in text or "from tensorflow" in text or "import keras" in text:
+            offenders.append(str(path))
+    assert offenders == []

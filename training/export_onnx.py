@@ -1,0 +1,140 @@
+"""Export the trained core to ONNX with everything the app needs in its metadata.
+
+    python -m training.export_onnx --run runs/main --out assets/model/hematovision.onnx
+
+Outputs: ``logits`` (N, 4) and ``cam`` (N, 7, 7, 4), the class-activation map
+computed from the last feature map and the classifier weights inside the
+graph: ``cam[n, i, j, k] = features[n, i, j, :] . W[:, k] + b[k]``, so the
+spatial mean of ``cam`` is exactly ``logits`` (a test checks it) and heatmaps
+need onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hv_desktop import __version__ as APP_VERSION
+from hv_desktop.core.model import INTENDED_USE, METADATA_KEY
+
+OPSET = 17
+
+
+def base_metadata(cfg: dict, version: str) -> dict:
+    from training.data import CLASSES
+
+    size = cfg["image_size"]
+    return {
+        "name": f"HematoVision MobileNetV2-{cfg['alpha']}-{size}",
+        "version": version,
+        "labels": list(CLASSES),
+        "preprocessing": {"width": size, "height": size, "mean": [127.5] * 3, "std": [127.5] * 3,
+                          "channel_order": "RGB", "layout": "NHWC",
+                          "resize": "whole image to width x height, bilinear (antialiased), aspect not kept; "
+                                    "EXIF orientation applied; alpha composited on white"},
+        "output_kind": "logits",
+        "scores_output": "logits",
+        "cam_output": "cam",
+        "temperature": 1.0,
+        "review_threshold": 0.5,
+        "architecture": f"MobileNetV2 alpha {cfg['alpha']}, {size} px, ImageNet init, fine-tuned",
+        "training_data": {k: v for k, v in cfg["source_weights"].items()},
+        "intended_use": INTENDED_USE,
+        "app_version_at_export": APP_VERSION,
+        "exported": time.strftime("%Y-%m-%d"),
+    }
+
+
+def export(core, cfg: dict, out_path: Path, metadata: dict) -> Path:
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    size = cfg["image_size"]
+    dense = core.get_layer("logits")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="image")])
+    def serve(image):
+        logits, features = core(image, training=False)
+        # Variables (not captured constants) so tf2onnx stores them as initializers.
+        cam = tf.einsum("nhwc,ck->nhwk", features, dense.kernel.value) + dense.bias.value
+        return {"logits": tf.identity(logits, name="logits"), "cam": tf.identity(cam, name="cam")}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=OPSET)
+    # Name the outputs after their meaning, whatever tf2onnx called them.
+    rename = {}
+    for o in proto.graph.output:
+        for want in ("logits", "cam"):
+            if want in o.name and o.name != want:
+                rename[o.name] = want
+    for node in proto.graph.node:
+        node.output[:] = [rename.get(x, x) for x in node.output]
+        node.input[:] = [rename.get(x, x) for x in node.input]
+    for o in proto.graph.output:
+        o.name = rename.get(o.name, o.name)
+    set_metadata(proto, metadata)
+    onnx.checker.check_model(proto)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".tmp.onnx")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def set_metadata(proto, metadata: dict) -> None:
+    from onnx import helper
+
+    del proto.metadata_props[:]
+    helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    proto.producer_name = "hematovision-training"
+    proto.doc_string = "HematoVision white-blood-cell classifier. " + INTENDED_USE
+
+
+def update_metadata(path: Path, updates: dict) -> dict:
+    """Merge ``updates`` into a saved model's metadata (temperature, threshold, metrics)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    meta = {}
+    for p in proto.metadata_props:
+        if p.key == METADATA_KEY:
+            meta = json.loads(p.value)
+    meta.update(updates)
+    set_metadata(proto, meta)
+    tmp = path.with_suffix(".tmp.onnx")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    return meta
+
+
+def load_core(run: Path, weights: str = "final.weights.h5"):
+    from training.model import build_core
+    from training.train import load_config
+
+    cfg = load_config(run / "config.json")
+    core = build_core(cfg["alpha"], cfg["image_size"], cfg["dropout"], None)
+    core.load_weights(run / weights)
+    return core, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, default=Path("runs/main"))
+    ap.add_argument("--weights", default="final.weights.h5")
+    ap.add_argument("--out", type=Path, default=Path("assets/model/hematovision.onnx"))
+    ap.add_argument("--version", default=time.strftime("%Y.%m.%d"))
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    core, cfg = load_core(args.run, args.weights)
+    export(core, cfg, args.out, base_metadata(cfg, args.version))
+    print(f"exported {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
