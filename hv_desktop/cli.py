@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Decision support for trained staff, not a diagnosis.")
     ap.add_argument("--version", action="version", version=f"HematoVision {__version__}")
     ap.add_argument("--screenshot", type=Path, metavar="OUT.png",
-                    help="open the window, classify PATHs, save a screenshot of it and exit")
+                    help="open the window, classify PATHs, save a screenshot of it and exit "
+                         "(usage: hematovision [--model M] [--screenshot OUT.png] [PATH...])")
     ap.add_argument("--model", type=Path, help="ONNX model file (default: the shipped model)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     c = sub.add_parser("classify", help="classify images and folders into a CSV file")
@@ -134,22 +135,41 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _gui_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="hematovision", description="Open the desktop app (optionally on PATHs).")
+    ap.add_argument("--version", action="version", version=f"HematoVision {__version__}")
+    ap.add_argument("--screenshot", type=Path, metavar="OUT.png")
+    ap.add_argument("--model", type=Path)
+    ap.add_argument("paths", nargs="*", metavar="PATH")
+    return ap
+
+
+def _command(argv: list[str]) -> str | None:
+    """The first positional word, skipping the values of options that take one."""
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--model", "--screenshot"):
+            skip = True
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    # `hematovision --screenshot OUT [PATH...]`: paths follow the option, no subcommand.
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "classify":
-        if rest:
-            return _fail(EXIT_USAGE, f"unrecognised arguments: {' '.join(rest)}")
-        return cmd_classify(args)
-    if any(r.startswith("-") for r in rest):
-        return _fail(EXIT_USAGE, f"unrecognised arguments: {' '.join(rest)}")
+    if _command(argv) == "classify" or any(a in ("-h", "--help") for a in argv):
+        args = build_parser().parse_args(argv)
+        if args.command == "classify":
+            return cmd_classify(args)
+        return EXIT_OK
+    args = _gui_parser().parse_args(argv)
     try:
         from hv_desktop.gui.app import run_gui
     except ImportError as exc:
         return _fail(EXIT_USAGE, f"the desktop app is not available ({exc}); use 'hematovision classify'")
-    return run_gui(paths=rest, model_path=args.model, screenshot=args.screenshot)
+    return run_gui(paths=args.paths, model_path=args.model, screenshot=args.screenshot)
 
 
 if __name__ == "__main__":

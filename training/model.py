@@ -25,8 +25,14 @@ def build_core(alpha: float, size: int, dropout: float, weights_dir: Path | None
                                               include_top=False, weights=None)
         if weights_dir is not None:
             load_alpha035_base(base, weights_dir)
-    # BN in inference mode: stable with small CPU batches, and required for the
-    # folded alpha 1.0 weights; gamma/beta and convolutions still learn.
+    # BN frozen in inference mode: stable with small CPU batches, and required
+    # for the folded alpha 1.0 weights. Keras 3's fit() does not honour a
+    # training=False passed to a nested model (its moving statistics were seen
+    # drifting), so the layers themselves are made non-trainable, which in
+    # Keras means inference mode; every convolution still learns.
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
     features = base(inp, training=False)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)

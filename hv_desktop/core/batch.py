@@ -43,6 +43,8 @@ class Result:
     sha256: str | None = None
     timestamp: str = ""
     reviewer_label: str | None = None
+    #: small RGB uint8 preview (only when asked for; never exported)
+    thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -55,13 +57,20 @@ class _Decoded:
     pixels: np.ndarray | None
     sha256: str | None
     error: str | None
+    thumbnail: np.ndarray | None = None
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def read_and_decode(path: Path, size: tuple[int, int]) -> _Decoded:
+def _thumbnail(im, side: int) -> np.ndarray:
+    t = im.copy()
+    t.thumbnail((side, side))
+    return np.asarray(t, dtype=np.uint8)
+
+
+def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0) -> _Decoded:
     """Read the bytes once (hash and decode the same bytes), never raise."""
     try:
         if path.is_dir():
@@ -82,7 +91,7 @@ def read_and_decode(path: Path, size: tuple[int, int]) -> _Decoded:
         return _Decoded(path, None, digest, "empty file (0 bytes)")
     try:
         im = open_image(io.BytesIO(data), draft_size=size)
-        return _Decoded(path, resize_for_model(im, size), digest, None)
+        return _Decoded(path, resize_for_model(im, size), digest, None, _thumbnail(im, thumb) if thumb else None)
     except ImageError as exc:
         msg = str(exc)
         if msg.startswith("not an image") and data.lstrip()[:1] in (b"<", b"{", b"%"):
@@ -104,11 +113,13 @@ def classify_stream(
     decode_workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
+    thumbnail: int = 0,
 ) -> Iterator[Result]:
     """Yield a :class:`Result` for every item, in order, streaming.
 
     ``progress(done)`` is called after each result; ``cancel.set()`` stops the
-    run before the next image (results already yielded stand).
+    run before the next image (results already yielded stand). ``thumbnail``
+    > 0 attaches a preview of at most that many pixels a side (for the GUI).
     """
     size = model.input_size
     workers = decode_workers or max(1, min(4, (os.cpu_count() or 2) - 1))
@@ -138,7 +149,7 @@ def classify_stream(
                 if item.error:
                     pending.append(_Decoded(item.path, None, None, item.error))
                 else:
-                    pending.append(pool.submit(read_and_decode, item.path, size))
+                    pending.append(pool.submit(read_and_decode, item.path, size, thumbnail))
 
         try:
             refill()
@@ -169,7 +180,8 @@ def classify_stream(
                         k = int(np.argmax(row))
                         conf = float(row[k])
                         result = Result(d.path, labels[k], conf, {lab: float(v) for lab, v in zip(labels, row)},
-                                        needs_review=conf < threshold, sha256=d.sha256, timestamp=stamp)
+                                        needs_review=conf < threshold, sha256=d.sha256, timestamp=stamp,
+                                        thumbnail=d.thumbnail)
                     else:
                         result = Result(d.path, error=d.error or "not classified", sha256=d.sha256, timestamp=stamp)
                     done += 1

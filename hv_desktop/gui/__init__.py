@@ -1,0 +1,1 @@
+"""Everything Qt lives here; the core never imports it."""

@@ -1,0 +1,678 @@
+"""The workstation window: open or drop images, classify in the background,
+review cell by cell with one key, watch the differential, export.
+
+All classification and file writing goes through ``hv_desktop.core``; this
+module only arranges widgets and routes user actions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFrame, QGridLayout, QHBoxLayout,
+                               QHeaderView, QLabel, QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar,
+                               QPushButton, QScrollArea, QSplitter, QTableView, QTableWidget, QTableWidgetItem,
+                               QTabWidget, QToolButton, QVBoxLayout, QWidget)
+
+from hv_desktop import __version__
+from hv_desktop.core.batch import Result
+from hv_desktop.core.export import differential, write_csv
+from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model_path
+from hv_desktop.core.preprocess import ImageError, open_image
+from hv_desktop.core.session import SessionError, load_session, save_session
+from hv_desktop.gui.results_model import (COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
+                                          ResultsFilter, ResultsModel, to_pixmap)
+from hv_desktop.gui.worker import ClassifyJob
+
+log = logging.getLogger("hematovision")
+
+IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.gif *.webp);;All files (*)"
+MAX_RECENT = 8
+
+
+class ResultsTable(QTableView):
+    keyPressed = Signal(object)
+
+
+class MainWindow(QMainWindow):
+    runFinished = Signal()
+
+    def __init__(self, model_path: Path | None = None, settings: QSettings | None = None,
+                 autosave_path: Path | None = None, restore: bool = True) -> None:
+        super().__init__()
+        self.settings = settings or QSettings("HematoVision", "HematoVision")
+        self.autosave_path = autosave_path
+        self.model: Model | None = None
+        self.job: ClassifyJob | None = None
+        self.queue: list[list[Path]] = []
+        self._run_started = 0.0
+        self._run_total = 0
+        self._run_done = 0
+        self.setWindowTitle("HematoVision — white blood cell classification")
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+
+        self.results = ResultsModel(self)
+        self.proxy = ResultsFilter(self)
+        self.proxy.setSourceModel(self.results)
+        self.gallery_proxy = ResultsFilter(self)
+        self.gallery_proxy.setSourceModel(self.results)
+        self.gallery_proxy.setSortRole(Qt.DisplayRole)
+        self.gallery_proxy.sort(COL_CLASS)
+
+        self._autosave_timer = QTimer(self, singleShot=True, interval=400)
+        self._autosave_timer.timeout.connect(self.autosave)
+        self._diff_timer = QTimer(self, singleShot=True, interval=150)
+        self._diff_timer.timeout.connect(self.update_differential)
+
+        self._build_actions()
+        self._build_ui()
+        self.load_model(model_path or bundled_model_path(), quiet=True)
+        if restore:
+            self.restore_autosave()
+        self.update_differential()
+        self._update_actions()
+
+    # ------------------------------------------------------------------ UI
+    def _build_actions(self) -> None:
+        def act(text, slot, shortcut=None, tip=None):
+            a = QAction(text, self)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+            if tip:
+                a.setStatusTip(tip)
+            a.triggered.connect(lambda _checked=False: slot())
+            return a
+
+        self.act_open = act("&Open Images…", self.open_images, QKeySequence.Open, "Classify image files")
+        self.act_open_folder = act("Open &Folder…", self.open_folder, "Ctrl+Shift+O", "Classify every image in a folder")
+        self.act_export = act("&Export CSV…", self.export_csv, "Ctrl+E", "Save the results, with reviews, as CSV")
+        self.act_model = act("Load &Model…", self.choose_model, "Ctrl+M", "Use another HematoVision ONNX model")
+        self.act_new = act("&New Session", self.new_session, QKeySequence.New, "Clear the results")
+        self.act_quit = act("&Quit", self.close, QKeySequence.Quit)
+        self.act_cancel = act("&Cancel", self.cancel_run, "Esc", "Stop classifying (results so far are kept)")
+        self.act_about = act("&About HematoVision", self.about)
+        self.act_next_flag = act("Next &Flagged Cell", self.next_flagged, "F", "Jump to the next cell that needs review")
+
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        for a in (self.act_open, self.act_open_folder):
+            m.addAction(a)
+        self.recent_menu = m.addMenu("Open &Recent")
+        self._refresh_recent()
+        m.addSeparator()
+        for a in (self.act_export, self.act_model, self.act_new):
+            m.addAction(a)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        r = mb.addMenu("&Review")
+        r.addAction(self.act_next_flag)
+        r.addAction(self.act_cancel)
+        help_text = QAction("Review keys: 1–4 or E/L/M/N assign, Enter confirms, Backspace clears", self)
+        help_text.setEnabled(False)
+        r.addAction(help_text)
+        mb.addMenu("&Help").addAction(self.act_about)
+
+        tb = self.addToolBar("Main")
+        tb.setObjectName("main-toolbar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        for a in (self.act_open, self.act_open_folder, self.act_export, self.act_cancel):
+            tb.addAction(a)
+
+    def _build_ui(self) -> None:
+        # Filter bar
+        self.class_combo = QComboBox()
+        self.class_combo.setAccessibleName("Filter by class")
+        self.class_combo.currentIndexChanged.connect(
+            lambda _: self.proxy.set_filters(cls=self.class_combo.currentData() or ""))
+        self.state_combo = QComboBox()
+        self.state_combo.addItems(ResultsFilter.STATES)
+        self.state_combo.setAccessibleName("Filter by state")
+        self.state_combo.currentTextChanged.connect(lambda s: self.proxy.set_filters(state=s))
+        self.search = QLineEdit(placeholderText="Filter by file name…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(lambda t: self.proxy.set_filters(text=t))
+        filters = QHBoxLayout()
+        filters.addWidget(QLabel("Class:"))
+        filters.addWidget(self.class_combo)
+        filters.addWidget(QLabel("Show:"))
+        filters.addWidget(self.state_combo)
+        filters.addWidget(self.search, 1)
+
+        # Table
+        self.table = ResultsTable()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setIconSize(QSize(40, 40))
+        self.table.verticalHeader().setDefaultSectionSize(44)
+        self.table.verticalHeader().hide()
+        self.table.setAlternatingRowColors(True)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(COL_FILE, QHeaderView.Stretch)
+        for c in (COL_CLASS, COL_CONF, COL_REVIEW, COL_STATUS):
+            hh.setSectionResizeMode(c, QHeaderView.ResizeToContents)
+        self.table.sortByColumn(-1, Qt.AscendingOrder)
+        self.table.selectionModel().currentRowChanged.connect(lambda cur, _: self.show_preview(cur))
+        self.table.installEventFilter(self)
+
+        # Gallery: thumbnails sorted (grouped) by model class
+        self.gallery = QListView()
+        self.gallery.setModel(self.gallery_proxy)
+        self.gallery.setViewMode(QListView.IconMode)
+        self.gallery.setIconSize(QSize(96, 96))
+        self.gallery.setGridSize(QSize(124, 128))
+        self.gallery.setResizeMode(QListView.Adjust)
+        self.gallery.setMovement(QListView.Static)
+        self.gallery.setUniformItemSizes(True)
+        self.gallery.setWordWrap(True)
+        self.gallery.selectionModel().currentChanged.connect(lambda cur, _: self.show_preview(cur))
+        self.gallery.installEventFilter(self)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.table, "Table")
+        self.tabs.addTab(self.gallery, "Gallery (by class)")
+
+        self.empty_hint = QLabel("Drop images or folders here, or use File ▸ Open Images… (Ctrl+O) "
+                                 "and File ▸ Open Folder… (Ctrl+Shift+O).")
+        self.empty_hint.setAlignment(Qt.AlignCenter)
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setStyleSheet("color: #555; font-size: 14px; padding: 24px;")
+
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(6, 6, 6, 6)
+        lv.addLayout(filters)
+        lv.addWidget(self.empty_hint)
+        lv.addWidget(self.tabs, 1)
+
+        # Preview
+        self.preview = QLabel("No cell selected")
+        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.setMinimumSize(260, 220)
+        self.preview.setFrameShape(QFrame.StyledPanel)
+        self.preview_scroll = QScrollArea()
+        self.preview_scroll.setWidget(self.preview)
+        self.preview_scroll.setWidgetResizable(True)
+        self.zoom_button = QToolButton(text="100 %", checkable=True)
+        self.zoom_button.setToolTip("Show the image at full size (otherwise fit to the pane)")
+        self.zoom_button.toggled.connect(lambda _: self._render_preview())
+        self.preview_title = QLabel("")
+        self.preview_title.setWordWrap(True)
+        self.preview_title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.prob_grid = QGridLayout()
+        self.prob_bars: dict[str, QProgressBar] = {}
+        self.review_row = QHBoxLayout()
+        self.review_buttons: dict[str, QPushButton] = {}
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #a00000; font-weight: bold;")
+
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(6, 6, 6, 6)
+        top = QHBoxLayout()
+        top.addWidget(self.preview_title, 1)
+        top.addWidget(self.zoom_button)
+        rv.addLayout(top)
+        rv.addWidget(self.preview_scroll, 3)
+        rv.addWidget(self.error_label)
+        rv.addWidget(QLabel("<b>Class probabilities</b>"))
+        rv.addLayout(self.prob_grid)
+        rv.addWidget(QLabel("<b>Review</b> (keys 1–4 or E/L/M/N, Enter = confirm)"))
+        rv.addLayout(self.review_row)
+
+        # Differential
+        self.diff_mode = QComboBox()
+        self.diff_mode.addItems(["By model", "By review"])
+        self.diff_mode.setAccessibleName("Differential counts")
+        self.diff_mode.currentIndexChanged.connect(lambda _: self.update_differential())
+        self.diff_table = QTableWidget(0, 2)
+        self.diff_table.setHorizontalHeaderLabels(["Count", "%"])
+        self.diff_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.diff_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.diff_table.setFocusPolicy(Qt.NoFocus)
+        self.diff_table.setMinimumHeight(200)
+        self.review_progress = QLabel("")
+        dh = QHBoxLayout()
+        dh.addWidget(QLabel("<b>Differential</b>"))
+        dh.addStretch(1)
+        dh.addWidget(self.diff_mode)
+        rv.addLayout(dh)
+        rv.addWidget(self.diff_table, 2)
+        rv.addWidget(self.review_progress)
+
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setSizes([760, 500])
+        self.setCentralWidget(split)
+
+        # Status bar: progress, time left, model
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.setFormat("%v / %m")
+        self.progress.hide()
+        self.progress_label = QLabel("")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_run)
+        self.cancel_button.hide()
+        self.model_label = QLabel("")
+        sb = self.statusBar()
+        sb.addPermanentWidget(self.progress_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_button)
+        sb.addPermanentWidget(self.model_label)
+
+    def _labels_changed(self) -> None:
+        """Rebuild the widgets that depend on the model's labels."""
+        labels = self.model.labels if self.model else ()
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        self.class_combo.addItem("All classes", "")
+        for lab in labels:
+            self.class_combo.addItem(lab.capitalize(), lab)
+        self.class_combo.blockSignals(False)
+        for w in list(self.prob_bars.values()) + list(self.review_buttons.values()):
+            w.deleteLater()
+        while self.prob_grid.count():
+            item = self.prob_grid.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+        self.prob_bars.clear()
+        self.review_buttons.clear()
+        for i, lab in enumerate(labels):
+            self.prob_grid.addWidget(QLabel(lab.capitalize()), i, 0)
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setFormat("%p %")
+            bar.setTextVisible(True)
+            self.prob_grid.addWidget(bar, i, 1)
+            self.prob_bars[lab] = bar
+            key = self._keys_for(i, lab)
+            b = QPushButton(f"{lab.capitalize()} ({key})")
+            b.setToolTip(f"Review this cell as {lab} (key {key})")
+            b.clicked.connect(lambda _=False, lab=lab: self.assign_current(lab))
+            self.review_row.addWidget(b)
+            self.review_buttons[lab] = b
+
+    @staticmethod
+    def _keys_for(i: int, label: str) -> str:
+        return f"{i + 1}/{label[:1].upper()}"
+
+    # ------------------------------------------------------------------ model
+    def load_model(self, path: Path, quiet: bool = False) -> bool:
+        try:
+            model = Model(path)
+        except ModelError as exc:
+            log.warning("model refused: %s", exc)
+            if not quiet:
+                QMessageBox.critical(self, "Model not loaded", f"{exc}\n\nThe current model is still in use.")
+            else:
+                self.statusBar().showMessage(f"No model: {exc}")
+            self.model_label.setText("No model loaded" if self.model is None else self.model_label.text())
+            self._update_actions()
+            return False
+        self.model = model
+        self.model_label.setText(f"Model: {model.info.name} v{model.info.version}")
+        self._labels_changed()
+        self._update_actions()
+        return True
+
+    def choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "ONNX models (*.onnx);;All files (*)")
+        if path:
+            if self.load_model(Path(path)):
+                self.statusBar().showMessage(f"Loaded {self.model.info.name} v{self.model.info.version}", 5000)
+
+    # ------------------------------------------------------------------ running
+    def open_images(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open images", self._last_dir(), IMAGE_FILTER)
+        if files:
+            self.classify([Path(f) for f in files])
+
+    def open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open folder", self._last_dir())
+        if folder:
+            self.classify([Path(folder)])
+
+    def classify(self, paths: list[Path]) -> None:
+        """Queue paths; the run starts now or when the current one ends."""
+        if self.model is None:
+            QMessageBox.warning(self, "No model", "Load a model first (File ▸ Load Model…).")
+            return
+        for p in paths:
+            if p.is_dir():
+                self._remember_recent(p)
+        if self.job is not None:
+            self.queue.append(paths)
+            self.statusBar().showMessage("Queued; it starts when the current run ends", 4000)
+            return
+        self._start(paths)
+
+    def _start(self, paths: list[Path]) -> None:
+        self.job = ClassifyJob(self.model, paths, self)
+        self.job.worker.total.connect(self._on_total)
+        self.job.worker.results.connect(self._on_results)
+        self.job.worker.finished.connect(self._on_finished)
+        self._run_started, self._run_total, self._run_done = time.monotonic(), 0, 0
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel_button.show()
+        self.progress_label.setText("Scanning…")
+        self._update_actions()
+        self.job.start()
+
+    def _on_total(self, n: int) -> None:
+        self._run_total = n
+        self.progress.setRange(0, max(n, 1))
+        self.progress.setValue(0)
+
+    def _on_results(self, batch: list[Result]) -> None:
+        self.results.append(batch)
+        self._run_done += len(batch)
+        self.progress.setValue(self._run_done)
+        elapsed = time.monotonic() - self._run_started
+        rate = self._run_done / elapsed if elapsed > 0 else 0
+        left = (self._run_total - self._run_done) / rate if rate > 0 else 0
+        self.progress_label.setText(f"{self._run_done} / {self._run_total} · {rate:.0f} img/s · {left:.0f} s left")
+        if self.table.currentIndex().row() < 0 and self.proxy.rowCount():
+            self.table.selectRow(0)
+        self.empty_hint.hide()
+        self._diff_timer.start()
+        self._autosave_timer.start()
+
+    def _on_finished(self, cancelled: bool, error: str) -> None:
+        job, self.job = self.job, None
+        if job is not None:
+            job.wait(5000)
+            job.deleteLater()
+        self.progress.hide()
+        self.cancel_button.hide()
+        done = self._run_done
+        msg = f"Cancelled after {done} of {self._run_total} files" if cancelled else f"Classified {done} files"
+        self.progress_label.setText("")
+        self.statusBar().showMessage(msg, 8000)
+        if error:
+            log.error("run failed: %s", error)
+            QMessageBox.critical(self, "Classification stopped", f"The run stopped: {error}\n\nResults so far are kept.")
+        self.update_differential()
+        self.autosave()
+        self._update_actions()
+        if self.queue and not cancelled:
+            self._start(self.queue.pop(0))
+        else:
+            self.queue.clear()
+            self.runFinished.emit()
+
+    def cancel_run(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.progress_label.setText("Cancelling…")
+
+    def is_running(self) -> bool:
+        return self.job is not None
+
+    # ------------------------------------------------------------------ preview
+    def _current_result(self) -> tuple[Result | None, int]:
+        view = self.gallery if self.tabs.currentWidget() is self.gallery else self.table
+        idx = view.currentIndex()
+        if not idx.isValid():
+            return None, -1
+        proxy = view.model()
+        src = proxy.mapToSource(idx)
+        return self.results.results[src.row()], src.row()
+
+    def show_preview(self, index) -> None:
+        if not index.isValid():
+            return
+        r = index.data(RESULT_ROLE)
+        self._preview_result = r
+        self._preview_pixmap = None
+        self.preview_title.setText(f"<b>{r.path.name}</b><br><small>{r.path.parent}</small>")
+        if r.ok:
+            try:
+                im = open_image(r.path, draft_size=(800, 800))
+                im.thumbnail((1600, 1600))
+                import numpy as np
+
+                self._preview_pixmap = to_pixmap(np.asarray(im))
+            except ImageError as exc:
+                self._preview_pixmap = to_pixmap(r.thumbnail) if r.thumbnail is not None else None
+                self.statusBar().showMessage(f"Preview unavailable: {exc}", 5000)
+        self._render_preview()
+        self.error_label.setText(f"Could not classify: {r.error}" if r.error else "")
+        for lab, bar in self.prob_bars.items():
+            bar.setValue(int(round(r.probabilities.get(lab, 0.0) * 1000)))
+        for lab, b in self.review_buttons.items():
+            b.setEnabled(r.ok)
+            b.setStyleSheet("font-weight: bold;" if r.reviewer_label == lab else "")
+            b.setText(f"{'✓ ' if r.reviewer_label == lab else ''}{lab.capitalize()} "
+                      f"({self._keys_for(list(self.review_buttons).index(lab), lab)})")
+
+    def _render_preview(self) -> None:
+        pm: QPixmap | None = getattr(self, "_preview_pixmap", None)
+        if pm is None:
+            self.preview.setPixmap(QPixmap())
+            r = getattr(self, "_preview_result", None)
+            self.preview.setText("No image" if r is None or r.ok else "✕ Unreadable file")
+            return
+        if self.zoom_button.isChecked():
+            self.preview.setPixmap(pm)
+        else:
+            area = self.preview_scroll.viewport().size() - QSize(8, 8)
+            self.preview.setPixmap(pm.scaled(area, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._render_preview()
+
+    # ------------------------------------------------------------------ review
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.KeyPress and obj in (self.table, self.gallery) and self.model is not None:
+            key, text = event.key(), event.text().lower()
+            labels = self.model.labels
+            for i, lab in enumerate(labels):
+                if text == str(i + 1) or (text and text == lab[:1].lower() and
+                                          sum(1 for x in labels if x[:1].lower() == text) == 1):
+                    self.assign_current(lab)
+                    return True
+            if key in (Qt.Key_Return, Qt.Key_Enter):
+                r, _ = self._current_result()
+                if r is not None and r.ok:
+                    self.assign_current(r.label)
+                return True
+            if key in (Qt.Key_Backspace, Qt.Key_Delete):
+                self.assign_current(None)
+                return True
+        return super().eventFilter(obj, event)
+
+    def assign_current(self, label: str | None) -> None:
+        """Set (or clear) the reviewer's label of the current cell, then move on."""
+        r, row = self._current_result()
+        if r is None or not r.ok:
+            return
+        self.results.set_reviewer_label(row, label)
+        self._autosave_timer.start()
+        self.update_differential()
+        if label is not None:
+            self._move_next()
+        else:
+            view = self.gallery if self.tabs.currentWidget() is self.gallery else self.table
+            self.show_preview(view.currentIndex())
+
+    def _move_next(self) -> None:
+        view = self.gallery if self.tabs.currentWidget() is self.gallery else self.table
+        idx = view.currentIndex()
+        nxt = view.model().index(idx.row() + 1, 0)
+        if nxt.isValid():
+            view.selectionModel().setCurrentIndex(nxt, QItemSelectionModel.ClearAndSelect | QItemSelectionModel.Rows)
+        else:
+            self.show_preview(idx)
+
+    def next_flagged(self) -> None:
+        view = self.table
+        self.tabs.setCurrentWidget(self.table)
+        start = view.currentIndex().row() + 1
+        n = self.proxy.rowCount()
+        for k in range(n):
+            row = (start + k) % n
+            r = self.proxy.index(row, 0).data(RESULT_ROLE)
+            if r.ok and r.needs_review and not r.reviewer_label:
+                view.selectRow(row)
+                return
+        self.statusBar().showMessage("No cell left that needs review", 4000)
+
+    # ------------------------------------------------------------------ differential
+    def update_differential(self) -> None:
+        labels = list(self.model.labels) if self.model else []
+        reviewed = self.diff_mode.currentIndex() == 1
+        self.proxy.reviewed_view = reviewed
+        d = differential(self.results.results, labels, reviewed=reviewed)
+        rows = [(lab.capitalize(), str(n), f"{d.percent(lab):.1f}") for lab, n in d.counts.items()]
+        rows.append(("Classified", str(d.classified), ""))
+        rows.append(("⚑ Needs review", str(d.flagged), f"{100 * d.flagged / d.classified:.1f}" if d.classified else ""))
+        rows.append(("✕ Failed", str(d.failed), ""))
+        self.diff_table.setRowCount(len(rows))
+        self.diff_table.setVerticalHeaderLabels([r[0] for r in rows])
+        for i, (_, n, pct) in enumerate(rows):
+            for j, text in enumerate((n, pct)):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.diff_table.setItem(i, j, item)
+        self.review_progress.setText(f"Reviewed {d.reviewed} of {d.classified} cells"
+                                     + (f" · {d.flagged} still need review" if d.flagged else ""))
+        self.empty_hint.setVisible(d.total == 0)
+
+    # ------------------------------------------------------------------ export / session
+    def export_csv(self, path: Path | None = None) -> bool:
+        if not self.results.results:
+            QMessageBox.information(self, "Nothing to export", "Classify some images first.")
+            return False
+        if path is None:
+            name, _ = QFileDialog.getSaveFileName(self, "Export CSV", str(Path(self._last_dir()) / "hematovision.csv"),
+                                                  "CSV files (*.csv)")
+            if not name:
+                return False
+            path = Path(name)
+        info = self.model.info if self.model else None
+        try:
+            write_csv(path, self.results.results, list(self.model.labels) if self.model else [],
+                      info.name if info else "", info.version if info else "")
+        except OSError as exc:
+            QMessageBox.critical(self, "Export failed", f"Could not write {path}:\n{exc.strerror or exc}\n\n"
+                                                        "Nothing was lost; choose another location.")
+            return False
+        self.statusBar().showMessage(f"Exported {len(self.results.results)} rows to {path}", 8000)
+        return True
+
+    def autosave(self) -> None:
+        if self.autosave_path is None:
+            return
+        try:
+            self.autosave_path.parent.mkdir(parents=True, exist_ok=True)
+            info = self.model.info if self.model else None
+            save_session(self.autosave_path, self.results.results, info.name if info else "",
+                         info.version if info else "")
+        except OSError as exc:
+            log.error("autosave failed: %s", exc)
+            self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
+
+    def restore_autosave(self) -> int:
+        if self.autosave_path is None or not self.autosave_path.exists():
+            return 0
+        try:
+            results, _ = load_session(self.autosave_path)
+        except SessionError as exc:
+            log.warning("autosave not restored: %s", exc)
+            self.statusBar().showMessage(f"Previous session not restored: {exc}", 8000)
+            return 0
+        if results:
+            self.results.append(results)
+            reviewed = sum(1 for r in results if r.reviewer_label)
+            self.statusBar().showMessage(
+                f"Restored the previous session: {len(results)} files, {reviewed} reviewed (File ▸ New Session clears it)",
+                10000)
+        return len(results)
+
+    def new_session(self) -> None:
+        if self.job is not None:
+            return
+        unsaved = sum(1 for r in self.results.results if r.reviewer_label)
+        if unsaved and QMessageBox.question(
+                self, "New session", f"Clear {len(self.results.results)} results ({unsaved} reviewed)?\n"
+                                     "Export them first if you need them.") != QMessageBox.Yes:
+            return
+        self.results.clear()
+        self.update_differential()
+        self.autosave()
+        self._update_actions()
+
+    # ------------------------------------------------------------------ misc
+    def _update_actions(self) -> None:
+        running = self.job is not None
+        has_model = self.model is not None
+        self.act_open.setEnabled(has_model)
+        self.act_open_folder.setEnabled(has_model)
+        self.act_cancel.setEnabled(running)
+        self.act_model.setEnabled(not running)
+        self.act_new.setEnabled(not running)
+        self.act_export.setEnabled(bool(self.results.results))
+
+    def _last_dir(self) -> str:
+        recent = self.settings.value("recent_folders", []) or []
+        if isinstance(recent, str):
+            recent = [recent]
+        return recent[0] if recent else str(Path.home())
+
+    def _remember_recent(self, folder: Path) -> None:
+        recent = self.settings.value("recent_folders", []) or []
+        if isinstance(recent, str):
+            recent = [recent]
+        recent = [str(folder)] + [r for r in recent if r != str(folder)]
+        self.settings.setValue("recent_folders", recent[:MAX_RECENT])
+        self._refresh_recent()
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.value("recent_folders", []) or []
+        if isinstance(recent, str):
+            recent = [recent]
+        for folder in recent:
+            a = self.recent_menu.addAction(folder)
+            a.triggered.connect(lambda _=False, f=folder: self.classify([Path(f)]))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def about(self) -> None:
+        info = self.model.info if self.model else None
+        QMessageBox.about(self, "About HematoVision",
+                          f"<h3>HematoVision {__version__}</h3>"
+                          f"<p>Model: {info.name + ' v' + info.version if info else 'none loaded'}</p>"
+                          f"<p><b>Intended use.</b> {INTENDED_USE}</p>"
+                          "<p>Runs fully offline; images never leave this computer.</p>")
+
+    # drag and drop -------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.classify(paths)
+
+    def closeEvent(self, event) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.job.wait(10000)
+        self.autosave()
+        super().closeEvent(event)

@@ -1,0 +1,163 @@
+"""Qt item models over the list of core ``Result`` objects."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
+
+from hv_desktop.core.batch import Result
+
+COLUMNS = ("File", "Model class", "Confidence", "Reviewed as", "Status")
+COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_STATUS = range(5)
+SORT_ROLE = Qt.UserRole + 1
+RESULT_ROLE = Qt.UserRole + 2
+
+FLAG_TEXT = "⚑ Needs review"
+REVIEWED_TEXT = "✓ Reviewed"
+ERROR_TEXT = "✕ Error"
+
+
+def status_of(r: Result) -> str:
+    if not r.ok:
+        return ERROR_TEXT
+    if r.reviewer_label:
+        return REVIEWED_TEXT
+    if r.needs_review:
+        return FLAG_TEXT
+    return "Unreviewed"
+
+
+def effective_label(r: Result, reviewed: bool) -> str:
+    if not r.ok:
+        return "(failed)"
+    return (r.reviewer_label or r.label or "") if reviewed else (r.label or "")
+
+
+def to_pixmap(arr) -> QPixmap:
+    h, w, _ = arr.shape
+    img = QImage(arr.tobytes(), w, h, 3 * w, QImage.Format_RGB888)
+    return QPixmap.fromImage(img.copy())
+
+
+class ResultsModel(QAbstractTableModel):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.results: list[Result] = []
+        self._pixmaps: dict[int, QPixmap] = {}
+        self._bold = QFont()
+        self._bold.setBold(True)
+
+    # --- Qt API ---
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.results)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
+        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index, role=Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        r = self.results[index.row()]
+        col = index.column()
+        if role == RESULT_ROLE:
+            return r
+        if role in (Qt.DisplayRole, Qt.ToolTipRole):
+            if col == COL_FILE:
+                return r.path.name if role == Qt.DisplayRole else str(r.path)
+            if col == COL_CLASS:
+                return (r.label or "").capitalize() if r.ok else ""
+            if col == COL_CONF:
+                return f"{r.confidence * 100:.0f} %" if r.confidence is not None else ""
+            if col == COL_REVIEW:
+                return (r.reviewer_label or "").capitalize()
+            if col == COL_STATUS:
+                return status_of(r) if (r.ok or role == Qt.DisplayRole) else r.error
+        if role == SORT_ROLE:
+            if col == COL_CONF:
+                return r.confidence if r.confidence is not None else -1.0
+            return self.data(index, Qt.DisplayRole)
+        if role == Qt.DecorationRole and col == COL_FILE and r.thumbnail is not None:
+            key = id(r)
+            pm = self._pixmaps.get(key)
+            if pm is None:
+                pm = self._pixmaps[key] = to_pixmap(r.thumbnail)
+            return pm
+        if role == Qt.FontRole and r.ok and r.needs_review and not r.reviewer_label:
+            return self._bold
+        if role == Qt.BackgroundRole:
+            if not r.ok:
+                return QBrush(QColor(255, 228, 228))
+            if r.needs_review and not r.reviewer_label:
+                return QBrush(QColor(255, 243, 205))
+        return None
+
+    # --- our API ---
+    def append(self, results: list[Result]) -> None:
+        if not results:
+            return
+        n = len(self.results)
+        self.beginInsertRows(QModelIndex(), n, n + len(results) - 1)
+        self.results.extend(results)
+        self.endInsertRows()
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self.results.clear()
+        self._pixmaps.clear()
+        self.endResetModel()
+
+    def set_reviewer_label(self, row: int, label: str | None) -> None:
+        self.results[row].reviewer_label = label
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+
+class ResultsFilter(QSortFilterProxyModel):
+    """Filter by class and by state; sorts numerically on confidence."""
+
+    STATES = ("All", "Needs review", "Unreviewed", "Reviewed", "Errors")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.class_filter = ""
+        self.state_filter = "All"
+        self.text_filter = ""
+        self.reviewed_view = False
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(True)
+
+    def set_filters(self, cls: str | None = None, state: str | None = None, text: str | None = None) -> None:
+        new_api = hasattr(self, "beginFilterChange")  # Qt >= 6.9 replaces invalidateFilter()
+        if new_api:
+            self.beginFilterChange()
+        if cls is not None:
+            self.class_filter = cls
+        if state is not None:
+            self.state_filter = state
+        if text is not None:
+            self.text_filter = text.casefold()
+        if new_api:
+            self.endFilterChange()
+        else:
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, row, parent) -> bool:
+        r: Result = self.sourceModel().results[row]
+        if self.class_filter and effective_label(r, self.reviewed_view) != self.class_filter:
+            return False
+        s = self.state_filter
+        if s == "Needs review" and not (r.ok and r.needs_review and not r.reviewer_label):
+            return False
+        if s == "Unreviewed" and not (r.ok and not r.reviewer_label):
+            return False
+        if s == "Reviewed" and not r.reviewer_label:
+            return False
+        if s == "Errors" and r.ok:
+            return False
+        if self.text_filter and self.text_filter not in r.path.name.casefold():
+            return False
+        return True

@@ -1,0 +1,150 @@
+"""The window driven as a person would, offscreen (pytest-qt)."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import pytest
+from PIL import Image
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HV_NO_ERROR_DIALOG"] = "1"
+
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
+from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
+
+from hv_desktop.gui.main_window import MainWindow  # noqa: E402
+
+
+def _images(folder, n, start=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = [(250, 5, 5), (5, 5, 250), (5, 250, 5), (128, 128, 128)]
+    for i in range(start, start + n):
+        Image.new("RGB", (24, 24), colours[i % 4]).save(folder / f"cell_{i:04d}.png")
+    return folder
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_model_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=tmp_path / "autosave.json")
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    if w.is_running():
+        w.cancel_run()
+        qtbot.waitUntil(lambda: not w.is_running(), timeout=10000)
+
+
+def _run(qtbot, w, action):
+    with qtbot.waitSignal(w.runFinished, timeout=30000):
+        action()
+
+
+def test_open_folder_classifies_in_background(qtbot, window, tmp_path, monkeypatch):
+    folder = _images(tmp_path / "imgs", 12)
+    (folder / "broken.jpg").write_bytes(b"garbage")
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    _run(qtbot, window, window.act_open_folder.trigger)
+    assert window.results.rowCount() == 13
+    assert sum(1 for r in window.results.results if r.error) == 1
+    labels = [r.label for r in window.results.results if r.ok]
+    assert labels[:4] == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    assert window.diff_table.item(0, 0).text() == "3"  # eosinophils in the live differential
+    assert str(folder) in window.settings.value("recent_folders")
+
+
+def test_drop_files_and_folders(qtbot, window, tmp_path):
+    a = _images(tmp_path / "a", 3)
+    single = _images(tmp_path / "b", 1) / "cell_0000.png"
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(a)), QUrl.fromLocalFile(str(single))])
+    event = QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    _run(qtbot, window, lambda: window.dropEvent(event))
+    assert window.results.rowCount() == 4
+
+
+def test_cancel_mid_run_keeps_results(qtbot, window, tmp_path):
+    import numpy as np
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    noise = np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "seed.png")  # slow-ish to decode, so the run lasts
+    data = (folder / "seed.png").read_bytes()
+    for i in range(400):
+        (folder / f"cell_{i:04d}.png").write_bytes(data)
+    window.classify([folder])
+    qtbot.waitUntil(lambda: window.results.rowCount() > 0, timeout=20000)
+    with qtbot.waitSignal(window.runFinished, timeout=20000):
+        window.cancel_button.click()
+    assert 0 < window.results.rowCount() < 401
+    assert not window.is_running() and not window.progress.isVisible()
+
+
+def test_review_by_keys_and_export(qtbot, window, tmp_path, monkeypatch):
+    folder = _images(tmp_path / "r", 4)
+    _run(qtbot, window, lambda: window.classify([folder]))
+    window.table.setFocus()
+    window.table.selectRow(0)
+    qtbot.keyClick(window.table, "2")  # review row 0 as lymphocyte, move on
+    assert window.results.results[0].reviewer_label == "lymphocyte"
+    assert window.table.currentIndex().row() == 1
+    qtbot.keyClick(window.table, Qt.Key_Return)  # confirm the model's label for row 1
+    assert window.results.results[1].reviewer_label == window.results.results[1].label
+    qtbot.keyClick(window.table, "m")
+    assert window.results.results[2].reviewer_label == "monocyte"
+    assert "Reviewed 3 of 4" in window.review_progress.text()
+    window.diff_mode.setCurrentIndex(1)  # differential by review
+    assert window.diff_table.item(1, 0).text() == "2"  # two lymphocytes after review
+    out = tmp_path / "export.csv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "CSV files (*.csv)"))
+    window.act_export.trigger()
+    with open(out, encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["reviewer_label"] for r in rows] == ["lymphocyte", rows[1]["predicted_label"], "monocyte", ""]
+
+
+def test_bad_model_shows_dialog_and_keeps_current(qtbot, window, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    shown = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    monkeypatch.setattr(QMessageBox, "critical", lambda *a, **k: shown.append(a[2]))
+    before = window.model
+    window.act_model.trigger()
+    assert shown and "not a valid ONNX model" in shown[0]
+    assert window.model is before and "tiny-test" in window.model_label.text()
+
+
+def test_review_is_autosaved_and_restored(qtbot, tmp_path, tiny_model_path):
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    autosave = tmp_path / "autosave.json"
+    w1 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=autosave)
+    qtbot.addWidget(w1)
+    folder = _images(tmp_path / "x", 3)
+    with qtbot.waitSignal(w1.runFinished, timeout=30000):
+        w1.classify([folder])
+    w1.table.selectRow(0)
+    qtbot.keyClick(w1.table, "4")
+    qtbot.waitUntil(lambda: autosave.exists() and '"reviewer_label": "neutrophil"' in autosave.read_text(),
+                    timeout=5000)
+    # simulate a crash: no close event, a new window starts from the autosave
+    w2 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=autosave)
+    qtbot.addWidget(w2)
+    assert w2.results.rowCount() == 3
+    assert w2.results.results[0].reviewer_label == "neutrophil"
+    assert "Restored" in w2.statusBar().currentMessage()
+
+
+def test_filters_by_state_and_class(qtbot, window, tmp_path):
+    folder = _images(tmp_path / "f", 8)
+    (folder / "zz_bad.png").write_bytes(b"")
+    _run(qtbot, window, lambda: window.classify([folder]))
+    window.state_combo.setCurrentText("Errors")
+    assert window.proxy.rowCount() == 1
+    window.state_combo.setCurrentText("All")
+    window.class_combo.setCurrentIndex(1)  # eosinophil
+    assert window.proxy.rowCount() == 2
