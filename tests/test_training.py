@@ -1,0 +1,106 @@
+"""Training module: offline weights, shared preprocessing, and the whole chain on a tiny subset."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+tf = pytest.importorskip("tensorflow", reason="the train extra is not installed") if os.environ.get("CI") != "true" \
+    else __import__("tensorflow")
+pytestmark = pytest.mark.training
+
+
+@pytest.fixture(scope="module")
+def weights_dir(shared_data) -> Path:
+    return shared_data.parent / "weights"
+
+
+def test_alpha035_base_equals_file(weights_dir):
+    import h5py
+    import keras
+
+    from training.weights import TM_FILE, load_alpha035_base
+
+    base = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=0.35, include_top=False, weights=None)
+    n = load_alpha035_base(base, weights_dir)
+    assert n == len(base.weights) == 260  # every conv kernel and BN array of the base
+    with h5py.File(weights_dir / TM_FILE) as f:
+        stored = np.asarray(f["model_weights/sequential_1/block_16_project/kernel:0"])
+    assert np.array_equal(base.get_layer("block_16_project").get_weights()[0], stored)
+
+
+def test_alpha100_classifier_recognises_coral_images(weights_dir):
+    from hv_desktop.core.preprocess import load_for_model
+    from training.weights import load_alpha100_classifier
+
+    model = load_alpha100_classifier(weights_dir)
+    labels = (weights_dir / "imagenet_labels.txt").read_text().splitlines()
+    expected = {"cat.bmp": "Egyptian cat", "dragonfly.bmp": "dragonfly", "grace_hopper.bmp": "military uniform",
+                "bird.bmp": "chickadee", "hot_dog.jpg": "hotdog"}
+    files = sorted(expected)
+    x = np.stack([load_for_model(weights_dir / "coral-test-images" / f, (224, 224)) for f in files])
+    probs = model.predict(x.astype(np.float32) / 127.5 - 1.0, verbose=0)
+    for f, p in zip(files, probs):
+        assert labels[int(p.argmax()) + 1].startswith(expected[f]), f
+
+
+def test_training_and_app_preprocess_identically(shared_data):
+    """Training's cached arrays and the app's batch decoder give the same pixels."""
+    from hv_desktop.core.batch import read_and_decode
+    from training.data import list_labelled, load_arrays, subset
+
+    items = subset(list_labelled(shared_data / "blood-cells" / "TRAIN"), 10) + \
+        subset(list_labelled(shared_data / "pbc" / "val"), 10)
+    x, y = load_arrays(items, 224)
+    for (path, label), arr, lab in zip(items, x, y):
+        app = read_and_decode(path, (224, 224))
+        assert app.error is None and np.array_equal(app.pixels, arr), path
+        assert label == lab
+
+
+def test_quick_chain_train_export_classify(tmp_path, shared_data):
+    """--quick trains a few steps, exports ONNX, and the app's core classifies with it;
+    the ONNX graph matches Keras on 200 real images and its CAM averages to the logits."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", HV_SHARED=str(shared_data.parent))
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "training.train", "--quick", "--out", str(run)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert (run / "final.weights.h5").exists() and (run / "state.json").exists()
+    onnx_path = tmp_path / "quick.onnx"
+    r = subprocess.run([sys.executable, "-m", "training.export_onnx", "--run", str(run), "--out", str(onnx_path)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    from hv_desktop.core.batch import classify_paths
+    from hv_desktop.core.model import Model
+    from hv_desktop.core.preprocess import load_for_model, normalise
+    from training.data import list_labelled
+    from training.export_onnx import load_core
+
+    model = Model(onnx_path)
+    assert model.labels == ("eosinophil", "lymphocyte", "monocyte", "neutrophil") and model.cam_name == "cam"
+    folder = shared_data / "blood-cells" / "TEST_SIMPLE"
+    results = list(classify_paths([folder], model))
+    assert len(results) == 71 and all(r.ok for r in results)
+
+    items = list_labelled(shared_data / "pbc" / "val")[::4][:200]
+    x = np.stack([load_for_model(p, (224, 224)) for p, _ in items])
+    xn = normalise(x, model.info.preprocessing)
+    core, _ = load_core(run)
+    keras_logits = np.concatenate([np.asarray(core(xn[i:i + 50], training=False)[0]) for i in range(0, len(xn), 50)])
+    keras_p = tf.nn.softmax(keras_logits).numpy()
+    onnx_p, cams = model.run(xn, with_cam=True)
+    assert len(onnx_p) == 200
+    assert np.max(np.abs(onnx_p - keras_p)) <= 1e-4
+    margin = np.sort(keras_p, 1)[:, -1] - np.sort(keras_p, 1)[:, -2]
+    decided = margin > 1e-4
+    assert np.array_equal(onnx_p.argmax(1)[decided], keras_p.argmax(1)[decided])
+    logits_from_cam = cams.mean(axis=(1, 2))
+    assert np.allclose(logits_from_cam, keras_logits, atol=1e-3)
