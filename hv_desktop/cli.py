@@ -68,7 +68,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from hv_desktop.core.model import Model, ModelError, bundled_model_path
     from hv_desktop.core.scan import count_images, scan
 
-    for target in [args.csv] + ([args.summary] if args.summary else []):
+    for target in [args.csv] + [t for t in (args.summary, args.report) if t]:
         problem = _writable_target(target)
         if problem:
             return _fail(EXIT_OUTPUT, problem)
@@ -76,6 +76,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
         model = Model(args.model or bundled_model_path(), threads=args.threads)
     except ModelError as exc:
         return _fail(EXIT_MODEL, str(exc))
+    if args.heatmaps is not None:
+        try:
+            args.heatmaps.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _fail(EXIT_OUTPUT, f"cannot create heatmap folder {args.heatmaps}: {exc.strerror or exc}")
+        if not model.cam_name:
+            return _fail(EXIT_MODEL, "this model has no class-activation output; heatmaps are not available")
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing and len(missing) == len(args.paths):
         return _fail(EXIT_USAGE, f"nothing to classify: {missing[0]} not found")
@@ -85,14 +92,20 @@ def cmd_classify(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     tally = Tally(model.labels)
     info = model.info
+    kept: list = []  # results for the PDF report only
+    heat_failures = 0
     t0 = time.monotonic()
     try:
         with StreamingCsv(args.csv, model.labels, info.name, info.version) as out:
             try:
                 for result in classify_stream(scan(args.paths), model, batch_size=args.batch_size,
-                                              progress=progress, cancel=cancel):
+                                              progress=progress, cancel=cancel, thumbnail=96 if args.report else 0):
                     out.write(result)
                     tally.add(result)
+                    if args.report:
+                        kept.append(result)
+                    if args.heatmaps is not None and result.ok:
+                        heat_failures += not _write_heatmap(model, result, args.heatmaps)
             except KeyboardInterrupt:
                 cancel.set()
                 print(f"\nhematovision: cancelled; {out.rows} rows written to {args.csv}", file=sys.stderr)
@@ -104,11 +117,50 @@ def cmd_classify(args: argparse.Namespace) -> int:
             atomic_write_text(args.summary, summary_csv(diff))
         except OSError as exc:
             return _fail(EXIT_OUTPUT, f"could not write {args.summary}: {exc.strerror or exc}")
+    if args.report:
+        try:
+            pages = _write_report(args, kept, model)
+        except Exception as exc:  # Qt missing or the file cannot be written: say so, keep the CSV
+            return _fail(EXIT_OUTPUT, f"could not write the report {args.report}: {exc}")
+        if not args.quiet:
+            print(f"report: {args.report} ({pages} pages)", file=sys.stderr)
+    if heat_failures:
+        print(f"hematovision: {heat_failures} heatmaps could not be written", file=sys.stderr)
     if not args.quiet:
         secs = time.monotonic() - t0
         print(summary_text(diff), file=sys.stderr)
         print(f"{diff.total} files in {secs:.1f} s -> {args.csv}", file=sys.stderr)
     return EXIT_CANCELLED if cancel.is_set() else EXIT_OK
+
+
+def heatmap_name(result) -> str:
+    """A safe, unique file name for a result's heatmap (names may hold newlines or slashes)."""
+    stem = "".join(ch if ch.isalnum() or ch in "-_. " else "_" for ch in result.path.stem).strip(" .") or "image"
+    return f"{stem[:80]}.{(result.sha256 or '0' * 8)[:8]}.heatmap.png"
+
+
+def _write_heatmap(model, result, folder: Path) -> bool:
+    from hv_desktop.core.heatmap import heatmap_png
+    from hv_desktop.core.preprocess import ImageError
+
+    try:
+        heatmap_png(model, result.path, folder / heatmap_name(result))
+        return True
+    except (ImageError, OSError, ValueError):
+        return False
+
+
+def _write_report(args: argparse.Namespace, results: list, model) -> int:
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtGui import QGuiApplication
+
+    from hv_desktop.gui.report import ReportInfo, write_pdf
+
+    app = QGuiApplication.instance() or QGuiApplication(["hematovision"])  # noqa: F841 - fonts need it
+    info = ReportInfo(case_id=args.case_id or "", note=args.note or "", operator=args.operator or "")
+    return write_pdf(args.report, results, model.labels, model.info.name, model.info.version, info, model,
+                     heatmaps=args.report_heatmaps)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--summary", type=Path, metavar="OUT.csv", help="the differential: count and %% per class")
     c.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS,
                    help="ONNX model file (default: the shipped model)")
+    c.add_argument("--heatmaps", type=Path, metavar="DIR", help="write a class-activation heatmap PNG per image")
+    c.add_argument("--report", type=Path, metavar="OUT.pdf", help="write a printable PDF report of the batch")
+    c.add_argument("--case-id", help="sample or case ID printed on the report")
+    c.add_argument("--operator", help="operator name printed on the report")
+    c.add_argument("--note", help="free text printed on the report")
+    c.add_argument("--report-heatmaps", action="store_true", help="show heatmaps in the report's gallery")
     c.add_argument("--threads", type=int, default=None, help="inference threads (default: cores, up to 8)")
     c.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
     c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")

@@ -30,11 +30,32 @@ def safe_cell(value: object) -> str:
     return text
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def make_temp_beside(target: Path) -> tuple[int, str]:
+    """A temporary file in the target's folder (so the final rename is atomic), with
+    ordinary permissions rather than mkstemp's owner-only ones."""
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        os.chmod(tmp, _FILE_MODE)
+    except OSError:
+        pass
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, nothing between."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = make_temp_beside(target)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -99,8 +120,7 @@ class StreamingCsv:
     def __init__(self, path: str | os.PathLike, labels: Sequence[str], model_name: str, model_version: str):
         self.target = Path(path)
         self.labels, self.model_name, self.model_version = list(labels), model_name, model_version
-        folder = self.target.parent if str(self.target.parent) else Path(".")
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=folder)
+        fd, self._tmp = make_temp_beside(self.target)
         self._fh = os.fdopen(fd, "w", encoding="utf-8-sig", newline="")
         self._writer = csv.writer(self._fh, lineterminator="\r\n")
         self._writer.writerow(csv_columns(self.labels))

@@ -11,12 +11,15 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtCore import QEvent, QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFrame, QGridLayout, QHBoxLayout,
-                               QHeaderView, QLabel, QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar,
-                               QPushButton, QScrollArea, QSplitter, QTableView, QTableWidget, QTableWidgetItem,
-                               QTabWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
+                               QFileDialog, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QListView, QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar,
+                               QPushButton, QScrollArea, QSlider, QSplitter, QTableView, QTableWidget,
+                               QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from hv_desktop import __version__
 from hv_desktop.core.batch import Result
@@ -36,6 +39,28 @@ MAX_RECENT = 8
 
 class ResultsTable(QTableView):
     keyPressed = Signal(object)
+
+
+class ReportDialog(QDialog):
+    """Case details for the PDF report."""
+
+    def __init__(self, parent=None, operator: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export report")
+        form = QFormLayout(self)
+        self.case_id = QLineEdit()
+        self.operator = QLineEdit(operator)
+        self.note = QPlainTextEdit()
+        self.note.setPlaceholderText("Free text, e.g. clinical question or comments for the consultant")
+        self.heatmaps = QCheckBox("Show heatmaps in the gallery")
+        form.addRow("Case / sample ID:", self.case_id)
+        form.addRow("Operator:", self.operator)
+        form.addRow("Note:", self.note)
+        form.addRow("", self.heatmaps)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
 
 
 class MainWindow(QMainWindow):
@@ -91,6 +116,8 @@ class MainWindow(QMainWindow):
         self.act_open = act("&Open Images…", self.open_images, QKeySequence.Open, "Classify image files")
         self.act_open_folder = act("Open &Folder…", self.open_folder, "Ctrl+Shift+O", "Classify every image in a folder")
         self.act_export = act("&Export CSV…", self.export_csv, "Ctrl+E", "Save the results, with reviews, as CSV")
+        self.act_report = act("Export &Report (PDF)…", self.export_report, "Ctrl+R",
+                              "A printable report: differential, flagged and failed cells, gallery")
         self.act_model = act("Load &Model…", self.choose_model, "Ctrl+M", "Use another HematoVision ONNX model")
         self.act_new = act("&New Session", self.new_session, QKeySequence.New, "Clear the results")
         self.act_quit = act("&Quit", self.close, QKeySequence.Quit)
@@ -105,7 +132,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = m.addMenu("Open &Recent")
         self._refresh_recent()
         m.addSeparator()
-        for a in (self.act_export, self.act_model, self.act_new):
+        for a in (self.act_export, self.act_report, self.act_model, self.act_new):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_quit)
@@ -121,7 +148,7 @@ class MainWindow(QMainWindow):
         tb.setObjectName("main-toolbar")
         tb.setMovable(False)
         tb.setToolButtonStyle(Qt.ToolButtonTextOnly)
-        for a in (self.act_open, self.act_open_folder, self.act_export, self.act_cancel):
+        for a in (self.act_open, self.act_open_folder, self.act_export, self.act_report, self.act_cancel):
             tb.addAction(a)
 
     def _build_ui(self) -> None:
@@ -203,6 +230,16 @@ class MainWindow(QMainWindow):
         self.zoom_button = QToolButton(text="100 %", checkable=True)
         self.zoom_button.setToolTip("Show the image at full size (otherwise fit to the pane)")
         self.zoom_button.toggled.connect(lambda _: self._render_preview())
+        self.heat_box = QCheckBox("Heatmap")
+        self.heat_box.setToolTip("Overlay the class-activation map: where the evidence for the predicted class lies")
+        self.heat_box.toggled.connect(lambda _: self._refresh_preview())
+        self.heat_opacity = QSlider(Qt.Horizontal)
+        self.heat_opacity.setRange(10, 90)
+        self.heat_opacity.setValue(45)
+        self.heat_opacity.setMaximumWidth(90)
+        self.heat_opacity.setAccessibleName("Heatmap opacity")
+        self.heat_opacity.setToolTip("Heatmap opacity")
+        self.heat_opacity.valueChanged.connect(lambda _: self._refresh_preview())
         self.preview_title = QLabel("")
         self.preview_title.setWordWrap(True)
         self.preview_title.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -219,6 +256,8 @@ class MainWindow(QMainWindow):
         rv.setContentsMargins(6, 6, 6, 6)
         top = QHBoxLayout()
         top.addWidget(self.preview_title, 1)
+        top.addWidget(self.heat_box)
+        top.addWidget(self.heat_opacity)
         top.addWidget(self.zoom_button)
         rv.addLayout(top)
         rv.addWidget(self.preview_scroll, 3)
@@ -442,8 +481,12 @@ class MainWindow(QMainWindow):
             try:
                 im = open_image(r.path, draft_size=(800, 800))
                 im.thumbnail((1600, 1600))
-                import numpy as np
+                if self.heat_box.isChecked() and self.model is not None and self.model.cam_name:
+                    from hv_desktop.core.heatmap import cam_for, overlay
 
+                    k = self.model.labels.index(r.label) if r.label in self.model.labels else None
+                    heat, _ = cam_for(self.model, im, k)
+                    im = overlay(im, heat, self.heat_opacity.value() / 100)
                 self._preview_pixmap = to_pixmap(np.asarray(im))
             except ImageError as exc:
                 self._preview_pixmap = to_pixmap(r.thumbnail) if r.thumbnail is not None else None
@@ -457,6 +500,10 @@ class MainWindow(QMainWindow):
             b.setStyleSheet("font-weight: bold;" if r.reviewer_label == lab else "")
             b.setText(f"{'✓ ' if r.reviewer_label == lab else ''}{lab.capitalize()} "
                       f"({self._keys_for(list(self.review_buttons).index(lab), lab)})")
+
+    def _refresh_preview(self) -> None:
+        view = self.gallery if self.tabs.currentWidget() is self.gallery else self.table
+        self.show_preview(view.currentIndex())
 
     def _render_preview(self) -> None:
         pm: QPixmap | None = getattr(self, "_preview_pixmap", None)
@@ -574,6 +621,39 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exported {len(self.results.results)} rows to {path}", 8000)
         return True
 
+    def export_report(self, path: Path | None = None, info=None) -> bool:
+        from hv_desktop.gui.report import ReportInfo, write_pdf
+
+        if not self.results.results:
+            QMessageBox.information(self, "Nothing to report", "Classify some images first.")
+            return False
+        heatmaps = False
+        if info is None:
+            dlg = ReportDialog(self, operator=str(self.settings.value("operator", "") or ""))
+            if dlg.exec() != QDialog.Accepted:
+                return False
+            info = ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text())
+            heatmaps = dlg.heatmaps.isChecked()
+            self.settings.setValue("operator", info.operator)
+        if path is None:
+            suggested = f"hematovision-{info.case_id or 'report'}.pdf".replace("/", "_")
+            name, _ = QFileDialog.getSaveFileName(self, "Export report", str(Path(self._last_dir()) / suggested),
+                                                  "PDF files (*.pdf)")
+            if not name:
+                return False
+            path = Path(name)
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            pages = write_pdf(path, self.results.results, list(self.model.labels), self.model.info.name,
+                              self.model.info.version, info, self.model, heatmaps)
+        except OSError as exc:
+            QMessageBox.critical(self, "Report not written", f"Could not write {path}:\n{exc}")
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.statusBar().showMessage(f"Report written: {path} ({pages} pages)", 8000)
+        return True
+
     def autosave(self) -> None:
         if self.autosave_path is None:
             return
@@ -626,6 +706,7 @@ class MainWindow(QMainWindow):
         self.act_model.setEnabled(not running)
         self.act_new.setEnabled(not running)
         self.act_export.setEnabled(bool(self.results.results))
+        self.act_report.setEnabled(bool(self.results.results) and has_model)
 
     def _last_dir(self) -> str:
         recent = self.settings.value("recent_folders", []) or []

@@ -1,0 +1,72 @@
+"""Class-activation heatmaps from the model's own ``cam`` output (onnxruntime only).
+
+The shipped model computes ``cam[i, j, k] = features[i, j] . W[:, k] + b[k]``
+inside its graph, from the last feature map and the classifier weights (CAM,
+Zhou et al. 2016); its spatial mean *is* the class logit, so the map shows
+exactly the evidence the classifier summed, not a post-hoc approximation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hv_desktop.core.model import Model
+from hv_desktop.core.preprocess import normalise, open_image, resize_for_model
+
+
+def cam_for(model: Model, image: Image.Image, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(heat in [0, 1] at the cam's resolution, probabilities) for one RGB image."""
+    if model.cam_name is None:
+        raise ValueError("this model has no class-activation output")
+    x = normalise(resize_for_model(image, model.input_size)[None], model.info.preprocessing)
+    probs, cams = model.run(x, with_cam=True)
+    k = int(probs[0].argmax()) if class_index is None else class_index
+    return normalise_heat(cams[0, :, :, k]), probs[0]
+
+
+def normalise_heat(cam: np.ndarray) -> np.ndarray:
+    """Positive evidence only, scaled to [0, 1] (a flat map stays all zero)."""
+    heat = np.maximum(np.asarray(cam, np.float32) - float(np.median(cam)), 0.0)
+    top = float(heat.max())
+    return heat / top if top > 0 else heat
+
+
+def upsample(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Heat (h, w) to image size (W, H), smooth (bilinear), values kept in [0, 1]."""
+    im = Image.fromarray((heat * 255).astype(np.uint8), "L").resize(size, Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(im, np.float32) / 255.0, 0, 1)
+
+
+def _colormap(v: np.ndarray) -> np.ndarray:
+    """A perceptually ordered blue-to-yellow-to-red map (no matplotlib at run time)."""
+    stops = np.array([[0.0, 0, 0, 130], [0.25, 0, 90, 255], [0.5, 0, 220, 160],
+                      [0.75, 255, 220, 0], [1.0, 230, 20, 0]], np.float32)
+    out = np.empty(v.shape + (3,), np.float32)
+    for c in range(3):
+        out[..., c] = np.interp(v, stops[:, 0], stops[:, c + 1])
+    return out
+
+
+def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.45) -> Image.Image:
+    """The image with the heatmap blended on top; weak evidence stays transparent."""
+    base = np.asarray(image.convert("RGB"), np.float32)
+    h = upsample(heat, image.size)
+    alpha = (opacity * np.clip(h * 1.5, 0, 1))[..., None]
+    out = base * (1 - alpha) + _colormap(h) * alpha
+    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def heatmap_png(model: Model, path: Path, out: Path, opacity: float = 0.45, max_side: int = 800) -> None:
+    """Write the overlay for one image file (PNG), sized for a report or a screen."""
+    from hv_desktop.core.export import atomic_write_bytes
+    import io
+
+    im = open_image(path, draft_size=(max_side, max_side))
+    im.thumbnail((max_side, max_side))
+    heat, _ = cam_for(model, im)
+    buf = io.BytesIO()
+    overlay(im, heat, opacity).save(buf, "PNG")
+    atomic_write_bytes(out, buf.getvalue())

@@ -1,0 +1,89 @@
+"""PDF report and heatmaps, through the core and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pypdf import PdfReader
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from hv_desktop.core.batch import classify_paths  # noqa: E402
+from hv_desktop.core.heatmap import normalise_heat, overlay, upsample  # noqa: E402
+from hv_desktop.core.model import Model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _folder(tmp_path, n):
+    colours = [(250, 5, 5), (5, 5, 250), (5, 250, 5), (128, 128, 128)]
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(n):
+        Image.new("RGB", (40, 30), colours[i % 4]).save(d / f"c{i:03d}.png")
+    (d / "broken.jpg").write_bytes(b"")
+    return d
+
+
+@pytest.fixture
+def qapp():
+    from PySide6.QtGui import QGuiApplication
+
+    return QGuiApplication.instance() or QGuiApplication([])
+
+
+def test_report_pages_and_text(qapp, tmp_path, tiny_model_path):
+    from hv_desktop.gui.report import ReportInfo, write_pdf
+
+    model = Model(tiny_model_path)
+    results = list(classify_paths([_folder(tmp_path, 40)], model, thumbnail=96))
+    results[0].reviewer_label = "monocyte"
+    out = tmp_path / "report.pdf"
+    pages = write_pdf(out, results, model.labels, model.info.name, model.info.version,
+                      ReportInfo("CASE <42> & co", "first line\nsecond line", "J. Doe"), model)
+    reader = PdfReader(str(out))
+    assert len(reader.pages) == pages >= 2
+    # pypdf emits tabs between words and the font's ligatures (ﬁ, ﬀ): normalise both
+    text = " ".join(unicodedata.normalize("NFKC", " ".join(p.extract_text() for p in reader.pages)).split())
+    assert "CASE <42> & co" in text  # escaped in HTML, shown literally
+    assert "Differential" in text and "Eosinophil" in text and "J. Doe" in text
+    assert "broken.jpg" in text and "empty file" in text
+    assert "tiny-test" in text and "not a diagnosis" in text.lower()
+    # eosinophils: 10 by model, 9 after one was reviewed as monocyte
+    assert "Eosinophil 10 25.0 % 9 22.5 %" in text
+
+
+def test_cli_report_and_heatmaps(tmp_path, tiny_model_path):
+    folder = _folder(tmp_path, 6)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DISPLAY", None)
+    r = subprocess.run([sys.executable, "-m", "hv_desktop", "--model", str(tiny_model_path), "classify", str(folder),
+                        "--csv", str(tmp_path / "o.csv"), "--report", str(tmp_path / "r.pdf"),
+                        "--heatmaps", str(tmp_path / "heat"), "--case-id", "S-1", "-q"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(PdfReader(str(tmp_path / "r.pdf")).pages) >= 1
+    heat = sorted((tmp_path / "heat").iterdir())
+    assert len(heat) == 6 and all(p.name.endswith(".heatmap.png") for p in heat)
+    assert Image.open(heat[0]).size == (40, 30)
+
+
+def test_heat_normalisation_and_overlay():
+    cam = np.zeros((7, 7), np.float32)
+    cam[3, 4] = 5.0
+    heat = normalise_heat(cam)
+    assert heat.max() == 1.0 and heat[3, 4] == 1.0 and heat[0, 0] == 0.0
+    assert normalise_heat(np.ones((7, 7))).max() == 0.0  # no evidence anywhere: nothing drawn
+    up = upsample(heat, (70, 70))
+    y, x = np.unravel_index(up.argmax(), up.shape)
+    assert 25 <= y <= 45 and 35 <= x <= 55
+    img = Image.new("RGB", (70, 70), (255, 255, 255))
+    out = np.asarray(overlay(img, heat)).astype(int)
+    assert (out[0, 0] == 255).all() and out[35, 45].sum() < 3 * 255  # coloured only where the heat is
