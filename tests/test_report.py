@@ -32,19 +32,12 @@ def _folder(tmp_path, n):
     return d
 
 
-@pytest.fixture
-def qapp():
-    from PySide6.QtGui import QGuiApplication
-
-    return QGuiApplication.instance() or QGuiApplication([])
-
-
 def test_report_pages_and_text(qapp, tmp_path, tiny_model_path):
     from hv_desktop.gui.report import ReportInfo, write_pdf
 
     model = Model(tiny_model_path)
     results = list(classify_paths([_folder(tmp_path, 40)], model, thumbnail=96))
-    results[0].reviewer_label = "monocyte"
+    next(r for r in results if r.label == "eosinophil").reviewer_label = "monocyte"
     out = tmp_path / "report.pdf"
     pages = write_pdf(out, results, model.labels, model.info.name, model.info.version,
                       ReportInfo("CASE <42> & co", "first line\nsecond line", "J. Doe"), model)
