@@ -1,8 +1,8 @@
 """Save and restore a review session (results + reviewer labels) as JSON.
 
 The GUI autosaves through this after every review action, atomically, so a
-crash, a power cut or a kill loses at most the action in progress. JSON, not
-pickle: a session file is data and can never run code when it is opened.
+crash, a power cut or a kill loses at most the action in progress. Plain JSON:
+a session file is data and can never run code when it is opened.
 """
 
 from __future__ import annotations
