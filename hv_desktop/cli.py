@@ -133,6 +133,43 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return EXIT_CANCELLED if cancel.is_set() else EXIT_OK
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    import signal
+
+    from hv_desktop.core.model import Model, ModelError, bundled_model_path
+    from hv_desktop.core.watch import FolderWatcher
+
+    if not args.folder.is_dir():
+        return _fail(EXIT_USAGE, f"not a folder: {args.folder}")
+    problem = _writable_target(args.csv)
+    if problem:
+        return _fail(EXIT_OUTPUT, problem)
+    try:
+        model = Model(args.model or bundled_model_path(), threads=args.threads)
+    except ModelError as exc:
+        return _fail(EXIT_MODEL, str(exc))
+
+    def show(r) -> None:
+        text = f"{r.label} {r.confidence * 100:.0f}%{' NEEDS REVIEW' if r.needs_review else ''}" if r.ok \
+            else f"ERROR {r.error}"
+        print(f"{r.path.name}\t{text}", flush=True)
+
+    try:
+        watcher = FolderWatcher(args.folder, model, args.csv, interval=args.interval, on_result=show)
+    except (ValueError, OSError) as exc:
+        return _fail(EXIT_OUTPUT, str(exc))
+    signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
+    print(f"watching {args.folder} -> {args.csv} (Ctrl+C stops)", file=sys.stderr)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        watcher.stop()
+    except OSError as exc:
+        return _fail(EXIT_OUTPUT, f"watch stopped: {exc.strerror or exc}")
+    print(f"stopped; {len(watcher.rows)} rows in {args.csv}", file=sys.stderr)
+    return EXIT_OK
+
+
 def heatmap_name(result) -> str:
     """A safe, unique file name for a result's heatmap (names may hold newlines or slashes)."""
     stem = "".join(ch if ch.isalnum() or ch in "-_. " else "_" for ch in result.path.stem).strip(" .") or "image"
@@ -190,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=None, help="inference threads (default: cores, up to 8)")
     c.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
     c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    wp = sub.add_parser("watch", help="classify images as they appear in a folder (a camera's output)")
+    wp.add_argument("folder", type=Path, metavar="DIR")
+    wp.add_argument("--csv", type=Path, required=True, metavar="OUT.csv", help="grows as images arrive")
+    wp.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS)
+    wp.add_argument("--interval", type=float, default=0.25, help="seconds between looks at the folder")
+    wp.add_argument("--threads", type=int, default=None)
     return ap
 
 
@@ -217,10 +260,12 @@ def _command(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if _command(argv) == "classify" or any(a in ("-h", "--help") for a in argv):
+    if _command(argv) in ("classify", "watch") or any(a in ("-h", "--help") for a in argv):
         args = build_parser().parse_args(argv)
         if args.command == "classify":
             return cmd_classify(args)
+        if args.command == "watch":
+            return cmd_watch(args)
         return EXIT_OK
     args = _gui_parser().parse_args(argv)
     try:

@@ -1,0 +1,157 @@
+"""Watch a folder that a microscope camera or scanner writes into.
+
+A file is classified once it is *complete*: its size and modification time
+have stayed the same for ``settle`` seconds (cameras write in chunks). If it
+still fails to decode as truncated, it is retried until ``give_up`` seconds
+after it was first seen, then reported as an error. Rows are keyed on the
+file's sha256, so restarting the watcher on the same CSV never duplicates a
+row, and the CSV is rewritten atomically after each batch of new files.
+Plain polling: it works the same on local disks, network shares and USB
+drives, where OS change notifications are unreliable.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from hv_desktop.core.batch import Result, classify_stream
+from hv_desktop.core.export import atomic_write_text, csv_columns, result_row
+from hv_desktop.core.model import Model
+from hv_desktop.core.scan import scan
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime: float
+    stable_since: float
+    first_seen: float
+
+
+@dataclass
+class SettleTracker:
+    """Decides when files under a folder are complete; Qt-free so the GUI can share it."""
+
+    settle: float = 0.4
+    give_up: float = 30.0
+    _files: dict[Path, _Seen] = field(default_factory=dict)
+    done: set[Path] = field(default_factory=set)
+
+    def observe(self, paths: list[Path], now: float | None = None) -> list[Path]:
+        """Record sizes; return the files that just became complete."""
+        now = time.monotonic() if now is None else now
+        ready = []
+        for p in paths:
+            if p in self.done:
+                continue
+            try:
+                st = p.stat()
+            except OSError:
+                self._files.pop(p, None)
+                continue
+            seen = self._files.get(p)
+            if seen is None or (st.st_size, st.st_mtime) != (seen.size, seen.mtime):
+                first = seen.first_seen if seen else now
+                self._files[p] = _Seen(st.st_size, st.st_mtime, now, first)
+                continue
+            if st.st_size > 0 and now - seen.stable_since >= self.settle:
+                ready.append(p)
+        return ready
+
+    def retry_or_finish(self, path: Path, truncated: bool, now: float | None = None) -> bool:
+        """After classifying: True if the file should be tried again later (still being written)."""
+        now = time.monotonic() if now is None else now
+        seen = self._files.get(path)
+        if truncated and seen is not None and now - seen.first_seen < self.give_up:
+            seen.stable_since = now  # wait another settle period
+            return True
+        self.done.add(path)
+        self._files.pop(path, None)
+        return False
+
+    def pending(self) -> int:
+        return len(self._files)
+
+
+def _is_truncation(r: Result) -> bool:
+    return bool(r.error) and ("truncated" in r.error or "empty file" in r.error or "corrupt" in r.error)
+
+
+class FolderWatcher:
+    """Poll ``folder``, classify complete new images, keep ``csv_path`` up to date."""
+
+    def __init__(self, folder: Path, model: Model, csv_path: Path, interval: float = 0.25,
+                 settle: float = 0.4, on_result: Callable[[Result], None] | None = None) -> None:
+        self.folder, self.model, self.csv_path = Path(folder), model, Path(csv_path)
+        self.interval = interval
+        self.tracker = SettleTracker(settle=settle)
+        self.on_result = on_result
+        self.stop_event = threading.Event()
+        self.columns = csv_columns(model.labels)
+        self.rows: list[list[str]] = []
+        self.hashes: set[str] = set()
+        self._load_existing()
+
+    def _load_existing(self) -> None:
+        if not self.csv_path.exists():
+            return
+        with open(self.csv_path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header != self.columns:
+                raise ValueError(f"{self.csv_path} was written for other columns; choose a new CSV file")
+            for row in reader:
+                self.rows.append(row)
+                sha = row[self.columns.index("sha256")]
+                if sha:
+                    self.hashes.add(sha)
+                path = Path(row[0].lstrip("'"))
+                self.tracker.done.add(path)
+
+    def _write(self) -> None:
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\r\n")
+        w.writerow(self.columns)
+        w.writerows(self.rows)
+        atomic_write_text(self.csv_path, "\ufeff" + buf.getvalue())
+
+    def poll_once(self) -> list[Result]:
+        """One pass: classify what became complete; returns the new results (rows added)."""
+        candidates = [i.path for i in scan([self.folder]) if not i.error]
+        ready = self.tracker.observe(candidates)
+        added: list[Result] = []
+        if not ready:
+            return added
+        for r in classify_stream(ready, self.model):
+            if _is_truncation(r) and self.tracker.retry_or_finish(r.path, truncated=True):
+                continue
+            self.tracker.retry_or_finish(r.path, truncated=False)
+            if r.sha256 and r.sha256 in self.hashes:
+                continue  # the same image again (a copy, or a restart): no duplicate row
+            if r.sha256:
+                self.hashes.add(r.sha256)
+            self.rows.append(result_row(r, self.model.labels, self.model.info.name, self.model.info.version))
+            added.append(r)
+            if self.on_result:
+                self.on_result(r)
+        if added:
+            self._write()
+        return added
+
+    def run(self) -> None:
+        if not self.csv_path.exists():
+            self._write()  # the header, so a reader sees a valid (empty) table from the start
+        while not self.stop_event.is_set():
+            self.poll_once()
+            self.stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stop_event.set()
