@@ -148,3 +148,57 @@ def test_filters_by_state_and_class(qtbot, window, tmp_path):
     window.state_combo.setCurrentText("All")
     window.class_combo.setCurrentIndex(1)  # eosinophil
     assert window.proxy.rowCount() == 2
+
+
+def test_watch_folder_classifies_new_files_written_in_chunks(qtbot, window, tmp_path):
+    import io
+    import time
+
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    Image.new("RGB", (24, 24), (250, 5, 5)).save(folder / "already_there.png")
+    window.toggle_watch(folder)
+    assert window.act_watch.isChecked()
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (5, 5, 250)).save(buf, "PNG")
+    data = buf.getvalue()
+    with open(folder / "new_cell.png", "wb") as fh:  # written slowly, in chunks
+        for i in range(0, len(data), len(data) // 3 + 1):
+            fh.write(data[i:i + len(data) // 3 + 1])
+            fh.flush()
+            qtbot.wait(120)
+            assert window.results.rowCount() == 0  # nothing classified while it is being written
+    t0 = time.monotonic()
+    qtbot.waitUntil(lambda: window.results.rowCount() == 1 and not window.is_running(), timeout=5000)
+    assert time.monotonic() - t0 < 1.5
+    assert window.results.results[0].path.name == "new_cell.png"
+    assert window.results.results[0].label == "lymphocyte"
+    window.toggle_watch()
+    assert not window.act_watch.isChecked()
+
+
+def test_practice_mode_feedback_and_summary(qtbot, window, tmp_path):
+    root = tmp_path / "practice"
+    for cls, colour in (("EOSINOPHIL", (250, 5, 5)), ("lymphocyte", (5, 5, 250))):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (32, 32), colour).save(root / cls / f"{i}.png")
+    win = window.open_practice(root)
+    qtbot.addWidget(win)
+    assert "Cell 1 of 4" in win.counter.text()
+    seen = []
+    for _ in range(4):
+        ref = win.session.current()[1]
+        answer = "eosinophil"
+        qtbot.keyClick(win, "e")
+        seen.append(ref == answer)
+        text = win.feedback.text()
+        assert ("Correct" in text) == (ref == answer)
+        assert "The model says" in text
+        qtbot.keyClick(win, Qt.Key_Space)
+    assert win.session.finished and "Finished: 2 of 4" in win.counter.text()
+    assert win.session.confusion()[1][0] == 2  # lymphocytes answered as eosinophil
+    out = tmp_path / "p.csv"
+    assert win.export_csv(out)
+    text = out.read_text(encoding="utf-8-sig")
+    assert text.count("\n") >= 5 and "confusion" in text

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QFileSystemWatcher, QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
                                QFileDialog, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
@@ -113,6 +113,13 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda _checked=False: slot())
             return a
 
+        self.watch_folder: Path | None = None
+        self.watch_tracker = None
+        self.fs_watcher = QFileSystemWatcher(self)
+        self.fs_watcher.directoryChanged.connect(lambda _: self.poll_watch())
+        self.watch_timer = QTimer(self, interval=250)
+        self.watch_timer.timeout.connect(self.poll_watch)
+
         self.act_open = act("&Open Images…", self.open_images, QKeySequence.Open, "Classify image files")
         self.act_open_folder = act("Open &Folder…", self.open_folder, "Ctrl+Shift+O", "Classify every image in a folder")
         self.act_export = act("&Export CSV…", self.export_csv, "Ctrl+E", "Save the results, with reviews, as CSV")
@@ -123,6 +130,11 @@ class MainWindow(QMainWindow):
         self.act_quit = act("&Quit", self.close, QKeySequence.Quit)
         self.act_cancel = act("&Cancel", self.cancel_run, "Esc", "Stop classifying (results so far are kept)")
         self.act_about = act("&About HematoVision", self.about)
+        self.act_watch = act("&Watch Folder…", self.toggle_watch, "Ctrl+W",
+                             "Classify new images as a camera or scanner saves them into a folder")
+        self.act_watch.setCheckable(True)
+        self.act_practice = act("&Practice Mode…", self.open_practice, "Ctrl+P",
+                                "Classify labelled cells yourself and get instant feedback (teaching)")
         self.act_next_flag = act("Next &Flagged Cell", self.next_flagged, "F", "Jump to the next cell that needs review")
 
         mb = self.menuBar()
@@ -131,6 +143,7 @@ class MainWindow(QMainWindow):
             m.addAction(a)
         self.recent_menu = m.addMenu("Open &Recent")
         self._refresh_recent()
+        m.addAction(self.act_watch)
         m.addSeparator()
         for a in (self.act_export, self.act_report, self.act_model, self.act_new):
             m.addAction(a)
@@ -142,13 +155,15 @@ class MainWindow(QMainWindow):
         help_text = QAction("Review keys: 1–4 or E/L/M/N assign, Enter confirms, Backspace clears", self)
         help_text.setEnabled(False)
         r.addAction(help_text)
+        mb.addMenu("&Teaching").addAction(self.act_practice)
         mb.addMenu("&Help").addAction(self.act_about)
 
         tb = self.addToolBar("Main")
         tb.setObjectName("main-toolbar")
         tb.setMovable(False)
         tb.setToolButtonStyle(Qt.ToolButtonTextOnly)
-        for a in (self.act_open, self.act_open_folder, self.act_export, self.act_report, self.act_cancel):
+        for a in (self.act_open, self.act_open_folder, self.act_watch, self.act_export, self.act_report,
+                  self.act_cancel):
             tb.addAction(a)
 
     def _build_ui(self) -> None:
@@ -459,6 +474,66 @@ class MainWindow(QMainWindow):
 
     def is_running(self) -> bool:
         return self.job is not None
+
+    # ------------------------------------------------------------------ watch folder
+    def toggle_watch(self, folder: Path | None = None) -> None:
+        from hv_desktop.core.scan import scan
+        from hv_desktop.core.watch import SettleTracker
+
+        if self.watch_folder is not None:
+            self.fs_watcher.removePaths(self.fs_watcher.directories())
+            self.watch_timer.stop()
+            self.statusBar().showMessage(f"Stopped watching {self.watch_folder}", 5000)
+            self.watch_folder = None
+            self.act_watch.setChecked(False)
+            self.setWindowTitle("HematoVision — white blood cell classification")
+            return
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Watch folder", self._last_dir())
+            folder = Path(chosen) if chosen else None
+        if folder is None or self.model is None:
+            self.act_watch.setChecked(False)
+            return
+        self.watch_tracker = SettleTracker(settle=0.4)
+        self.watch_tracker.done.update(i.path for i in scan([folder]) if not i.error)  # only new arrivals
+        self.watch_folder = folder
+        self.fs_watcher.addPath(str(folder))
+        self.watch_timer.start()
+        self.act_watch.setChecked(True)
+        self.setWindowTitle(f"HematoVision — watching {folder}")
+        self.statusBar().showMessage(f"Watching {folder}: new images are classified as they arrive", 8000)
+
+    def poll_watch(self) -> None:
+        from hv_desktop.core.scan import scan
+
+        if self.watch_folder is None or self.watch_tracker is None:
+            return
+        candidates = [i.path for i in scan([self.watch_folder]) if not i.error]
+        ready = self.watch_tracker.observe(candidates)
+        for p in ready:
+            self.watch_tracker.done.add(p)
+        if ready:
+            self.classify(ready)
+
+    # ------------------------------------------------------------------ practice
+    def open_practice(self, folder: Path | None = None):
+        from hv_desktop.gui.practice_window import PracticeWindow
+
+        if self.model is None:
+            return None
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Practice set: a folder with one subfolder per class",
+                                                      self._last_dir())
+            if not chosen:
+                return None
+            folder = Path(chosen)
+        try:
+            win = PracticeWindow(self.model, folder, self)
+        except (ValueError, OSError) as exc:
+            QMessageBox.warning(self, "Practice set", str(exc))
+            return None
+        win.show()
+        return win
 
     # ------------------------------------------------------------------ preview
     def _current_result(self) -> tuple[Result | None, int]:
