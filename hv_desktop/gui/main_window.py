@@ -197,9 +197,11 @@ class MainWindow(QMainWindow):
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
         hh = self.table.horizontalHeader()
+        # Fixed widths: ResizeToContents would measure every row on every insert (slow on big runs).
         hh.setSectionResizeMode(COL_FILE, QHeaderView.Stretch)
-        for c in (COL_CLASS, COL_CONF, COL_REVIEW, COL_STATUS):
-            hh.setSectionResizeMode(c, QHeaderView.ResizeToContents)
+        for c, width in ((COL_CLASS, 110), (COL_CONF, 95), (COL_REVIEW, 110), (COL_STATUS, 130)):
+            hh.setSectionResizeMode(c, QHeaderView.Interactive)
+            hh.resizeSection(c, width)
         self.table.sortByColumn(-1, Qt.AscendingOrder)
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _: self.show_preview(cur))
         self.table.installEventFilter(self)
