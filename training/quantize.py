@@ -1,0 +1,90 @@
+"""Static INT8 quantisation of the exported model, calibrated on training images.
+
+    python -m training.quantize --model assets/model/hematovision.onnx --out assets/model/hematovision-int8.onnx
+
+Calibration uses images from the training folders only (never a test split),
+balanced over classes and both sources, prepared by the app's own
+preprocessing. The HematoVision metadata is carried over unchanged, so the
+INT8 file is a drop-in model (File > Load Model... or --model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from hv_desktop.core.model import METADATA_KEY, Model
+from hv_desktop.core.preprocess import load_for_model, normalise
+from training.data import list_labelled, shared_root, subset
+
+
+class _Reader:
+    def __init__(self, model: Model, paths: list[Path], batch: int = 16) -> None:
+        self.input_name = model.input_name
+        self.prep = model.info.preprocessing
+        self.size = model.input_size
+        self.chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.chunks):
+            return None
+        chunk = self.chunks[self.i]
+        self.i += 1
+        x = normalise(np.stack([load_for_model(p, self.size) for p in chunk]), self.prep)
+        return {self.input_name: x}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def quantize(src: Path, dst: Path, per_class: int = 40) -> Path:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model = Model(src)
+    data = shared_root() / "data"
+    items = subset(list_labelled(data / "blood-cells" / "TRAIN")[::7], per_class) + \
+        subset(list_labelled(data / "pbc" / "train")[::3], per_class)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        out = Path(tmp) / "int8.onnx"
+        quantize_static(str(pre), str(out), _Reader(model, [p for p, _ in items]),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        proto = onnx.load(str(out))
+        meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
+        import json
+
+        info = json.loads(meta[METADATA_KEY])
+        info["version"] = info.get("version", "") + "-int8"
+        info["name"] = info.get("name", "") + " (INT8)"
+        info["quantisation"] = f"static QDQ per-channel int8 weights, uint8 activations, MinMax on {len(items)} training images"
+        from training.export_onnx import set_metadata
+
+        set_metadata(proto, info)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(proto, str(dst))
+    Model(dst)  # refuses a file the app could not use
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=Path("assets/model/hematovision.onnx"))
+    ap.add_argument("--out", type=Path, default=Path("assets/model/hematovision-int8.onnx"))
+    ap.add_argument("--per-class", type=int, default=40)
+    args = ap.parse_args(argv)
+    quantize(args.model, args.out, args.per_class)
+    print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
