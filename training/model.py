@@ -17,14 +17,14 @@ from training.weights import load_alpha035_base, load_alpha100_classifier
 
 def build_core(alpha: float, size: int, dropout: float, weights_dir: Path | None) -> keras.Model:
     inp = keras.Input((size, size, 3), name="image")
-    if alpha == 1.0 and weights_dir is not None:
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None)
+    if weights_dir is not None and alpha == 1.0:
         full = load_alpha100_classifier(weights_dir)
-        base = keras.Model(full.input, full.get_layer("out_relu").output, name="mobilenetv2_1.00_224")
-    else:
-        base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha,
-                                              include_top=False, weights=None)
-        if weights_dir is not None:
-            load_alpha035_base(base, weights_dir)
+        for layer in base.layers:  # same layer names; the classifier's top is simply not copied
+            if layer.weights:
+                layer.set_weights(full.get_layer(layer.name).get_weights())
+    elif weights_dir is not None:
+        load_alpha035_base(base, weights_dir)
     # BN frozen in inference mode: stable with small CPU batches, and required
     # for the folded alpha 1.0 weights. Keras 3's fit() does not honour a
     # training=False passed to a nested model (its moving statistics were seen

@@ -53,6 +53,11 @@ def run_gui(paths: list[str] | None = None, model_path: Path | None = None, scre
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("HematoVision")
+    icon = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2])) / "assets" / "icons" / "hematovision.png"
+    if icon.exists():
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(icon)))
     app.setOrganizationName("HematoVision")
     folder = data_dir()
     log_path = setup_logging(folder)
