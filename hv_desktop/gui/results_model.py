@@ -72,7 +72,7 @@ class ResultsModel(QAbstractTableModel):
             if col == COL_CLASS:
                 return (r.label or "").capitalize() if r.ok else ""
             if col == COL_CONF:
-                return f"{r.confidence * 100:.0f} %" if r.confidence is not None else ""
+                return f"{r.confidence * 100:.1f} %" if r.confidence is not None else ""
             if col == COL_REVIEW:
                 return (r.reviewer_label or "").capitalize()
             if col == COL_STATUS:
