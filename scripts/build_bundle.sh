@@ -13,7 +13,14 @@ python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q . "pyinstaller>=6.5"
 "$VENV/bin/pyinstaller" --noconfirm --log-level WARN build.spec
 BIN=dist/HematoVision/HematoVision
+# Strip debug symbols where it is safe (not the patchelf-ed wheels in *.libs, which strip corrupts).
+if command -v strip >/dev/null 2>&1; then
+  find dist/HematoVision/_internal -maxdepth 1 -name 'libpython*.so*' -exec strip --strip-debug {} +
+  find dist/HematoVision/_internal/python3* -name '*.so' -exec strip --strip-debug {} + 2>/dev/null || true
+  find dist/HematoVision/_internal/onnxruntime -name '*.so' -exec strip --strip-debug {} + 2>/dev/null || true
+fi
 echo "bundle: $(du -sh dist/HematoVision | cut -f1)"
+du -sh dist/HematoVision/_internal/* | sort -h | tail -6
 
 # smoke test
 tmp=$(mktemp -d)
