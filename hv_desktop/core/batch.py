@@ -70,7 +70,7 @@ def _thumbnail(im, side: int) -> np.ndarray:
     return np.asarray(t, dtype=np.uint8)
 
 
-def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0) -> _Decoded:
+def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0, prep=None) -> _Decoded:
     """Read the bytes once (hash and decode the same bytes), never raise."""
     try:
         if path.is_dir():
@@ -91,7 +91,10 @@ def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0) -> _Decod
         return _Decoded(path, None, digest, "empty file (0 bytes)")
     try:
         im = open_image(io.BytesIO(data), draft_size=size)
-        return _Decoded(path, resize_for_model(im, size), digest, None, _thumbnail(im, thumb) if thumb else None)
+        pixels = resize_for_model(im, size)
+        if prep is not None:  # normalise here, in the decode thread, off the inference path
+            pixels = normalise(pixels, prep)
+        return _Decoded(path, pixels, digest, None, _thumbnail(im, thumb) if thumb else None)
     except ImageError as exc:
         msg = str(exc)
         if msg.startswith("not an image") and data.lstrip()[:1] in (b"<", b"{", b"%"):
@@ -125,6 +128,7 @@ def classify_stream(
     workers = decode_workers or max(1, min(4, (os.cpu_count() or 2) - 1))
     lookahead = max(2 * batch_size, 4 * workers)
     labels = model.labels
+    prep = model.info.preprocessing
     threshold = model.info.review_threshold
     done = 0
 
@@ -149,7 +153,7 @@ def classify_stream(
                 if item.error:
                     pending.append(_Decoded(item.path, None, None, item.error))
                 else:
-                    pending.append(pool.submit(read_and_decode, item.path, size, thumbnail))
+                    pending.append(pool.submit(read_and_decode, item.path, size, thumbnail, prep))
 
         try:
             refill()
@@ -165,7 +169,7 @@ def classify_stream(
                 if good:
                     batch = np.stack([d.pixels for d in good])
                     try:
-                        p = model.probabilities(normalise(batch, model.info.preprocessing))
+                        p = model.probabilities(batch)
                         for d, row in zip(good, p):
                             probs[id(d)] = row
                     except Exception as exc:  # model failure: every image of the batch gets the message

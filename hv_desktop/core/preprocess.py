@@ -162,14 +162,16 @@ def load_for_model(path: PathLike, size: tuple[int, int]) -> np.ndarray:
 
 
 def normalise(batch_uint8: np.ndarray, prep: Preprocessing) -> np.ndarray:
-    """uint8 NHWC RGB batch to the float32 tensor the model file asks for."""
+    """uint8 NHWC RGB batch (or one HWC image) to the float32 tensor the model file asks for."""
     x = batch_uint8.astype(np.float32)
     if prep.channel_order.upper() == "BGR":
-        x = x[..., ::-1]
-    mean = np.asarray(prep.mean, dtype=np.float32)
+        x = np.ascontiguousarray(x[..., ::-1])
     std = np.asarray(prep.std, dtype=np.float32)
-    x -= mean
-    x /= std
+    mean = np.asarray(prep.mean, dtype=np.float32)
+    # one multiply-add in place: (x - mean) / std == x * (1/std) + (-mean/std)
+    x *= 1.0 / std
+    x += -mean / std
     if prep.layout.upper() == "NCHW":
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        axes = (0, 3, 1, 2) if x.ndim == 4 else (2, 0, 1)
+        x = np.ascontiguousarray(x.transpose(axes))
     return x
