@@ -2,7 +2,7 @@
 
 The model averages each colour channel and applies a fixed linear layer, so
 its answer really depends on the pixels: a red image is "eosinophil", a blue
-one "lymphocyte", and so on. It also emits a coarse class-activation map.
+one "lymphocyte", and so on. Like the shipped model it also emits a class-activation map whose spatial mean is the logits.
 """
 
 from __future__ import annotations
@@ -27,25 +27,26 @@ def tiny_model(path: Path, *, size: int = 32, metadata: dict | None = None, labe
     w[1, 2 % n_out] = 4.0   # green -> class 2
     b = np.zeros(n_out, np.float32)
     b[3 % n_out] = 0.5  # neutral grey -> class 3
+    k = max(1, size // 8)
+    # Like the real model: a spatial class map (cam) whose mean is the logits.
     nodes = [
-        helper.make_node("ReduceMean", ["image", "axes"], ["mean"], keepdims=0),
-        helper.make_node("MatMul", ["mean", "W"], ["mm"]),
-        helper.make_node("Add", ["mm", "B"], ["logits"]),
-        helper.make_node("Unsqueeze", ["logits", "ax12"], ["cam0"]),
-        helper.make_node("Tile", ["cam0", "reps"], ["cam"]),
+        helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("AveragePool", ["nchw"], ["pooled"], kernel_shape=[k, k], strides=[k, k]),
+        helper.make_node("Transpose", ["pooled"], ["nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("MatMul", ["nhwc", "W"], ["mm"]),
+        helper.make_node("Add", ["mm", "B"], ["cam"]),
+        helper.make_node("ReduceMean", ["cam", "axes"], ["logits"], keepdims=0),
     ]
     inits = [
         numpy_helper.from_array(np.array([1, 2], np.int64), "axes"),
         numpy_helper.from_array(w, "W"),
         numpy_helper.from_array(b, "B"),
-        numpy_helper.from_array(np.array([1, 2], np.int64), "ax12"),
-        numpy_helper.from_array(np.array([1, 7, 7, 1], np.int64), "reps"),
     ]
     graph = helper.make_graph(
         nodes, "tiny",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, size, size, 3])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, n_out]),
-         helper.make_tensor_value_info("cam", TensorProto.FLOAT, [batch, 7, 7, n_out])],
+         helper.make_tensor_value_info("cam", TensorProto.FLOAT, [batch, size // k, size // k, n_out])],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8

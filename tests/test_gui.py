@@ -202,3 +202,33 @@ def test_practice_mode_feedback_and_summary(qtbot, window, tmp_path):
     assert win.export_csv(out)
     text = out.read_text(encoding="utf-8-sig")
     assert text.count("\n") >= 5 and "confusion" in text
+
+
+def test_heatmap_toggle_and_save(qtbot, window, tmp_path):
+    folder = tmp_path / "h"
+    folder.mkdir()
+    im = Image.new("RGB", (24, 24), (128, 128, 128))
+    im.paste((255, 0, 0), (0, 0, 12, 12))  # the red (eosinophil) evidence sits top-left
+    im.save(folder / "cell.png")
+    _run(qtbot, window, lambda: window.classify([folder]))
+    window.table.selectRow(0)
+    assert window.results.results[0].label == "eosinophil"
+    plain = window._preview_pixmap.toImage()
+    window.heat_opacity.setValue(80)
+    window.heat_box.setChecked(True)
+    assert window._preview_pixmap.toImage() != plain  # the overlay changed the picture
+    out = tmp_path / "heat.png"
+    assert window.save_heatmap(out)
+    assert Image.open(out).size == (24, 24)
+
+
+def test_report_from_gui(qtbot, window, tmp_path):
+    from pypdf import PdfReader
+
+    from hv_desktop.gui.report import ReportInfo
+
+    folder = _images(tmp_path / "rep", 5)
+    _run(qtbot, window, lambda: window.classify([folder]))
+    out = tmp_path / "case.pdf"
+    assert window.export_report(out, ReportInfo("S-77", "", "tech"))
+    assert "S-77" in PdfReader(str(out)).pages[0].extract_text()

@@ -275,6 +275,10 @@ class MainWindow(QMainWindow):
         top.addWidget(self.preview_title, 1)
         top.addWidget(self.heat_box)
         top.addWidget(self.heat_opacity)
+        self.save_heat_button = QToolButton(text="Save…")
+        self.save_heat_button.setToolTip("Save the image with its heatmap as PNG")
+        self.save_heat_button.clicked.connect(lambda: self.save_heatmap())
+        top.addWidget(self.save_heat_button)
         top.addWidget(self.zoom_button)
         rv.addLayout(top)
         rv.addWidget(self.preview_scroll, 3)
@@ -578,6 +582,28 @@ class MainWindow(QMainWindow):
             b.setStyleSheet("font-weight: bold;" if r.reviewer_label == lab else "")
             b.setText(f"{'✓ ' if r.reviewer_label == lab else ''}{lab.capitalize()} "
                       f"({self._keys_for(list(self.review_buttons).index(lab), lab)})")
+
+    def save_heatmap(self, path: Path | None = None) -> bool:
+        """The current cell with its class-activation overlay, as a PNG (atomic)."""
+        from hv_desktop.core.heatmap import heatmap_png
+
+        r, _ = self._current_result()
+        if r is None or not r.ok or self.model is None or not self.model.cam_name:
+            self.statusBar().showMessage("No heatmap for this cell", 4000)
+            return False
+        if path is None:
+            name, _ = QFileDialog.getSaveFileName(self, "Save heatmap", str(r.path.with_suffix(".heatmap.png").name),
+                                                  "PNG images (*.png)")
+            if not name:
+                return False
+            path = Path(name)
+        try:
+            heatmap_png(self.model, r.path, path, opacity=self.heat_opacity.value() / 100)
+        except (ImageError, OSError, ValueError) as exc:
+            QMessageBox.critical(self, "Heatmap not saved", f"Could not save {path}:\n{exc}")
+            return False
+        self.statusBar().showMessage(f"Heatmap saved: {path}", 6000)
+        return True
 
     def _refresh_preview(self) -> None:
         view = self.gallery if self.tabs.currentWidget() is self.gallery else self.table
