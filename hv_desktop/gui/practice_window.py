@@ -48,6 +48,7 @@ class PracticeWindow(QDialog):
         self.score_table.setHorizontalHeaderLabels(["Correct / seen"])
         self.score_table.setVerticalHeaderLabels([lab.capitalize() for lab in model.labels])
         self.score_table.setMaximumHeight(160)
+        self.score_table.horizontalHeader().setStretchLastSection(True)
         self.score_table.setFocusPolicy(Qt.NoFocus)
 
         layout = QVBoxLayout(self)
@@ -142,6 +143,7 @@ class PracticeWindow(QDialog):
         html.append("</table>")
         self.image.setText("".join(html))
         self.feedback.setText("Export your results to keep them.")
+        self.feedback.setStyleSheet("font-size: 15px; padding: 6px;")
         for b in self.buttons.values():
             b.setEnabled(False)
         self.next_button.setEnabled(False)
