@@ -65,6 +65,9 @@ def main() -> int:
         print(f"worst tick at {worst / max(len(lat), 1) * 100:.0f}% of the run")
         print(f"event-loop lateness: median {np.median(lat):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, "
               f"max {lat.max():.1f} ms over {len(lat)} ticks")
+        w.close()
+        w.deleteLater()
+        app.processEvents()
     return 0
 
 

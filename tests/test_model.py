@@ -71,3 +71,13 @@ def test_external_data_reference_is_refused(tmp_path):
     onnx.save(proto, str(path))
     with pytest.raises(ModelError):
         Model(path)
+
+
+def test_thread_policy_leaves_cores_for_decoding(monkeypatch):
+    from hv_desktop.core.model import decode_workers, default_threads
+
+    monkeypatch.delenv("HV_THREADS", raising=False)
+    assert [(decode_workers(c), default_threads(c)) for c in (1, 2, 4, 8, 16, 32)] == \
+        [(1, 1), (1, 1), (2, 2), (4, 4), (4, 8), (4, 8)]
+    monkeypatch.setenv("HV_THREADS", "3")
+    assert default_threads(2) == 3

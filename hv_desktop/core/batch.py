@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from hv_desktop.core.model import Model
+from hv_desktop.core.model import decode_workers as default_decoders
 from hv_desktop.core.preprocess import ImageError, normalise, open_image, resize_for_model
 from hv_desktop.core.scan import ScanItem, scan
 
@@ -125,7 +126,7 @@ def classify_stream(
     > 0 attaches a preview of at most that many pixels a side (for the GUI).
     """
     size = model.input_size
-    workers = decode_workers or max(1, min(4, (os.cpu_count() or 2) - 1))
+    workers = decode_workers or default_decoders()
     lookahead = max(2 * batch_size, 4 * workers)
     labels = model.labels
     prep = model.info.preprocessing

@@ -8,6 +8,7 @@ module only arranges widgets and routes user actions.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +66,8 @@ class ReportDialog(QDialog):
 
 class MainWindow(QMainWindow):
     runFinished = Signal()
+    autosaveFailed = Signal(str)
+    autosaveAgain = Signal()
 
     def __init__(self, model_path: Path | None = None, settings: QSettings | None = None,
                  autosave_path: Path | None = None, restore: bool = True) -> None:
@@ -89,6 +92,11 @@ class MainWindow(QMainWindow):
         self.gallery_proxy.setSortRole(Qt.DisplayRole)
         self.gallery_proxy.sort(COL_CLASS)
 
+        self._autosave_lock = threading.Lock()
+        self._autosave_thread: threading.Thread | None = None
+        self._autosave_again = False
+        self.autosaveFailed.connect(lambda msg: self.statusBar().showMessage(f"Autosave failed: {msg}", 8000))
+        self.autosaveAgain.connect(lambda: self.autosave())
         self._autosave_timer = QTimer(self, singleShot=True, interval=400)
         self._autosave_timer.timeout.connect(self.autosave)
         self._diff_timer = QTimer(self, singleShot=True, interval=150)
@@ -759,17 +767,38 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Report written: {path} ({pages} pages)", 8000)
         return True
 
-    def autosave(self) -> None:
+    def autosave(self, wait: bool = False) -> None:
+        """Save the session off the GUI thread (serialising thousands of results would stall the
+        window); a save requested while one runs is done right after it. ``wait`` blocks (on close)."""
         if self.autosave_path is None:
             return
+        with self._autosave_lock:
+            if self._autosave_thread is not None and self._autosave_thread.is_alive():
+                self._autosave_again = True
+                if not wait:
+                    return
+        if self._autosave_thread is not None:
+            self._autosave_thread.join()
+        info = self.model.info if self.model else None
+        snapshot = list(self.results.results)  # the list may grow while we write; the objects are shared
+        args = (self.autosave_path, snapshot, info.name if info else "", info.version if info else "")
+        self._autosave_again = False
+        self._autosave_thread = threading.Thread(target=self._autosave_worker, args=args, daemon=False)
+        self._autosave_thread.start()
+        if wait:
+            self._autosave_thread.join()
+
+    def _autosave_worker(self, path: Path, results: list, name: str, version: str) -> None:
         try:
-            self.autosave_path.parent.mkdir(parents=True, exist_ok=True)
-            info = self.model.info if self.model else None
-            save_session(self.autosave_path, self.results.results, info.name if info else "",
-                         info.version if info else "")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_session(path, results, name, version)
         except OSError as exc:
             log.error("autosave failed: %s", exc)
-            self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
+            self.autosaveFailed.emit(str(exc))
+        with self._autosave_lock:
+            again = self._autosave_again
+        if again:
+            self.autosaveAgain.emit()
 
     def restore_autosave(self) -> int:
         if self.autosave_path is None or not self.autosave_path.exists():
@@ -860,5 +889,5 @@ class MainWindow(QMainWindow):
         if self.job is not None:
             self.job.cancel()
             self.job.wait(10000)
-        self.autosave()
+        self.autosave(wait=True)
         super().closeEvent(event)
