@@ -96,7 +96,8 @@ class MainWindow(QMainWindow):
         self._autosave_thread: threading.Thread | None = None
         self._autosave_again = False
         self.autosaveFailed.connect(lambda msg: self.statusBar().showMessage(f"Autosave failed: {msg}", 8000))
-        self.autosaveAgain.connect(lambda: self.autosave())
+        self._closing = False
+        self.autosaveAgain.connect(lambda: None if self._closing else self.autosave())
         self._autosave_timer = QTimer(self, singleShot=True, interval=400)
         self._autosave_timer.timeout.connect(self.autosave)
         self._diff_timer = QTimer(self, singleShot=True, interval=150)
@@ -889,5 +890,6 @@ class MainWindow(QMainWindow):
         if self.job is not None:
             self.job.cancel()
             self.job.wait(10000)
+        self._closing = True
         self.autosave(wait=True)
         super().closeEvent(event)
