@@ -48,6 +48,7 @@ def test_report_pages_and_text(qapp, tmp_path, tiny_model_path):
     assert "CASE <42> & co" in text  # escaped in HTML, shown literally
     assert "Differential" in text and "Eosinophil" in text and "J. Doe" in text
     assert "broken.jpg" in text and "empty file" in text
+    assert "PRELIMINARY: 10 cells flagged for review have not been reviewed" in text  # the 10 grey cells
     assert "tiny-test" in text and "not a diagnosis" in text.lower()
     # eosinophils: 10 by model, 9 after one was reviewed as monocyte
     assert "Eosinophil 10 25.0 % 9 22.5 %" in text

@@ -189,11 +189,16 @@ class MainWindow(QMainWindow):
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda t: self.proxy.set_filters(text=t))
         filters = QHBoxLayout()
-        filters.addWidget(QLabel("Class:"))
-        filters.addWidget(self.class_combo)
-        filters.addWidget(QLabel("Show:"))
-        filters.addWidget(self.state_combo)
+        for text, widget in (("&Class:", self.class_combo), ("S&how:", self.state_combo)):
+            label = QLabel(text)
+            label.setBuddy(widget)  # Alt+C / Alt+H move the keyboard focus there
+            filters.addWidget(label)
+            filters.addWidget(widget)
         filters.addWidget(self.search, 1)
+        find = QAction("Find", self)
+        find.setShortcut(QKeySequence.Find)
+        find.triggered.connect(lambda: (self.search.setFocus(), self.search.selectAll()))
+        self.addAction(find)
 
         # Table
         self.table = ResultsTable()

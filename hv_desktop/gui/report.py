@@ -84,6 +84,10 @@ def build_document(results: Sequence[Result], labels: Sequence[str], model_name:
         f"<tr><td><b>Model</b></td><td>{e(model_name)} v{e(model_version)}</td></tr>",
         "</table>",
     ]
+    if by_model.flagged:
+        parts.append(f"<p style='color:#a00000; font-weight:bold;'>PRELIMINARY: {by_model.flagged} cell"
+                     f"{'s' if by_model.flagged != 1 else ''} flagged for review "
+                     f"{'have' if by_model.flagged != 1 else 'has'} not been reviewed.</p>")
     if info.note:
         parts.append(f"<p><b>Note:</b> {e(info.note).replace(chr(10), '<br>')}</p>")
     parts += [
