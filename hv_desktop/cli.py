@@ -62,20 +62,28 @@ def _writable_target(path: Path) -> str | None:
     return None
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    from hv_desktop.core.batch import classify_stream
-    from hv_desktop.core.export import StreamingCsv, Tally, atomic_write_text, summary_csv, summary_text
+def _outputs_and_model(args: argparse.Namespace, targets: list):
+    """Check every output can be written, then load the model: the Model, or an exit code."""
     from hv_desktop.core.model import Model, ModelError, bundled_model_path
-    from hv_desktop.core.scan import count_images, scan
 
-    for target in [args.csv] + [t for t in (args.summary, args.report) if t]:
+    for target in (t for t in targets if t):
         problem = _writable_target(target)
         if problem:
             return _fail(EXIT_OUTPUT, problem)
     try:
-        model = Model(args.model or bundled_model_path(), threads=args.threads)
+        return Model(args.model or bundled_model_path(), threads=args.threads)
     except ModelError as exc:
         return _fail(EXIT_MODEL, str(exc))
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from hv_desktop.core.batch import classify_stream
+    from hv_desktop.core.export import StreamingCsv, Tally, atomic_write_text, summary_csv, summary_text
+    from hv_desktop.core.scan import count_images, scan
+
+    model = _outputs_and_model(args, [args.csv, args.summary, args.report])
+    if isinstance(model, int):
+        return model
     if args.heatmaps is not None:
         try:
             args.heatmaps.mkdir(parents=True, exist_ok=True)
@@ -136,18 +144,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     import signal
 
-    from hv_desktop.core.model import Model, ModelError, bundled_model_path
     from hv_desktop.core.watch import FolderWatcher
 
     if not args.folder.is_dir():
         return _fail(EXIT_USAGE, f"not a folder: {args.folder}")
-    problem = _writable_target(args.csv)
-    if problem:
-        return _fail(EXIT_OUTPUT, problem)
-    try:
-        model = Model(args.model or bundled_model_path(), threads=args.threads)
-    except ModelError as exc:
-        return _fail(EXIT_MODEL, str(exc))
+    model = _outputs_and_model(args, [args.csv])
+    if isinstance(model, int):
+        return model
 
     def show(r) -> None:
         text = f"{r.label} {r.confidence * 100:.0f}%{' NEEDS REVIEW' if r.needs_review else ''}" if r.ok \

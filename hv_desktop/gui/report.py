@@ -10,7 +10,6 @@ file name is HTML-escaped.
 from __future__ import annotations
 
 import html
-import io
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,11 +17,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PySide6.QtCore import QMarginsF, QSizeF, QUrl
+from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QSizeF, QUrl
 from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
 
 from hv_desktop.core.batch import Result
-from hv_desktop.core.export import differential, make_temp_beside
+from hv_desktop.core.export import atomic_write_bytes, differential
 from hv_desktop.core.model import INTENDED_USE, Model
 
 THUMBS_PER_CLASS = 24
@@ -147,32 +146,22 @@ def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequen
               heatmaps: bool = False) -> int:
     """Write the report atomically; returns the page count."""
     doc = build_document(results, labels, model_name, model_version, info or ReportInfo(), model, heatmaps)
-    target = Path(path)
-    fd, tmp = make_temp_beside(target)
-    os.close(fd)
-    try:
-        writer = QPdfWriter(tmp)
-        writer.setResolution(150)
-        writer.setPageSize(QPageSize(QPageSize.A4))
-        writer.setPageMargins(QMarginsF(15, 15, 15, 15), QPageLayout.Millimeter)
-        writer.setTitle(f"HematoVision report {info.case_id if info else ''}".strip())
-        writer.setCreator("HematoVision")
-        doc.setPageSize(QSizeF())  # let print() paginate and number the pages
-        doc.print_(writer)
-        del writer
-        with open(tmp, "rb") as fh:
-            data = fh.read()
-        if not data.startswith(b"%PDF"):
-            raise OSError("the PDF writer produced no document")
-        pages = _count_pages(data)
-        os.replace(tmp, target)
-        return pages
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    buffer = QBuffer()
+    buffer.open(QIODevice.WriteOnly)
+    writer = QPdfWriter(buffer)
+    writer.setResolution(150)
+    writer.setPageSize(QPageSize(QPageSize.A4))
+    writer.setPageMargins(QMarginsF(15, 15, 15, 15), QPageLayout.Millimeter)
+    writer.setTitle(f"HematoVision report {info.case_id if info else ''}".strip())
+    writer.setCreator("HematoVision")
+    doc.setPageSize(QSizeF())  # let print() paginate and number the pages
+    doc.print_(writer)
+    del writer  # finishes the document
+    data = bytes(buffer.data())
+    if not pdf_bytes_ok(data):
+        raise OSError("the PDF writer produced no document")
+    atomic_write_bytes(path, data)
+    return _count_pages(data)
 
 
 def _count_pages(data: bytes) -> int:
@@ -185,4 +174,3 @@ def pdf_bytes_ok(data: bytes) -> bool:
     return data.startswith(b"%PDF") and b"%%EOF" in data[-1024:]
 
 
-__all__ = ["ReportInfo", "build_document", "write_pdf", "pdf_bytes_ok", "io"]
