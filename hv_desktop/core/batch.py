@@ -105,10 +105,6 @@ def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0, prep=None
         return _Decoded(path, None, digest, f"image could not be decoded ({exc.__class__.__name__})")
 
 
-class Cancelled(Exception):
-    pass
-
-
 def classify_stream(
     items: Iterable[ScanItem | str | os.PathLike],
     model: Model,

@@ -96,15 +96,6 @@ def result_row(r: Result, labels: Sequence[str], model_name: str, model_version:
     return [safe_cell(v) for v in row]
 
 
-def results_to_csv(results: Iterable[Result], labels: Sequence[str], model_name: str, model_version: str) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(csv_columns(labels))
-    for r in results:
-        writer.writerow(result_row(r, labels, model_name, model_version))
-    return buf.getvalue()
-
-
 def write_csv(path: str | os.PathLike, results: Iterable[Result], labels: Sequence[str],
               model_name: str, model_version: str) -> None:
     """UTF-8 with BOM (so Excel reads accents and non-Latin names right), atomic."""
