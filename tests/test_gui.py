@@ -137,6 +137,7 @@ def test_review_is_autosaved_and_restored(qtbot, tmp_path, tiny_model_path):
     assert w2.results.rowCount() == 3
     assert w2.results.results[0].reviewer_label == "neutrophil"
     assert "Restored" in w2.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: all(r.thumbnail is not None for r in w2.results.results), timeout=5000)
 
 
 def test_filters_by_state_and_class(qtbot, window, tmp_path):

@@ -66,6 +66,7 @@ class ReportDialog(QDialog):
 
 class MainWindow(QMainWindow):
     runFinished = Signal()
+    thumbnailsReady = Signal()
     autosaveFailed = Signal(str)
     autosaveAgain = Signal()
 
@@ -817,11 +818,33 @@ class MainWindow(QMainWindow):
             return 0
         if results:
             self.results.append(results)
+            # thumbnails are not saved with the session: rebuild them in the background
+            self.thumbnailsReady.connect(lambda: self.results.dataChanged.emit(
+                self.results.index(0, 0), self.results.index(self.results.rowCount() - 1, 0)))
+            threading.Thread(target=self._rebuild_thumbnails, args=(list(results),), daemon=True).start()
             reviewed = sum(1 for r in results if r.reviewer_label)
             self.statusBar().showMessage(
                 f"Restored the previous session: {len(results)} files, {reviewed} reviewed (File ▸ New Session clears it)",
                 10000)
         return len(results)
+
+    def _rebuild_thumbnails(self, results: list[Result]) -> None:
+        from hv_desktop.gui.worker import THUMBNAIL_SIDE
+
+        last = time.monotonic()
+        for r in results:
+            if not r.ok or r.thumbnail is not None:
+                continue
+            try:
+                im = open_image(r.path, draft_size=(THUMBNAIL_SIDE * 2, THUMBNAIL_SIDE * 2))
+                im.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                r.thumbnail = np.asarray(im)
+            except ImageError:
+                continue  # moved or deleted since: the row stays, without a picture
+            if time.monotonic() - last > 0.3:
+                self.thumbnailsReady.emit()
+                last = time.monotonic()
+        self.thumbnailsReady.emit()
 
     def new_session(self) -> None:
         if self.job is not None:
