@@ -104,3 +104,19 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     assert np.array_equal(onnx_p.argmax(1)[decided], keras_p.argmax(1)[decided])
     logits_from_cam = cams.mean(axis=(1, 2))
     assert np.allclose(logits_from_cam, keras_logits, atol=1e-3)
+
+
+def test_training_resumes_from_its_last_epoch(tmp_path, shared_data):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", HV_SHARED=str(shared_data.parent))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "training.train", "--quick", "--out", str(run)]
+    r1 = subprocess.run(cmd + ["--epochs", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = subprocess.run(cmd + ["--epochs", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert "[resume] from epoch 1 (step 2)" in r2.stdout  # optimizer state (step count) restored too
+    assert "[epoch 1/2]" not in r2.stdout and "[epoch 2/2]" in r2.stdout
+    import json
+
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/main"))
     ap.add_argument("--quick", action="store_true", help="tiny subset and a few steps: checks the whole chain")
+    ap.add_argument("--epochs", type=int, default=None, help="override the config's epoch count")
     ap.add_argument("--shared", type=Path, default=None, help="folder holding data/ and weights/ (default ../shared)")
     args = ap.parse_args(argv)
 
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     if args.quick:
         cfg.update(epochs=2, steps_per_epoch=2, batch_size=8, warmup_steps=1, average_last_epochs=2)
+    if args.epochs:
+        cfg["epochs"] = args.epochs
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
