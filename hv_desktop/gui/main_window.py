@@ -29,7 +29,7 @@ from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model
 from hv_desktop.core.preprocess import ImageError, open_image
 from hv_desktop.core.session import SessionError, load_session, save_session
 from hv_desktop.gui.results_model import (COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
-                                          ResultsFilter, ResultsModel, to_pixmap)
+                                          GalleryFilter, ResultsFilter, ResultsModel, to_pixmap)
 from hv_desktop.gui.worker import ClassifyJob
 
 log = logging.getLogger("hematovision")
@@ -88,7 +88,7 @@ class MainWindow(QMainWindow):
         self.results = ResultsModel(self)
         self.proxy = ResultsFilter(self)
         self.proxy.setSourceModel(self.results)
-        self.gallery_proxy = ResultsFilter(self)
+        self.gallery_proxy = GalleryFilter(self)
         self.gallery_proxy.setSourceModel(self.results)
         self.gallery_proxy.setSortRole(Qt.DisplayRole)
         self.gallery_proxy.sort(COL_CLASS)
@@ -226,7 +226,7 @@ class MainWindow(QMainWindow):
         self.gallery.setModel(self.gallery_proxy)
         self.gallery.setViewMode(QListView.IconMode)
         self.gallery.setIconSize(QSize(96, 96))
-        self.gallery.setGridSize(QSize(124, 128))
+        self.gallery.setGridSize(QSize(132, 128))
         self.gallery.setResizeMode(QListView.Adjust)
         self.gallery.setMovement(QListView.Static)
         self.gallery.setUniformItemSizes(True)

@@ -161,3 +161,24 @@ class ResultsFilter(QSortFilterProxyModel):
         if self.text_filter and self.text_filter not in r.path.name.casefold():
             return False
         return True
+
+
+#: the usual differential-count abbreviations, so a caption fits under a thumbnail
+SHORT_NAMES = {"eosinophil": "Eos", "lymphocyte": "Lymph", "monocyte": "Mono", "neutrophil": "Neut",
+               "basophil": "Baso"}
+
+
+class GalleryFilter(ResultsFilter):
+    """The gallery: sorted by class, each tile captioned with class and confidence, so groups read at a glance."""
+
+    def data(self, index, role=Qt.DisplayRole):
+        if role == Qt.DisplayRole and index.column() == COL_FILE:
+            r: Result = super().data(index, RESULT_ROLE)
+            if r is not None:
+                if not r.ok:
+                    return f"✕ {r.path.name}"
+                label = effective_label(r, self.reviewed_view)
+                label = SHORT_NAMES.get(label, label.capitalize())
+                flag = "⚑ " if r.needs_review and not r.reviewer_label else ("✓ " if r.reviewer_label else "")
+                return f"{flag}{label} {r.confidence * 100:.0f}%"  # the file name is in the tooltip
+        return super().data(index, role)
