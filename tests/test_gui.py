@@ -233,3 +233,13 @@ def test_report_from_gui(qtbot, window, tmp_path):
     out = tmp_path / "case.pdf"
     assert window.export_report(out, ReportInfo("S-77", "", "tech"))
     assert "S-77" in PdfReader(str(out)).pages[0].extract_text()
+
+
+def test_accept_unflagged_leaves_flagged_cells(qtbot, window, tmp_path):
+    folder = _images(tmp_path / "acc", 8)  # grey cells are low-confidence (flagged) with the test model
+    _run(qtbot, window, lambda: window.classify([folder]))
+    flagged = [r for r in window.results.results if r.needs_review]
+    assert flagged and len(flagged) < 8
+    assert window.accept_unflagged(ask=False) == 8 - len(flagged)
+    assert all((r.reviewer_label == r.label) != r.needs_review for r in window.results.results)
+    assert f"Reviewed {8 - len(flagged)} of 8" in window.review_progress.text()

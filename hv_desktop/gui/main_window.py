@@ -145,6 +145,8 @@ class MainWindow(QMainWindow):
         self.act_watch.setCheckable(True)
         self.act_practice = act("&Practice Mode…", self.open_practice, "Ctrl+P",
                                 "Classify labelled cells yourself and get instant feedback (teaching)")
+        self.act_accept = act("&Accept All Unflagged Cells", self.accept_unflagged, "Ctrl+Shift+A",
+                              "Confirm the model's class for every cell that is not flagged, leaving the flagged ones")
         self.act_next_flag = act("Next &Flagged Cell", self.next_flagged, "F", "Jump to the next cell that needs review")
 
         mb = self.menuBar()
@@ -161,6 +163,7 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_quit)
         r = mb.addMenu("&Review")
         r.addAction(self.act_next_flag)
+        r.addAction(self.act_accept)
         r.addAction(self.act_cancel)
         help_text = QAction("Review keys: 1–4 or E/L/M/N assign, Enter confirms, Backspace clears", self)
         help_text.setEnabled(False)
@@ -683,6 +686,29 @@ class MainWindow(QMainWindow):
             view.selectionModel().setCurrentIndex(nxt, QItemSelectionModel.ClearAndSelect | QItemSelectionModel.Rows)
         else:
             self.show_preview(idx)
+
+    def accept_unflagged(self, ask: bool = True) -> int:
+        """The usual workflow: confirm the confident pre-classifications at once, review the flagged ones."""
+        rows = [i for i, r in enumerate(self.results.results) if r.ok and not r.needs_review and not r.reviewer_label]
+        if not rows:
+            self.statusBar().showMessage("No unflagged, unreviewed cells", 4000)
+            return 0
+        if ask and QMessageBox.question(
+                self, "Accept unflagged cells",
+                f"Confirm the model's class for {len(rows)} cells that are not flagged?\n"
+                "Flagged cells stay for you to review.") != QMessageBox.Yes:
+            return 0
+        for i in rows:
+            self.results.results[i].reviewer_label = self.results.results[i].label
+        self.results.dataChanged.emit(self.results.index(0, 0),
+                                      self.results.index(self.results.rowCount() - 1, self.results.columnCount() - 1))
+        self.update_differential()
+        self._autosave_timer.start()
+        self.statusBar().showMessage(f"Accepted {len(rows)} cells; {self._flagged_left()} flagged cells to review", 6000)
+        return len(rows)
+
+    def _flagged_left(self) -> int:
+        return sum(1 for r in self.results.results if r.ok and r.needs_review and not r.reviewer_label)
 
     def next_flagged(self) -> None:
         view = self.table
