@@ -243,3 +243,29 @@ def test_accept_unflagged_leaves_flagged_cells(qtbot, window, tmp_path):
     assert window.accept_unflagged(ask=False) == 8 - len(flagged)
     assert all((r.reviewer_label == r.label) != r.needs_review for r in window.results.results)
     assert f"Reviewed {8 - len(flagged)} of 8" in window.review_progress.text()
+
+
+def test_opening_the_same_folder_twice_keeps_one_row_per_file(qtbot, window, tmp_path):
+    folder = _images(tmp_path / "twice", 3)
+    _run(qtbot, window, lambda: window.classify([folder]))
+    window.table.selectRow(0)
+    qtbot.keyClick(window.table, "3")
+    _images(folder, 1, start=3)  # one new file arrives
+    _run(qtbot, window, lambda: window.classify([folder]))
+    assert window.results.rowCount() == 4
+    assert window.results.results[0].reviewer_label == "monocyte"  # the review survived
+    assert "3 already in this session" in window.statusBar().currentMessage()
+
+
+def test_missing_x11_library_is_named_not_a_crash(monkeypatch):
+    import ctypes.util
+
+    from hv_desktop.gui import app as app_mod
+
+    monkeypatch.setattr(app_mod.sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None if name == "xcb-cursor" else "lib.so")
+    assert app_mod.missing_linux_libraries() == ["libxcb-cursor0"]
+    assert app_mod.run_gui() == 2

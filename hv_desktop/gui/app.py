@@ -48,11 +48,36 @@ def install_excepthook(log_path: Path) -> None:
     sys.excepthook = hook
 
 
+def missing_linux_libraries() -> list[str]:
+    """System libraries Qt's X11 plugin needs but pip cannot install (Qt would abort without a word)."""
+    if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY"):
+        return []
+    if os.environ.get("QT_QPA_PLATFORM") or os.environ.get("WAYLAND_DISPLAY"):
+        return []
+    import ctypes.util
+    import glob
+
+    bundle = getattr(sys, "_MEIPASS", None)
+    missing = []
+    for lib, package in (("xcb-cursor", "libxcb-cursor0"), ("xkbcommon-x11", "libxkbcommon-x11-0")):
+        if ctypes.util.find_library(lib) is None and not (bundle and glob.glob(f"{bundle}/**/lib{lib}.so*",
+                                                                               recursive=True)):
+            missing.append(package)
+    return missing
+
+
 def run_gui(paths: list[str] | None = None, model_path: Path | None = None, screenshot: Path | None = None) -> int:
+    missing = missing_linux_libraries()
+    if missing:
+        print("hematovision: the desktop app needs these system packages: " + " ".join(missing)
+              + f" (e.g. sudo apt install {' '.join(missing)}); 'hematovision classify' works without them",
+              file=sys.stderr)
+        return 2
     from hv_desktop.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("HematoVision")
+    app.setStyle("Fusion")  # the same look on every platform and desktop theme
     icon = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2])) / "assets" / "icons" / "hematovision.png"
     if icon.exists():
         from PySide6.QtGui import QIcon

@@ -81,6 +81,8 @@ class MainWindow(QMainWindow):
         self._run_started = 0.0
         self._run_total = 0
         self._run_done = 0
+        self._skipped = 0
+        self._seen: set[tuple] = set()
         self.setWindowTitle("HematoVision — white blood cell classification")
         self.setAcceptDrops(True)
         self.resize(1280, 800)
@@ -442,7 +444,7 @@ class MainWindow(QMainWindow):
         self.job.worker.total.connect(self._on_total)
         self.job.worker.results.connect(self._on_results)
         self.job.worker.finished.connect(self._on_finished)
-        self._run_started, self._run_total, self._run_done = time.monotonic(), 0, 0
+        self._run_started, self._run_total, self._run_done, self._skipped = time.monotonic(), 0, 0, 0
         self.progress.setRange(0, 0)
         self.progress.show()
         self.cancel_button.show()
@@ -456,8 +458,12 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
 
     def _on_results(self, batch: list[Result]) -> None:
-        self.results.append(batch)
         self._run_done += len(batch)
+        # The same file (same path, same bytes) opened again keeps its existing row and review.
+        fresh = [r for r in batch if self._key(r) not in self._seen]
+        self._seen.update(self._key(r) for r in fresh)
+        self._skipped += len(batch) - len(fresh)
+        self.results.append(fresh)
         self.progress.setValue(self._run_done)
         elapsed = time.monotonic() - self._run_started
         rate = self._run_done / elapsed if elapsed > 0 else 0
@@ -469,6 +475,10 @@ class MainWindow(QMainWindow):
         self._diff_timer.start()
         self._autosave_timer.start()
 
+    @staticmethod
+    def _key(r: Result) -> tuple[str, str | None, str | None]:
+        return str(r.path), r.sha256, r.error
+
     def _on_finished(self, cancelled: bool, error: str) -> None:
         job, self.job = self.job, None
         if job is not None:
@@ -478,6 +488,8 @@ class MainWindow(QMainWindow):
         self.cancel_button.hide()
         done = self._run_done
         msg = f"Cancelled after {done} of {self._run_total} files" if cancelled else f"Classified {done} files"
+        if self._skipped:
+            msg += f" ({self._skipped} already in this session, kept with their reviews)"
         self.progress_label.setText("")
         self.statusBar().showMessage(msg, 8000)
         if error:
@@ -844,6 +856,7 @@ class MainWindow(QMainWindow):
             return 0
         if results:
             self.results.append(results)
+            self._seen.update(self._key(r) for r in results)
             # thumbnails are not saved with the session: rebuild them in the background
             self.thumbnailsReady.connect(lambda: self.results.dataChanged.emit(
                 self.results.index(0, 0), self.results.index(self.results.rowCount() - 1, 0)))
@@ -881,6 +894,7 @@ class MainWindow(QMainWindow):
                                      "Export them first if you need them.") != QMessageBox.Yes:
             return
         self.results.clear()
+        self._seen.clear()
         self.update_differential()
         self.autosave()
         self._update_actions()
