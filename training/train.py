@@ -153,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             tmp_state = out / "state.tmp.json"
             tmp_state.write_text(json.dumps(state, indent=2))
             os.replace(tmp_state, state_file)
+            since_best = e - state["best"]["epoch"]
+            if cfg.get("patience") and since_best >= cfg["patience"]:
+                print(f"[early stop] no validation gain for {since_best} epochs", flush=True)
+                self.model.stop_training = True
+                state["stopped_early"] = True
+                tmp_state.write_text(json.dumps(state, indent=2))
+                os.replace(tmp_state, state_file)
             parts = " ".join(f"{k}={v['accuracy']:.3f}" for k, v in val.items() if isinstance(v, dict))
             print(f"[epoch {e}/{cfg['epochs']}] loss={row['loss']:.4f} acc={row['accuracy']:.3f} "
                   f"val: {parts} score={val['score']:.4f} ({row['seconds']:.0f}s)", flush=True)
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         def on_epoch_begin(self, epoch, logs=None):
             self.t = time.time()
 
-    if state["epoch"] < cfg["epochs"]:
+    if state["epoch"] < cfg["epochs"] and not state.get("stopped_early"):
         trainer.fit(train_ds, epochs=cfg["epochs"], initial_epoch=state["epoch"],
                     steps_per_epoch=cfg["steps_per_epoch"], callbacks=[Checkpoint()],
                     verbose=2 if sys.stdout.isatty() else 0)
