@@ -93,7 +93,10 @@ def main() -> int:
                       f"({1000 / mo:5.2f} ms)  end-to-end {e2e:7.0f} img/s ({1000 / e2e:5.2f} ms)  "
                       f"ratio {e2e / mo:4.2f}", flush=True)
     if args.keras_run:
-        x8 = np.stack([load_for_model(p, (224, 224)) for p in paths[:60]])
+        from training.train import load_config
+
+        side = load_config(args.keras_run / "config.json")["image_size"]
+        x8 = np.stack([load_for_model(p, (side, side)) for p in paths[:60]])
         k = keras_per_image(args.keras_run, x8)
         if k:
             best = max(r[4] for r in rows)
