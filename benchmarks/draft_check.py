@@ -10,7 +10,6 @@ of both, and decode time per image.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time

@@ -9,7 +9,6 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 from pypdf import PdfReader
 

@@ -189,13 +189,10 @@ class Model:
 
     def probabilities(self, tensor: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities for an already-normalised batch."""
-        return self._run(tensor, with_cam=False)[0]
+        return self.run(tensor, with_cam=False)[0]
 
     def run(self, tensor: np.ndarray, with_cam: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities (N, C), class-activation maps (N, h, w, C) or None)."""
-        return self._run(tensor, with_cam)
-
-    def _run(self, tensor: np.ndarray, with_cam: bool) -> tuple[np.ndarray, np.ndarray | None]:
         names = [self.scores_name] + ([self.cam_name] if with_cam and self.cam_name else [])
         if self.max_batch and len(tensor) > self.max_batch:
             parts = [self.session.run(names, {self.input_name: tensor[i:i + self.max_batch]})

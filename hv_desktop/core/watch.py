@@ -13,7 +13,6 @@ drives, where OS change notifications are unreliable.
 from __future__ import annotations
 
 import csv
-import os
 import threading
 import time
 from dataclasses import dataclass, field

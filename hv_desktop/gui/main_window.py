@@ -38,10 +38,6 @@ IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.gif *.webp);;All
 MAX_RECENT = 8
 
 
-class ResultsTable(QTableView):
-    keyPressed = Signal(object)
-
-
 class ReportDialog(QDialog):
     """Case details for the PDF report."""
 
@@ -207,7 +203,7 @@ class MainWindow(QMainWindow):
         self.addAction(find)
 
         # Table
-        self.table = ResultsTable()
+        self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -573,8 +569,12 @@ class MainWindow(QMainWindow):
         return win
 
     # ------------------------------------------------------------------ preview
+    def _view(self):
+        """The view the reviewer is working in: the table or the gallery."""
+        return self.gallery if self.tabs.currentWidget() is self.gallery else self.table
+
     def _current_result(self) -> tuple[Result | None, int]:
-        view = self.gallery if self.tabs.currentWidget() is self.gallery else self.table
+        view = self._view()
         idx = view.currentIndex()
         if not idx.isValid():
             return None, -1
@@ -636,7 +636,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _refresh_preview(self) -> None:
-        view = self.gallery if self.tabs.currentWidget() is self.gallery else self.table
+        view = self._view()
         self.show_preview(view.currentIndex())
 
     def _render_preview(self) -> None:
@@ -687,11 +687,11 @@ class MainWindow(QMainWindow):
         if label is not None:
             self._move_next()
         else:
-            view = self.gallery if self.tabs.currentWidget() is self.gallery else self.table
+            view = self._view()
             self.show_preview(view.currentIndex())
 
     def _move_next(self) -> None:
-        view = self.gallery if self.tabs.currentWidget() is self.gallery else self.table
+        view = self._view()
         idx = view.currentIndex()
         nxt = view.model().index(idx.row() + 1, 0)
         if nxt.isValid():
@@ -716,11 +716,9 @@ class MainWindow(QMainWindow):
                                       self.results.index(self.results.rowCount() - 1, self.results.columnCount() - 1))
         self.update_differential()
         self._autosave_timer.start()
-        self.statusBar().showMessage(f"Accepted {len(rows)} cells; {self._flagged_left()} flagged cells to review", 6000)
+        self.statusBar().showMessage(f"Accepted {len(rows)} cells; {differential(self.results.results, self.model.labels).flagged} flagged cells "
+                                 "to review", 6000)
         return len(rows)
-
-    def _flagged_left(self) -> int:
-        return sum(1 for r in self.results.results if r.ok and r.needs_review and not r.reviewer_label)
 
     def next_flagged(self) -> None:
         view = self.table
@@ -911,25 +909,22 @@ class MainWindow(QMainWindow):
         self.act_export.setEnabled(bool(self.results.results))
         self.act_report.setEnabled(bool(self.results.results) and has_model)
 
-    def _last_dir(self) -> str:
+    def _recent(self) -> list[str]:
         recent = self.settings.value("recent_folders", []) or []
-        if isinstance(recent, str):
-            recent = [recent]
+        return [recent] if isinstance(recent, str) else list(recent)  # QSettings returns a lone value bare
+
+    def _last_dir(self) -> str:
+        recent = self._recent()
         return recent[0] if recent else str(Path.home())
 
     def _remember_recent(self, folder: Path) -> None:
-        recent = self.settings.value("recent_folders", []) or []
-        if isinstance(recent, str):
-            recent = [recent]
-        recent = [str(folder)] + [r for r in recent if r != str(folder)]
+        recent = [str(folder)] + [r for r in self._recent() if r != str(folder)]
         self.settings.setValue("recent_folders", recent[:MAX_RECENT])
         self._refresh_recent()
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
-        recent = self.settings.value("recent_folders", []) or []
-        if isinstance(recent, str):
-            recent = [recent]
+        recent = self._recent()
         for folder in recent:
             a = self.recent_menu.addAction(folder)
             a.triggered.connect(lambda _=False, f=folder: self.classify([Path(f)]))

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import (QDialog, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPushButton,
+from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout)
 
+from hv_desktop.core.heatmap import cam_for, overlay
 from hv_desktop.core.model import Model
 from hv_desktop.core.practice import PracticeSession, load_practice_set
 from hv_desktop.core.preprocess import ImageError, normalise, open_image, resize_for_model
@@ -98,14 +99,14 @@ class PracticeWindow(QDialog):
         model_label = conf = None
         heat_img = None
         if self._image is not None:
-            x = normalise(resize_for_model(self._image, self.model.input_size)[None], self.model.info.preprocessing)
-            probs, cams = self.model.run(x, with_cam=True)
-            k = int(probs[0].argmax())
-            model_label, conf = self.model.labels[k], float(probs[0, k])
-            if cams is not None:
-                from hv_desktop.core.heatmap import normalise_heat, overlay
-
-                heat_img = overlay(self._image, normalise_heat(cams[0, :, :, k]))
+            if self.model.cam_name:
+                heat, probs = cam_for(self.model, self._image)
+                heat_img = overlay(self._image, heat)
+            else:
+                x = normalise(resize_for_model(self._image, self.model.input_size)[None], self.model.info.preprocessing)
+                probs = self.model.probabilities(x)[0]
+            k = int(probs.argmax())
+            model_label, conf = self.model.labels[k], float(probs[k])
         a = self.session.answer(label, model_label, conf)
         self.awaiting_answer = False
         verdict = "✓ Correct" if a.correct else f"✗ Not quite — this is a <b>{a.reference}</b>"

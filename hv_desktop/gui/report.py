@@ -13,7 +13,6 @@ import html
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
