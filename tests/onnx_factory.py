@@ -18,7 +18,8 @@ LABELS = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 
 
 def tiny_model(path: Path, *, size: int = 32, metadata: dict | None = None, labels=LABELS,
-               batch: int | str = "N", n_outputs: int | None = None, drop_metadata: bool = False) -> Path:
+               batch: int | str = "N", n_outputs: int | None = None, drop_metadata: bool = False,
+               typicality: bool = False) -> Path:
     n_out = n_outputs or len(labels)
     # channel means (RGB, normalised to [-1, 1]) -> logits
     w = np.zeros((3, n_out), np.float32)
@@ -42,11 +43,22 @@ def tiny_model(path: Path, *, size: int = 32, metadata: dict | None = None, labe
         numpy_helper.from_array(w, "W"),
         numpy_helper.from_array(b, "B"),
     ]
+    outputs_extra = []
+    if typicality:
+        # "typical" = bright: sigmoid(8 * (mean of all pixels)), so a black image is atypical
+        # whatever its class confidence.
+        nodes += [helper.make_node("ReduceMean", ["image", "all_axes"], ["brightness"], keepdims=0),
+                  helper.make_node("Mul", ["brightness", "eight"], ["scaled_brightness"]),
+                  helper.make_node("Sigmoid", ["scaled_brightness"], ["typicality"])]
+        inits += [numpy_helper.from_array(np.array([1, 2, 3], np.int64), "all_axes"),
+                  numpy_helper.from_array(np.array(8.0, np.float32), "eight")]
+        outputs_extra.append(helper.make_tensor_value_info("typicality", TensorProto.FLOAT, [batch]))
     graph = helper.make_graph(
         nodes, "tiny",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, size, size, 3])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, n_out]),
-         helper.make_tensor_value_info("cam", TensorProto.FLOAT, [batch, size // k, size // k, n_out])],
+         helper.make_tensor_value_info("cam", TensorProto.FLOAT, [batch, size // k, size // k, n_out])]
+        + outputs_extra,
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
@@ -54,6 +66,8 @@ def tiny_model(path: Path, *, size: int = 32, metadata: dict | None = None, labe
             "preprocessing": {"width": size, "height": size, "mean": [127.5] * 3, "std": [127.5] * 3,
                               "channel_order": "RGB", "layout": "NHWC"},
             "temperature": 1.0, "review_threshold": 0.5, "scores_output": "logits", "cam_output": "cam"}
+    if typicality:
+        meta["review_output"] = "typicality"
     if metadata:
         meta.update(metadata)
     if not drop_metadata:

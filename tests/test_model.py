@@ -81,3 +81,33 @@ def test_thread_policy_leaves_cores_for_decoding(monkeypatch):
         [(1, 1), (1, 1), (2, 2), (4, 4), (4, 8), (4, 8)]
     monkeypatch.setenv("HV_THREADS", "3")
     assert default_threads(2) == 3
+
+
+def test_typicality_output_drives_needs_review(tmp_path):
+    """A model's own typicality output, not its confidence, decides needs-review when the metadata names it."""
+    from PIL import Image
+
+    from hv_desktop.core.batch import classify_paths
+
+    model = Model(tiny_model(tmp_path / "t.onnx", typicality=True, metadata={"review_threshold": 0.5}))
+    assert model.review_name == "typicality"
+    bright_red = np.zeros((2, 32, 32, 3), np.uint8)
+    bright_red[0] = (255, 200, 200)   # bright -> typical
+    bright_red[1] = (60, 0, 0)        # dark -> atypical, although the class is confident
+    p, typ = model.assess(normalise(bright_red, model.info.preprocessing))
+    assert p.max(1).min() > 0.5       # confidence alone would flag neither
+    assert typ[0] > 0.5 > typ[1]
+    for name, colour in (("bright.png", (255, 200, 200)), ("dark.png", (60, 0, 0))):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / name)
+    results = {r.path.name: r for r in classify_paths([tmp_path / "bright.png", tmp_path / "dark.png"], model)}
+    assert not results["bright.png"].needs_review and results["dark.png"].needs_review
+    assert results["dark.png"].typicality == pytest.approx(float(typ[1]), abs=1e-3)
+    # Without the output the calibrated confidence is the review value.
+    plain = Model(tiny_model(tmp_path / "p.onnx"))
+    p2, conf = plain.assess(normalise(bright_red, plain.info.preprocessing))
+    assert np.allclose(conf, p2.max(1))
+
+
+def test_missing_typicality_output_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="typicality"):
+        Model(tiny_model(tmp_path / "m.onnx", metadata={"review_output": "typicality"}))

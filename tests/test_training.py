@@ -105,6 +105,19 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     logits_from_cam = cams.mean(axis=(1, 2))
     assert np.allclose(logits_from_cam, keras_logits, atol=1e-3)
 
+    # The needs-review typicality output is fitted and written into the graph (the script itself
+    # checks graph == formula); the app then flags by it and the classes are unchanged.
+    reviewed = tmp_path / "reviewed.onnx"
+    r = subprocess.run([sys.executable, "-m", "training.review", "--model", str(onnx_path), "--out", str(reviewed),
+                        "--limit", "24"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "chosen w=" in r.stdout
+    with_review = Model(reviewed)
+    assert with_review.review_name == "typicality"
+    p2, typ = with_review.assess(xn[:32])
+    assert np.allclose(p2, onnx_p[:32], atol=1e-6)
+    assert typ.shape == (32,) and np.all((typ >= 0) & (typ <= 1)) and typ.std() > 0
+
 
 def test_training_resumes_from_its_last_epoch(tmp_path, shared_data):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", HV_SHARED=str(shared_data.parent))

@@ -27,13 +27,20 @@ from hv_desktop.core.preprocess import load_for_model, normalise
 from training.data import CLASSES, list_labelled, shared_root
 
 
-def predict(model: Model, paths: list[Path]) -> np.ndarray:
-    """Uncalibrated probabilities via the app's streaming runner (temperature 1)."""
-    probs = []
+def predict(model: Model, paths: list[Path], typicality: dict | None = None) -> np.ndarray:
+    """Uncalibrated probabilities via the app's streaming runner (temperature 1).
+
+    When the model has a typicality output and ``typicality`` is a dict, the
+    per-image values are stored in it under the key ``"values"``.
+    """
+    probs, typ = [], []
     for r in classify_stream(paths, model, batch_size=32):
         if not r.ok:
             raise RuntimeError(f"{r.path}: {r.error}")
         probs.append([r.probabilities[c] for c in model.labels])
+        typ.append(r.typicality)
+    if typicality is not None:
+        typicality["values"] = np.asarray(typ, np.float64)
     return np.asarray(probs, np.float64)
 
 
@@ -195,11 +202,19 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     sets = {rel: split(rel) for rel in ("blood-cells/TEST", "pbc/val", "blood-cells/TEST_SIMPLE")}
-    logp = {rel: np.log(np.clip(predict(model, paths), 1e-12, 1)) for rel, (paths, _) in sets.items()}
+    has_typ = model.review_name is not None
+    typ: dict[str, np.ndarray] = {}
+    logp = {}
+    for rel, (paths, _) in sets.items():
+        holder: dict = {}
+        logp[rel] = np.log(np.clip(predict(model, paths, holder), 1e-12, 1))
+        typ[rel] = holder["values"]
     other_paths = sorted(p for p in (data / "pbc/other").rglob("*") if p.is_file())
     if args.limit:
         other_paths = other_paths[:: max(1, len(other_paths) // args.limit)][: args.limit]
-    logp_other = np.log(np.clip(predict(model, other_paths), 1e-12, 1))
+    holder = {}
+    logp_other = np.log(np.clip(predict(model, other_paths, holder), 1e-12, 1))
+    typ_other = holder["values"]
 
     val_keys = ("pbc/val", "blood-cells/TEST_SIMPLE")
     val_logp = np.concatenate([logp[k] for k in val_keys])
@@ -214,9 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         et, tablet = ece(pt, y)
         calib[rel] = {"ece_before": e1, "ece_after": et, "bins_before": table1, "bins_after": tablet}
 
-    # Needs-review rule: calibrated confidence below a threshold.
-    conf_val = calibrate(val_logp, t).max(1)
-    conf_other = calibrate(logp_other, t).max(1)
+    # Needs-review rule: the model's typicality output (training.review) when it has one, else the
+    # calibrated confidence, below a threshold. "conf_*" below are those review values.
+    def review_values(rel: str | None) -> np.ndarray:
+        if has_typ:
+            return typ_other if rel is None else typ[rel]
+        return calibrate(logp_other if rel is None else logp[rel], t).max(1)
+
+    msp_other = calibrate(logp_other, t).max(1)
+    msp_pbc_val = calibrate(logp["pbc/val"], t).max(1)
+    conf_val = np.concatenate([review_values(k) for k in val_keys])
+    conf_other = review_values(None)
     other_a, other_b = conf_other[0::2], conf_other[1::2]
     candidates = np.unique(np.round(np.concatenate([conf_val, other_a]), 4))
     best_thr, best_j = 0.5, -1.0
@@ -224,10 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         j = float(np.mean(other_a < thr) - np.mean(conf_val < thr))
         if j > best_j:
             best_thr, best_j = float(thr), j
-    conf_pbc_val = calibrate(logp["pbc/val"], t).max(1)
-    conf_test = calibrate(logp["blood-cells/TEST"], t).max(1)
+    conf_pbc_val = review_values("pbc/val")
+    conf_test = review_values("blood-cells/TEST")
     review = {
-        "score": "calibrated max probability (below threshold = needs review)",
+        "score": ("model typicality output: calibrated confidence + feature-space distance (training.review)"
+                  if has_typ else "calibrated max probability") + " (below threshold = needs review)",
+        "auroc_confidence_alone_other_vs_pbc_val_all": auroc(-msp_other, -msp_pbc_val),
         "threshold": best_thr,
         "chosen_on": "pbc/val + TEST_SIMPLE (genuine) vs even half of pbc/other (Youden J)",
         "auroc_other_vs_pbc_val_heldout_half": auroc(-other_b, -conf_pbc_val),
@@ -283,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{review['auroc_other_vs_pbc_val_all']:.3f} (held-out half {review['auroc_other_vs_pbc_val_heldout_half']:.3f}); "
           f"flagged: other {review['flagged_other_heldout_half'] * 100:.0f}%, pbc/val {review['flagged_pbc_val'] * 100:.1f}%, "
           f"TEST {review['flagged_test'] * 100:.1f}%")
+    print(f"needs-review score: {review['score']}; confidence alone would give AUROC "
+          f"{review['auroc_confidence_alone_other_vs_pbc_val_all']:.3f}")
     print(f"latency ms/image: {metrics['latency_ms_per_image']}")
     return 0
 

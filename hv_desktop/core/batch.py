@@ -40,6 +40,8 @@ class Result:
     confidence: float | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
     needs_review: bool = False
+    #: the value the needs-review threshold was applied to (model typicality, or confidence)
+    typicality: float | None = None
     error: str | None = None
     sha256: str | None = None
     timestamp: str = ""
@@ -162,13 +164,13 @@ def classify_stream(
                     chunk.append(head.result() if isinstance(head, Future) else head)
                     refill()
                 good = [d for d in chunk if d.pixels is not None]
-                probs: dict[int, np.ndarray] = {}
+                probs: dict[int, tuple[np.ndarray, float]] = {}
                 if good:
                     batch = np.stack([d.pixels for d in good])
                     try:
-                        p = model.probabilities(batch)
-                        for d, row in zip(good, p):
-                            probs[id(d)] = row
+                        p, typical = model.assess(batch)
+                        for d, row, t in zip(good, p, typical):
+                            probs[id(d)] = (row, float(t))
                     except Exception as exc:  # model failure: every image of the batch gets the message
                         for d in good:
                             d.error = f"model failed on this image ({str(exc)[:120]})"
@@ -176,13 +178,13 @@ def classify_stream(
                 for d in chunk:
                     if cancelled():
                         break
-                    row = probs.get(id(d))
-                    if row is not None:
+                    got = probs.get(id(d))
+                    if got is not None:
+                        row, typical = got
                         k = int(np.argmax(row))
-                        conf = float(row[k])
-                        result = Result(d.path, labels[k], conf, {lab: float(v) for lab, v in zip(labels, row)},
-                                        needs_review=conf < threshold, sha256=d.sha256, timestamp=stamp,
-                                        thumbnail=d.thumbnail)
+                        result = Result(d.path, labels[k], float(row[k]), {lab: float(v) for lab, v in zip(labels, row)},
+                                        needs_review=typical < threshold, typicality=typical, sha256=d.sha256,
+                                        timestamp=stamp, thumbnail=d.thumbnail)
                     else:
                         result = Result(d.path, error=d.error or "not classified", sha256=d.sha256, timestamp=stamp)
                     done += 1

@@ -178,6 +178,12 @@ class Model:
                 f"{self.path.name}: output shape {oshape} does not fit {len(self.info.labels)} labels")
         cam = self.info.extra.get("cam_output")
         self.cam_name = cam if cam in outs else None
+        # Optional per-image typicality in [0, 1] (higher = more like the training cells), which the
+        # needs-review threshold then applies to instead of the calibrated confidence.
+        review = self.info.extra.get("review_output")
+        if review is not None and review not in outs:
+            raise ModelError(f"{self.path.name}: output '{review}' named in metadata is missing")
+        self.review_name = review
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -191,17 +197,32 @@ class Model:
         """Calibrated class probabilities for an already-normalised batch."""
         return self.run(tensor, with_cam=False)[0]
 
-    def run(self, tensor: np.ndarray, with_cam: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """(probabilities (N, C), class-activation maps (N, h, w, C) or None)."""
-        names = [self.scores_name] + ([self.cam_name] if with_cam and self.cam_name else [])
+    def assess(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (N, C), review values (N,)) from one inference pass.
+
+        The review value is the model's own typicality output when it has one,
+        else the calibrated confidence; below ``info.review_threshold`` means
+        the cell needs a person's review.
+        """
+        if self.review_name is None:
+            p = self.run(tensor)[0]
+            return p, p.max(axis=1)
+        outs = self._fetch(tensor, [self.scores_name, self.review_name])
+        typ = np.asarray(outs[1], np.float64).reshape(-1)
+        if typ.shape != (len(tensor),):
+            raise ModelError(f"model returned review values of shape {np.shape(outs[1])}")
+        return self._calibrate(outs[0], len(tensor)), np.nan_to_num(typ, nan=0.0).astype(np.float32)
+
+    def _fetch(self, tensor: np.ndarray, names: list[str]) -> list[np.ndarray]:
         if self.max_batch and len(tensor) > self.max_batch:
             parts = [self.session.run(names, {self.input_name: tensor[i:i + self.max_batch]})
                      for i in range(0, len(tensor), self.max_batch)]
-            outs = [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
-        else:
-            outs = self.session.run(names, {self.input_name: tensor})
-        scores = np.asarray(outs[0], dtype=np.float64)
-        if scores.shape != (len(tensor), len(self.info.labels)):
+            return [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
+        return self.session.run(names, {self.input_name: tensor})
+
+    def _calibrate(self, raw: np.ndarray, n: int) -> np.ndarray:
+        scores = np.asarray(raw, dtype=np.float64)
+        if scores.shape != (n, len(self.info.labels)):
             raise ModelError(f"model returned scores of shape {scores.shape}")
         if self.info.output_kind == "probabilities":
             scores = np.log(np.clip(scores, 1e-12, 1.0))
@@ -209,9 +230,14 @@ class Model:
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
-        p = np.nan_to_num(p, nan=1.0 / p.shape[1])
+        return np.nan_to_num(p, nan=1.0 / p.shape[1]).astype(np.float32)
+
+    def run(self, tensor: np.ndarray, with_cam: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (N, C), class-activation maps (N, h, w, C) or None)."""
+        names = [self.scores_name] + ([self.cam_name] if with_cam and self.cam_name else [])
+        outs = self._fetch(tensor, names)
         cams = np.asarray(outs[1]) if len(outs) > 1 else None
-        return p.astype(np.float32), cams
+        return self._calibrate(outs[0], len(tensor)), cams
 
 
 def bundled_model_path() -> Path:

@@ -25,14 +25,15 @@ class SessionError(Exception):
 
 def _encode(r: Result) -> dict:
     return {"path": str(r.path), "label": r.label, "confidence": r.confidence, "probabilities": r.probabilities,
-            "needs_review": r.needs_review, "error": r.error, "sha256": r.sha256, "timestamp": r.timestamp,
+            "needs_review": r.needs_review, "typicality": r.typicality, "error": r.error, "sha256": r.sha256, "timestamp": r.timestamp,
             "reviewer_label": r.reviewer_label}
 
 
 def _decode(d: dict) -> Result:
     return Result(path=Path(d["path"]), label=d.get("label"), confidence=d.get("confidence"),
                   probabilities={str(k): float(v) for k, v in (d.get("probabilities") or {}).items()},
-                  needs_review=bool(d.get("needs_review")), error=d.get("error"), sha256=d.get("sha256"),
+                  needs_review=bool(d.get("needs_review")),
+                  typicality=None if d.get("typicality") is None else float(d["typicality"]), error=d.get("error"), sha256=d.get("sha256"),
                   timestamp=d.get("timestamp") or "", reviewer_label=d.get("reviewer_label"))
 
 

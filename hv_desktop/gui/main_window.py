@@ -7,6 +7,7 @@ module only arranges widgets and routes user actions.
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 import time
@@ -588,7 +589,15 @@ class MainWindow(QMainWindow):
         r = index.data(RESULT_ROLE)
         self._preview_result = r
         self._preview_pixmap = None
-        self.preview_title.setText(f"<b>{r.path.name}</b><br><small>{r.path.parent}</small>")
+        why = ""
+        if r.ok and r.needs_review and not r.reviewer_label:
+            # Say why, so a reviewer knows a flag is the model's doubt, not a finding.
+            why = "<br><span style='color:#b35900'>⚑ Needs review: the model is unsure of this cell"
+            if r.typicality is not None:
+                why += f" or it looks unlike the cells it was trained on (typicality {r.typicality:.2f})"
+            why += "</span>"
+        self.preview_title.setText(f"<b>{html.escape(r.path.name)}</b><br><small>{html.escape(str(r.path.parent))}"
+                                   f"</small>{why}")
         if r.ok:
             try:
                 im = open_image(r.path, draft_size=(800, 800))
