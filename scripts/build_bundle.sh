@@ -19,6 +19,25 @@ if command -v strip >/dev/null 2>&1; then
   find dist/HematoVision/_internal/python3* -name '*.so' -exec strip --strip-debug {} + 2>/dev/null || true
   find dist/HematoVision/_internal/onnxruntime -name '*.so' -exec strip --strip-debug {} + 2>/dev/null || true
 fi
+# Every library and plugin left in the bundle must find the libraries it links against (in the bundle, or
+# display-system libraries that any desktop provides), or a plugin would fail to load on a user's machine.
+"$VENV/bin/python" - <<'PY'
+import glob, os, re, subprocess, sys
+root = "dist/HematoVision/_internal"
+have = {os.path.basename(f) for f in glob.glob(root + "/**/*", recursive=True)}
+system = set(re.findall(r"^\s*(\S+) \(", subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout, re.M))
+DESKTOP = ("libwayland-", "libGL", "libEGL", "libOpenGL", "libvulkan", "libdrm", "libgbm", "libxkbcommon")
+missing = []
+for f in glob.glob(root + "/**/*.so*", recursive=True):
+    if os.path.islink(f):
+        continue
+    out = subprocess.run(["readelf", "-d", f], capture_output=True, text=True).stdout
+    missing += [(f, n) for n in re.findall(r"Shared library: \[(.+?)\]", out)
+                if n not in have and n not in system and not n.startswith(DESKTOP)]
+for f, n in missing:
+    print(f"unresolved: {f} needs {n}", file=sys.stderr)
+sys.exit(1 if missing else 0)
+PY
 echo "bundle: $(du -sh dist/HematoVision | cut -f1)"
 du -sh dist/HematoVision/_internal/* | sort -h | tail -6
 
