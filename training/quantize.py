@@ -42,7 +42,7 @@ class _Reader:
         self.i = 0
 
 
-def quantize(src: Path, dst: Path, per_class: int = 40) -> Path:
+def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True) -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -55,9 +55,13 @@ def quantize(src: Path, dst: Path, per_class: int = 40) -> Path:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         out = Path(tmp) / "int8.onnx"
+        # The needs-review typicality (training.review: softmax, whitening, distances, log) stays in float:
+        # it is a tiny part of the cost and its small distances would not survive 8 bits.
+        keep_float = [n.name for n in onnx.load(str(pre)).graph.node if n.name.startswith("review/")]
         quantize_static(str(pre), str(out), _Reader(model, [p for p, _ in items]),
-                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+                        quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=keep_float)
         proto = onnx.load(str(out))
         meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
         import json
@@ -65,7 +69,7 @@ def quantize(src: Path, dst: Path, per_class: int = 40) -> Path:
         info = json.loads(meta[METADATA_KEY])
         info["version"] = info.get("version", "") + "-int8"
         info["name"] = info.get("name", "") + " (INT8)"
-        info["quantisation"] = f"static QDQ per-channel int8 weights, uint8 activations, MinMax on {len(items)} training images"
+        info["quantisation"] = f"static QDQ {'per-channel' if per_channel else 'per-tensor'} int8 weights, uint8 activations, MinMax on {len(items)} training images"
         from training.export_onnx import set_metadata
 
         set_metadata(proto, info)
@@ -80,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=Path("assets/model/hematovision.onnx"))
     ap.add_argument("--out", type=Path, default=Path("assets/model/hematovision-int8.onnx"))
     ap.add_argument("--per-class", type=int, default=40)
+    ap.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor instead of per channel")
     args = ap.parse_args(argv)
-    quantize(args.model, args.out, args.per_class)
+    quantize(args.model, args.out, args.per_class, per_channel=not args.per_tensor)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
     return 0
 

@@ -116,8 +116,11 @@ def add_output(proto, w: np.ndarray, centres: np.ndarray, p: dict, temperature: 
     # calibrated confidence
     scaled = node("Div", ["logits", const("temperature", temperature)], "scaled")
     conf = node("ReduceMax", [node("Softmax", [scaled], "softmax", axis=1)], "confidence", axes=[1], keepdims=0)
-    # squared Mahalanobis distance to the nearest centre
-    y = node("MatMul", [f, const("whiten", w)], "whitened")
+    # squared Mahalanobis distance to the nearest centre; the 1280x1280 whitening matrix is stored as
+    # float16 (half the file size; typicality changes by < 1e-3) and widened once when the session loads.
+    g.initializer.append(numpy_helper.from_array(w.astype(np.float16), name="review/whiten16"))
+    whiten = node("Cast", ["review/whiten16"], "whiten", to=TensorProto.FLOAT)
+    y = node("MatMul", [f, whiten], "whitened")
     yy = node("ReduceSum", [node("Mul", [y, y], "y2"), axes1], "yy", keepdims=1)
     cross = node("MatMul", [y, const("centres_t", centres.T)], "cross")
     d = node("Add", [node("Sub", [yy, node("Mul", [cross, const("two", 2.0)], "cross2")], "d0"),
