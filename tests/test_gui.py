@@ -269,3 +269,27 @@ def test_missing_x11_library_is_named_not_a_crash(monkeypatch):
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None if name == "xcb-cursor" else "lib.so")
     assert app_mod.missing_linux_libraries() == ["libxcb-cursor0"]
     assert app_mod.run_gui() == 2
+
+
+def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):
+    """With a model that has a typicality output, a confident but atypical cell is flagged and the preview says so."""
+    from onnx_factory import tiny_model
+
+    model = tiny_model(tmp_path / "typ.onnx", typicality=True, metadata={"review_threshold": 0.5})
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    w = MainWindow(model_path=model, settings=settings, autosave_path=tmp_path / "autosave.json")
+    qtbot.addWidget(w)
+    folder = tmp_path / "cells"
+    folder.mkdir()
+    Image.new("RGB", (40, 40), (255, 200, 200)).save(folder / "a_bright.png")
+    Image.new("RGB", (40, 40), (60, 0, 0)).save(folder / "b_dark.png")
+    _run(qtbot, w, lambda: w.classify([folder]))
+    by_name = {r.path.name: r for r in w.results.results}
+    assert not by_name["a_bright.png"].needs_review and by_name["b_dark.png"].needs_review
+    assert by_name["b_dark.png"].confidence > 0.5  # confidence alone would not have flagged it
+    row = [r.path.name for r in w.results.results].index("b_dark.png")
+    w.table.selectRow(row)
+    assert "Needs review" in w.preview_title.text() and "typicality" in w.preview_title.text()
+    assert "unlike the cells it was trained on" in w.preview_title.toolTip()
+    w.table.selectRow(1 - row)
+    assert "Needs review" not in w.preview_title.text()

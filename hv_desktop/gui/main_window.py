@@ -259,6 +259,7 @@ class MainWindow(QMainWindow):
         self.preview.setMinimumSize(260, 220)
         self.preview.setFrameShape(QFrame.StyledPanel)
         self.preview_scroll = QScrollArea()
+        self.preview_scroll.viewport().installEventFilter(self)
         self.preview_scroll.setWidget(self.preview)
         self.preview_scroll.setWidgetResizable(True)
         self.zoom_button = QToolButton(text="100 %", checkable=True)
@@ -589,13 +590,18 @@ class MainWindow(QMainWindow):
         r = index.data(RESULT_ROLE)
         self._preview_result = r
         self._preview_pixmap = None
-        why = ""
+        why, tip = "", ""
         if r.ok and r.needs_review and not r.reviewer_label:
-            # Say why, so a reviewer knows a flag is the model's doubt, not a finding.
-            why = "<br><span style='color:#b35900'>⚑ Needs review: the model is unsure of this cell"
+            # Say why (briefly here, fully in the tooltip), so a flag reads as the model's doubt, not a finding.
+            why = "<br><span style='color:#b35900'>⚑ Needs review"
+            tip = "The model is unsure of this cell"
             if r.typicality is not None:
-                why += f" or it looks unlike the cells it was trained on (typicality {r.typicality:.2f})"
+                why += f" (typicality {r.typicality:.2f})"
+                tip += (", or the cell looks unlike the cells it was trained on (for example a cell that is none "
+                        "of the four classes). Typicality combines the model's confidence with how far the cell "
+                        "lies from the training cells in the model's feature space.")
             why += "</span>"
+        self.preview_title.setToolTip(tip)
         self.preview_title.setText(f"<b>{html.escape(r.path.name)}</b><br><small>{html.escape(str(r.path.parent))}"
                                    f"</small>{why}")
         if r.ok:
@@ -656,9 +662,12 @@ class MainWindow(QMainWindow):
             self.preview.setText("No image" if r is None or r.ok else "✕ Unreadable file")
             return
         if self.zoom_button.isChecked():
+            self.preview.setMinimumSize(pm.size())  # 100 %: scroll around the full-size image
             self.preview.setPixmap(pm)
         else:
-            area = self.preview_scroll.viewport().size() - QSize(8, 8)
+            # Fit: the label may shrink below its pixmap, so the old image never forces scroll bars.
+            self.preview.setMinimumSize(1, 1)
+            area = self.preview_scroll.size() - QSize(12, 12)
             self.preview.setPixmap(pm.scaled(area, Qt.KeepAspectRatio, Qt.SmoothTransformation))
 
     def resizeEvent(self, event) -> None:
@@ -667,6 +676,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ review
     def eventFilter(self, obj, event) -> bool:
+        scroll = getattr(self, "preview_scroll", None)
+        if event.type() == QEvent.Resize and scroll is not None and obj is scroll.viewport():
+            # The preview area also changes size when the text above it wraps: refit the image then too.
+            QTimer.singleShot(0, self._render_preview)
+            return False
         if event.type() == QEvent.KeyPress and obj in (self.table, self.gallery) and self.model is not None:
             key, text = event.key(), event.text().lower()
             labels = self.model.labels
