@@ -31,6 +31,7 @@ import numpy as np
 from hv_desktop.core.model import METADATA_KEY, Model
 from hv_desktop.core.preprocess import load_for_model, normalise
 from training.data import list_labelled, shared_root
+from training.evaluate import auroc, calibrate
 
 OUTPUT = "typicality"
 SHRINK = 0.1  # covariance shrinkage (fixed: 0.01-1.0 changed the AUROC by < 0.003)
@@ -84,10 +85,7 @@ def mahalanobis(features: np.ndarray, w: np.ndarray, centres: np.ndarray) -> np.
 
 
 def confidence(logits: np.ndarray, t: float) -> np.ndarray:
-    z = logits / t
-    z -= z.max(1, keepdims=True)
-    p = np.exp(z)
-    return (p / p.sum(1, keepdims=True)).max(1)
+    return calibrate(logits, t).max(1)
 
 
 def typicality(conf: np.ndarray, dist: np.ndarray, p: dict) -> np.ndarray:
@@ -137,12 +135,6 @@ def add_output(proto, w: np.ndarray, centres: np.ndarray, p: dict, temperature: 
     g.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N"]))
 
 
-def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    from training.evaluate import auroc
-
-    return auroc(pos, neg)
-
-
 def main(argv: list[str] | None = None) -> int:
     import onnx
 
@@ -188,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for wt in WEIGHTS:
         p = dict(params, w=wt)
         # higher typicality = genuine: AUROC of "other" scored by (1 - typicality)
-        table.append((_auroc(-typicality(o_conf[0::2], o_dist[0::2], p), -typicality(g_conf, g_dist, p)), wt))
+        table.append((auroc(-typicality(o_conf[0::2], o_dist[0::2], p), -typicality(g_conf, g_dist, p)), wt))
         print(f"w={wt:<5} AUROC other(even half) vs genuine validation = {table[-1][0]:.3f}")
     best_auc, best_w = max(table)
     params["w"] = best_w
