@@ -19,6 +19,10 @@ if command -v strip >/dev/null 2>&1; then
   find dist/HematoVision/_internal/python3* -name '*.so' -exec strip --strip-debug {} + 2>/dev/null || true
   find dist/HematoVision/_internal/onnxruntime -name '*.so' -exec strip --strip-debug {} + 2>/dev/null || true
 fi
+# Qt's ICU data library is 31 MiB of tables for ~800 locales; keep root + English (see the script).
+for icu in dist/HematoVision/_internal/PySide6/Qt/lib/libicudata.so.*; do
+  if [ -f "$icu" ] && [ ! -L "$icu" ]; then python3 scripts/trim_icu_data.py "$icu"; fi
+done
 # Every library and plugin left in the bundle must find the libraries it links against (in the bundle, or
 # display-system libraries that any desktop provides), or a plugin would fail to load on a user's machine.
 "$VENV/bin/python" - <<'PY'
@@ -56,6 +60,9 @@ a, b = rows(sys.argv[1]), rows(sys.argv[2])
 assert a == b, "bundle and package disagree"
 print(f"smoke: {len(a)} rows identical to the installed package")
 PY
+QT_QPA_PLATFORM=offscreen "$BIN" classify "$IMAGES" --csv "$tmp/again.csv" --report "$tmp/report.pdf" \
+  --case-id "Smoke ä ß 漢" --operator "CI" -q
+head -c 5 "$tmp/report.pdf" | grep -q "%PDF-" && echo "smoke: PDF report written ($(wc -c < "$tmp/report.pdf") bytes)"
 HV_DATA_DIR="$tmp/data" QT_QPA_PLATFORM=offscreen "$BIN" --screenshot "$tmp/shot.png" "$IMAGES"
 test -s "$tmp/shot.png" && echo "smoke: --screenshot works offscreen"
 if find dist/HematoVision -iname '*tensorflow*' | grep -q .; then echo "TensorFlow found in the bundle" >&2; exit 1; fi
