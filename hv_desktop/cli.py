@@ -153,7 +153,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return model
 
     def show(r) -> None:
-        text = f"{r.label} {r.confidence * 100:.0f}%{' NEEDS REVIEW' if r.needs_review else ''}" if r.ok \
+        text = f"{r.label} {r.confidence * 100:.1f} %{' NEEDS REVIEW' if r.needs_review else ''}" if r.ok \
             else f"ERROR {r.error}"
         print(f"{r.path.name}\t{text}", flush=True)
 

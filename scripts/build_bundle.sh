@@ -11,11 +11,26 @@ rm -rf "$VENV" build dist/HematoVision
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q . "pyinstaller>=6.5"
+# numpy without OpenBLAS: the app does no linear algebra in numpy (onnxruntime does the maths; numpy only
+# holds pixels), and the wheel's OpenBLAS + gfortran are 27 MiB of the bundle. The same numpy version is
+# compiled from source without BLAS (~3 min on 2 cores; pip caches the wheel); with no compiler the wheel stays.
+NUMPY_VERSION=$("$VENV/bin/python" -c "import numpy; print(numpy.__version__)")
+if "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps --no-binary numpy "numpy==$NUMPY_VERSION" \
+    -Csetup-args=-Dblas=none -Csetup-args=-Dlapack=none -Csetup-args=-Dallow-noblas=true; then
+  echo "numpy $NUMPY_VERSION built without BLAS"
+else
+  echo "note: numpy could not be built without BLAS (needs gcc and g++); bundling the wheel's numpy" >&2
+  "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "numpy==$NUMPY_VERSION"
+fi
 "$VENV/bin/pyinstaller" --noconfirm --log-level WARN build.spec
 BIN=dist/HematoVision/HematoVision
 # Strip debug symbols where it is safe (not the patchelf-ed wheels in *.libs, which strip corrupts).
 if command -v strip >/dev/null 2>&1; then
-  find dist/HematoVision/_internal -maxdepth 1 -name 'libpython*.so*' -exec strip --strip-debug {} +
+  find dist/HematoVision/_internal -maxdepth 1 -name 'libpython*.so*' -exec strip --strip-unneeded {} +
+  # numpy is compiled here (not a patchelf-ed wheel) when the no-BLAS build succeeded, so it is safe to strip.
+  if [ ! -d dist/HematoVision/_internal/numpy.libs ]; then
+    find dist/HematoVision/_internal/numpy -name '*.so' -exec strip --strip-unneeded {} +
+  fi
   find dist/HematoVision/_internal/python3* -name '*.so' -exec strip --strip-debug {} + 2>/dev/null || true
   find dist/HematoVision/_internal/onnxruntime -name '*.so' -exec strip --strip-debug {} + 2>/dev/null || true
 fi
