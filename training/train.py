@@ -154,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             tmp_state.write_text(json.dumps(state, indent=2))
             os.replace(tmp_state, state_file)
             since_best = e - state["best"]["epoch"]
-            if cfg.get("patience") and since_best >= cfg["patience"]:
+            # Early stopping only once the cosine schedule is in its tail: while the learning rate is still
+            # high, validation swings by several points between epochs and a stop there is premature
+            # (a run stopped at epoch 9 of 16 that way, before its decay).
+            tail = e >= cfg.get("early_stop_from", 0.6) * cfg["epochs"]
+            if cfg.get("patience") and tail and since_best >= cfg["patience"]:
                 print(f"[early stop] no validation gain for {since_best} epochs", flush=True)
                 self.model.stop_training = True
                 state["stopped_early"] = True
