@@ -133,3 +133,16 @@ def test_training_resumes_from_its_last_epoch(tmp_path, shared_data):
 
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+
+
+def test_early_stopping_waits_for_the_cosine_tail():
+    from training.train import should_stop
+
+    cfg = {"epochs": 16, "patience": 6, "early_stop_from": 0.6}  # the tail is epochs 10-16
+    assert not should_stop(10, 3, cfg)   # 7 epochs without gain, but only 1 of them in the tail
+    assert not should_stop(14, 3, cfg)   # 5 tail epochs without gain
+    assert should_stop(15, 3, cfg)       # 6 tail epochs (10-15) without gain
+    assert should_stop(14, 3, dict(cfg, patience=5))
+    assert not should_stop(16, 12, cfg)  # a tail improvement restarts the count
+    assert not should_stop(16, 3, dict(cfg, patience=0))
+    assert should_stop(9, 2, dict(cfg, early_stop_from=0.0))  # the old rule when asked for

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -31,6 +32,18 @@ def load_config(path: Path | None = None) -> dict:
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n: int) -> float:
     recalls = [float(np.mean(pred[y == c] == c)) for c in range(n) if np.any(y == c)]
     return float(np.mean(recalls))
+
+
+def should_stop(epoch: int, best_epoch: int, cfg: dict) -> bool:
+    """Early stopping whose patience counts only epochs in the cosine tail.
+
+    While the learning rate is still high, validation swings by several points between epochs, so a stop
+    there is premature (a run stopped at epoch 9 of 16 that way, before its decay).
+    """
+    if not cfg.get("patience"):
+        return False
+    tail_start = math.ceil(cfg.get("early_stop_from", 0.6) * cfg["epochs"])
+    return epoch - max(best_epoch, tail_start - 1) >= cfg["patience"]
 
 
 def predict_logits(core, x_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -154,11 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp_state.write_text(json.dumps(state, indent=2))
             os.replace(tmp_state, state_file)
             since_best = e - state["best"]["epoch"]
-            # Early stopping only once the cosine schedule is in its tail: while the learning rate is still
-            # high, validation swings by several points between epochs and a stop there is premature
-            # (a run stopped at epoch 9 of 16 that way, before its decay).
-            tail = e >= cfg.get("early_stop_from", 0.6) * cfg["epochs"]
-            if cfg.get("patience") and tail and since_best >= cfg["patience"]:
+            if should_stop(e, state["best"]["epoch"], cfg):
                 print(f"[early stop] no validation gain for {since_best} epochs", flush=True)
                 self.model.stop_training = True
                 state["stopped_early"] = True
