@@ -17,7 +17,7 @@ def _results():
     probs = {"eosinophil": 0.1, "lymphocyte": 0.1, "monocyte": 0.1, "neutrophil": 0.7}
     return [
         Result(Path("/d/=cmd|' calc'!A0.png"), "neutrophil", 0.7, probs, False, sha256="ab", timestamp="t"),
-        Result(Path("/d/b.png"), "neutrophil", 0.45, probs, True, sha256="cd", timestamp="t",
+        Result(Path("/d/b.png"), "neutrophil", 0.45, probs, True, typicality=0.123456, sha256="cd", timestamp="t",
                reviewer_label="monocyte"),
         Result(Path("/d/c.jpg"), error="empty file (0 bytes)", timestamp="t"),
     ]
@@ -35,6 +35,7 @@ def test_csv_columns_and_rows(tmp_path):
     assert list(rows[0].keys()) == csv_columns(LABELS)
     assert rows[0]["file_name"].startswith("'=")  # formula neutralised
     assert rows[1]["reviewer_label"] == "monocyte" and rows[1]["needs_review"] == "yes"
+    assert rows[1]["typicality"] == "0.1235" and rows[0]["typicality"] == "" and rows[2]["typicality"] == ""
     assert rows[2]["error"] == "empty file (0 bytes)" and rows[2]["predicted_label"] == ""
     assert rows[0]["p_neutrophil"] == "0.7000" and rows[0]["model_version"] == "1"
 

@@ -85,13 +85,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def csv_columns(labels: Sequence[str]) -> list[str]:
     return (["path", "file_name", "predicted_label", "confidence"]
             + [f"p_{lab}" for lab in labels]
-            + ["needs_review", "reviewer_label", "error", "model_name", "model_version", "sha256", "timestamp"])
+            + ["needs_review", "typicality", "reviewer_label", "error", "model_name", "model_version", "sha256",
+               "timestamp"])
 
 
 def result_row(r: Result, labels: Sequence[str], model_name: str, model_version: str) -> list[str]:
     row = [r.path, r.path.name, r.label or "", "" if r.confidence is None else f"{r.confidence:.4f}"]
     row += ["" if not r.probabilities else f"{r.probabilities.get(lab, 0.0):.4f}" for lab in labels]
-    row += ["" if not r.ok else ("yes" if r.needs_review else "no"), r.reviewer_label or "", r.error or "",
+    row += ["" if not r.ok else ("yes" if r.needs_review else "no"),
+            "" if r.typicality is None else f"{r.typicality:.4f}", r.reviewer_label or "", r.error or "",
             model_name, model_version, r.sha256 or "", r.timestamp]
     return [safe_cell(v) for v in row]
 
