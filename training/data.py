@@ -71,6 +71,11 @@ def load_arrays(items: list[tuple[Path, int]], size: int, cache_dir: Path | None
     return x, y
 
 
+def list_other(data: Path) -> list[Path]:
+    """Every file under pbc/other (cells of none of the four classes), in a fixed order for the even/odd split."""
+    return sorted(p for p in (data / "pbc" / "other").rglob("*") if p.is_file())
+
+
 def subset(items: list[tuple[Path, int]], per_class: int, classes: int = len(CLASSES)) -> list[tuple[Path, int]]:
     """The first ``per_class`` items of each class: the tiny, deterministic --quick data."""
     out: list[tuple[Path, int]] = []

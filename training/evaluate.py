@@ -24,7 +24,7 @@ import numpy as np
 from hv_desktop.core.batch import classify_stream
 from hv_desktop.core.model import Model
 from hv_desktop.core.preprocess import load_for_model, normalise
-from training.data import CLASSES, list_labelled, shared_root
+from training.data import CLASSES, list_labelled, list_other, shared_root
 
 
 def predict(model: Model, paths: list[Path], typicality: dict | None = None) -> np.ndarray:
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         holder: dict = {}
         logp[rel] = np.log(np.clip(predict(model, paths, holder), 1e-12, 1))
         typ[rel] = holder["values"]
-    other_paths = sorted(p for p in (data / "pbc/other").rglob("*") if p.is_file())
+    other_paths = list_other(data)
     if args.limit:
         other_paths = other_paths[:: max(1, len(other_paths) // args.limit)][: args.limit]
     holder = {}

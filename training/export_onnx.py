@@ -94,15 +94,20 @@ def set_metadata(proto, metadata: dict) -> None:
     proto.doc_string = "HematoVision white-blood-cell classifier. " + INTENDED_USE
 
 
+def get_metadata(proto) -> dict:
+    """The HematoVision metadata of a loaded ONNX model ({} when it has none)."""
+    for p in proto.metadata_props:
+        if p.key == METADATA_KEY:
+            return json.loads(p.value)
+    return {}
+
+
 def update_metadata(path: Path, updates: dict) -> dict:
     """Merge ``updates`` into a saved model's metadata (temperature, threshold, metrics)."""
     import onnx
 
     proto = onnx.load(str(path))
-    meta = {}
-    for p in proto.metadata_props:
-        if p.key == METADATA_KEY:
-            meta = json.loads(p.value)
+    meta = get_metadata(proto)
     meta.update(updates)
     set_metadata(proto, meta)
     tmp = path.with_suffix(".tmp.onnx")

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.model import METADATA_KEY, Model
+from hv_desktop.core.model import Model
 from hv_desktop.core.preprocess import load_for_model, normalise
 from training.data import list_labelled, shared_root, subset
+from training.export_onnx import get_metadata, set_metadata
 
 
 class _Reader:
@@ -63,15 +64,10 @@ def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                         nodes_to_exclude=keep_float)
         proto = onnx.load(str(out))
-        meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
-        import json
-
-        info = json.loads(meta[METADATA_KEY])
+        info = get_metadata(onnx.load(str(src)))
         info["version"] = info.get("version", "") + "-int8"
         info["name"] = info.get("name", "") + " (INT8)"
         info["quantisation"] = f"static QDQ {'per-channel' if per_channel else 'per-tensor'} int8 weights, uint8 activations, MinMax on {len(items)} training images"
-        from training.export_onnx import set_metadata
-
         set_metadata(proto, info)
         dst.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(proto, str(dst))

@@ -23,14 +23,13 @@ for ``training.evaluate``. Everything lives in the graph as an output named
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.model import METADATA_KEY, Model
+from hv_desktop.core.model import Model
 from hv_desktop.core.preprocess import load_for_model, normalise
-from training.data import list_labelled, shared_root
+from training.data import list_labelled, list_other, shared_root
 from training.evaluate import auroc, calibrate
 
 OUTPUT = "typicality"
@@ -138,7 +137,7 @@ def add_output(proto, w: np.ndarray, centres: np.ndarray, p: dict, temperature: 
 def main(argv: list[str] | None = None) -> int:
     import onnx
 
-    from training.export_onnx import set_metadata
+    from training.export_onnx import get_metadata, set_metadata
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("assets/model/hematovision.onnx"))
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     data = shared_root() / "data"
 
     proto = onnx.load(str(args.model))
-    # A model that already has the output is refitted from its original graph.
+    # The fit needs the graph without the output (refitting on top of it would add a second copy).
     if any(o.name == OUTPUT for o in proto.graph.output):
         raise SystemExit(f"{args.model} already has a '{OUTPUT}' output; re-export the model first")
     model = Model(args.model)
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     genuine = take(list_labelled(data / "pbc/val")) + take(list_labelled(data / "blood-cells/TEST_SIMPLE"))
     gf, gl = features_and_logits(proto, model, [p for p, _ in genuine])
-    other = take(sorted(p for p in (data / "pbc/other").rglob("*") if p.is_file()))
+    other = take(list_other(data))
     of, ol = features_and_logits(proto, model, other)
     g_conf, g_dist = confidence(gl, t), mahalanobis(gf, w, centres)
     o_conf, o_dist = confidence(ol, t), mahalanobis(of, w, centres)
@@ -187,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chosen w={best_w} (validation AUROC {best_auc:.3f}; w=1 is confidence alone: {table[-1][0]:.3f})")
 
     add_output(proto, w.astype(np.float32), centres.astype(np.float32), params, t)
-    meta = {}
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            meta = json.loads(prop.value)
+    meta = get_metadata(proto)
     meta.update(review_output=OUTPUT, review_score={
         "formula": "sigmoid(-(w*z(-confidence) + (1-w)*z(log Mahalanobis distance to the nearest class/source centre)))",
         "fitted_on": f"pooled features of {sum(len(f) for f in fits)} training images (pbc/train, every "

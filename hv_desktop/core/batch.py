@@ -164,13 +164,13 @@ def classify_stream(
                     chunk.append(head.result() if isinstance(head, Future) else head)
                     refill()
                 good = [d for d in chunk if d.pixels is not None]
-                probs: dict[int, tuple[np.ndarray, float]] = {}
+                scored: dict[int, tuple[np.ndarray, float]] = {}
                 if good:
                     batch = np.stack([d.pixels for d in good])
                     try:
                         p, typical = model.assess(batch)
                         for d, row, t in zip(good, p, typical):
-                            probs[id(d)] = (row, float(t))
+                            scored[id(d)] = (row, float(t))
                     except Exception as exc:  # model failure: every image of the batch gets the message
                         for d in good:
                             d.error = f"model failed on this image ({str(exc)[:120]})"
@@ -178,7 +178,7 @@ def classify_stream(
                 for d in chunk:
                     if cancelled():
                         break
-                    got = probs.get(id(d))
+                    got = scored.get(id(d))
                     if got is not None:
                         row, typical = got
                         k = int(np.argmax(row))
