@@ -83,7 +83,7 @@ def main() -> int:
     for model_path in args.model:
         for threads in args.threads:
             model = Model(model_path, threads=threads)
-            x = normalise(np.stack([load_for_model(p, model.input_size) for p in paths[:256]]),
+            x = normalise(np.stack([load_for_model(p, model.input_size, model.info.preprocessing) for p in paths[:256]]),
                           model.info.preprocessing)
             for b in args.batch:
                 mo = model_only(model, x, b)
@@ -93,10 +93,11 @@ def main() -> int:
                       f"({1000 / mo:5.2f} ms)  end-to-end {e2e:7.0f} img/s ({1000 / e2e:5.2f} ms)  "
                       f"ratio {e2e / mo:4.2f}", flush=True)
     if args.keras_run:
+        from training.data import preprocessing_for
         from training.train import load_config
 
-        side = load_config(args.keras_run / "config.json")["image_size"]
-        x8 = np.stack([load_for_model(p, (side, side)) for p in paths[:60]])
+        kprep = preprocessing_for(load_config(args.keras_run / "config.json"))
+        x8 = np.stack([load_for_model(p, (kprep.width, kprep.height), kprep) for p in paths[:60]])
         k = keras_per_image(args.keras_run, x8)
         if k:
             best = max(r[4] for r in rows)

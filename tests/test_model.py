@@ -45,6 +45,10 @@ def test_fixed_batch_one_model_still_takes_batches(tmp_path):
     (lambda p: tiny_model(p, metadata={"preprocessing": {"width": 64, "height": 64}}), "does not match"),
     (lambda p: tiny_model(p, metadata={"temperature": -1}), "temperature"),
     (lambda p: tiny_model(p, metadata={"review_threshold": 3}), "review_threshold"),
+    (lambda p: tiny_model(p, metadata={"preprocessing": {"width": 32, "height": 32, "crop": "segment"}}),
+     "newer HematoVision"),
+    (lambda p: tiny_model(p, metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell",
+                                                         "crop_fraction": 4}}), "crop_fraction"),
 ])
 def test_bad_models_are_refused_with_a_message(tmp_path, make, needle):
     path = make(tmp_path / "m.onnx")

@@ -50,17 +50,20 @@ def test_alpha100_classifier_recognises_coral_images(weights_dir):
         assert labels[int(p.argmax()) + 1].startswith(expected[f]), f
 
 
-def test_training_and_app_preprocess_identically(shared_data):
-    """Training's cached arrays and the app's batch decoder give the same pixels."""
+@pytest.mark.parametrize("crop", [None, {"kind": "cell", "fraction": 0.75}])
+def test_training_and_app_preprocess_identically(shared_data, crop):
+    """Training's cached arrays and the app's batch decoder give the same tensors, whole image or cell crop."""
     from hv_desktop.core.batch import read_and_decode
-    from training.data import list_labelled, load_arrays, subset
+    from hv_desktop.core.preprocess import normalise
+    from training.data import list_labelled, load_arrays, preprocessing_for, subset
 
+    prep = preprocessing_for({"image_size": 224, "crop": crop})
     items = subset(list_labelled(shared_data / "blood-cells" / "TRAIN"), 10) + \
         subset(list_labelled(shared_data / "pbc" / "val"), 10)
-    x, y = load_arrays(items, 224)
+    x, y = load_arrays(items, 224, prep=prep)
     for (path, label), arr, lab in zip(items, x, y):
-        app = read_and_decode(path, (224, 224))
-        assert app.error is None and np.array_equal(app.pixels, arr), path
+        app = read_and_decode(path, (224, 224), prep=prep)
+        assert app.error is None and np.array_equal(app.pixels, normalise(arr, prep)), path
         assert label == lab
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.preprocess import ImageError, load_for_model
+from hv_desktop.core.preprocess import ImageError, Preprocessing, load_for_model
 from hv_desktop.core.scan import is_image_name
 
 CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
@@ -44,10 +44,20 @@ def list_labelled(folder: Path, classes: tuple[str, ...] = CLASSES) -> list[tupl
     return items
 
 
+def preprocessing_for(cfg: dict) -> Preprocessing:
+    """The app's preprocessing that a training config asks for (written into the exported model)."""
+    crop = cfg.get("crop") or {}
+    return Preprocessing(width=cfg["image_size"], height=cfg["image_size"],
+                         crop=crop.get("kind", "none"), crop_fraction=float(crop.get("fraction", 1.0)))
+
+
 def load_arrays(items: list[tuple[Path, int]], size: int, cache_dir: Path | None = None,
-                workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Decode and resize every item: (N, size, size, 3) uint8 and (N,) int labels."""
-    key = hashlib.sha256(("|".join(f"{p}:{y}" for p, y in items) + f"@{size}").encode()).hexdigest()[:16]
+                workers: int = 2, prep: Preprocessing | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Decode, crop and resize every item: (N, size, size, 3) uint8 and (N,) int labels."""
+    tag = f"@{size}"
+    if prep is not None and prep.crop != "none":
+        tag += f"/{prep.crop}:{prep.crop_fraction:g}"
+    key = hashlib.sha256(("|".join(f"{p}:{y}" for p, y in items) + tag).encode()).hexdigest()[:16]
     if cache_dir is not None:
         cache = cache_dir / f"{key}.npz"
         if cache.exists():
@@ -56,7 +66,7 @@ def load_arrays(items: list[tuple[Path, int]], size: int, cache_dir: Path | None
 
     def one(item: tuple[Path, int]) -> np.ndarray:
         try:
-            return load_for_model(item[0], (size, size))
+            return load_for_model(item[0], (size, size), prep)
         except ImageError as exc:
             raise RuntimeError(f"training image unusable: {item[0]}: {exc}") from None
 

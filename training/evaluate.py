@@ -112,7 +112,7 @@ def classification_report(y: np.ndarray, pred: np.ndarray, n: int) -> dict:
 
 def latency_ms(model: Model, paths: list[Path], repeats: int = 3) -> dict:
     size = model.input_size
-    x = normalise(np.stack([load_for_model(p, size) for p in paths[:32]]), model.info.preprocessing)
+    x = normalise(np.stack([load_for_model(p, size, model.info.preprocessing) for p in paths[:32]]), model.info.preprocessing)
     out = {}
     for bs in (1, 8):
         model.probabilities(x[:bs])

@@ -25,17 +25,24 @@ OPSET = 17
 
 
 def base_metadata(cfg: dict, version: str) -> dict:
-    from training.data import CLASSES
+    from training.data import CLASSES, preprocessing_for
 
     size = cfg["image_size"]
+    prep = preprocessing_for(cfg)
+    if prep.crop == "cell":
+        resize = (f"square of {prep.crop_fraction:g} x the short side centred on the stained nucleus (kept inside "
+                  "the image), then to width x height, bilinear (antialiased); EXIF orientation applied; alpha "
+                  "composited on white")
+    else:
+        resize = ("whole image to width x height, bilinear (antialiased), aspect not kept; "
+                  "EXIF orientation applied; alpha composited on white")
     return {
         "name": f"HematoVision MobileNetV2-{cfg['alpha']}-{size}",
         "version": version,
         "labels": list(CLASSES),
         "preprocessing": {"width": size, "height": size, "mean": [127.5] * 3, "std": [127.5] * 3,
                           "channel_order": "RGB", "layout": "NHWC",
-                          "resize": "whole image to width x height, bilinear (antialiased), aspect not kept; "
-                                    "EXIF orientation applied; alpha composited on white"},
+                          "crop": prep.crop, "crop_fraction": prep.crop_fraction, "resize": resize},
         "output_kind": "logits",
         "scores_output": "logits",
         "cam_output": "cam",

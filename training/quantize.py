@@ -36,7 +36,7 @@ class _Reader:
             return None
         chunk = self.chunks[self.i]
         self.i += 1
-        x = normalise(np.stack([load_for_model(p, self.size) for p in chunk]), self.prep)
+        x = normalise(np.stack([load_for_model(p, self.size, self.prep) for p in chunk]), self.prep)
         return {self.input_name: x}
 
     def rewind(self) -> None:

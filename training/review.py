@@ -58,7 +58,7 @@ def features_and_logits(proto, model: Model, paths: list[Path], batch: int = 64)
     size, prep = model.input_size, model.info.preprocessing
     fs, ls = [], []
     for i in range(0, len(paths), batch):
-        x = normalise(np.stack([load_for_model(p, size) for p in paths[i:i + batch]]), prep)
+        x = normalise(np.stack([load_for_model(p, size, prep) for p in paths[i:i + batch]]), prep)
         logits, f = session.run(["logits", feat], {model.input_name: x})
         fs.append(f)
         ls.append(logits)
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     onnx.save(proto, str(tmp))
     tmp.replace(out)
     check = Model(out)
-    _, typ = check.assess(normalise(np.stack([load_for_model(p, check.input_size) for p, _ in genuine[:16]]),
+    _, typ = check.assess(normalise(np.stack([load_for_model(p, check.input_size, check.info.preprocessing) for p, _ in genuine[:16]]),
                                     check.info.preprocessing))
     want = typicality(g_conf[:16], g_dist[:16], params)
     err = float(np.abs(typ - want).max())

@@ -70,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
-    from training.data import CLASSES, list_labelled, load_arrays, shared_root, subset
+    from training.data import (
+        CLASSES,
+        list_labelled,
+        load_arrays,
+        preprocessing_for,
+        shared_root,
+        subset,
+    )
     from training.model import build_core, build_trainer
 
     cfg = load_config(args.config)
@@ -85,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = shared_root()
     size = cfg["image_size"]
+    prep = preprocessing_for(cfg)
     cache = None if args.quick else out.parent / "cache"
     t0 = time.time()
     train_sets = []
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         items = list_labelled(root / "data" / rel)
         if args.quick:
             items = subset(items, 4)
-        x, y = load_arrays(items, size, cache)
+        x, y = load_arrays(items, size, cache, prep=prep)
         train_sets.append((rel, weight, x, y))
         print(f"[data] {rel}: {len(y)} images", flush=True)
     val_sets = []
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         items = list_labelled(root / "data" / rel)
         if args.quick:
             items = subset(items, 2)
-        x, y = load_arrays(items, size, cache)
+        x, y = load_arrays(items, size, cache, prep=prep)
         val_sets.append((rel, x, y))
         print(f"[data] validation {rel}: {len(y)} images", flush=True)
     print(f"[data] ready in {time.time() - t0:.0f}s", flush=True)

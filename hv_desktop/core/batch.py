@@ -94,7 +94,7 @@ def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0, prep=None
         return _Decoded(path, None, digest, "empty file (0 bytes)")
     try:
         im = open_image(io.BytesIO(data), draft_size=size)
-        pixels = resize_for_model(im, size)
+        pixels = resize_for_model(im, size, prep)
         if prep is not None:  # normalise here, in the decode thread, off the inference path
             pixels = normalise(pixels, prep)
         return _Decoded(path, pixels, digest, None, _thumbnail(im, thumb) if thumb else None)

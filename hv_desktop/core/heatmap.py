@@ -11,17 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import normalise, open_image, resize_for_model
+from hv_desktop.core.preprocess import (
+    model_box,
+    normalise,
+    open_image,
+    resize_for_model,
+)
 
 
 def cam_for(model: Model, image: Image.Image, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(heat in [0, 1] at the cam's resolution, probabilities) for one RGB image."""
+    """(heat in [0, 1] at the cam's resolution, probabilities) for one RGB image.
+
+    The heat covers the region the model saw: ``model_box(image, model.info.preprocessing)``
+    (pass it to :func:`overlay` as ``box``).
+    """
     if model.cam_name is None:
         raise ValueError("this model has no class-activation output")
-    x = normalise(resize_for_model(image, model.input_size)[None], model.info.preprocessing)
+    prep = model.info.preprocessing
+    x = normalise(resize_for_model(image, model.input_size, prep)[None], prep)
     probs, cams = model.run(x, with_cam=True)
     k = int(probs[0].argmax()) if class_index is None else class_index
     return normalise_heat(cams[0, :, :, k]), probs[0]
@@ -50,23 +60,51 @@ def _colormap(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.45) -> Image.Image:
-    """The image with the heatmap blended on top; weak evidence stays transparent."""
+def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.45,
+            box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """The image with the heatmap blended on top; weak evidence stays transparent.
+
+    ``box`` is the region the heat covers (a cell-cropping model sees only part of
+    the image; outside it there is no evidence to show).
+    """
     base = np.asarray(image.convert("RGB"), np.float32)
-    h = upsample(heat, image.size)
+    if box is None or tuple(box) == (0, 0) + image.size:
+        h = upsample(heat, image.size)
+    else:
+        left, top, right, bottom = box
+        h = np.zeros(base.shape[:2], np.float32)
+        h[top:bottom, left:right] = upsample(heat, (right - left, bottom - top))
     alpha = (opacity * np.clip(h * 1.5, 0, 1))[..., None]
     out = base * (1 - alpha) + _colormap(h) * alpha
     return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
+def view_for(model: Model, image: Image.Image, heat: bool = False, class_index: int | None = None,
+             opacity: float = 0.45) -> Image.Image:
+    """What a person should see of one image: optionally the heatmap, and for a
+    model that crops, an outline of the square it classified (with two cells in
+    a field, this says which one the answer is about)."""
+    prep = model.info.preprocessing
+    box = model_box(image, prep)
+    out = image
+    if heat and model.cam_name:
+        h, _ = cam_for(model, image, class_index)
+        out = overlay(image, h, opacity, box)
+    if box != (0, 0) + image.size:
+        out = out.copy() if out is image else out
+        width = max(2, round(min(image.size) / 150))
+        ImageDraw.Draw(out).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], outline=(0, 190, 110), width=width)
+    return out
+
+
 def heatmap_png(model: Model, path: Path, out: Path, opacity: float = 0.45, max_side: int = 800) -> None:
     """Write the overlay for one image file (PNG), sized for a report or a screen."""
-    from hv_desktop.core.export import atomic_write_bytes
     import io
+
+    from hv_desktop.core.export import atomic_write_bytes
 
     im = open_image(path, draft_size=(max_side, max_side))
     im.thumbnail((max_side, max_side))
-    heat, _ = cam_for(model, im)
     buf = io.BytesIO()
-    overlay(im, heat, opacity).save(buf, "PNG")
+    view_for(model, im, heat=True, opacity=opacity).save(buf, "PNG")
     atomic_write_bytes(out, buf.getvalue())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.preprocess import Preprocessing
+from hv_desktop.core.preprocess import CROPS, Preprocessing
 
 METADATA_KEY = "hematovision"
 MAX_MODEL_BYTES = 512 * 1024 * 1024
@@ -82,6 +82,8 @@ def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
             std=tuple(float(v) for v in p.get("std", (127.5,) * 3)),
             channel_order=str(p.get("channel_order", "RGB")).upper(),
             layout=str(p.get("layout", "NHWC")).upper(),
+            crop=str(p.get("crop", "none")).lower(),
+            crop_fraction=float(p.get("crop_fraction", 1.0)),
         )
         info = ModelInfo(
             name=str(meta.get("name", path.stem)), version=str(meta.get("version", "unknown")),
@@ -100,6 +102,11 @@ def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
         problems.append(f"input size {prep.width}x{prep.height} is out of range")
     if prep.channel_order not in ("RGB", "BGR") or prep.layout not in ("NHWC", "NCHW"):
         problems.append("channel order must be RGB/BGR and layout NHWC/NCHW")
+    if prep.crop not in CROPS:
+        problems.append(f"crop '{prep.crop}' is not one this app knows ({', '.join(CROPS)}): "
+                        "the model needs a newer HematoVision")
+    if not (0.2 <= prep.crop_fraction <= 1.0):
+        problems.append("crop_fraction must lie in [0.2, 1]")
     if len(prep.mean) != 3 or len(prep.std) != 3 or any(s == 0 for s in prep.std):
         problems.append("mean and std need three values, std non-zero")
     if not (math.isfinite(info.temperature) and info.temperature > 0):

@@ -608,12 +608,11 @@ class MainWindow(QMainWindow):
             try:
                 im = open_image(r.path, draft_size=(800, 800))
                 im.thumbnail((1600, 1600))
-                if self.heat_box.isChecked() and self.model is not None and self.model.cam_name:
-                    from hv_desktop.core.heatmap import cam_for, overlay
+                if self.model is not None:
+                    from hv_desktop.core.heatmap import view_for
 
                     k = self.model.labels.index(r.label) if r.label in self.model.labels else None
-                    heat, _ = cam_for(self.model, im, k)
-                    im = overlay(im, heat, self.heat_opacity.value() / 100)
+                    im = view_for(self.model, im, self.heat_box.isChecked(), k, self.heat_opacity.value() / 100)
                 self._preview_pixmap = to_pixmap(np.asarray(im))
             except ImageError as exc:
                 self._preview_pixmap = to_pixmap(r.thumbnail) if r.thumbnail is not None else None

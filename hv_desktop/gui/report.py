@@ -46,11 +46,10 @@ def _thumb(r: Result, model: Model | None, heatmaps: bool) -> QImage | None:
         im = open_image(r.path, draft_size=(THUMB_PX * 2, THUMB_PX * 2))
     except ImageError:
         return _qimage(r.thumbnail) if r.thumbnail is not None else None
-    if heatmaps and model is not None and model.cam_name:
-        from hv_desktop.core.heatmap import cam_for, overlay
+    if model is not None:
+        from hv_desktop.core.heatmap import view_for
 
-        heat, _ = cam_for(model, im)
-        im = overlay(im, heat)
+        im = view_for(model, im, heat=heatmaps)
     im.thumbnail((THUMB_PX * 2, THUMB_PX * 2))
     return _qimage(np.asarray(im.convert("RGB")))
 
