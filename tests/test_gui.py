@@ -293,3 +293,30 @@ def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):
     assert "unlike the cells it was trained on" in w.preview_title.toolTip()
     w.table.selectRow(1 - row)
     assert "Needs review" not in w.preview_title.text()
+
+
+def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path):
+    """With a model whose file asks for the cell crop, the preview shows which part of the field was classified."""
+    from onnx_factory import tiny_model
+    from test_cell_crop import smear
+
+    from hv_desktop.core.preprocess import Preprocessing, model_box
+
+    model = tiny_model(tmp_path / "crop.onnx", metadata={"preprocessing": {
+        "width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}})
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    w = MainWindow(model_path=model, settings=settings, autosave_path=tmp_path / "autosave.json")
+    qtbot.addWidget(w)
+    folder = tmp_path / "field"
+    folder.mkdir()
+    im = smear(nucleus=(230, 70))
+    im.save(folder / "field.png")
+    _run(qtbot, w, lambda: w.classify([folder]))
+    w.table.selectRow(0)
+    shown = w._preview_pixmap.toImage()
+    assert (shown.width(), shown.height()) == im.size
+    left, top, right, bottom = model_box(im, Preprocessing(crop="cell", crop_fraction=0.5))
+    on_edge = shown.pixelColor((left + right) // 2, top)
+    assert (on_edge.red(), on_edge.green(), on_edge.blue()) == (0, 190, 110)
+    far = shown.pixelColor(5, im.size[1] - 5)  # outside the square: the image as it is
+    assert (far.red(), far.green(), far.blue()) == im.getpixel((5, im.size[1] - 5))
