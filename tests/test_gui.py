@@ -315,7 +315,7 @@ def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path
     w.table.selectRow(0)
     shown = w._preview_pixmap.toImage()
     assert (shown.width(), shown.height()) == im.size
-    left, top, right, bottom = model_box(im, Preprocessing(crop="cell", crop_fraction=0.5))
+    left, top, right, _ = model_box(im, Preprocessing(crop="cell", crop_fraction=0.5))
     on_edge = shown.pixelColor((left + right) // 2, top)
     assert (on_edge.red(), on_edge.green(), on_edge.blue()) == (0, 190, 110)
     far = shown.pixelColor(5, im.size[1] - 5)  # outside the square: the image as it is

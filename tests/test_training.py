@@ -121,6 +121,23 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     assert np.allclose(p2, onnx_p[:32], atol=1e-6)
     assert typ.shape == (32,) and np.all((typ >= 0) & (typ <= 1)) and typ.std() > 0
 
+    # The five-layer variant (inner blocks' channel mean/std, the largest one low-rank + isotropic):
+    # the script checks its graph against the numpy formula on real images and exits non-zero if they differ.
+    five = tmp_path / "five.onnx"
+    r = subprocess.run([sys.executable, "-m", "training.review", "--model", str(onnx_path), "--out", str(five),
+                        "--limit", "24", "--layers", "five"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "graph vs numpy typicality" in r.stdout
+    with_five = Model(five)
+    p5, typ5 = with_five.assess(xn[:32])
+    assert np.allclose(p5, onnx_p[:32], atol=1e-6) and typ5.shape == (32,)
+    assert len(with_five.info.extra["review_score"]["layers"]) == 5
+    import onnx
+
+    stored = {i.name for i in onnx.load(str(five)).graph.initializer}
+    assert "review/l4_inv_rest" in stored and "review/l3_inv_rest" not in stored  # only the 2560-d layer is low-rank
+
 
 def test_training_resumes_from_its_last_epoch(tmp_path, shared_data):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", HV_SHARED=str(shared_data.parent))

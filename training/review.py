@@ -23,6 +23,7 @@ for ``training.evaluate``. Everything lives in the graph as an output named
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,16 @@ from training.evaluate import auroc, calibrate
 OUTPUT = "typicality"
 SHRINK = 0.1  # covariance shrinkage (fixed: 0.01-1.0 changed the AUROC by < 0.003)
 WEIGHTS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
+#: Which features the distance is measured on. "last": the pooled vector the classifier reads (v1.1.0).
+#: "five": per-channel mean and std of four inner blocks and the last feature map, one distance each, their
+#: z-scores averaged: inner layers keep texture and colour that the last layer has learnt to ignore, which is
+#: what tells a basophil or an immature granulocyte from the four classes (see MODEL_CARD.md).
+LAYER_SETS = {
+    "last": (None,),
+    "five": ("block_9_add", "block_12_add", "block_15_add", "block_16_expand_relu", "out_relu"),
+}
+FULL_MAX = 1280  # above this many features, keep TOP_K eigen-directions exactly and one isotropic remainder
+TOP_K = 256  # (a 2560 x 2560 whitening matrix would add 13 MB to the model file and the bundle)
 
 
 def feature_tensor(proto) -> str:
@@ -46,90 +57,163 @@ def feature_tensor(proto) -> str:
     return node.input[0]
 
 
-def features_and_logits(proto, model: Model, paths: list[Path], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def layer_tensor(proto, key: str | None) -> str:
+    """The graph tensor of a Keras layer name (tf2onnx keeps it in the node names); None: the pooled vector."""
+    if key is None:
+        return feature_tensor(proto)
+    pattern = re.compile(rf"/{key}(_\d+)?/")
+    for n in proto.graph.node:
+        if n.op_type in ("Add", "Clip", "Relu") and pattern.search(n.output[0]):
+            return n.output[0]
+    raise KeyError(f"no layer '{key}' in the graph")
+
+
+def pooled_stats(a: np.ndarray) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """(features, spatial axes): a 2-D tensor is already pooled; a 4-D map gives per-channel mean and std."""
+    if a.ndim == 2:
+        return a.astype(np.float64), None
+    axes = (1, 2) if a.shape[1] == a.shape[2] else (2, 3)
+    a = a.astype(np.float64)
+    mean = a.mean(axes)
+    std = np.sqrt(np.maximum((a * a).mean(axes) - mean * mean, 0.0))
+    return np.concatenate([mean, std], 1), axes
+
+
+def features_and_logits(proto, model: Model, paths: list[Path], layers: tuple = (None,), batch: int = 64
+                        ) -> tuple[list[np.ndarray], np.ndarray, list]:
+    """Per layer: features (N, D); the logits; per layer: spatial axes (None when already pooled)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    feat = feature_tensor(proto)
+    names = [layer_tensor(proto, k) for k in layers]
     probe = type(proto)()
     probe.CopyFrom(proto)
-    probe.graph.output.append(helper.make_tensor_value_info(feat, TensorProto.FLOAT, None))
+    for name in names:
+        probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     size, prep = model.input_size, model.info.preprocessing
-    fs, ls = [], []
+    fs: list[list[np.ndarray]] = [[] for _ in names]
+    ls, axes = [], [None] * len(names)
     for i in range(0, len(paths), batch):
         x = normalise(np.stack([load_for_model(p, size, prep) for p in paths[i:i + batch]]), prep)
-        logits, f = session.run(["logits", feat], {model.input_name: x})
-        fs.append(f)
-        ls.append(logits)
-    return np.concatenate(fs).astype(np.float64), np.concatenate(ls).astype(np.float64)
+        out = session.run(["logits", *names], {model.input_name: x})
+        ls.append(out[0])
+        for j, a in enumerate(out[1:]):
+            f, axes[j] = pooled_stats(a)
+            fs[j].append(f)
+    return [np.concatenate(f) for f in fs], np.concatenate(ls).astype(np.float64), axes
 
 
-def fit_mahalanobis(features: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(whitening W (D, D), whitened centres (G, D)): distance = min_g ||f W - c_g||^2."""
-    gs = np.unique(groups)
-    centres = np.stack([features[groups == g].mean(0) for g in gs])
-    resid = features - centres[np.searchsorted(gs, groups)]
-    cov = resid.T @ resid / len(resid)
-    cov += SHRINK * np.trace(cov) / len(cov) * np.eye(len(cov))
-    evals, evecs = np.linalg.eigh(cov)
-    w = evecs / np.sqrt(evals)
-    return w, centres @ w
+class Distance:
+    """Squared Mahalanobis distance to the nearest of the class/source centres (shared covariance, shrunk).
+
+    Up to FULL_MAX features the whitening is exact. Above, the TOP_K leading eigen-directions are kept
+    exactly and the rest of the space is treated as isotropic, with the mean of its eigenvalues.
+    """
+
+    def __init__(self, features: np.ndarray, groups: np.ndarray):
+        gs = np.unique(groups)
+        self.centres = np.stack([features[groups == g].mean(0) for g in gs])
+        resid = features - self.centres[np.searchsorted(gs, groups)]
+        cov = resid.T @ resid / len(resid)
+        cov += SHRINK * np.trace(cov) / len(cov) * np.eye(len(cov))
+        evals, evecs = np.linalg.eigh(cov)  # ascending
+        if len(cov) <= FULL_MAX:
+            self.proj, self.basis, self.scale, self.rest = evecs / np.sqrt(evals), None, None, 0.0
+        else:
+            self.basis, self.scale = evecs[:, -TOP_K:], 1.0 / np.sqrt(evals[-TOP_K:])
+            self.proj, self.rest = None, float(evals[:-TOP_K].mean())
+
+    def __call__(self, f: np.ndarray) -> np.ndarray:
+        if self.basis is None:
+            d = _sqdist(f @ self.proj, self.centres @ self.proj)
+        else:
+            yb, cb = f @ self.basis, self.centres @ self.basis
+            d = _sqdist(yb * self.scale, cb * self.scale)
+            d = d + np.maximum(_sqdist(f, self.centres) - _sqdist(yb, cb), 0.0) / self.rest
+        return np.maximum(d.min(1), 1e-6)
 
 
-def mahalanobis(features: np.ndarray, w: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    y = features @ w
-    d = (y * y).sum(1)[:, None] - 2 * y @ centres.T + (centres * centres).sum(1)[None]
-    return np.maximum(d.min(1), 1e-6)
+def _sqdist(y: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return (y * y).sum(1)[:, None] - 2 * y @ c.T + (c * c).sum(1)[None]
 
 
 def confidence(logits: np.ndarray, t: float) -> np.ndarray:
     return calibrate(logits, t).max(1)
 
 
-def typicality(conf: np.ndarray, dist: np.ndarray, p: dict) -> np.ndarray:
-    s = p["w"] * (-conf - p["conf_mean"]) / p["conf_std"] + \
-        (1 - p["w"]) * (np.log(dist) - p["dist_mean"]) / p["dist_std"]
+def typicality(conf: np.ndarray, dists: list[np.ndarray] | np.ndarray, p: dict) -> np.ndarray:
+    """sigmoid(-(w z(-conf) + (1 - w) mean_l z(log d_l))); ``dists`` one array per layer (or one array)."""
+    if isinstance(dists, np.ndarray):
+        dists = [dists]
+    means, stds = np.atleast_1d(p["dist_mean"]), np.atleast_1d(p["dist_std"])
+    z = np.mean([(np.log(d) - m) / sd for d, m, sd in zip(dists, means, stds)], axis=0)
+    s = p["w"] * (-conf - p["conf_mean"]) / p["conf_std"] + (1 - p["w"]) * z
     return 1 / (1 + np.exp(s))
 
 
-def add_output(proto, w: np.ndarray, centres: np.ndarray, p: dict, temperature: float) -> None:
-    """Append the typicality computation to the graph (opset 13-17 operators)."""
+def add_output(proto, layers: list[tuple[str, tuple[int, int] | None, Distance]], p: dict,
+               temperature: float) -> None:
+    """Append the typicality computation to the graph (opset 13-17 operators, all named review/...)."""
     from onnx import TensorProto, helper, numpy_helper
 
     g = proto.graph
-    f = feature_tensor(proto)
 
-    def const(name: str, value) -> str:
-        g.initializer.append(numpy_helper.from_array(np.asarray(value, np.float32), name=f"review/{name}"))
+    def const(name: str, value, dtype=np.float32) -> str:
+        g.initializer.append(numpy_helper.from_array(np.asarray(value, dtype), name=f"review/{name}"))
         return f"review/{name}"
 
     def node(op: str, inputs: list[str], name: str, **attrs) -> str:
         g.node.append(helper.make_node(op, inputs, [f"review/{name}"], name=f"review/{name}", **attrs))
         return f"review/{name}"
 
-    axes1 = "review/axes1"
-    g.initializer.append(numpy_helper.from_array(np.asarray([1], np.int64), name=axes1))
+    def wide(name: str, value: np.ndarray) -> str:
+        # Large matrices are stored as float16 (half the file; typicality changes by < 1e-3) and widened
+        # once when the session loads.
+        return node("Cast", [const(f"{name}16", value, np.float16)], name, to=TensorProto.FLOAT)
+
+    def sqdist(y: str, c: np.ndarray, tag: str) -> str:
+        yy = node("ReduceSum", [node("Mul", [y, y], f"{tag}_y2"), axes1], f"{tag}_yy", keepdims=1)
+        cross = node("MatMul", [y, const(f"{tag}_ct", c.T)], f"{tag}_cross")
+        d0 = node("Sub", [yy, node("Mul", [cross, const(f"{tag}_two", 2.0)], f"{tag}_cross2")], f"{tag}_d0")
+        return node("Add", [d0, const(f"{tag}_cc", (c * c).sum(1)[None])], f"{tag}_d")
+
+    axes1 = const("axes1", [1], np.int64)
     # calibrated confidence
     scaled = node("Div", ["logits", const("temperature", temperature)], "scaled")
     conf = node("ReduceMax", [node("Softmax", [scaled], "softmax", axis=1)], "confidence", axes=[1], keepdims=0)
-    # squared Mahalanobis distance to the nearest centre; the 1280x1280 whitening matrix is stored as
-    # float16 (half the file size; typicality changes by < 1e-3) and widened once when the session loads.
-    g.initializer.append(numpy_helper.from_array(w.astype(np.float16), name="review/whiten16"))
-    whiten = node("Cast", ["review/whiten16"], "whiten", to=TensorProto.FLOAT)
-    y = node("MatMul", [f, whiten], "whitened")
-    yy = node("ReduceSum", [node("Mul", [y, y], "y2"), axes1], "yy", keepdims=1)
-    cross = node("MatMul", [y, const("centres_t", centres.T)], "cross")
-    d = node("Add", [node("Sub", [yy, node("Mul", [cross, const("two", 2.0)], "cross2")], "d0"),
-                     const("cc", (centres * centres).sum(1)[None])], "d1")
-    dist = node("Max", [node("ReduceMin", [d], "dmin", axes=[1], keepdims=0), const("eps", 1e-6)], "dist")
-    # s = a * conf + b * log(dist) + c;  typicality = sigmoid(-s)
+    means, stds = np.atleast_1d(p["dist_mean"]), np.atleast_1d(p["dist_std"])
+    zsum = None
+    for i, (tensor, axes, dist) in enumerate(layers):
+        tag = f"l{i}"
+        f = tensor
+        if axes is not None:  # per-channel mean and std over the map's spatial axes
+            mean = node("ReduceMean", [tensor], f"{tag}_mean", axes=list(axes), keepdims=0)
+            sq = node("ReduceMean", [node("Mul", [tensor, tensor], f"{tag}_x2")], f"{tag}_msq", axes=list(axes),
+                      keepdims=0)
+            var = node("Max", [node("Sub", [sq, node("Mul", [mean, mean], f"{tag}_m2")], f"{tag}_var0"),
+                               const(f"{tag}_zero", 0.0)], f"{tag}_var")
+            f = node("Concat", [mean, node("Sqrt", [var], f"{tag}_std")], f"{tag}_f", axis=1)
+        if dist.basis is None:
+            d = sqdist(node("MatMul", [f, wide(f"{tag}_proj", dist.proj)], f"{tag}_y"), dist.centres @ dist.proj, tag)
+        else:
+            yb = node("MatMul", [f, wide(f"{tag}_basis", dist.basis)], f"{tag}_yb")
+            cb = dist.centres @ dist.basis
+            d = sqdist(node("Mul", [yb, const(f"{tag}_scale", dist.scale)], f"{tag}_y"), cb * dist.scale, tag)
+            r = node("Max", [node("Sub", [sqdist(f, dist.centres, f"{tag}_raw"), sqdist(yb, cb, f"{tag}_kept")],
+                                  f"{tag}_r0"), const(f"{tag}_zero2", 0.0)], f"{tag}_r")
+            d = node("Add", [d, node("Mul", [r, const(f"{tag}_inv_rest", 1.0 / dist.rest)], f"{tag}_rs")],
+                     f"{tag}_dfull")
+        dmin = node("Max", [node("ReduceMin", [d], f"{tag}_dmin", axes=[1], keepdims=0), const(f"{tag}_eps", 1e-6)],
+                    f"{tag}_dist")
+        # (1 - w) / L * (log d - mean) / std, summed over layers
+        k = (1 - p["w"]) / len(layers) / stds[i]
+        z = node("Add", [node("Mul", [node("Log", [dmin], f"{tag}_logd"), const(f"{tag}_k", k)], f"{tag}_zk"),
+                         const(f"{tag}_c", -k * means[i])], f"{tag}_z")
+        zsum = z if zsum is None else node("Add", [zsum, z], f"{tag}_zsum")
     a = -p["w"] / p["conf_std"]
-    b = (1 - p["w"]) / p["dist_std"]
-    c = p["w"] * (-p["conf_mean"]) / p["conf_std"] - (1 - p["w"]) * p["dist_mean"] / p["dist_std"]
-    s = node("Add", [node("Add", [node("Mul", [conf, const("a", a)], "sa"),
-                                  node("Mul", [node("Log", [dist], "logd"), const("b", b)], "sb")], "s0"),
-                     const("c", c)], "s")
+    c = p["w"] * (-p["conf_mean"]) / p["conf_std"]
+    s = node("Add", [node("Add", [node("Mul", [conf, const("a", a)], "sa"), zsum], "s0"), const("c", c)], "s")
     g.node.append(helper.make_node("Sigmoid", [node("Neg", [s], "neg_s")], [OUTPUT], name="review/typicality"))
     g.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N"]))
 
@@ -144,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="default: rewrite --model in place")
     ap.add_argument("--train-step", type=int, default=4, help="use every n-th blood-cells/TRAIN image")
     ap.add_argument("--limit", type=int, default=0, help="images per split (quick checks only)")
+    ap.add_argument("--layers", choices=sorted(LAYER_SETS), default="last",
+                    help="features the distance is measured on (default: the pooled vector, as v1.1.0)")
     args = ap.parse_args(argv)
     out = args.out or args.model
     data = shared_root() / "data"
@@ -159,37 +245,45 @@ def main(argv: list[str] | None = None) -> int:
         n = n or args.limit
         return items[:: max(1, len(items) // n)][:n] if n else items
 
+    keys = LAYER_SETS[args.layers]
     fits, groups = [], []
     for gi, (rel, step) in enumerate((("pbc/train", 1), ("blood-cells/TRAIN", args.train_step))):
         items = take(list_labelled(data / rel)[::step])
-        f, _ = features_and_logits(proto, model, [p for p, _ in items])
+        f, _, axes = features_and_logits(proto, model, [p for p, _ in items], keys)
         fits.append(f)
         groups.append(np.asarray([y for _, y in items]) + 4 * gi)
-    w, centres = fit_mahalanobis(np.concatenate(fits), np.concatenate(groups))
+    groups_all = np.concatenate(groups)
+    dists = [Distance(np.concatenate([f[j] for f in fits]), groups_all) for j in range(len(keys))]
 
     genuine = take(list_labelled(data / "pbc/val")) + take(list_labelled(data / "blood-cells/TEST_SIMPLE"))
-    gf, gl = features_and_logits(proto, model, [p for p, _ in genuine])
+    gf, gl, _ = features_and_logits(proto, model, [p for p, _ in genuine], keys)
     other = take(list_other(data))
-    of, ol = features_and_logits(proto, model, other)
-    g_conf, g_dist = confidence(gl, t), mahalanobis(gf, w, centres)
-    o_conf, o_dist = confidence(ol, t), mahalanobis(of, w, centres)
+    of, ol, _ = features_and_logits(proto, model, other, keys)
+    g_conf, g_dist = confidence(gl, t), [d(f) for d, f in zip(dists, gf)]
+    o_conf, o_dist = confidence(ol, t), [d(f) for d, f in zip(dists, of)]
     params = {"conf_mean": float(-g_conf.mean()), "conf_std": float(g_conf.std() + 1e-9),
-              "dist_mean": float(np.log(g_dist).mean()), "dist_std": float(np.log(g_dist).std() + 1e-9)}
+              "dist_mean": [float(np.log(d).mean()) for d in g_dist],
+              "dist_std": [float(np.log(d).std() + 1e-9) for d in g_dist]}
+    if len(keys) == 1:  # the v1.1.0 metadata layout
+        params["dist_mean"], params["dist_std"] = params["dist_mean"][0], params["dist_std"][0]
     table = []
     for wt in WEIGHTS:
         p = dict(params, w=wt)
         # higher typicality = genuine: AUROC of "other" scored by (1 - typicality)
-        table.append((auroc(-typicality(o_conf[0::2], o_dist[0::2], p), -typicality(g_conf, g_dist, p)), wt))
+        table.append((auroc(-typicality(o_conf[0::2], [d[0::2] for d in o_dist], p),
+                            -typicality(g_conf, g_dist, p)), wt))
         print(f"w={wt:<5} AUROC other(even half) vs genuine validation = {table[-1][0]:.3f}")
     best_auc, best_w = max(table)
     params["w"] = best_w
     print(f"chosen w={best_w} (validation AUROC {best_auc:.3f}; w=1 is confidence alone: {table[-1][0]:.3f})")
 
-    add_output(proto, w.astype(np.float32), centres.astype(np.float32), params, t)
+    add_output(proto, [(layer_tensor(proto, k), ax, d) for k, ax, d in zip(keys, axes, dists)], params, t)
     meta = get_metadata(proto)
     meta.update(review_output=OUTPUT, review_score={
-        "formula": "sigmoid(-(w*z(-confidence) + (1-w)*z(log Mahalanobis distance to the nearest class/source centre)))",
-        "fitted_on": f"pooled features of {sum(len(f) for f in fits)} training images (pbc/train, every "
+        "formula": "sigmoid(-(w*z(-confidence) + (1-w)*mean over layers of z(log Mahalanobis distance to the "
+                   "nearest class/source centre)))",
+        "layers": [k or "pooled features" for k in keys],
+        "fitted_on": f"features of {sum(len(f[0]) for f in fits)} training images (pbc/train, every "
                      f"{args.train_step}th blood-cells/TRAIN); z on pbc/val + TEST_SIMPLE; w on even half of pbc/other",
         "temperature": t, **params})
     set_metadata(proto, meta)
@@ -198,9 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     onnx.save(proto, str(tmp))
     tmp.replace(out)
     check = Model(out)
-    _, typ = check.assess(normalise(np.stack([load_for_model(p, check.input_size, check.info.preprocessing) for p, _ in genuine[:16]]),
-                                    check.info.preprocessing))
-    want = typicality(g_conf[:16], g_dist[:16], params)
+    prep = check.info.preprocessing
+    _, typ = check.assess(normalise(np.stack([load_for_model(p, check.input_size, prep) for p, _ in genuine[:16]]), prep))
+    want = typicality(g_conf[:16], [d[:16] for d in g_dist], params)
     err = float(np.abs(typ - want).max())
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); graph vs numpy typicality max |d| = {err:.2e}")
     if err > 1e-3:

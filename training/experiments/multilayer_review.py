@@ -21,7 +21,7 @@ from hv_desktop.core.model import Model
 from hv_desktop.core.preprocess import load_for_model, normalise
 from training.data import list_labelled, list_other, shared_root
 from training.evaluate import auroc
-from training.review import confidence, fit_mahalanobis, mahalanobis
+from training.review import Distance, confidence
 
 path = Path(sys.argv[1])
 P = "hematovision_core_1/mobilenetv2_0.35_224_1/"
@@ -74,8 +74,8 @@ of, ol = feats(oth)
 zs_g, zs_o = {}, {}
 for l in layers:
     F = np.concatenate([f[l] for f in fit])
-    w, c = fit_mahalanobis(F, grp)
-    dg, do = np.log(mahalanobis(gf[l], w, c)), np.log(mahalanobis(of[l], w, c))
+    dist = Distance(F, grp)
+    dg, do = np.log(dist(gf[l])), np.log(dist(of[l]))
     mu, sd = dg.mean(), dg.std()
     zs_g[l], zs_o[l] = (dg - mu) / sd, (do - mu) / sd
     print(l.split("/")[-2], "AUROC", round(auroc(zs_o[l], zs_g[l]), 3))
