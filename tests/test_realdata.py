@@ -77,7 +77,7 @@ def test_heatmaps_peak_on_the_white_cell(shared_data, model):
     from scipy_free_dilate import dilate  # local helper below
 
     from hv_desktop.core.heatmap import cam_for, upsample
-    from hv_desktop.core.preprocess import open_image
+    from hv_desktop.core.preprocess import model_box, open_image
 
     files = []
     for cls in ("eosinophil", "lymphocyte", "monocyte", "neutrophil"):
@@ -86,7 +86,9 @@ def test_heatmaps_peak_on_the_white_cell(shared_data, model):
     for f in files:
         im = open_image(f)
         heat, _ = cam_for(model, im)
-        up = upsample(heat, im.size)
+        left, top, right, bottom = model_box(im, model.info.preprocessing)  # the heat covers what the model saw
+        up = np.zeros((im.size[1], im.size[0]), np.float32)
+        up[top:bottom, left:right] = upsample(heat, (right - left, bottom - top))
         y, x = np.unravel_index(int(up.argmax()), up.shape)
         mask = dilate(_nucleus_mask(np.asarray(im)), radius=max(im.size) // 12)
         hits += bool(mask[y, x])
