@@ -89,12 +89,13 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
 
     model = Model(onnx_path)
     assert model.labels == ("eosinophil", "lymphocyte", "monocyte", "neutrophil") and model.cam_name == "cam"
+    assert model.info.preprocessing.crop == "cell"  # the training config's crop travels in the model file
     folder = shared_data / "blood-cells" / "TEST_SIMPLE"
     results = list(classify_paths([folder], model))
     assert len(results) == 71 and all(r.ok for r in results)
 
     items = list_labelled(shared_data / "pbc" / "val")[::4][:200]
-    x = np.stack([load_for_model(p, (224, 224)) for p, _ in items])
+    x = np.stack([load_for_model(p, (224, 224), model.info.preprocessing) for p, _ in items])
     xn = normalise(x, model.info.preprocessing)
     core, _ = load_core(run)
     keras_logits = np.concatenate([np.asarray(core(xn[i:i + 50], training=False)[0]) for i in range(0, len(xn), 50)])
@@ -112,7 +113,8 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     # checks graph == formula); the app then flags by it and the classes are unchanged.
     reviewed = tmp_path / "reviewed.onnx"
     r = subprocess.run([sys.executable, "-m", "training.review", "--model", str(onnx_path), "--out", str(reviewed),
-                        "--limit", "24"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                        "--limit", "24", "--layers", "last"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "chosen w=" in r.stdout
     with_review = Model(reviewed)
@@ -121,11 +123,11 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     assert np.allclose(p2, onnx_p[:32], atol=1e-6)
     assert typ.shape == (32,) and np.all((typ >= 0) & (typ <= 1)) and typ.std() > 0
 
-    # The five-layer variant (inner blocks' channel mean/std, the largest one low-rank + isotropic):
+    # The five-layer variant (the default; inner blocks' channel mean/std, the largest one low-rank + isotropic):
     # the script checks its graph against the numpy formula on real images and exits non-zero if they differ.
     five = tmp_path / "five.onnx"
     r = subprocess.run([sys.executable, "-m", "training.review", "--model", str(onnx_path), "--out", str(five),
-                        "--limit", "24", "--layers", "five"], cwd=ROOT, env=env, capture_output=True, text=True,
+                        "--limit", "24"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "graph vs numpy typicality" in r.stdout

@@ -1,6 +1,6 @@
 """A typicality output for the needs-review rule, fitted on data and written into the ONNX graph.
 
-    python -m training.review --model assets/model/hematovision.onnx
+    python -m training.review --model assets/model/hematovision.onnx [--layers five|last]
 
 Why: calibrated confidence alone flags cells outside the four classes only
 moderately (AUROC 0.88 on pbc/other); it is weakest where a foreign cell looks
@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="default: rewrite --model in place")
     ap.add_argument("--train-step", type=int, default=4, help="use every n-th blood-cells/TRAIN image")
     ap.add_argument("--limit", type=int, default=0, help="images per split (quick checks only)")
-    ap.add_argument("--layers", choices=sorted(LAYER_SETS), default="last",
-                    help="features the distance is measured on (default: the pooled vector, as v1.1.0)")
+    ap.add_argument("--layers", choices=sorted(LAYER_SETS), default="five",
+                    help="features the distance is measured on (v1.2.0: five; 'last' = the pooled vector, v1.1.0)")
     args = ap.parse_args(argv)
     out = args.out or args.model
     data = shared_root() / "data"
