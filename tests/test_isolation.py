@@ -20,3 +20,13 @@ def test_app_package_never_imports_tensorflow():
         if "import tensorflow" in text or "from tensorflow" in text or "import keras" in text:
             offenders.append(str(path))
     assert offenders == []
+
+
+def test_app_leaves_pillows_font_stack_alone():
+    """The bundle drops HarfBuzz (and with it Pillow's FreeType module): no app module may load them."""
+    code = ("import os, sys; os.environ['QT_QPA_PLATFORM']='offscreen';"
+            "import hv_desktop.core.heatmap, hv_desktop.core.practice, hv_desktop.gui.main_window, hv_desktop.gui.report;"
+            "bad=[m for m in sys.modules if m in ('PIL.ImageFont','PIL.ImageDraw','PIL._imagingft','PIL.ImageText')];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
