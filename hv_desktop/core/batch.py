@@ -48,6 +48,8 @@ class Result:
     reviewer_label: str | None = None
     #: small RGB uint8 preview (only when asked for; never exported)
     thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: (reviewer_label, JSON text) cached by hv_desktop.core.session.result_json
+    _json: tuple[str | None, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

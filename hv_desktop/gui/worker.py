@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from hv_desktop.core.batch import classify_stream
 from hv_desktop.core.model import Model
 from hv_desktop.core.scan import scan
+from hv_desktop.core.session import result_json
 
 THUMBNAIL_SIDE = 96
 
@@ -40,6 +41,7 @@ class ClassifyWorker(QObject):
             self.total.emit(len(items))
             bundle, last = [], time.monotonic()
             for r in classify_stream(items, self.model, cancel=self.cancel_event, thumbnail=THUMBNAIL_SIDE):
+                result_json(r)  # encoded here, once, so the window's autosave only joins strings
                 bundle.append(r)
                 now = time.monotonic()
                 if now - last > 0.08:
