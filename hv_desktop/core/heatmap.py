@@ -22,16 +22,17 @@ from hv_desktop.core.preprocess import (
 )
 
 
-def cam_for(model: Model, image: Image.Image, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cam_for(model: Model, image: Image.Image, class_index: int | None = None,
+            box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(heat in [0, 1] at the cam's resolution, probabilities) for one RGB image.
 
-    The heat covers the region the model saw: ``model_box(image, model.info.preprocessing)``
-    (pass it to :func:`overlay` as ``box``).
+    The heat covers the region the model saw: ``box`` if given, else
+    ``model_box(image, model.info.preprocessing)`` (pass it to :func:`overlay`).
     """
     if model.cam_name is None:
         raise ValueError("this model has no class-activation output")
     prep = model.info.preprocessing
-    x = normalise(resize_for_model(image, model.input_size, prep)[None], prep)
+    x = normalise(resize_for_model(image, model.input_size, prep, box)[None], prep)
     probs, cams = model.run(x, with_cam=True)
     k = int(probs[0].argmax()) if class_index is None else class_index
     return normalise_heat(cams[0, :, :, k]), probs[0]
@@ -88,7 +89,7 @@ def view_for(model: Model, image: Image.Image, heat: bool = False, class_index: 
     box = model_box(image, prep)
     out = image
     if heat and model.cam_name:
-        h, _ = cam_for(model, image, class_index)
+        h, _ = cam_for(model, image, class_index, box)
         out = overlay(image, h, opacity, box)
     if box != (0, 0) + image.size:
         out = outline(out, box, max(2, round(min(image.size) / 150)))

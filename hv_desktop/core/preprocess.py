@@ -66,7 +66,7 @@ class Preprocessing:
 CROPS = ("none", "cell")
 
 # The nucleus search runs on a copy this many pixels on its long side: enough
-# to place a 60-200 px cell to within a few pixels, and ~0.1 ms per image.
+# to place a 60-200 px cell to within a few pixels (~0.6 ms per image here).
 _SEARCH_SIDE = 96
 
 
@@ -205,9 +205,13 @@ def load_rgb(path: PathLike, size: tuple[int, int] | None = None) -> Image.Image
     return open_image(Path(path), draft_size=size)
 
 
-def resize_for_model(im: Image.Image, size: tuple[int, int], prep: Preprocessing | None = None) -> np.ndarray:
-    """The stated resize policy (crop per ``prep``, then to (w, h), bilinear); uint8 HxWx3."""
-    box = model_box(im, prep)
+def resize_for_model(im: Image.Image, size: tuple[int, int], prep: Preprocessing | None = None,
+                     box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The stated resize policy (crop per ``prep``, then to (w, h), bilinear); uint8 HxWx3.
+
+    ``box``: the region :func:`model_box` already found for this image (saves a second nucleus search).
+    """
+    box = box or model_box(im, prep)
     if box != (0, 0) + im.size:
         im = im.crop(box)
     if im.size != size:
