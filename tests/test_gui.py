@@ -320,3 +320,18 @@ def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path
     assert (on_edge.red(), on_edge.green(), on_edge.blue()) == (0, 190, 110)
     far = shown.pixelColor(5, im.size[1] - 5)  # outside the square: the image as it is
     assert (far.red(), far.green(), far.blue()) == im.getpixel((5, im.size[1] - 5))
+
+
+def test_preview_can_be_given_more_room_and_the_differential_scrolls(qtbot, window, tmp_path):
+    """By default every differential row shows; dragging the splitter enlarges the picture instead."""
+    _run(qtbot, window, lambda: window.classify([_images(tmp_path / "s", 4)]))
+    window.resize(1280, 800)
+    qtbot.wait(50)
+    split = window.preview_split
+    before_preview, before_diff = window.preview_scroll.height(), window.diff_table.height()
+    assert before_diff == window.diff_table.maximumHeight()  # all rows visible by default
+    total = sum(split.sizes())
+    split.setSizes([total - 10, 10])  # drag the handle as far down as it goes
+    qtbot.wait(50)
+    assert window.preview_scroll.height() > before_preview + 50
+    assert window.diff_table.height() < before_diff and window.diff_table.rowCount() == 7
