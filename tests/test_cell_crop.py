@@ -33,6 +33,18 @@ def test_nucleus_is_found_wherever_it_lies(where):
     assert abs(cx - where[0]) <= 8 and abs(cy - where[1]) <= 8
 
 
+@pytest.mark.parametrize("size", [(1, 1), (7, 3), (95, 95), (97, 40), (2000, 30), (1600, 1200)])
+def test_the_search_copes_with_any_image_size(size):
+    """Tiny, thin and camera-sized fields: a centre inside the image, the nucleus found when it fits."""
+    w, h = size
+    where = (w * 0.7, h * 0.4)
+    radius = max(1, min(w, h) // 10)
+    cx, cy = cell_centre(smear(size=size, nucleus=where, radius=radius))
+    assert 0 <= cx <= w and 0 <= cy <= h
+    if min(w, h) >= 40:
+        assert abs(cx - where[0]) <= max(8, w / 40) and abs(cy - where[1]) <= max(8, h / 40)
+
+
 def test_an_image_without_stain_is_cropped_at_its_centre():
     gray = Image.new("RGB", (300, 200), (128, 128, 128))
     assert cell_centre(gray) == (150, 100)

@@ -85,6 +85,19 @@ def test_normalise_follows_metadata():
     assert x.shape == (2, 3, 4, 4) and np.allclose(x[:, 2], 255) and np.allclose(x[:, 0], 0)
 
 
+@pytest.mark.parametrize("shape", [(224, 224, 3), (3, 17, 5, 3), (1, 1, 3)])
+def test_normalise_per_channel_equals_the_plain_formula(shape):
+    """The fast row-tiled arithmetic must give exactly (x - mean) / std per channel, also for odd shapes."""
+    rng = np.random.default_rng(1)
+    u8 = rng.integers(0, 256, shape, dtype=np.uint8)
+    prep = Preprocessing(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+    mean, std = np.float32(prep.mean), np.float32(prep.std)
+    expected = u8.astype(np.float32) * (np.float32(1) / std) + (-mean / std)
+    got = normalise(u8, prep)
+    assert got.shape == shape and got.dtype == np.float32 and np.array_equal(got, expected)
+    assert np.array_equal(normalise(u8[..., ::-1], prep), normalise(u8[..., ::-1].copy(), prep))  # strided input
+
+
 def test_large_jpeg_draft_path_stays_close_to_full_decode(tmp_path):
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)

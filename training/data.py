@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.preprocess import ImageError, Preprocessing, load_for_model
+from hv_desktop.core.preprocess import CELL_SEARCH_VERSION, ImageError, Preprocessing, load_for_model
 from hv_desktop.core.scan import is_image_name
 
 CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
@@ -57,6 +57,8 @@ def load_arrays(items: list[tuple[Path, int]], size: int, cache_dir: Path | None
     tag = f"@{size}"
     if prep is not None and prep.crop != "none":
         tag += f"/{prep.crop}:{prep.crop_fraction:g}"
+        if prep.crop == "cell":
+            tag += f"/search{CELL_SEARCH_VERSION}"  # a changed search must not reuse old crops
     key = hashlib.sha256(("|".join(f"{p}:{y}" for p, y in items) + tag).encode()).hexdigest()[:16]
     if cache_dir is not None:
         cache = cache_dir / f"{key}.npz"
