@@ -92,6 +92,20 @@ def main() -> int:
                 print(f"{model_path.name:<28} threads={threads or 'auto':<4} batch={b:<3} model-only {mo:7.0f} img/s "
                       f"({1000 / mo:5.2f} ms)  end-to-end {e2e:7.0f} img/s ({1000 / e2e:5.2f} ms)  "
                       f"ratio {e2e / mo:4.2f}", flush=True)
+    # Best against best: the model's own limit (any threads/batch) vs the best whole pipeline.
+    for name in dict.fromkeys(r[0] for r in rows):
+        mine = [r for r in rows if r[0] == name]
+        mo_best = max(mine, key=lambda r: r[3])
+        e2e_best = max(mine, key=lambda r: r[4])
+        print(f"{name}: best model-only {mo_best[3]:.0f} img/s (threads={mo_best[1]}, batch={mo_best[2]}), "
+              f"best end-to-end {e2e_best[4]:.0f} img/s (threads={e2e_best[1]}, batch={e2e_best[2]}): "
+              f"ratio {e2e_best[4] / mo_best[3]:.2f}")
+    names = list(dict.fromkeys(r[0] for r in rows))
+    if len(names) > 1:  # model-only speed of every other model relative to the first, at the same settings
+        base = {(r[1], r[2]): r[3] for r in rows if r[0] == names[0]}
+        for r in rows:
+            if r[0] != names[0] and (r[1], r[2]) in base:
+                print(f"{r[0]} / {names[0]} model-only at threads={r[1]}, batch={r[2]}: {r[3] / base[(r[1], r[2])]:.2f}x")
     if args.keras_run:
         from training.data import preprocessing_for
         from training.train import load_config
