@@ -335,3 +335,36 @@ def test_preview_can_be_given_more_room_and_the_differential_scrolls(qtbot, wind
     qtbot.wait(50)
     assert window.preview_scroll.height() > before_preview + 50
     assert window.diff_table.height() < before_diff and window.diff_table.rowCount() == 7
+
+
+def test_window_layout_is_remembered_and_damaged_settings_are_ignored(qtbot, tmp_path, tiny_model_path):
+    settings = QSettings(str(tmp_path / "layout.ini"), QSettings.IniFormat)
+    w1 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=tmp_path / "a.json")
+    qtbot.addWidget(w1)
+    w1.resize(720, 560)  # inside the offscreen screen (800 x 800): Qt fits a restored window to the screen
+    w1.show()
+    qtbot.waitExposed(w1)
+    w1.main_split.setSizes([300, 400])
+    w1.preview_split.setSizes([360, 150])
+    main_sizes, preview_sizes = w1.main_split.sizes(), w1.preview_split.sizes()
+    size = (w1.width(), w1.height())
+    assert size[1] == 560
+    w1.close()
+    settings.sync()
+
+    w2 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=tmp_path / "a.json")
+    qtbot.addWidget(w2)
+    w2.show()
+    qtbot.waitExposed(w2)
+    assert (w2.width(), w2.height()) == size
+    assert w2.main_split.sizes() == main_sizes
+    assert w2.preview_split.sizes() == preview_sizes
+
+    for key in MainWindow.LAYOUT_KEYS.values():
+        settings.setValue(key, "not a saved state")
+    w3 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=tmp_path / "a.json")
+    qtbot.addWidget(w3)
+    w3.show()
+    qtbot.waitExposed(w3)
+    assert w3.height() != 560  # the default size, no crash
+    assert w3.main_split.sizes() != main_sizes

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from PySide6.QtCore import QEvent, QFileSystemWatcher, QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QEvent, QFileSystemWatcher, QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
                                QFileDialog, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
@@ -106,7 +106,9 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_ui()
         self.load_model(model_path or bundled_model_path(), quiet=True)
+        self._remember_layout = restore
         if restore:
+            self.restore_layout()
             self.restore_autosave()
         self.update_differential()
         self._update_actions()
@@ -345,6 +347,7 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         split.setSizes([760, 500])
+        self.main_split = split
         self.setCentralWidget(split)
 
         # Status bar: progress, time left, model
@@ -986,7 +989,27 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.classify(paths)
 
+    #: QSettings keys of what the window remembers about its own layout
+    LAYOUT_KEYS = {"geometry": "layout/geometry", "main": "layout/main_split", "preview": "layout/preview_split"}
+
+    def save_layout(self) -> None:
+        """Window size and both split handles, so the next start looks as the user left it."""
+        self.settings.setValue(self.LAYOUT_KEYS["geometry"], self.saveGeometry())
+        self.settings.setValue(self.LAYOUT_KEYS["main"], self.main_split.saveState())
+        self.settings.setValue(self.LAYOUT_KEYS["preview"], self.preview_split.saveState())
+
+    def restore_layout(self) -> None:
+        """The saved layout; a missing or damaged entry leaves the default (Qt validates the bytes)."""
+        for key, apply in ((self.LAYOUT_KEYS["geometry"], self.restoreGeometry),
+                           (self.LAYOUT_KEYS["main"], self.main_split.restoreState),
+                           (self.LAYOUT_KEYS["preview"], self.preview_split.restoreState)):
+            value = self.settings.value(key)
+            if isinstance(value, (QByteArray, bytes)) and value:
+                apply(QByteArray(value))
+
     def closeEvent(self, event) -> None:
+        if self._remember_layout:
+            self.save_layout()
         if self.job is not None:
             self.job.cancel()
             self.job.wait(10000)
