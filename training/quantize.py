@@ -43,7 +43,7 @@ class _Reader:
         self.i = 0
 
 
-def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True) -> Path:
+def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True, float_convs: int = 3) -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -58,7 +58,14 @@ def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True
         out = Path(tmp) / "int8.onnx"
         # The needs-review typicality (training.review: softmax, whitening, distances, log) stays in float:
         # it is a tiny part of the cost and its small distances would not survive 8 bits.
-        keep_float = [n.name for n in onnx.load(str(pre)).graph.node if n.name.startswith("review/")]
+        graph = onnx.load(str(pre)).graph
+        keep_float = [n.name for n in graph.node if n.name.startswith("review/")]
+        # The stem (everything up to the first block's projection, the first `float_convs` convolutions) stays
+        # in float too: with 3 input channels and 8-16 output channels at 112 px, onnxruntime's QLinearConv is
+        # 1.1-2.6x slower than the float kernels (per-node profile in benchmarks/RESULTS.md).
+        convs = [i for i, n in enumerate(graph.node) if n.op_type == "Conv"]
+        if float_convs and len(convs) >= float_convs:
+            keep_float += [n.name for n in graph.node[:convs[float_convs - 1] + 1] if n.name]
         quantize_static(str(pre), str(out), _Reader(model, [p for p, _ in items]),
                         quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
@@ -67,7 +74,9 @@ def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True
         info = get_metadata(onnx.load(str(src)))
         info["version"] = info.get("version", "") + "-int8"
         info["name"] = info.get("name", "") + " (INT8)"
-        info["quantisation"] = f"static QDQ {'per-channel' if per_channel else 'per-tensor'} int8 weights, uint8 activations, MinMax on {len(items)} training images"
+        info["quantisation"] = (f"static QDQ {'per-channel' if per_channel else 'per-tensor'} int8 weights, uint8 "
+                                f"activations, MinMax on {len(items)} training images; first {float_convs} convolutions "
+                                "and the review head in float")
         set_metadata(proto, info)
         dst.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(proto, str(dst))
@@ -81,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("assets/model/hematovision-int8.onnx"))
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor instead of per channel")
+    ap.add_argument("--float-convs", type=int, default=3, help="leading convolutions kept in float (0: quantise all)")
     args = ap.parse_args(argv)
-    quantize(args.model, args.out, args.per_class, per_channel=not args.per_tensor)
+    quantize(args.model, args.out, args.per_class, per_channel=not args.per_tensor, float_convs=args.float_convs)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
     return 0
 
