@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from hv_desktop.core.heatmap import overlay, view_for
+from hv_desktop.core.heatmap import explain, overlay, view_for
 from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import Preprocessing, cell_centre, model_box, resize_for_model
+from hv_desktop.core.preprocess import Preprocessing, cell_centre, model_box, normalise, resize_for_model
 from onnx_factory import tiny_model
 
 CELL = Preprocessing(width=32, height=32, crop="cell", crop_fraction=0.5)
@@ -94,3 +94,17 @@ def test_heat_and_outline_cover_only_the_square_the_model_saw(tmp_path):
     shown = np.asarray(view_for(model, im)).astype(int)
     assert tuple(shown[box[1], (box[0] + box[2]) // 2]) == (0, 190, 110)  # outline on the top edge
     assert np.array_equal(shown[outside][:100], base[outside][:100])
+
+
+def test_explain_gives_the_answer_and_its_picture_from_one_inference(tmp_path):
+    model = Model(tiny_model(tmp_path / "m.onnx", metadata={"preprocessing": {
+        "width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}}))
+    im = smear()
+    calls = []
+    run = model.run
+    model.run = lambda *a, **k: calls.append(k) or run(*a, **k)
+    probs, view = explain(model, im)
+    assert len(calls) == 1 and calls[0].get("with_cam")
+    x = normalise(resize_for_model(im, model.input_size, model.info.preprocessing)[None], model.info.preprocessing)
+    assert np.allclose(probs, run(x)[0][0], atol=1e-6)
+    assert np.array_equal(np.asarray(view), np.asarray(view_for(model, im, heat=True)))

@@ -85,15 +85,25 @@ def view_for(model: Model, image: Image.Image, heat: bool = False, class_index: 
     """What a person should see of one image: optionally the heatmap, and for a
     model that crops, an outline of the square it classified (with two cells in
     a field, this says which one the answer is about)."""
+    return explain(model, image, heat, class_index, opacity)[1]
+
+
+def explain(model: Model, image: Image.Image, heat: bool = True, class_index: int | None = None,
+            opacity: float = 0.45) -> tuple[np.ndarray | None, Image.Image]:
+    """(probabilities or None, the :func:`view_for` picture) from one nucleus search and at most one
+    inference: the practice window needs the answer and its heatmap together."""
     prep = model.info.preprocessing
     box = model_box(image, prep)
-    out = image
+    out, probs = image, None
     if heat and model.cam_name:
-        h, _ = cam_for(model, image, class_index, box)
-        out = overlay(image, h, opacity, box)
+        x = normalise(resize_for_model(image, model.input_size, prep, box)[None], prep)
+        p, cams = model.run(x, with_cam=True)
+        probs = p[0]
+        k = int(probs.argmax()) if class_index is None else class_index
+        out = overlay(image, normalise_heat(cams[0, :, :, k]), opacity, box)
     if box != (0, 0) + image.size:
         out = outline(out, box, max(2, round(min(image.size) / 150)))
-    return out
+    return probs, out
 
 
 def outline(image: Image.Image, box: tuple[int, int, int, int], width: int = 2,

@@ -10,7 +10,7 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout)
 
-from hv_desktop.core.heatmap import view_for
+from hv_desktop.core.heatmap import explain
 from hv_desktop.core.model import Model
 from hv_desktop.core.practice import PracticeSession, load_practice_set
 from hv_desktop.core.preprocess import ImageError, normalise, open_image, resize_for_model
@@ -99,11 +99,13 @@ class PracticeWindow(QDialog):
         model_label = conf = None
         heat_img = None
         if self._image is not None:
-            prep = self.model.info.preprocessing
-            x = normalise(resize_for_model(self._image, self.model.input_size, prep)[None], prep)
-            probs = self.model.probabilities(x)[0]
-            if self.model.cam_name:
-                heat_img = view_for(self.model, self._image, heat=True, class_index=int(probs.argmax()))
+            probs, view = explain(self.model, self._image, heat=True)  # one inference for answer and heatmap
+            if probs is None:  # a model without a heatmap output
+                prep = self.model.info.preprocessing
+                probs = self.model.probabilities(normalise(resize_for_model(self._image, self.model.input_size,
+                                                                            prep)[None], prep))[0]
+            else:
+                heat_img = view
             k = int(probs.argmax())
             model_label, conf = self.model.labels[k], float(probs[k])
         a = self.session.answer(label, model_label, conf)
