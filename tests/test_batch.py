@@ -92,3 +92,21 @@ def test_file_deleted_after_scan_is_an_error_row(tmp_path, model):
     p.unlink()
     (r,) = list(classify_stream(items, model))
     assert r.error and "not found" in r.error
+
+
+def test_batched_results_equal_one_image_at_a_time(tmp_path, model):
+    """The reused batch buffer must never leak one batch's pixels into another's results."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    for i in range(11):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "05b_broken.png").write_bytes(b"not a png")  # a failure inside a batch shortens it
+    alone = {r.path.name: r for r in classify_paths([tmp_path], model, batch_size=1)}
+    batched = list(classify_paths([tmp_path], model, batch_size=3))
+    assert len(batched) == len(alone) == 12
+    for r in batched:
+        a = alone[r.path.name]
+        assert r.label == a.label and r.error == a.error
+        for k, v in r.probabilities.items():
+            assert abs(v - a.probabilities[k]) < 1e-5

@@ -132,6 +132,7 @@ def classify_stream(
     prep = model.info.preprocessing
     threshold = model.info.review_threshold
     done = 0
+    buffer: np.ndarray | None = None
 
     def cancelled() -> bool:
         return cancel is not None and cancel.is_set()
@@ -168,7 +169,12 @@ def classify_stream(
                 good = [d for d in chunk if d.pixels is not None]
                 scored: dict[int, tuple[np.ndarray, float]] = {}
                 if good:
-                    batch = np.stack([d.pixels for d in good])
+                    # One reused batch buffer: a fresh 4.8 MB array per batch of 8 cost ~1.2 ms of page
+                    # faults on this thread (0.15 ms an image), against ~0.15 ms to fill an old one.
+                    shape = (batch_size,) + good[0].pixels.shape
+                    if buffer is None or buffer.shape != shape or buffer.dtype != good[0].pixels.dtype:
+                        buffer = np.empty(shape, good[0].pixels.dtype)
+                    batch = np.stack([d.pixels for d in good], out=buffer[:len(good)])
                     try:
                         p, typical = model.assess(batch)
                         for d, row, t in zip(good, p, typical):
