@@ -43,15 +43,19 @@ class _Reader:
         self.i = 0
 
 
-def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True, float_convs: int = 3) -> Path:
+#: Training folders the calibration images come from, each with the stride that spreads them over the folder.
+CALIBRATION_SOURCES = (("blood-cells/TRAIN", 7), ("pbc/train", 3))
+
+
+def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True, float_convs: int = 3,
+             sources: tuple[tuple[str, int], ...] = CALIBRATION_SOURCES) -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model = Model(src)
     data = shared_root() / "data"
-    items = subset(list_labelled(data / "blood-cells" / "TRAIN")[::7], per_class) + \
-        subset(list_labelled(data / "pbc" / "train")[::3], per_class)
+    items = [it for rel, step in sources for it in subset(list_labelled(data / rel)[::step], per_class)]
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
@@ -91,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor instead of per channel")
     ap.add_argument("--float-convs", type=int, default=3, help="leading convolutions kept in float (0: quantise all)")
+    ap.add_argument("--calibrate-on", nargs="+", default=[rel for rel, _ in CALIBRATION_SOURCES],
+                    choices=[rel for rel, _ in CALIBRATION_SOURCES],
+                    help="training folders to calibrate on (one only: to check INT8 on a lab it never saw)")
     args = ap.parse_args(argv)
-    quantize(args.model, args.out, args.per_class, per_channel=not args.per_tensor, float_convs=args.float_convs)
+    sources = tuple(src for src in CALIBRATION_SOURCES if src[0] in args.calibrate_on)
+    quantize(args.model, args.out, args.per_class, per_channel=not args.per_tensor, float_convs=args.float_convs,
+             sources=sources)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
     return 0
 
