@@ -94,8 +94,10 @@ def test_file_deleted_after_scan_is_an_error_row(tmp_path, model):
     assert r.error and "not found" in r.error
 
 
-def test_batched_results_equal_one_image_at_a_time(tmp_path, model):
-    """The reused batch buffer must never leak one batch's pixels into another's results."""
+@pytest.mark.parametrize("workers", [1, 3])
+def test_batched_results_equal_one_image_at_a_time(tmp_path, model, workers):
+    """Decoders write straight into reused batch buffers: no batch may see another's pixels,
+    whatever order the decoders finish in."""
     import numpy as np
 
     rng = np.random.default_rng(3)
@@ -103,7 +105,7 @@ def test_batched_results_equal_one_image_at_a_time(tmp_path, model):
         Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i:02d}.png")
     (tmp_path / "05b_broken.png").write_bytes(b"not a png")  # a failure inside a batch shortens it
     alone = {r.path.name: r for r in classify_paths([tmp_path], model, batch_size=1)}
-    batched = list(classify_paths([tmp_path], model, batch_size=3))
+    batched = list(classify_paths([tmp_path], model, batch_size=3, decode_workers=workers))
     assert len(batched) == len(alone) == 12
     for r in batched:
         a = alone[r.path.name]
