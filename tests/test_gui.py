@@ -312,6 +312,7 @@ def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path
     im = smear(nucleus=(230, 70))
     im.save(folder / "field.png")
     _run(qtbot, w, lambda: w.classify([folder]))
+    w.cell_zoom.setChecked(False)  # the whole field
     w.table.selectRow(0)
     shown = w._preview_pixmap.toImage()
     assert (shown.width(), shown.height()) == im.size
@@ -366,5 +367,52 @@ def test_window_layout_is_remembered_and_damaged_settings_are_ignored(qtbot, tmp
     qtbot.addWidget(w3)
     w3.show()
     qtbot.waitExposed(w3)
-    assert w3.height() != 560  # the default size, no crash
-    assert w3.main_split.sizes() != main_sizes
+    from hv_desktop.gui.main_window import default_window_size
+
+    assert w3.height() == default_window_size().height() != 560  # the default size, no crash
+    assert w3.preview_split.sizes() != preview_sizes
+
+
+def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_model_path):
+    """A cropping model's preview shows the outlined square with a margin (the cell large); the choice is remembered.
+    A model that does not crop always shows the whole field."""
+    from onnx_factory import tiny_model
+    from test_cell_crop import smear
+
+    from hv_desktop.core.preprocess import Preprocessing, model_box
+    from hv_desktop.gui.main_window import cell_view_box
+
+    model = tiny_model(tmp_path / "crop.onnx", metadata={"preprocessing": {
+        "width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}})
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    w = MainWindow(model_path=model, settings=settings, autosave_path=tmp_path / "autosave.json")
+    qtbot.addWidget(w)
+    folder = tmp_path / "field"
+    folder.mkdir()
+    im = smear(nucleus=(150, 120))
+    im.save(folder / "field.png")
+    _run(qtbot, w, lambda: w.classify([folder]))
+    assert w.cell_zoom.isChecked() and w.cell_zoom.isEnabled()
+    w.table.selectRow(0)
+    box = model_box(im, Preprocessing(crop="cell", crop_fraction=0.5))
+    left, top, right, bottom = cell_view_box(box, im.size)
+    shown = w._preview_pixmap.toImage()
+    assert (shown.width(), shown.height()) == (right - left, bottom - top)
+    assert right - left < im.size[0] / 2  # the cell, not the field
+    edge = shown.pixelColor((box[0] + box[2]) // 2 - left, box[1] - top)  # the outline, shifted into the view
+    assert (edge.red(), edge.green(), edge.blue()) == (0, 190, 110)
+    corner = shown.pixelColor(0, 0)
+    assert (corner.red(), corner.green(), corner.blue()) == im.getpixel((left, top))  # the margin: the field
+
+    w.cell_zoom.setChecked(False)
+    assert (w._preview_pixmap.width(), w._preview_pixmap.height()) == im.size
+    w.close()
+    w2 = MainWindow(model_path=model, settings=settings, autosave_path=tmp_path / "a2.json", restore=False)
+    qtbot.addWidget(w2)
+    assert not w2.cell_zoom.isChecked()  # remembered
+
+    plain = MainWindow(model_path=tiny_model_path, settings=QSettings(str(tmp_path / "p.ini"), QSettings.IniFormat),
+                       autosave_path=tmp_path / "a3.json")
+    qtbot.addWidget(plain)
+    assert plain.cell_zoom.isChecked() and not plain.cell_zoom.isEnabled()
+    assert not plain._zooms_to_cell()

@@ -27,13 +27,31 @@ from hv_desktop import __version__
 from hv_desktop.core.batch import Result
 from hv_desktop.core.export import differential, write_csv
 from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model_path
-from hv_desktop.core.preprocess import ImageError, open_image
+from hv_desktop.core.preprocess import ImageError, model_box, open_image
 from hv_desktop.core.session import SessionError, load_session, save_session
 from hv_desktop.gui.results_model import (COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
                                           GalleryFilter, ResultsFilter, ResultsModel, to_pixmap)
 from hv_desktop.gui.worker import ClassifyJob
 
 log = logging.getLogger("hematovision")
+
+
+def default_window_size() -> QSize:
+    """1280 x 800, or up to 1600 x 1000 on a larger screen: the extra height goes to the cell picture."""
+    screen = QApplication.primaryScreen()
+    if screen is None:
+        return QSize(1280, 800)
+    avail = screen.availableGeometry()
+    return QSize(max(1280, min(1600, int(avail.width() * 0.9))) if avail.width() >= 1280 else avail.width(),
+                 max(800, min(1000, int(avail.height() * 0.9))) if avail.height() >= 800 else avail.height())
+
+
+def cell_view_box(box: tuple[int, int, int, int], size: tuple[int, int], margin: float = 0.15) -> tuple[int, int, int, int]:
+    """The classified square grown by ``margin`` of its side on every edge (the outline and a little context
+    stay in view), kept inside the image."""
+    left, top, right, bottom = box
+    m = round(margin * max(right - left, bottom - top))
+    return max(0, left - m), max(0, top - m), min(size[0], right + m), min(size[1], bottom + m)
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.gif *.webp);;All files (*)"
 MAX_RECENT = 8
@@ -82,7 +100,7 @@ class MainWindow(QMainWindow):
         self._seen: set[tuple] = set()
         self.setWindowTitle("HematoVision — white blood cell classification")
         self.setAcceptDrops(True)
-        self.resize(1280, 800)
+        self.resize(default_window_size())
 
         self.results = ResultsModel(self)
         self.proxy = ResultsFilter(self)
@@ -267,6 +285,12 @@ class MainWindow(QMainWindow):
         self.zoom_button = QToolButton(text="100 %", checkable=True)
         self.zoom_button.setToolTip("Show the image at full size (otherwise fit to the pane)")
         self.zoom_button.toggled.connect(lambda _: self._render_preview())
+        # A cropping model classifies a square around one cell: by default the preview zooms to it (with a
+        # margin), so nuclear shape and granules are visible without the 100 % view; off shows the whole field.
+        self.cell_zoom = QToolButton(text="Cell", checkable=True)
+        self.cell_zoom.setToolTip("Zoom to the cell the model classified (the outlined square); off: the whole field")
+        self.cell_zoom.setChecked(str(self.settings.value("preview/cell_zoom", "true")).lower() != "false")
+        self.cell_zoom.toggled.connect(self._cell_zoom_toggled)
         self.heat_box = QCheckBox("Heatmap")
         self.heat_box.setToolTip("Overlay the class-activation map: where the evidence for the predicted class lies")
         self.heat_box.toggled.connect(lambda _: self._refresh_preview())
@@ -301,6 +325,7 @@ class MainWindow(QMainWindow):
         self.save_heat_button.setToolTip("Save the image with its heatmap as PNG")
         self.save_heat_button.clicked.connect(lambda: self.save_heatmap())
         top.addWidget(self.save_heat_button)
+        top.addWidget(self.cell_zoom)
         top.addWidget(self.zoom_button)
         rv.addLayout(top)
         rv.addWidget(self.preview_scroll, 1)
@@ -417,6 +442,7 @@ class MainWindow(QMainWindow):
             return False
         self.model = model
         self.model_label.setText(f"Model: {model.info.name} v{model.info.version}")
+        self.cell_zoom.setEnabled(model.info.preprocessing.crop != "none")
         self._labels_changed()
         self._update_actions()
         return True
@@ -627,7 +653,10 @@ class MainWindow(QMainWindow):
                     from hv_desktop.core.heatmap import view_for
 
                     k = self.model.labels.index(r.label) if r.label in self.model.labels else None
-                    im = view_for(self.model, im, self.heat_box.isChecked(), k, self.heat_opacity.value() / 100)
+                    view = view_for(self.model, im, self.heat_box.isChecked(), k, self.heat_opacity.value() / 100)
+                    if self._zooms_to_cell():
+                        view = view.crop(cell_view_box(model_box(im, self.model.info.preprocessing), im.size))
+                    im = view
                 self._preview_pixmap = to_pixmap(np.asarray(im))
             except ImageError as exc:
                 self._preview_pixmap = to_pixmap(r.thumbnail) if r.thumbnail is not None else None
@@ -663,6 +692,13 @@ class MainWindow(QMainWindow):
             return False
         self.statusBar().showMessage(f"Heatmap saved: {path}", 6000)
         return True
+
+    def _zooms_to_cell(self) -> bool:
+        return self.cell_zoom.isChecked() and self.model is not None and self.model.info.preprocessing.crop != "none"
+
+    def _cell_zoom_toggled(self, on: bool) -> None:
+        self.settings.setValue("preview/cell_zoom", "true" if on else "false")
+        self._refresh_preview()
 
     def _refresh_preview(self) -> None:
         view = self._view()
