@@ -295,12 +295,10 @@ def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):
     assert "Needs review" not in w.preview_title.text()
 
 
-def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path):
-    """With a model whose file asks for the cell crop, the preview shows which part of the field was classified."""
+def _cropping_window(qtbot, tmp_path, nucleus):
+    """A window with a model that asks for the cell crop, after classifying one synthetic field."""
     from onnx_factory import tiny_model
     from test_cell_crop import smear
-
-    from hv_desktop.core.preprocess import Preprocessing, model_box
 
     model = tiny_model(tmp_path / "crop.onnx", metadata={"preprocessing": {
         "width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}})
@@ -309,9 +307,17 @@ def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path
     qtbot.addWidget(w)
     folder = tmp_path / "field"
     folder.mkdir()
-    im = smear(nucleus=(230, 70))
+    im = smear(nucleus=nucleus)
     im.save(folder / "field.png")
     _run(qtbot, w, lambda: w.classify([folder]))
+    return w, im, model, settings
+
+
+def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path):
+    """With a model whose file asks for the cell crop, the preview shows which part of the field was classified."""
+    from hv_desktop.core.preprocess import Preprocessing, model_box
+
+    w, im, _, _ = _cropping_window(qtbot, tmp_path, nucleus=(230, 70))
     w.cell_zoom.setChecked(False)  # the whole field
     w.table.selectRow(0)
     shown = w._preview_pixmap.toImage()
@@ -376,22 +382,10 @@ def test_window_layout_is_remembered_and_damaged_settings_are_ignored(qtbot, tmp
 def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_model_path):
     """A cropping model's preview shows the outlined square with a margin (the cell large); the choice is remembered.
     A model that does not crop always shows the whole field."""
-    from onnx_factory import tiny_model
-    from test_cell_crop import smear
-
     from hv_desktop.core.preprocess import Preprocessing, model_box
     from hv_desktop.gui.main_window import cell_view_box
 
-    model = tiny_model(tmp_path / "crop.onnx", metadata={"preprocessing": {
-        "width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}})
-    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
-    w = MainWindow(model_path=model, settings=settings, autosave_path=tmp_path / "autosave.json")
-    qtbot.addWidget(w)
-    folder = tmp_path / "field"
-    folder.mkdir()
-    im = smear(nucleus=(150, 120))
-    im.save(folder / "field.png")
-    _run(qtbot, w, lambda: w.classify([folder]))
+    w, im, model, settings = _cropping_window(qtbot, tmp_path, nucleus=(150, 120))
     assert w.cell_zoom.isChecked() and w.cell_zoom.isEnabled()
     w.table.selectRow(0)
     box = model_box(im, Preprocessing(crop="cell", crop_fraction=0.5))
