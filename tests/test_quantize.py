@@ -34,6 +34,10 @@ def test_quantised_model_keeps_its_stem_in_float_and_agrees_with_fp32(tmp_path, 
     assert all(producers.get(n.input[1]) == "DequantizeLinear" for n in later)
     assert all(producers.get(n.input[1]) != "DequantizeLinear" for n in (graph.node[i] for i in convs[:3]))
 
+    # the typicality head's matrices go back to float16 behind a Cast, so INT8 is the smaller file
+    assert dst.stat().st_size < 0.85 * src.stat().st_size
+    assert any(n.op_type == "Cast" and n.name.startswith("review/") for n in graph.node)
+
     fp32, int8 = Model(src), Model(dst)
     assert int8.info.version.endswith("-int8") and "first 3 convolutions" in int8.info.extra["quantisation"]
     items = list_labelled(shared_data / "pbc" / "val")[1::20]

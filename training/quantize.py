@@ -47,6 +47,32 @@ class _Reader:
 CALIBRATION_SOURCES = (("blood-cells/TRAIN", 7), ("pbc/train", 3))
 
 
+def _restore_float16_constants(proto) -> int:
+    """Store the typicality head's large matrices as float16 again, each behind a Cast.
+
+    The export keeps them float16 (exact as stored); quantisation's graph optimisation folds the Casts
+    into float32 copies, which made the INT8 file larger than the FP32 one. Values that float16 holds
+    exactly go back, so the numbers are unchanged. Returns the bytes saved.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    saved, casts = 0, []
+    for init in proto.graph.initializer:
+        if not init.name.startswith("review/") or init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        a = numpy_helper.to_array(init)
+        if a.nbytes < 16384 or not np.array_equal(a.astype(np.float16).astype(np.float32), a):
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(a.astype(np.float16), name + "_f16"))
+        casts.append(helper.make_node("Cast", [name + "_f16"], [name], name=name + "_cast", to=onnx.TensorProto.FLOAT))
+        saved += a.nbytes // 2
+    for node in reversed(casts):
+        proto.graph.node.insert(0, node)
+    return saved
+
+
 def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True, float_convs: int = 3,
              sources: tuple[tuple[str, int], ...] = CALIBRATION_SOURCES) -> Path:
     import onnx
@@ -75,6 +101,7 @@ def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                         nodes_to_exclude=keep_float)
         proto = onnx.load(str(out))
+        _restore_float16_constants(proto)
         info = get_metadata(onnx.load(str(src)))
         info["version"] = info.get("version", "") + "-int8"
         info["name"] = info.get("name", "") + " (INT8)"
