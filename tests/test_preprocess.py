@@ -107,3 +107,21 @@ def test_large_jpeg_draft_path_stays_close_to_full_decode(tmp_path):
     fast = load_for_model(p, (64, 64)).astype(int)
     full = resize_for_model(open_image(p), (64, 64)).astype(int)
     assert np.abs(fast - full).mean() < 3.0
+
+
+def test_pillow_block_cache_stays_off_and_glibc_keeps_buffers():
+    """Pillow's block cache races between threads (python-pillow/Pillow#9600; it segfaulted a GUI test here):
+    the app must leave it off and get buffer reuse from glibc instead."""
+    import os
+
+    from PIL import Image
+
+    import hv_desktop.core.preprocess as pp
+
+    assert Image.core.get_blocks_max() == 0
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError):
+        glibc = False
+    if glibc and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        assert pp.KEEPS_FREED_BUFFERS

@@ -40,14 +40,39 @@ MAX_PIXELS = 80_000_000
 Image.MAX_IMAGE_PIXELS = None
 # Truncated files must fail loudly, never be silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-# Pillow returns every freed image buffer to the OS by default, so each decode,
-# crop and resize of a batch pays fresh page faults: ~0.3 ms of a ~1.6 ms image
-# here (benchmarks/RESULTS.md). Keeping 8 freed blocks of at most 4 MB for reuse
-# removes that for at most 32 MB held. Pillow's own PILLOW_BLOCK_SIZE /
-# PILLOW_BLOCKS_MAX environment variables, when set, win.
-if "PILLOW_BLOCKS_MAX" not in os.environ and "PILLOW_BLOCK_SIZE" not in os.environ:
-    Image.core.set_block_size(4 << 20)
-    Image.core.set_blocks_max(8)
+
+
+def _keep_freed_buffers() -> bool:
+    """Let glibc reuse freed image buffers instead of returning them to the OS.
+
+    glibc serves each ~0.3 MB decode, copy, crop and resize buffer with a fresh
+    mmap by default, and every one costs page faults: ~0.4 ms of a ~1.6 ms image
+    here (benchmarks/RESULTS.md). Raising the mmap and trim thresholds keeps them
+    in the heap. Pillow's own block cache (PILLOW_BLOCKS_MAX) would do the same
+    but is not thread-safe (python-pillow/Pillow#9600: it segfaulted a test
+    here), and the decoders run in threads. glibc's allocator is thread-safe.
+    No effect off glibc, or when MALLOC_MMAP_THRESHOLD_ is set by the user.
+    """
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return False
+    except (AttributeError, ValueError, OSError):  # not a glibc system (Windows, macOS, musl)
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 64 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
+KEEPS_FREED_BUFFERS = _keep_freed_buffers()
+# ... and Pillow's racy cache stays off even if PILLOW_BLOCKS_MAX asks for it: the decoders are threads.
+Image.core.set_blocks_max(0)
 
 PathLike = Union[str, os.PathLike]
 
