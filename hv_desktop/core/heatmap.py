@@ -81,19 +81,20 @@ def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.45,
 
 
 def view_for(model: Model, image: Image.Image, heat: bool = False, class_index: int | None = None,
-             opacity: float = 0.45) -> Image.Image:
+             opacity: float = 0.45, box: tuple[int, int, int, int] | None = None) -> Image.Image:
     """What a person should see of one image: optionally the heatmap, and for a
     model that crops, an outline of the square it classified (with two cells in
-    a field, this says which one the answer is about)."""
-    return explain(model, image, heat, class_index, opacity)[1]
+    a field, this says which one the answer is about). ``box``: that square, if
+    the caller already found it."""
+    return explain(model, image, heat, class_index, opacity, box)[1]
 
 
 def explain(model: Model, image: Image.Image, heat: bool = True, class_index: int | None = None,
-            opacity: float = 0.45) -> tuple[np.ndarray | None, Image.Image]:
+            opacity: float = 0.45, box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray | None, Image.Image]:
     """(probabilities or None, the :func:`view_for` picture) from one nucleus search and at most one
     inference: the practice window needs the answer and its heatmap together."""
     prep = model.info.preprocessing
-    box = model_box(image, prep)
+    box = box or model_box(image, prep)
     out, probs = image, None
     if heat and model.cam_name:
         x = normalise(resize_for_model(image, model.input_size, prep, box)[None], prep)

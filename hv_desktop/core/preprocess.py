@@ -116,7 +116,7 @@ def cell_centre(im: Image.Image) -> tuple[float, float]:
     width, peaks on the largest nucleus; black rotation corners are ignored.
     An image with no purple at all (unstained, greyscale) gives its centre.
 
-    It runs on every image before the model, so it is built for speed (~0.17 ms
+    It runs on every image before the model, so it is built for speed (~0.24 ms
     for a 320 x 240 capture, benchmarks/RESULTS.md): an integer box reduction,
     one float plane per channel, a partition instead of a sort.
     """

@@ -42,8 +42,8 @@ def default_window_size() -> QSize:
     if screen is None:
         return QSize(1280, 800)
     avail = screen.availableGeometry()
-    return QSize(max(1280, min(1600, int(avail.width() * 0.9))) if avail.width() >= 1280 else avail.width(),
-                 max(800, min(1000, int(avail.height() * 0.9))) if avail.height() >= 800 else avail.height())
+    return QSize(min(1600, max(1280, int(avail.width() * 0.9)), avail.width()),
+                 min(1000, max(800, int(avail.height() * 0.9)), avail.height()))
 
 
 def cell_view_box(box: tuple[int, int, int, int], size: tuple[int, int], margin: float = 0.15) -> tuple[int, int, int, int]:
@@ -653,9 +653,10 @@ class MainWindow(QMainWindow):
                     from hv_desktop.core.heatmap import view_for
 
                     k = self.model.labels.index(r.label) if r.label in self.model.labels else None
-                    view = view_for(self.model, im, self.heat_box.isChecked(), k, self.heat_opacity.value() / 100)
+                    box = model_box(im, self.model.info.preprocessing)  # one nucleus search for outline and zoom
+                    view = view_for(self.model, im, self.heat_box.isChecked(), k, self.heat_opacity.value() / 100, box)
                     if self._zooms_to_cell():
-                        view = view.crop(cell_view_box(model_box(im, self.model.info.preprocessing), im.size))
+                        view = view.crop(cell_view_box(box, im.size))
                     im = view
                 self._preview_pixmap = to_pixmap(np.asarray(im))
             except ImageError as exc:
