@@ -93,15 +93,11 @@ def explain(model: Model, image: Image.Image, heat: bool = True, class_index: in
             opacity: float = 0.45, box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray | None, Image.Image]:
     """(probabilities or None, the :func:`view_for` picture) from one nucleus search and at most one
     inference: the practice window needs the answer and its heatmap together."""
-    prep = model.info.preprocessing
-    box = box or model_box(image, prep)
+    box = box or model_box(image, model.info.preprocessing)
     out, probs = image, None
     if heat and model.cam_name:
-        x = normalise(resize_for_model(image, model.input_size, prep, box)[None], prep)
-        p, cams = model.run(x, with_cam=True)
-        probs = p[0]
-        k = int(probs.argmax()) if class_index is None else class_index
-        out = overlay(image, normalise_heat(cams[0, :, :, k]), opacity, box)
+        h, probs = cam_for(model, image, class_index, box)
+        out = overlay(image, h, opacity, box)
     if box != (0, 0) + image.size:
         out = outline(out, box, max(2, round(min(image.size) / 150)))
     return probs, out
