@@ -168,3 +168,13 @@ def test_early_stopping_waits_for_the_cosine_tail():
     assert not should_stop(16, 12, cfg)  # a tail improvement restarts the count
     assert not should_stop(16, 3, dict(cfg, patience=0))
     assert should_stop(9, 2, dict(cfg, early_stop_from=0.0))  # the old rule when asked for
+
+
+def test_zoom_range_symmetric_or_asymmetric():
+    from training.model import _zoom_range
+
+    assert _zoom_range(0.25) == (-0.25, 0.25)
+    assert _zoom_range([-0.5, 0.25]) == (-0.5, 0.25)  # zoom in up to 2x, out up to 1.25x
+    for bad in ([0.3, -0.3], [-1.0, 0.2]):
+        with pytest.raises(ValueError):
+            _zoom_range(bad)

@@ -40,6 +40,20 @@ def build_core(alpha: float, size: int, dropout: float, weights_dir: Path | None
     return keras.Model(inp, [logits, features], name="hematovision_core")
 
 
+def _zoom_range(zoom: float | list[float]) -> tuple[float, float]:
+    """A number z means zoom in or out by up to z; [lo, hi] follows Keras (negative zooms in).
+
+    An asymmetric range lets training show cells larger than the source frames them, as another lab's
+    higher magnification would (PBC's cells fill ~1.7x more of the square than BCCD's).
+    """
+    if isinstance(zoom, (int, float)):
+        return (-float(zoom), float(zoom))
+    lo, hi = (float(v) for v in zoom)
+    if not -1 < lo <= hi:
+        raise ValueError(f"zoom range must satisfy -1 < lo <= hi, got {zoom}")
+    return (lo, hi)
+
+
 def augmentation(cfg: dict, seed: int) -> list[keras.layers.Layer]:
     """Microscopy-minded augmentation: any orientation, scale, stain and focus changes."""
     a = cfg["augment"]
@@ -47,7 +61,7 @@ def augmentation(cfg: dict, seed: int) -> list[keras.layers.Layer]:
     layers: list[keras.layers.Layer] = [
         L.RandomFlip("horizontal_and_vertical", seed=seed),
         L.RandomRotation(a["rotation"], fill_mode="reflect", seed=seed + 1),
-        L.RandomZoom((-a["zoom"], a["zoom"]), fill_mode="reflect", seed=seed + 2),
+        L.RandomZoom(_zoom_range(a["zoom"]), fill_mode="reflect", seed=seed + 2),
         L.RandomTranslation(a["translation"], a["translation"], fill_mode="reflect", seed=seed + 3),
         L.RandomBrightness(a["brightness"], value_range=(0, 255), seed=seed + 4),
         L.RandomContrast(a["contrast"], value_range=(0, 255), seed=seed + 5),

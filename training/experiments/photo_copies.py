@@ -100,10 +100,14 @@ def main(argv: list[str] | None = None) -> None:
     paths, labels, descs = describe_folder(shared_root() / "data" / args.split)
     groups = group(unit_rows(descs), args.threshold)
     predicted: dict[str, str] = {}
+    probs: dict[str, list[float]] = {}
     for name in args.csv:
         with open(name, encoding="utf-8-sig", newline="") as fh:
             for row in csv.DictReader(fh):
-                predicted[str(Path(row["path"]).resolve())] = row["predicted_label"]
+                key = str(Path(row["path"]).resolve())
+                predicted[key] = row["predicted_label"]
+                if all(f"p_{c}" in row and row[f"p_{c}"] for c in CLASSES):
+                    probs[key] = [float(row[f"p_{c}"]) for c in CLASSES]
     correct = np.array([predicted.get(str(p.resolve())) == CLASSES[y] if str(p.resolve()) in predicted else np.nan
                         for p, y in zip(paths, labels)], dtype=float)
     print(f"{args.split}: {len(paths)} files; groups at cosine > {args.threshold}")
@@ -118,6 +122,24 @@ def main(argv: list[str] | None = None) -> None:
         rest = mask & ~np.isin(groups, big)
         if rest.any():
             print(f"    {rest.sum():4d} files in smaller groups{_accuracy(correct[rest])}")
+    keys = [str(p.resolve()) for p in paths]
+    if probs and all(k in probs for k in keys):
+        _without_worst_group(np.array([probs[k] for k in keys]), labels, groups)
+
+
+def _without_worst_group(p: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> None:
+    """How much of the split's error and miscalibration the single worst group of copies carries."""
+    from training.evaluate import ece
+
+    wrong = p.argmax(1) != labels
+    ids, errors = np.unique(groups[wrong], return_counts=True)
+    if not len(ids):
+        return
+    worst = ids[np.argmax(errors)]
+    keep = groups != worst
+    print(f"whole split: accuracy {np.mean(~wrong):.2%}, ECE {ece(p, labels)[0]:.3f}")
+    print(f"without the group with most errors ({np.sum(~keep)} copies, {errors.max()} errors): "
+          f"accuracy {np.mean(~wrong[keep]):.2%}, ECE {ece(p[keep], labels[keep])[0]:.3f}")
 
 
 if __name__ == "__main__":
