@@ -178,3 +178,46 @@ def test_zoom_range_symmetric_or_asymmetric():
     for bad in ([0.3, -0.3], [-1.0, 0.2]):
         with pytest.raises(ValueError):
             _zoom_range(bad)
+
+
+def test_softmax_regression_learns_and_ignores_feature_scale():
+    """The refitted head standardises features: rescaling one channel must not change a prediction."""
+    from training.head_refit import fit_softmax_regression
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 16))
+    y = rng.integers(0, 4, 800)
+    x = centres[y] + rng.normal(0, 0.8, (800, 16))
+    x[:, 3] *= 1000.0  # one channel with a huge range, as a few ReLU6 channels have
+    w, b = fit_softmax_regression(x[:600], y[:600], 4)
+    held_out = np.argmax(x[600:] @ w + b, 1)
+    assert np.mean(held_out == y[600:]) > 0.9
+    x2 = x.copy()
+    x2[:, 3] /= 1000.0
+    w2, b2 = fit_softmax_regression(x2[:600], y[:600], 4)
+    assert np.array_equal(np.argmax(x2[600:] @ w2 + b2, 1), held_out)
+
+
+def test_head_refit_writes_a_run_whose_logits_are_the_regression(tmp_path, shared_data):
+    import json
+
+    from training.export_onnx import load_core
+    from training.head_refit import pooled_features, refit
+    from training.model import build_core
+    from training.train import load_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = load_config(ROOT / "training" / "config.json")
+    (run / "config.json").write_text(json.dumps(cfg))
+    core = build_core(cfg["alpha"], cfg["image_size"], cfg["dropout"], None)
+    core.save_weights(run / "final.weights.h5")
+    info = refit(run, tmp_path / "refit", limit=6, cache_dir=None)
+    assert info["images"] == 12
+    new, _ = load_core(tmp_path / "refit")
+    w, b = new.get_layer("logits").get_weights()
+    assert not np.allclose(w, core.get_layer("logits").get_weights()[0])
+    x = np.random.default_rng(1).integers(0, 256, (3, cfg["image_size"], cfg["image_size"], 3)).astype(np.uint8)
+    logits, _ = new(x.astype(np.float32) / 127.5 - 1.0, training=False)
+    assert np.allclose(np.asarray(logits), pooled_features(new, x) @ w + b, atol=1e-4)
+    assert np.allclose(pooled_features(new, x), pooled_features(core, x), atol=1e-5)  # the base is untouched
