@@ -221,3 +221,23 @@ def test_head_refit_writes_a_run_whose_logits_are_the_regression(tmp_path, share
     logits, _ = new(x.astype(np.float32) / 127.5 - 1.0, training=False)
     assert np.allclose(np.asarray(logits), pooled_features(new, x) @ w + b, atol=1e-4)
     assert np.allclose(pooled_features(new, x), pooled_features(core, x), atol=1e-5)  # the base is untouched
+
+
+def test_l2sp_pull_moves_base_kernels_back_toward_their_start():
+    import keras
+
+    from training.model import build_core
+    from training.train import pull_to_pretrained
+
+    core = build_core(0.35, 96, 0.2, None)
+    base = next(layer for layer in core.layers if isinstance(layer, keras.Model))
+    kernels = [v for v in base.trainable_variables if len(v.shape) == 4]
+    assert len(kernels) >= 50  # every convolution and depthwise kernel of MobileNetV2
+    start = [v.numpy().copy() for v in kernels]
+    opt = keras.optimizers.SGD()
+    pull = pull_to_pretrained(core, lambda step: 0.01, opt, strength=5.0)  # 5 % of the way back per step
+    for v in kernels:
+        v.assign(v + 1.0)
+    pull.on_train_batch_end(0)
+    for v, s in zip(kernels, start):
+        assert np.allclose(v.numpy() - s, 0.95, atol=1e-5)
