@@ -96,3 +96,20 @@ def test_heatmaps_peak_on_the_white_cell(shared_data, model):
     chance = float(np.mean(coverage))  # what a peak placed at random would score
     assert chance < 0.6
     assert hits / len(files) >= 0.9, f"{hits}/{len(files)} heat peaks on the cell (chance {chance:.2f})"
+
+
+@pytest.mark.parametrize("cast", [(0.88, 1.0, 1.18), (1.15, 1.0, 0.8), (0.9, 1.1, 0.9), (0.6, 0.6, 0.6)],
+                         ids=["blue-LED", "warm-halogen", "green", "dim"])
+def test_the_cell_search_ignores_an_illumination_cast(shared_data, cast):
+    """Another lab's lamp or camera white balance must not move the classified square off the cell."""
+    from hv_desktop.core.preprocess import cell_centre, open_image
+
+    paths = [p for sub in ("pbc/val/monocyte", "pbc/val/neutrophil", "blood-cells/TEST_SIMPLE/NEUTROPHIL")
+             for p in sorted((shared_data / sub).iterdir())[:20]]
+    moved = []
+    for p in paths:
+        im = open_image(p).convert("RGB")
+        tinted = Image.fromarray(np.clip(np.asarray(im, np.float32) * np.array(cast), 0, 255).astype(np.uint8))
+        moved.append(np.hypot(*np.subtract(cell_centre(tinted), cell_centre(im))) / min(im.size))
+    moved = np.asarray(moved)
+    assert np.median(moved) < 0.03 and np.mean(moved > 0.1) <= 0.05, moved.round(3)
