@@ -58,3 +58,35 @@ def test_pooled_stats_are_mean_and_std_over_space_in_either_layout():
     assert axes2 == (2, 3) and np.allclose(f2, f)
     flat, none = review.pooled_stats(nhwc[:, 0, 0, :])
     assert none is None and np.allclose(flat, nhwc[:, 0, 0, :])
+
+
+def test_youden_threshold_separates_and_prefers_the_best_cut():
+    genuine = np.array([0.9, 0.8, 0.7, 0.65, 0.3])  # one genuine cell looks untypical
+    other = np.array([0.1, 0.2, 0.25, 0.6])
+    thr = review.youden_threshold(genuine, other)
+    assert 0.25 < thr <= 0.65  # flags three of four others and no genuine cell, or all others and one genuine
+    j = np.mean(other < thr) - np.mean(genuine < thr)
+    for cut in np.linspace(0, 1, 101):
+        assert np.mean(other < cut) - np.mean(genuine < cut) <= j + 1e-12
+
+
+def test_magnification_keeps_size_and_scales_the_content():
+    from PIL import Image, ImageDraw
+
+    from training.magnification import at_magnification
+
+    im = Image.new("RGB", (120, 90), (230, 220, 215))
+    ImageDraw.Draw(im).ellipse([50, 35, 70, 55], fill=(100, 50, 160))  # a 21 px "nucleus" in the middle
+    rng = np.random.default_rng(0)
+
+    def nucleus_width(x: Image.Image) -> int:
+        a = np.asarray(x).astype(int)
+        return int(((a[..., 2] - a[..., 1]) > 60).any(0).sum())
+
+    assert at_magnification(im, 1.0, rng) is im
+    for scale in (0.5, 0.7, 1.4, 2.0):
+        out = at_magnification(im, scale, rng)
+        assert out.size == im.size
+        assert abs(nucleus_width(out) - 21 * scale) <= 2.5
+    small = np.asarray(at_magnification(im, 0.5, rng))
+    assert (small[0, 0] == (230, 220, 215)).all()  # the wider field is filled with the image's own background

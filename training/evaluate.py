@@ -241,12 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     conf_val = np.concatenate([review_values(k) for k in val_keys])
     conf_other = review_values(None)
     other_a, other_b = conf_other[0::2], conf_other[1::2]
-    candidates = np.unique(np.round(np.concatenate([conf_val, other_a]), 4))
-    best_thr, best_j = 0.5, -1.0
-    for thr in candidates:
-        j = float(np.mean(other_a < thr) - np.mean(conf_val < thr))
-        if j > best_j:
-            best_thr, best_j = float(thr), j
+    from training.review import youden_threshold
+
+    best_thr = youden_threshold(conf_val, other_a)
     conf_pbc_val = review_values("pbc/val")
     conf_test = review_values("blood-cells/TEST")
     review = {

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import load_for_model, normalise
+from hv_desktop.core.preprocess import load_for_model, normalise, open_image, resize_for_model
 from training.data import list_labelled, list_other, shared_root
 from training.evaluate import auroc, calibrate
+from training.magnification import at_magnification
 
 OUTPUT = "typicality"
 SHRINK = 0.1  # covariance shrinkage (fixed: 0.01-1.0 changed the AUROC by < 0.003)
@@ -79,9 +80,12 @@ def pooled_stats(a: np.ndarray) -> tuple[np.ndarray, tuple[int, int] | None]:
     return np.concatenate([mean, std], 1), axes
 
 
-def features_and_logits(proto, model: Model, paths: list[Path], layers: tuple = (None,), batch: int = 64
-                        ) -> tuple[list[np.ndarray], np.ndarray, list]:
-    """Per layer: features (N, D); the logits; per layer: spatial axes (None when already pooled)."""
+def features_and_logits(proto, model: Model, paths: list[Path], layers: tuple = (None,), batch: int = 64,
+                        magnification: float = 1.0) -> tuple[list[np.ndarray], np.ndarray, list]:
+    """Per layer: features (N, D); the logits; per layer: spatial axes (None when already pooled).
+
+    ``magnification`` != 1 first shows each image as another magnification would (training.magnification).
+    """
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -94,8 +98,16 @@ def features_and_logits(proto, model: Model, paths: list[Path], layers: tuple = 
     size, prep = model.input_size, model.info.preprocessing
     fs: list[list[np.ndarray]] = [[] for _ in names]
     ls, axes = [], [None] * len(names)
+    rng = np.random.default_rng(0)
+
+    def load(p: Path) -> np.ndarray:
+        if magnification == 1.0:
+            return load_for_model(p, size, prep)
+        im = at_magnification(open_image(p).convert("RGB"), magnification, rng)
+        return np.asarray(resize_for_model(im, size, prep))
+
     for i in range(0, len(paths), batch):
-        x = normalise(np.stack([load_for_model(p, size, prep) for p in paths[i:i + batch]]), prep)
+        x = normalise(np.stack([load(p) for p in paths[i:i + batch]]), prep)
         out = session.run(["logits", *names], {model.input_name: x})
         ls.append(out[0])
         for j, a in enumerate(out[1:]):
@@ -132,6 +144,16 @@ class Distance:
             d = _sqdist(yb * self.scale, cb * self.scale)
             d = d + np.maximum(_sqdist(f, self.centres) - _sqdist(yb, cb), 0.0) / self.rest
         return np.maximum(d.min(1), 1e-6)
+
+
+def youden_threshold(genuine: np.ndarray, other: np.ndarray) -> float:
+    """The review threshold that maximises flagged non-target share minus flagged genuine share (Youden's J)."""
+    best_thr, best_j = 0.5, -1.0
+    for thr in np.unique(np.round(np.concatenate([genuine, other]), 4)):
+        j = float(np.mean(other < thr) - np.mean(genuine < thr))
+        if j > best_j:
+            best_thr, best_j = float(thr), j
+    return best_thr
 
 
 def _sqdist(y: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -230,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="images per split (quick checks only)")
     ap.add_argument("--layers", choices=sorted(LAYER_SETS), default="five",
                     help="features the distance is measured on (v1.2.0: five; 'last' = the pooled vector, v1.1.0)")
+    ap.add_argument("--magnifications", type=float, nargs="+", default=[1.0],
+                    help="also fit the typical region on training images at these magnifications "
+                         "(training.magnification), so another lab's magnification is not flagged by itself")
     args = ap.parse_args(argv)
     out = args.out or args.model
     data = shared_root() / "data"
@@ -247,11 +272,12 @@ def main(argv: list[str] | None = None) -> int:
 
     keys = LAYER_SETS[args.layers]
     fits, groups = [], []
-    for gi, (rel, step) in enumerate((("pbc/train", 1), ("blood-cells/TRAIN", args.train_step))):
-        items = take(list_labelled(data / rel)[::step])
-        f, _, axes = features_and_logits(proto, model, [p for p, _ in items], keys)
-        fits.append(f)
-        groups.append(np.asarray([y for _, y in items]) + 4 * gi)
+    for mi, mag in enumerate(args.magnifications):
+        for gi, (rel, step) in enumerate((("pbc/train", 1), ("blood-cells/TRAIN", args.train_step))):
+            items = take(list_labelled(data / rel)[::step])
+            f, _, axes = features_and_logits(proto, model, [p for p, _ in items], keys, magnification=mag)
+            fits.append(f)
+            groups.append(np.asarray([y for _, y in items]) + 4 * gi + 8 * mi)
     groups_all = np.concatenate(groups)
     dists = [Distance(np.concatenate([f[j] for f in fits]), groups_all) for j in range(len(keys))]
 
@@ -277,14 +303,23 @@ def main(argv: list[str] | None = None) -> int:
     params["w"] = best_w
     print(f"chosen w={best_w} (validation AUROC {best_auc:.3f}; w=1 is confidence alone: {table[-1][0]:.3f})")
 
+    g_typ = typicality(g_conf, g_dist, params)
+    threshold = youden_threshold(g_typ, typicality(o_conf[0::2], [d[0::2] for d in o_dist], params))
+    print(f"review threshold {threshold:.4f} (Youden J, genuine validation vs even half of pbc/other); "
+          f"flags {np.mean(g_typ < threshold):.1%} of genuine validation cells")
+
     add_output(proto, [(layer_tensor(proto, k), ax, d) for k, ax, d in zip(keys, axes, dists)], params, t)
     meta = get_metadata(proto)
-    meta.update(review_output=OUTPUT, review_score={
+    meta.update(review_output=OUTPUT, review_threshold=threshold, review_score={
         "formula": "sigmoid(-(w*z(-confidence) + (1-w)*mean over layers of z(log Mahalanobis distance to the "
                    "nearest class/source centre)))",
         "layers": [k or "pooled features" for k in keys],
-        "fitted_on": f"features of {sum(len(f[0]) for f in fits)} training images (pbc/train, every "
-                     f"{args.train_step}th blood-cells/TRAIN); z on pbc/val + TEST_SIMPLE; w on even half of pbc/other",
+        "fitted_on": f"features of {sum(len(f[0]) for f in fits) // len(args.magnifications)} training images "
+                     f"(pbc/train, every "
+                     f"{args.train_step}th blood-cells/TRAIN"
+                     + (f"; each at magnifications {', '.join(f'x{m:g}' for m in args.magnifications)}"
+                        if args.magnifications != [1.0] else "")
+                     + "); z on pbc/val + TEST_SIMPLE; w on even half of pbc/other",
         "temperature": t, **params})
     set_metadata(proto, meta)
     onnx.checker.check_model(proto)
