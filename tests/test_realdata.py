@@ -113,3 +113,24 @@ def test_the_cell_search_ignores_an_illumination_cast(shared_data, cast):
         moved.append(np.hypot(*np.subtract(cell_centre(tinted), cell_centre(im))) / min(im.size))
     moved = np.asarray(moved)
     assert np.median(moved) < 0.03 and np.mean(moved > 0.1) <= 0.05, moved.round(3)
+
+
+def test_another_magnification_alone_does_not_flag_most_cells(shared_data, model):
+    """A lab imaging at 0.7x or 1.4x our magnification still gets answers it can use: the model classifies
+    those cells as well, so they must not all land in review; at half magnification, where accuracy drops,
+    they should (see the model card's magnification probe)."""
+    from hv_desktop.core.preprocess import normalise, open_image, resize_for_model
+    from training.data import list_labelled
+    from training.magnification import at_magnification
+
+    items = list_labelled(shared_data / "pbc" / "val")[::8]  # 100 cells, all four classes
+    prep = model.info.preprocessing
+    flagged = {}
+    for scale in (0.7, 1.4, 0.5):
+        rng = np.random.default_rng(0)
+        x = normalise(np.stack([np.asarray(resize_for_model(at_magnification(open_image(p).convert("RGB"), scale, rng),
+                                                            model.input_size, prep)) for p, _ in items]), prep)
+        _, review = model.assess(x)
+        flagged[scale] = float(np.mean(review < model.info.review_threshold))
+    assert flagged[0.7] < 0.6 and flagged[1.4] < 0.6, flagged
+    assert flagged[0.5] > 0.9, flagged
