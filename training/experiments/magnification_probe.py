@@ -22,6 +22,18 @@ from training.data import list_labelled, shared_root
 from training.magnification import at_magnification
 
 
+def assess_at(model: Model, images: list, scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class, needs review) per image, each shown at ``scale`` times its magnification."""
+    rng = np.random.default_rng(seed)
+    prep = model.info.preprocessing
+    x = normalise(np.stack([np.asarray(resize_for_model(at_magnification(im, scale, rng), model.input_size, prep))
+                            for im in images]), prep)
+    parts = [model.assess(x[i:i + 32]) for i in range(0, len(x), 32)]
+    predicted = np.concatenate([p.argmax(1) for p, _ in parts])
+    flagged = np.concatenate([r for _, r in parts]) < model.info.review_threshold
+    return predicted, flagged
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("assets/model/hematovision.onnx"))
@@ -29,19 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", nargs="+", default=["pbc/val", "blood-cells/TEST_SIMPLE"])
     args = ap.parse_args(argv)
     model = Model(args.model)
-    prep = model.info.preprocessing
     for rel in args.splits:
         items = list_labelled(shared_root() / "data" / rel)
         images = [open_image(p).convert("RGB") for p, _ in items]
         labels = np.array([c for _, c in items])
         for scale in args.scales:
-            rng = np.random.default_rng(0)
-            x = normalise(np.stack([np.asarray(resize_for_model(at_magnification(im, scale, rng), model.input_size,
-                                                                prep)) for im in images]), prep)
-            parts = [model.assess(x[i:i + 32]) for i in range(0, len(x), 32)]
-            pred = np.concatenate([p.argmax(1) for p, _ in parts])
-            flagged = np.concatenate([r for _, r in parts]) < model.info.review_threshold
-            right = pred == labels
+            predicted, flagged = assess_at(model, images, scale)
+            right = predicted == labels
             unflagged = f"{np.mean(right[~flagged]):.1%}" if (~flagged).any() else "-"
             print(f"{rel:<24} magnification x{scale:<4g} accuracy {np.mean(right):.1%}, flagged for review "
                   f"{np.mean(flagged):.1%}, unflagged correct {unflagged} ({len(labels)} images)")
