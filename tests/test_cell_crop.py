@@ -108,3 +108,14 @@ def test_explain_gives_the_answer_and_its_picture_from_one_inference(tmp_path):
     x = normalise(resize_for_model(im, model.input_size, model.info.preprocessing)[None], model.info.preprocessing)
     assert np.allclose(probs, run(x)[0][0], atol=1e-6)
     assert np.array_equal(np.asarray(view), np.asarray(view_for(model, im, heat=True)))
+
+
+def test_a_cell_at_the_edge_is_reported_off_centre_in_its_square():
+    from hv_desktop.core.preprocess import at_image_edge, model_box_and_centre
+
+    box, centre = model_box_and_centre(smear(nucleus=(300, 20)), CELL)
+    assert box == (200, 0, 320, 120) and at_image_edge(box, centre)
+    box, centre = model_box_and_centre(smear(nucleus=(160, 120)), CELL)
+    assert not at_image_edge(box, centre)
+    assert model_box_and_centre(smear(), Preprocessing(width=32, height=32)) == ((0, 0, 320, 240), None)
+    assert not at_image_edge((0, 0, 320, 240), None)

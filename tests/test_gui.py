@@ -410,3 +410,13 @@ def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_m
     qtbot.addWidget(plain)
     assert plain.cell_zoom.isChecked() and not plain.cell_zoom.isEnabled()
     assert not plain._zooms_to_cell()
+
+
+@pytest.mark.parametrize("nucleus, at_edge", [((300, 20), True), ((150, 120), False)])
+def test_preview_says_when_the_cell_is_at_the_edge_of_the_picture(qtbot, tmp_path, nucleus, at_edge):
+    """A cell in the corner of the field cannot be centred in its square; the preview tells the reviewer why the
+    outlined square looks off and that part of the cell may be missing."""
+    w, _, _, _ = _cropping_window(qtbot, tmp_path, nucleus=nucleus)
+    w.table.selectRow(0)
+    assert ("Cell at the image edge" in w.preview_title.text()) is at_edge
+    assert ("may be cut by the edge" in w.preview_title.toolTip()) is at_edge

@@ -154,14 +154,29 @@ def model_box(im: Image.Image, prep: Preprocessing | None) -> tuple[int, int, in
     The "cell" square is moved inside the image rather than padded, so a cell
     at the edge of the field sits off-centre in real pixels, never in padding.
     """
+    return model_box_and_centre(im, prep)[0]
+
+
+def model_box_and_centre(im: Image.Image, prep: Preprocessing | None
+                         ) -> tuple[tuple[int, int, int, int], tuple[float, float] | None]:
+    """:func:`model_box` and the nucleus it is centred on (None without the cell crop), from one search."""
     w, h = im.size
     if prep is None or prep.crop != "cell":
-        return 0, 0, w, h
+        return (0, 0, w, h), None
     side = max(1, min(w, h, round(prep.crop_fraction * min(w, h))))
     cx, cy = cell_centre(im)
     left = round(min(max(cx - side / 2, 0), w - side))
     top = round(min(max(cy - side / 2, 0), h - side))
-    return left, top, left + side, top + side
+    return (left, top, left + side, top + side), (cx, cy)
+
+
+def at_image_edge(box: tuple[int, int, int, int], centre: tuple[float, float] | None) -> bool:
+    """Whether the nucleus sits in the outer quarter of its square: the square could not be centred on it
+    because the cell lies at the edge of the field, so part of the cell may be missing from the picture."""
+    if centre is None:
+        return False
+    side = max(1, box[2] - box[0])
+    return max(abs(centre[0] - (box[0] + box[2]) / 2), abs(centre[1] - (box[1] + box[3]) / 2)) > 0.25 * side
 
 
 def _to_rgb8(im: Image.Image) -> Image.Image:

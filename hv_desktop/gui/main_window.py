@@ -27,7 +27,7 @@ from hv_desktop import __version__
 from hv_desktop.core.batch import Result
 from hv_desktop.core.export import differential, write_csv
 from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model_path
-from hv_desktop.core.preprocess import ImageError, model_box, open_image
+from hv_desktop.core.preprocess import ImageError, at_image_edge, model_box_and_centre, open_image
 from hv_desktop.core.session import SessionError, load_session, save_session
 from hv_desktop.gui.results_model import (COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
                                           GalleryFilter, ResultsFilter, ResultsModel, to_pixmap)
@@ -642,9 +642,7 @@ class MainWindow(QMainWindow):
                         "of the four classes). Typicality combines the model's confidence with how far the cell "
                         "lies from the training cells in the model's feature space.")
             why += "</span>"
-        self.preview_title.setToolTip(tip)
-        self.preview_title.setText(f"<b>{html.escape(r.path.name)}</b><br><small>{html.escape(str(r.path.parent))}"
-                                   f"</small>{why}")
+        edge = ""
         if r.ok:
             try:
                 im = open_image(r.path, draft_size=(800, 800))
@@ -653,7 +651,12 @@ class MainWindow(QMainWindow):
                     from hv_desktop.core.heatmap import view_for
 
                     k = self.model.labels.index(r.label) if r.label in self.model.labels else None
-                    box = model_box(im, self.model.info.preprocessing)  # one nucleus search for outline and zoom
+                    # One nucleus search for the outline, the zoom and the edge note.
+                    box, centre = model_box_and_centre(im, self.model.info.preprocessing)
+                    if at_image_edge(box, centre):
+                        edge = "<br><small>Cell at the image edge: may be cut off.</small>"
+                        tip += ("\n\n" if tip else "") + ("The classified square had to stay inside the image, so "
+                                                           "the cell is off-centre in it and may be cut by the edge.")
                     view = view_for(self.model, im, self.heat_box.isChecked(), k, self.heat_opacity.value() / 100, box)
                     if self._zooms_to_cell():
                         view = view.crop(cell_view_box(box, im.size))
@@ -662,6 +665,9 @@ class MainWindow(QMainWindow):
             except ImageError as exc:
                 self._preview_pixmap = to_pixmap(r.thumbnail) if r.thumbnail is not None else None
                 self.statusBar().showMessage(f"Preview unavailable: {exc}", 5000)
+        self.preview_title.setToolTip(tip)
+        self.preview_title.setText(f"<b>{html.escape(r.path.name)}</b><br><small>{html.escape(str(r.path.parent))}"
+                                   f"</small>{why}{edge}")
         self._render_preview()
         self.error_label.setText(f"Could not classify: {r.error}" if r.error else "")
         for lab, bar in self.prob_bars.items():
