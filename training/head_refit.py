@@ -62,12 +62,9 @@ def fit_softmax_regression(features: np.ndarray, labels: np.ndarray, classes: in
 
 def pooled_features(core, x_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
     """The global-average-pooled last feature map (the classifier's input), in inference mode."""
-    out = []
-    for i in range(0, len(x_uint8), batch):
-        xb = x_uint8[i:i + batch].astype(np.float32) / 127.5 - 1.0
-        _, fmap = core(xb, training=False)
-        out.append(np.asarray(fmap).mean((1, 2)))
-    return np.concatenate(out)
+    from training.train import core_outputs
+
+    return np.concatenate([fmap.mean((1, 2)) for _, fmap in core_outputs(core, x_uint8, batch)])
 
 
 def refit(run: Path, out: Path, weights: str = "final.weights.h5", limit: int = 0,

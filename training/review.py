@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import load_for_model, normalise, open_image, resize_for_model
+from hv_desktop.core.preprocess import load_for_model, normalise, open_image
 from training.data import list_labelled, list_other, shared_root
 from training.evaluate import auroc, calibrate
-from training.magnification import at_magnification
+from training.magnification import model_input_at
 
 OUTPUT = "typicality"
 SHRINK = 0.1  # covariance shrinkage (fixed: 0.01-1.0 changed the AUROC by < 0.003)
@@ -103,8 +103,7 @@ def features_and_logits(proto, model: Model, paths: list[Path], layers: tuple = 
     def load(p: Path) -> np.ndarray:
         if magnification == 1.0:
             return load_for_model(p, size, prep)
-        im = at_magnification(open_image(p).convert("RGB"), magnification, rng)
-        return np.asarray(resize_for_model(im, size, prep))
+        return model_input_at(open_image(p).convert("RGB"), magnification, rng, size, prep)
 
     for i in range(0, len(paths), batch):
         x = normalise(np.stack([load(p) for p in paths[i:i + batch]]), prep)

@@ -46,12 +46,16 @@ def should_stop(epoch: int, best_epoch: int, cfg: dict) -> bool:
     return epoch - max(best_epoch, tail_start - 1) >= cfg["patience"]
 
 
-def predict_logits(core, x_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
-    out = []
+def core_outputs(core, x_uint8: np.ndarray, batch: int = 64):
+    """(logits, last feature map) of the Keras core per batch of uint8 images, in inference mode."""
     for i in range(0, len(x_uint8), batch):
         xb = (x_uint8[i:i + batch].astype(np.float32) - 127.5) / 127.5
-        logits, _ = core(xb, training=False)
-        out.append(np.asarray(logits))
+        logits, fmap = core(xb, training=False)
+        yield np.asarray(logits), np.asarray(fmap)
+
+
+def predict_logits(core, x_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
+    out = [logits for logits, _ in core_outputs(core, x_uint8, batch)]
     return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
 
 

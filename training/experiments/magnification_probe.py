@@ -17,17 +17,16 @@ from pathlib import Path
 
 import numpy as np
 from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import normalise, open_image, resize_for_model
+from hv_desktop.core.preprocess import normalise, open_image
 from training.data import list_labelled, shared_root
-from training.magnification import at_magnification
+from training.magnification import model_input_at
 
 
 def assess_at(model: Model, images: list, scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(predicted class, needs review) per image, each shown at ``scale`` times its magnification."""
     rng = np.random.default_rng(seed)
     prep = model.info.preprocessing
-    x = normalise(np.stack([np.asarray(resize_for_model(at_magnification(im, scale, rng), model.input_size, prep))
-                            for im in images]), prep)
+    x = normalise(np.stack([model_input_at(im, scale, rng, model.input_size, prep) for im in images]), prep)
     parts = [model.assess(x[i:i + 32]) for i in range(0, len(x), 32)]
     predicted = np.concatenate([p.argmax(1) for p, _ in parts])
     flagged = np.concatenate([r for _, r in parts]) < model.info.review_threshold
