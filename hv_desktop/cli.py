@@ -173,6 +173,40 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    """Fit a site model from reviewed cells and write it beside (never over) the base model."""
+    from hv_desktop.core.adapt import AdaptError, adapt, read_labelled_csv
+    from hv_desktop.core.model import Model, ModelError, bundled_model_path
+
+    out: Path = args.out
+    problem = _writable_target(out)
+    if problem:
+        return _fail(EXIT_OUTPUT, problem)
+    if any(out.resolve() == Path(c).resolve() for c in args.csv):
+        return _fail(EXIT_USAGE, f"--out {out} is one of the input CSV files")
+    try:
+        base = Model(args.model or bundled_model_path(), threads=args.threads)
+    except ModelError as exc:
+        return _fail(EXIT_MODEL, str(exc))
+    if out.exists() and out.resolve() == base.path.resolve():
+        return _fail(EXIT_USAGE, "--out must not be the base model: the site model is a new file")
+    t0 = time.monotonic()
+    try:
+        cells = read_labelled_csv(args.csv)
+        result = adapt(base, cells, site_name=args.site_name,
+                       progress=None if args.quiet else (lambda msg, _f: print(f"  {msg}", file=sys.stderr)))
+        result.save(out, base)
+    except AdaptError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except OSError as exc:
+        return _fail(EXIT_OUTPUT, f"could not write {out}: {exc.strerror or exc}")
+    for line in result.summary_lines():
+        print(line)
+    print(f"site model for '{args.site_name}' written to {out} in {time.monotonic() - t0:.1f} s; "
+          f"use it with --model {out} or File > Load Model")
+    return EXIT_OK
+
+
 def heatmap_name(result) -> str:
     """A safe, unique file name for a result's heatmap (names may hold newlines or slashes)."""
     stem = "".join(ch if ch.isalnum() or ch in "-_. " else "_" for ch in result.path.stem).strip(" .") or "image"
@@ -236,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     wp.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS)
     wp.add_argument("--interval", type=float, default=0.25, help="seconds between looks at the folder")
     wp.add_argument("--threads", type=int, default=None)
+    ad = sub.add_parser(
+        "adapt", help="adapt the model to your lab from reviewed cells (writes a new model file)",
+        description="Fit a site model from cells your lab reviewed: the results CSV of 'classify' or the app "
+                    "with the reviewer_label column filled (or any CSV with 'path' and 'reviewer_label'; relative "
+                    "paths are read from the CSV's folder). About 10 reviewed cells per class are enough; the "
+                    "shipped model is never changed.")
+    ad.add_argument("csv", nargs="+", type=Path, metavar="LABELLED.csv")
+    ad.add_argument("--out", type=Path, required=True, metavar="SITE.onnx", help="the site model to write")
+    ad.add_argument("--site-name", default="this lab", help="the lab's name, stored in the model and shown")
+    ad.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS,
+                    help="the model to adapt (default: the shipped model)")
+    ad.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
+    ad.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return ap
 
 
@@ -263,12 +310,14 @@ def _command(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if _command(argv) in ("classify", "watch") or any(a in ("-h", "--help") for a in argv):
+    if _command(argv) in ("classify", "watch", "adapt") or any(a in ("-h", "--help") for a in argv):
         args = build_parser().parse_args(argv)
         if args.command == "classify":
             return cmd_classify(args)
         if args.command == "watch":
             return cmd_watch(args)
+        if args.command == "adapt":
+            return cmd_adapt(args)
         return EXIT_OK
     args = _gui_parser().parse_args(argv)
     try:

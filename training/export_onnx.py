@@ -83,6 +83,7 @@ def export(core, cfg: dict, out_path: Path, metadata: dict) -> Path:
         node.input[:] = [rename.get(x, x) for x in node.input]
     for o in proto.graph.output:
         o.name = rename.get(o.name, o.name)
+    metadata = dict(metadata, **add_embedding_output(proto))
     set_metadata(proto, metadata)
     onnx.checker.check_model(proto)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,46 @@ def export(core, cfg: dict, out_path: Path, metadata: dict) -> Path:
     onnx.save(proto, str(tmp))
     os.replace(tmp, out_path)
     return out_path
+
+
+EMBEDDING = "embedding"
+
+
+def add_embedding_output(proto) -> dict:
+    """Expose the pooled feature vector the classifier reads as an output named ``embedding``, and return the
+    metadata that names it and the head's weight and bias initializers: the contract site adaptation
+    (hv_desktop.core.adapt) relies on to refit the head on a lab's cells without TensorFlow."""
+    from onnx import TensorProto, helper
+
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    add = producers["logits"]
+    node = add
+    while node.op_type != "MatMul":
+        node = producers[node.input[0]]
+    pooled, weight = node.input[0], node.input[1]
+    bias = next(i for i in add.input if i != node.output[0]) if add.op_type == "Add" else None
+    inits = {i.name for i in proto.graph.initializer}
+    if weight not in inits or bias not in inits:
+        raise ValueError("the classifier's weight and bias are not initializers; cannot name the head")
+    if not any(o.name == EMBEDDING for o in proto.graph.output):
+        proto.graph.node.append(helper.make_node("Identity", [pooled], [EMBEDDING], name="output/embedding"))
+        proto.graph.output.append(helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, ["N", None]))
+    return {"embedding_output": EMBEDDING, "head": {"weight": weight, "bias": bias}}
+
+
+def upgrade_contract(path: Path) -> dict:
+    """Give an already exported model the embedding output and head names (no retraining; same outputs)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    meta = get_metadata(proto)
+    meta.update(add_embedding_output(proto))
+    set_metadata(proto, meta)
+    onnx.checker.check_model(proto)
+    tmp = path.with_suffix(".tmp.onnx")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    return meta
 
 
 def set_metadata(proto, metadata: dict) -> None:
@@ -139,7 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="final.weights.h5")
     ap.add_argument("--out", type=Path, default=Path("assets/model/hematovision.onnx"))
     ap.add_argument("--version", default=time.strftime("%Y.%m.%d"))
+    ap.add_argument("--add-embedding", type=Path, metavar="MODEL",
+                    help="only add the embedding output and head names to an exported model, in place")
     args = ap.parse_args(argv)
+    if args.add_embedding:
+        meta = upgrade_contract(args.add_embedding)
+        print(f"{args.add_embedding}: embedding output '{meta['embedding_output']}', head {meta['head']}")
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     core, cfg = load_core(args.run, args.weights)
     export(core, cfg, args.out, base_metadata(cfg, args.version))

@@ -254,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--magnifications", type=float, nargs="+", default=[1.0],
                     help="also fit the typical region on training images at these magnifications "
                          "(training.magnification), so another lab's magnification is not flagged by itself")
+    ap.add_argument("--fit-sources", nargs="+", default=["pbc/train", "blood-cells/TRAIN"],
+                    help="labelled folders whose training cells define 'typical' (a one-lab model: only its lab)")
+    ap.add_argument("--genuine", nargs="+", default=["pbc/val", "blood-cells/TEST_SIMPLE"],
+                    help="genuine validation folders the parts are standardised on")
     args = ap.parse_args(argv)
     out = args.out or args.model
     data = shared_root() / "data"
@@ -272,15 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     keys = LAYER_SETS[args.layers]
     fits, groups = [], []
     for mi, mag in enumerate(args.magnifications):
-        for gi, (rel, step) in enumerate((("pbc/train", 1), ("blood-cells/TRAIN", args.train_step))):
+        sources = [(rel, args.train_step if rel == "blood-cells/TRAIN" else 1) for rel in args.fit_sources]
+        for gi, (rel, step) in enumerate(sources):
             items = take(list_labelled(data / rel)[::step])
             f, _, axes = features_and_logits(proto, model, [p for p, _ in items], keys, magnification=mag)
             fits.append(f)
-            groups.append(np.asarray([y for _, y in items]) + 4 * gi + 8 * mi)
+            groups.append(np.asarray([y for _, y in items]) + 4 * gi + 4 * len(sources) * mi)
     groups_all = np.concatenate(groups)
     dists = [Distance(np.concatenate([f[j] for f in fits]), groups_all) for j in range(len(keys))]
 
-    genuine = take(list_labelled(data / "pbc/val")) + take(list_labelled(data / "blood-cells/TEST_SIMPLE"))
+    genuine = [it for rel in args.genuine for it in take(list_labelled(data / rel))]
     gf, gl, _ = features_and_logits(proto, model, [p for p, _ in genuine], keys)
     other = take(list_other(data))
     of, ol, _ = features_and_logits(proto, model, other, keys)
@@ -314,11 +319,10 @@ def main(argv: list[str] | None = None) -> int:
                    "nearest class/source centre)))",
         "layers": [k or "pooled features" for k in keys],
         "fitted_on": f"features of {sum(len(f[0]) for f in fits) // len(args.magnifications)} training images "
-                     f"(pbc/train, every "
-                     f"{args.train_step}th blood-cells/TRAIN"
+                     f"({', '.join(args.fit_sources)}; every {args.train_step}th blood-cells/TRAIN"
                      + (f"; each at magnifications {', '.join(f'x{m:g}' for m in args.magnifications)}"
                         if args.magnifications != [1.0] else "")
-                     + "); z on pbc/val + TEST_SIMPLE; w on even half of pbc/other",
+                     + f"); z on {' + '.join(args.genuine)}; w on even half of pbc/other",
         "temperature": t, **params})
     set_metadata(proto, meta)
     onnx.checker.check_model(proto)

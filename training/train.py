@@ -25,8 +25,17 @@ HERE = Path(__file__).resolve().parent
 
 
 def load_config(path: Path | None = None) -> dict:
-    with open(path or HERE / "config.json", encoding="utf-8") as fh:
-        return json.load(fh)
+    """A training config; one with ``"extends": "other.json"`` is that file (relative to it) with these keys
+    replacing its own, so an experiment states only what it changes."""
+    path = Path(path or HERE / "config.json")
+    with open(path, encoding="utf-8") as fh:
+        cfg = json.load(fh)
+    parent = cfg.pop("extends", None)
+    if parent:
+        base = load_config(path.parent / parent)
+        base.update(cfg)
+        cfg = base
+    return cfg
 
 
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n: int) -> float:

@@ -23,6 +23,9 @@ from hv_desktop.core.preprocess import CROPS, Preprocessing
 METADATA_KEY = "hematovision"
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 DEFAULT_REVIEW_THRESHOLD = 0.6
+#: A "cell" square up to twice the short side (padded with background): a site model for a lab whose cells
+#: fill more of the frame than the training labs' (hv_desktop.core.adapt chooses it).
+MAX_CROP_FRACTION = 2.0
 
 #: Stated wherever a result is shown or exported.
 INTENDED_USE = (
@@ -105,8 +108,8 @@ def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
     if prep.crop not in CROPS:
         problems.append(f"crop '{prep.crop}' is not one this app knows ({', '.join(CROPS)}): "
                         "the model needs a newer HematoVision")
-    if not (0.2 <= prep.crop_fraction <= 1.0):
-        problems.append("crop_fraction must lie in [0.2, 1]")
+    if not (0.2 <= prep.crop_fraction <= MAX_CROP_FRACTION):
+        problems.append(f"crop_fraction must lie in [0.2, {MAX_CROP_FRACTION:g}]")
     if len(prep.mean) != 3 or len(prep.std) != 3 or any(s == 0 for s in prep.std):
         problems.append("mean and std need three values, std non-zero")
     if not (math.isfinite(info.temperature) and info.temperature > 0):

@@ -92,7 +92,7 @@ class Preprocessing:
     channel_order: str = "RGB"  # or "BGR"
     layout: str = "NHWC"  # or "NCHW"
     crop: str = "none"  # or "cell": a square around the stained nucleus
-    crop_fraction: float = 1.0  # side of the "cell" square / the image's short side
+    crop_fraction: float = 1.0  # side of the "cell" square / the image's short side (up to 2: padded)
 
 
 #: Crop kinds this version of the app can apply (a model asking for another is refused).
@@ -160,14 +160,38 @@ def model_box(im: Image.Image, prep: Preprocessing | None) -> tuple[int, int, in
 def model_box_and_centre(im: Image.Image, prep: Preprocessing | None
                          ) -> tuple[tuple[int, int, int, int], tuple[float, float] | None]:
     """:func:`model_box` and the nucleus it is centred on (None without the cell crop), from one search."""
-    w, h = im.size
     if prep is None or prep.crop != "cell":
-        return (0, 0, w, h), None
-    side = max(1, min(w, h, round(prep.crop_fraction * min(w, h))))
-    cx, cy = cell_centre(im)
-    left = round(min(max(cx - side / 2, 0), w - side))
-    top = round(min(max(cy - side / 2, 0), h - side))
-    return (left, top, left + side, top + side), (cx, cy)
+        return (0, 0) + im.size, None
+    centre = cell_centre(im)
+    return box_around(im.size, centre, prep), centre
+
+
+def box_around(size: tuple[int, int], centre: tuple[float, float] | None,
+               prep: Preprocessing | None) -> tuple[int, int, int, int]:
+    """The model's square for an image of ``size`` whose nucleus is at ``centre`` (one search, many crops)."""
+    w, h = size
+    if prep is None or prep.crop != "cell" or centre is None:
+        return (0, 0, w, h)
+    side = max(1, round(prep.crop_fraction * min(w, h)))
+    cx, cy = centre
+    # Inside the image when the square fits; a square wider than the image (crop_fraction > 1: a lab whose
+    # cells fill more of the frame) is centred on the cell as far as it can be while covering the image.
+    left = round(min(max(cx - side / 2, min(0, w - side)), max(0, w - side)))
+    top = round(min(max(cy - side / 2, min(0, h - side)), max(0, h - side)))
+    return (left, top, left + side, top + side)
+
+
+def _crop_padded(im: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """``im.crop(box)``, where the box reaches outside the image filled with the image's own background colour
+    (the median of its border), as a wider field of view would show it, not black."""
+    left, top, right, bottom = box
+    if left >= 0 and top >= 0 and right <= im.size[0] and bottom <= im.size[1]:
+        return im.crop(box)
+    a = np.asarray(im)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    canvas = Image.new("RGB", (right - left, bottom - top), tuple(int(v) for v in np.median(border, 0)))
+    canvas.paste(im, (-left, -top))
+    return canvas
 
 
 def at_image_edge(box: tuple[int, int, int, int], centre: tuple[float, float] | None) -> bool:
@@ -279,7 +303,7 @@ def resize_for_model(im: Image.Image, size: tuple[int, int], prep: Preprocessing
     """
     box = box or model_box(im, prep)
     if box != (0, 0) + im.size:
-        im = im.crop(box)
+        im = _crop_padded(im, box)
     if im.size != size:
         im = im.resize(size, Image.Resampling.BILINEAR)
     arr = np.asarray(im, dtype=np.uint8)

@@ -1,0 +1,595 @@
+"""Adapt a model to one lab from that lab's own reviewed cells, and write the result as a new model file.
+
+Why: at a lab it was not trained on (another microscope, camera, stain, magnification) the shipped model
+misreads many cells and flags nearly all of them; in its own labs it is excellent. A technologist reviews the
+flagged cells anyway, and those reviews are labels. From a few of them per class this module fits, in seconds
+and with numpy alone:
+
+- the lab's magnification: the "cell" crop's size, chosen among :data:`SCALES` by cross-validation on the
+  labelled cells, so the network sees the lab's cells at the size it was trained on;
+- the classifier head: class-balanced multinomial logistic regression on the model's own pooled features
+  (its ``embedding`` output), pulled toward the base head by an L2 penalty (a class with fewer than
+  :data:`MIN_PER_CLASS` cells keeps its base weights); fitted in the dual (n x n Gram matrix), as n << d;
+- the calibration temperature, on the cross-validated predictions;
+- the needs-review reference: the lab's class centres are added to the typical region of the model's
+  ``typicality`` output, so the lab's genuine cells stop being unusual by their look alone (the threshold is
+  the base model's, unchanged).
+
+The new file is the base file with those initializers and its metadata replaced (:mod:`onnx_proto`), so it
+loads like any model (``--model``, File > Load Model) and states its provenance: base model, site, date,
+cells per class, the sha256 of every cell used, and a cross-validated before/after estimate.
+The base file is never modified.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from hv_desktop.core.model import METADATA_KEY, Model
+from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
+from hv_desktop.core.preprocess import ImageError, Preprocessing, box_around, cell_centre, normalise, open_image
+from hv_desktop.core.preprocess import resize_for_model
+
+#: Magnifications of the lab relative to the model's training labs that are tried (the crop's side is the
+#: base ``crop_fraction`` times this, within [0.2, 2] of the short side).
+SCALES = (0.5, 0.6, 0.7, 0.85, 1.0, 1.2, 1.4, 1.7, 2.0)
+#: A class needs this many labelled cells to be refitted (fewer: it keeps the base head's weights).
+MIN_PER_CLASS = 5
+#: L2 pull toward the base head, relative to the mean squared feature norm (docs/research/rules/adapt.txt).
+RIDGE = 1.0
+FOLDS = 5
+#: Share of the lab's genuine cells (cross-validated) the adapted needs-review rule may flag (review_temperature).
+REVIEW_FLAG_RATE = 0.25
+#: Most labelled cells used (a stratified subset beyond it): keeps the fit within seconds on any PC.
+MAX_CELLS = 1000
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+class AdaptError(Exception):
+    """Input that cannot produce a site model, with a one-line message fit for a terminal or a dialog."""
+
+
+@dataclass
+class LabelledCell:
+    path: Path
+    label: str
+
+
+@dataclass
+class Estimate:
+    """Cross-validated on the labelled cells (each cell scored by a fit that did not see it)."""
+
+    accuracy: float
+    flagged: float
+    #: share of the reviewer's non-target cells (labels outside the model's) that are flagged; None: none given
+    other_flagged: float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: (None if v is None else round(float(v), 4)) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Adaptation:
+    """What :func:`adapt` fitted; :meth:`save` writes it as a model file."""
+
+    model_bytes: bytes
+    metadata: dict
+    counts: dict[str, int]
+    scale: float
+    before: Estimate
+    after: Estimate
+    kept_base: list[str] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    outside: dict[str, int] = field(default_factory=dict)
+    scale_scores: dict[float, float] = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike, base: Model) -> Path:
+        from hv_desktop.core.export import atomic_write_bytes
+
+        target = Path(path)
+        if target.exists() and target.resolve() == base.path.resolve():
+            raise AdaptError("the site model must not replace the model it was adapted from; choose another file")
+        atomic_write_bytes(target, self.model_bytes)
+        return target
+
+    def summary_lines(self) -> list[str]:
+        lines = ["cells per class: " + ", ".join(f"{k} {v}" for k, v in self.counts.items())]
+        if self.kept_base:
+            lines.append(f"fewer than {MIN_PER_CLASS} cells, base weights kept: {', '.join(self.kept_base)}")
+        if self.outside:
+            lines.append("not one of the model's classes (used only to check the flags): "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(self.outside.items())))
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} unreadable or missing image(s), e.g. "
+                         f"{self.skipped[0][0].name}: {self.skipped[0][1]}")
+        lines.append(f"magnification chosen: x{self.scale:g} (crop {self.metadata['preprocessing']['crop_fraction']:.3g}"
+                     " x the short side)")
+
+        def est(e: Estimate) -> str:
+            s = f"{e.accuracy:.1%} correct, {e.flagged:.1%} flagged"
+            return s + (f", non-target flagged {e.other_flagged:.1%}" if e.other_flagged is not None else "")
+
+        lines.append(f"before (base model): {est(self.before)}")
+        lines.append(f"after (cross-validated): {est(self.after)}")
+        return lines
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+def read_labelled_csv(paths: Sequence[str | os.PathLike]) -> list[LabelledCell]:
+    """Cells from the app's results CSV (or any CSV with ``path`` and ``reviewer_label`` columns).
+
+    Relative paths resolve against the CSV's folder; rows without a reviewer label are skipped.
+    """
+    cells: list[LabelledCell] = []
+    for p in paths:
+        src = Path(p)
+        try:
+            raw = src.read_bytes()[: 64 * 1024 * 1024 + 1]
+        except FileNotFoundError:
+            raise AdaptError(f"CSV not found: {src}") from None
+        except OSError as exc:
+            raise AdaptError(f"CSV cannot be read: {src} ({exc.strerror or exc})") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise AdaptError(f"{src.name} is not a CSV file (not UTF-8 text)") from None
+        try:
+            rows = list(csv.reader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise AdaptError(f"{src.name} is not a readable CSV file ({exc})") from None
+        if not rows:
+            raise AdaptError(f"{src.name} is empty")
+        header = [h.strip().lower() for h in rows[0]]
+        if "path" not in header or "reviewer_label" not in header:
+            raise AdaptError(f"{src.name} needs 'path' and 'reviewer_label' columns (found: "
+                             f"{', '.join(header[:8]) or 'none'})")
+        ip, il = header.index("path"), header.index("reviewer_label")
+        for row in rows[1:]:
+            if len(row) <= max(ip, il):
+                continue
+            label, path = _uncell(row[il]).strip(), _uncell(row[ip]).strip()
+            if label and path:
+                q = Path(path)
+                cells.append(LabelledCell(q if q.is_absolute() else src.parent / q, label))
+    return cells
+
+
+def _uncell(text: str) -> str:
+    """Undo the export's spreadsheet guard (a leading ' before = + - @)."""
+    return text[1:] if text.startswith("'") and text[1:2] in ("=", "+", "-", "@") else text
+
+
+# ---------------------------------------------------------------------------------------------- the probe
+
+_REVIEW = "review/"
+
+
+class _Probe:
+    """The base graph with its pooled features and review-layer features as extra outputs."""
+
+    def __init__(self, base: Model) -> None:
+        import onnxruntime as ort
+
+        meta = base.info.extra
+        self.embedding = meta.get("embedding_output")
+        head = meta.get("head") if isinstance(meta.get("head"), dict) else {}
+        if not self.embedding or not head.get("weight") or not head.get("bias"):
+            raise AdaptError(f"{base.path.name} cannot be adapted: it names no embedding output and head "
+                             "(a model exported before HematoVision 1.3)")
+        try:
+            self.file = OnnxFile(base.path.read_bytes())
+            self.w0 = self.file.initializer(head["weight"]).astype(np.float64)
+            self.b0 = self.file.initializer(head["bias"]).astype(np.float64).reshape(-1)
+        except (OSError, KeyError, ProtoError) as exc:
+            raise AdaptError(f"{base.path.name} cannot be adapted ({exc})") from None
+        self.head = head
+        n_cls = len(base.labels)
+        if self.w0.ndim != 2 or self.w0.shape[1] != n_cls or self.b0.shape != (n_cls,):
+            raise AdaptError(f"{base.path.name} cannot be adapted: its head does not fit its labels")
+        self.review = _ReviewGraph(self.file) if base.review_name == "typicality" else None
+        probe = OnnxFile(self.file.to_bytes())
+        names = [base.scores_name, self.embedding]
+        if self.review is not None:
+            for i in range(self.review.layers):
+                for t in (f"{_REVIEW}l{i}_f", f"{_REVIEW}l{i}_dist"):
+                    probe.add_output(t)
+                    names.append(t)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(probe.to_bytes(), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.names, self.input_name = names, base.input_name
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for i in range(0, len(x), 32):
+            part = self.session.run(self.names, {self.input_name: x[i:i + 32]})
+            for n, a in zip(self.names, part):
+                out.setdefault(n, []).append(np.asarray(a, np.float64))
+        return {n: np.concatenate(v) for n, v in out.items()}
+
+
+class _ReviewGraph:
+    """The typicality subgraph of training/review.py, read back from its initializers and mirrored in numpy."""
+
+    def __init__(self, f: OnnxFile) -> None:
+        names = set(f.initializer_names)
+        self.layers = 0
+        while f"{_REVIEW}l{self.layers}_k" in names:
+            self.layers += 1
+        need = [f"{_REVIEW}a", f"{_REVIEW}c", f"{_REVIEW}temperature"]
+        if not self.layers or any(n not in names for n in need):
+            raise AdaptError("the model's typicality output is not one this version can adapt")
+        self.file = f
+        self.a, self.c = float(f.initializer(f"{_REVIEW}a")), float(f.initializer(f"{_REVIEW}c"))
+        self.k = [float(f.initializer(f"{_REVIEW}l{i}_k")) for i in range(self.layers)]
+        self.kc = [float(f.initializer(f"{_REVIEW}l{i}_c")) for i in range(self.layers)]
+        self.basis = [f"{_REVIEW}l{i}_basis16" in names for i in range(self.layers)]
+
+    def _get(self, name: str) -> np.ndarray:
+        return self.file.initializer(f"{_REVIEW}{name}").astype(np.float64)
+
+    def lab_distance(self, i: int, feats: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of ``feats`` to the nearest of ``centres`` in layer i's metric."""
+        if not len(centres):
+            return np.full(len(feats), np.inf)
+        if not self.basis[i]:
+            proj = self._get(f"l{i}_proj16")
+            return _sqdist(feats @ proj, centres @ proj).min(1)
+        basis, scale = self._get(f"l{i}_basis16"), self._get(f"l{i}_scale")
+        inv_rest = float(self._get(f"l{i}_inv_rest"))
+        yb, cb = feats @ basis, centres @ basis
+        d = _sqdist(yb * scale, cb * scale) + np.maximum(_sqdist(feats, centres) - _sqdist(yb, cb), 0) * inv_rest
+        return d.min(1)
+
+    def typicality(self, logits: np.ndarray, t: float, dists: list[np.ndarray]) -> np.ndarray:
+        conf = _softmax(logits / t).max(1)
+        s = self.a * conf + self.c
+        for i, d in enumerate(dists):
+            s = s + np.log(np.maximum(d, 1e-6)) * self.k[i] + self.kc[i]
+        return 1.0 / (1.0 + np.exp(s))
+
+    def add_centres(self, out: OnnxFile, i: int, centres: np.ndarray) -> None:
+        """Append ``centres`` (m, D) to layer i's centre constants in ``out`` (the graph's ReduceMin takes any K)."""
+        def extend(tag: str, c: np.ndarray) -> None:
+            ct, cc = self._get(f"{tag}_ct"), self._get(f"{tag}_cc")
+            out.set_initializer(f"{_REVIEW}{tag}_ct", np.hstack([ct, c.T]).astype(np.float32))
+            out.set_initializer(f"{_REVIEW}{tag}_cc", np.hstack([cc, (c * c).sum(1)[None]]).astype(np.float32))
+
+        if not self.basis[i]:
+            extend(f"l{i}", centres @ self._get(f"l{i}_proj16"))
+            return
+        basis, scale = self._get(f"l{i}_basis16"), self._get(f"l{i}_scale")
+        cb = centres @ basis
+        extend(f"l{i}", cb * scale)
+        extend(f"l{i}_raw", centres)
+        extend(f"l{i}_kept", cb)
+
+
+def _sqdist(y: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return (y * y).sum(1)[:, None] - 2 * y @ c.T + (c * c).sum(1)[None]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------------------- the fit
+
+def fit_head(x: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, ridge: float,
+             frozen: Sequence[int] = (), iterations: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced softmax regression pulled toward (w0, b0): returns (W, b).
+
+    Minimises sum_i v_i CE(x_i W + b, y_i) + lam/2 ||W - w0||^2 + lam/2 ||b - b0||^2 with v_i = 1 / (classes x
+    cells of y_i's class) and lam = ridge x mean ||x||^2 / n. W - w0 lies in the span of the cells' features,
+    so it is X^T A and the fit runs on the n x n Gram matrix (Nesterov steps, preconditioned by K^-1).
+    """
+    n, c = len(x), w0.shape[1]
+    counts = np.bincount(y, minlength=c).astype(np.float64)
+    v = 1.0 / (np.count_nonzero(counts) * counts[y])
+    onehot = np.eye(c)[y]
+    k = x @ x.T
+    lam = ridge * float(np.trace(k)) / n / n
+    base = x @ w0 + b0
+    free = np.ones(c)
+    free[list(frozen)] = 0.0
+    lip = 0.5 * float(np.linalg.eigvalsh(k)[-1]) * float(v.max()) + 0.5 * float(v.max()) * n + lam
+    eta = 1.0 / lip
+    a = np.zeros((n, c))
+    beta = np.zeros(c)
+    a_prev, beta_prev = a.copy(), beta.copy()
+    for it in range(1, iterations + 1):
+        mom = (it - 1) / (it + 2)
+        ya, yb = a + mom * (a - a_prev), beta + mom * (beta - beta_prev)
+        g = (_softmax(base + k @ ya + yb) - onehot) * v[:, None]
+        a_prev, beta_prev = a, beta
+        a = ya - eta * (g + lam * ya) * free
+        beta = yb - eta * (g.sum(0) + lam * yb) * free
+    return w0 + x.T @ a, b0 + beta
+
+
+def _folds(y: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """A stratified fold number per cell (deterministic)."""
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(len(y), int)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        fold[idx] = np.arange(len(idx)) % k
+    return fold
+
+
+def _cv_logits(x: np.ndarray, y: np.ndarray, w0, b0, frozen, folds: np.ndarray) -> np.ndarray:
+    out = np.zeros((len(y), w0.shape[1]))
+    for f in np.unique(folds):
+        tr, te = folds != f, folds == f
+        w, b = fit_head(x[tr], y[tr], w0, b0, RIDGE, frozen)
+        out[te] = x[te] @ w + b
+    return out
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
+
+
+def _nll(logits: np.ndarray, y: np.ndarray, t: float) -> float:
+    p = _softmax(logits / t)
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Log-loss temperature on cross-validated logits, kept in [0.5, 5] (a few dozen cells that CV classifies
+    perfectly would otherwise drive it to zero: certainty the data cannot support)."""
+    grid = np.exp(np.linspace(np.log(0.5), np.log(5.0), 41))
+    return float(grid[int(np.argmin([_nll(logits, y, t) for t in grid]))])
+
+
+# ---------------------------------------------------------------------------------------------- adapt
+
+ProgressFn = Callable[[str, float], None]
+
+
+def _load_cells(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Callable[[], bool] | None):
+    """(images, label index or -1, sha256, outside counts, skipped); each image read once."""
+    index = {lab.lower(): i for i, lab in enumerate(labels)}
+    ims, ys, shas, skipped, outside = [], [], [], [], Counter()
+    seen: set[str] = set()
+    for cell in cells:
+        if cancel and cancel():
+            raise AdaptError("cancelled")
+        try:
+            if not cell.path.is_file():
+                raise ImageError("not found" if not cell.path.exists() else "not a regular file")
+            if cell.path.stat().st_size > MAX_FILE_BYTES:
+                raise ImageError("file too large")
+            data = cell.path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                continue  # the same picture twice must not count twice (nor leak into its own CV fold)
+            im = open_image(io.BytesIO(data))
+            im.load()
+        except (ImageError, OSError) as exc:
+            skipped.append((cell.path, str(exc) if isinstance(exc, ImageError) else (exc.strerror or str(exc))))
+            continue
+        seen.add(digest)
+        y = index.get(cell.label.strip().lower(), -1)
+        if y < 0:
+            outside[cell.label.strip()] += 1
+        ims.append(im)
+        ys.append(y)
+        shas.append(digest)
+    return ims, np.asarray(ys, int), shas, dict(outside), skipped
+
+
+def _limit(y: np.ndarray, most: int) -> np.ndarray:
+    """Indices of at most ``most`` cells, taking the classes in turn (deterministic)."""
+    if len(y) <= most:
+        return np.arange(len(y))
+    queues = [list(np.flatnonzero(y == c)) for c in np.unique(y)]
+    keep: list[int] = []
+    while len(keep) < most:
+        for q in queues:
+            if q and len(keep) < most:
+                keep.append(q.pop(0))
+    return np.asarray(sorted(keep))
+
+
+def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab",
+          progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
+          add_review_centres: bool = True) -> Adaptation:
+    """Fit a site adaptation of ``base`` from reviewed cells (see the module docstring)."""
+    say = progress or (lambda _msg, _frac: None)
+    labels = base.labels
+    probe = _Probe(base)
+    if not cells:
+        raise AdaptError("no reviewed cells: give cells with a reviewer label (review some cells first)")
+    say("reading images", 0.0)
+    ims, y_all, shas, outside, skipped = _load_cells(cells, labels, cancel)
+    target = y_all >= 0
+    counts = {lab: int(np.sum(y_all == i)) for i, lab in enumerate(labels)}
+    if not target.any():
+        raise AdaptError(f"none of the {len(cells)} reviewed cells is one of the model's classes "
+                         f"({', '.join(labels)})" + (f"; {len(skipped)} could not be read" if skipped else ""))
+    enough = [i for i, lab in enumerate(labels) if counts[lab] >= MIN_PER_CLASS]
+    if not enough:
+        raise AdaptError(f"too few reviewed cells: at least {MIN_PER_CLASS} of some class are needed (have "
+                         + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")")
+    frozen = [i for i in range(len(labels)) if i not in enough]
+    keep = _limit(np.where(target, y_all, len(labels)), MAX_CELLS)
+    ims = [ims[i] for i in keep]
+    y_all, shas = y_all[keep], [shas[i] for i in keep]
+    target = y_all >= 0
+    y = y_all[target]
+
+    prep = base.info.preprocessing
+    scales = SCALES if prep.crop == "cell" else (1.0,)
+    centres = [cell_centre(im) if prep.crop == "cell" else None for im in ims]
+    folds = _folds(y, min(FOLDS, max(2, int(np.bincount(y)[np.bincount(y) > 0].min()))))
+    feats: dict[float, dict[str, np.ndarray]] = {}
+    scores: dict[float, float] = {}
+    for si, s in enumerate(scales):
+        if cancel and cancel():
+            raise AdaptError("cancelled")
+        say(f"measuring at magnification x{s:g}", 0.05 + 0.8 * si / len(scales))
+        p = _at_scale(prep, s)
+        x = normalise(np.stack([resize_for_model(im, base.input_size, p, box_around(im.size, c, p))
+                                for im, c in zip(ims, centres)]), p)
+        feats[s] = probe.run(x)
+        emb = feats[s][probe.embedding][target]
+        cv = _cv_logits(emb, y, probe.w0, probe.b0, frozen, folds)
+        # balanced accuracy, ties broken by log-loss (a lower one adds < 0.01)
+        scores[s] = _balanced_accuracy(y, cv.argmax(1)) - 0.01 * math.tanh(_nll(cv, y, 1.0))
+    best = max(scales, key=lambda s: (round(scores[s], 6), -abs(math.log(s))))
+    say("fitting", 0.9)
+    f_best, f_base = feats[best], feats[1.0]
+    emb = f_best[probe.embedding]
+    cv_logits = _cv_logits(emb[target], y, probe.w0, probe.b0, frozen, folds)
+    w, b = fit_head(emb[target], y, probe.w0, probe.b0, RIDGE, frozen)
+
+    out = OnnxFile(probe.file.to_bytes())
+    out.set_initializer(probe.head["weight"], w.astype(np.float32))
+    out.set_initializer(probe.head["bias"], b.astype(np.float32))
+    thr = base.info.review_threshold
+    # before: the base model as it is; after: every cell scored by a fit that did not see it
+    base_logits = f_base[base.scores_name]
+    if probe.review is not None:
+        rv = probe.review
+        base_typ = rv.typicality(base_logits, base.info.temperature,
+                                 [f_base[f"{_REVIEW}l{i}_dist"] for i in range(rv.layers)])
+        logits_cv, dists_cv = _cv_review_inputs(rv, f_best, emb, y_all, probe, frozen, folds, add_review_centres)
+        t = review_temperature(rv, logits_cv[target], [d[target] for d in dists_cv], thr)
+        after_typ = rv.typicality(logits_cv, t, dists_cv)
+        out.set_initializer(f"{_REVIEW}temperature", np.asarray(t, np.float32))
+        if add_review_centres:
+            for i in range(rv.layers):
+                f = f_best[f"{_REVIEW}l{i}_f"]
+                rv.add_centres(out, i, np.stack([f[y_all == c].mean(0) for c in enough]))
+    else:
+        t = fit_temperature(cv_logits, y)
+        base_typ = _softmax(base_logits / base.info.temperature).max(1)
+        full = np.zeros((len(y_all), len(labels)))
+        full[target] = cv_logits
+        after_typ = _softmax(full / t).max(1)
+    before = _estimate(y_all, base_logits.argmax(1), base_typ, thr)
+    after_pred = np.full(len(y_all), -1)
+    after_pred[target] = cv_logits.argmax(1)
+    after = _estimate(y_all, after_pred, after_typ, thr)
+
+    meta = _site_metadata(base, site_name, best, t, counts, shas, before, after, frozen)
+    out.set_metadata(METADATA_KEY, json.dumps(meta, sort_keys=True))
+    say("done", 1.0)
+    return Adaptation(out.to_bytes(), meta, counts, best, before, after, [labels[i] for i in frozen], skipped,
+                      outside, scores)
+
+
+def _cv_review_inputs(rv: _ReviewGraph, f: dict, emb: np.ndarray, y_all: np.ndarray, probe: _Probe, frozen,
+                      folds: np.ndarray, add_centres: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(logits, per-layer distances) of every labelled cell after adaptation, each from a fit without its own
+    fold (non-target cells, which no fold holds, from the fit on all target cells): typicality at any T."""
+    target = y_all >= 0
+    tidx = np.flatnonzero(target)
+    logits = np.zeros((len(y_all), probe.w0.shape[1]))
+    dists = [np.zeros(len(y_all)) for _ in range(rv.layers)]
+    groups = [(tidx[folds == k], tidx[folds != k]) for k in np.unique(folds)]
+    groups.append((np.flatnonzero(~target), tidx))
+    for test, train in groups:
+        if not len(test):
+            continue
+        w, b = fit_head(emb[train], y_all[train], probe.w0, probe.b0, RIDGE, frozen)
+        logits[test] = emb[test] @ w + b
+        for i in range(rv.layers):
+            d = f[f"{_REVIEW}l{i}_dist"][test]
+            if add_centres:
+                lf = f[f"{_REVIEW}l{i}_f"]
+                cs = [lf[train][y_all[train] == c].mean(0) for c in np.unique(y_all[train]) if c not in frozen]
+                if cs:
+                    d = np.minimum(d, rv.lab_distance(i, lf[test], np.stack(cs)))
+            dists[i][test] = d
+    return logits, dists
+
+
+def review_temperature(rv: _ReviewGraph, logits: np.ndarray, dists: list[np.ndarray], threshold: float,
+                       flag_rate: float | None = None) -> float:
+    """The largest temperature (least confident, so the most cells flagged) at which no more than ``flag_rate``
+    of the lab's genuine cells, cross-validated, fall under the review threshold.
+
+    Why: a head refitted on a few dozen cells is sharper than the base's on everything, non-target cells
+    included; its log-loss temperature would stop flagging them. The base rule flags about this share of its
+    own labs' genuine cells (15-17 %, model card), so the lab's genuine cells are brought to the same footing,
+    and no further: everything unlike them keeps the flag it would get.
+    """
+    flag_rate = REVIEW_FLAG_RATE if flag_rate is None else flag_rate
+
+    def rate(t: float) -> float:
+        return float(np.mean(rv.typicality(logits, t, dists) < threshold))
+
+    lo, hi = np.log(0.05), np.log(20.0)
+    if rate(np.exp(lo)) > flag_rate:
+        return float(np.exp(lo))
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if rate(float(np.exp(mid))) <= flag_rate:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.exp(lo))
+
+
+def _estimate(y_all: np.ndarray, pred: np.ndarray, typ: np.ndarray, thr: float) -> Estimate:
+    target = y_all >= 0
+    flagged = typ < thr
+    other = (~target).any()
+    return Estimate(accuracy=float(np.mean(pred[target] == y_all[target])), flagged=float(np.mean(flagged[target])),
+                    other_flagged=float(np.mean(flagged[~target])) if other else None)
+
+
+def _at_scale(prep: Preprocessing, s: float) -> Preprocessing:
+    from hv_desktop.core.model import MAX_CROP_FRACTION
+
+    if prep.crop != "cell":
+        return prep
+    return replace(prep, crop_fraction=float(min(MAX_CROP_FRACTION, max(0.2, prep.crop_fraction * s))))
+
+
+def _site_metadata(base: Model, site: str, scale: float, t: float, counts: dict, shas: list[str],
+                   before: Estimate, after: Estimate, frozen: list[int]) -> dict:
+    meta = json.loads(json.dumps(base.info.extra))  # a deep copy of everything but labels and preprocessing
+    prep = _at_scale(base.info.preprocessing, scale)
+    p = {"width": prep.width, "height": prep.height, "mean": list(prep.mean), "std": list(prep.std),
+         "channel_order": prep.channel_order, "layout": prep.layout, "crop": prep.crop,
+         "crop_fraction": prep.crop_fraction,
+         "resize": f"as the base model, with the square's side {prep.crop_fraction:.3g} x the image's short side "
+                   f"(this lab's magnification x{scale:g}; padded with the image's background colour beyond it)"}
+    base_version = str(base.info.version)
+    meta.update(
+        labels=list(base.labels), preprocessing=p, temperature=t,
+        name=f"{base.info.name} adapted to {site}", version=f"{base_version}+site",
+        site_adaptation={
+            "site": site,
+            "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "base_model": {"name": base.info.name, "version": base_version,
+                           "sha256": hashlib.sha256(base.path.read_bytes()).hexdigest()},
+            "magnification": scale,
+            "cells_per_class": counts,
+            "classes_kept_from_base": [base.labels[i] for i in frozen],
+            "ridge": RIDGE,
+            "estimate_before": before.as_dict(),
+            "estimate_after_cross_validated": after.as_dict(),
+            "cells_sha256": sorted(set(shas)),
+        })
+    return meta

@@ -1,0 +1,1 @@
+"""Research tools: experiments and benchmarks that inform decisions, not part of building the shipped model."""
