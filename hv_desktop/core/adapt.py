@@ -29,6 +29,7 @@ import io
 import json
 import math
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -50,6 +51,8 @@ MIN_PER_CLASS = 5
 #: L2 pull toward the base head, relative to the mean squared feature norm (docs/research/rules/adapt.txt).
 RIDGE = 1.0
 FOLDS = 5
+#: Cells per class the magnification is chosen on (all cells are then used at the chosen one).
+SELECT_PER_CLASS = 20
 #: Share of the lab's genuine cells (cross-validated) the adapted needs-review rule may flag (review_temperature).
 REVIEW_FLAG_RATE = 0.25
 #: Most labelled cells used (a stratified subset beyond it): keeps the fit within seconds on any PC.
@@ -94,6 +97,8 @@ class Adaptation:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     outside: dict[str, int] = field(default_factory=dict)
     scale_scores: dict[float, float] = field(default_factory=dict)
+    #: wall seconds per stage: reading, features (all scales), fitting (CV, head, temperature, review)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike, base: Model) -> Path:
         from hv_desktop.core.export import atomic_write_bytes
@@ -419,6 +424,14 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
     if not cells:
         raise AdaptError("no reviewed cells: give cells with a reviewer label (review some cells first)")
     say("reading images", 0.0)
+    clock = [time.perf_counter()]
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        seconds[name] = seconds.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
     ims, y_all, shas, outside, skipped = _load_cells(cells, labels, cancel)
     target = y_all >= 0
     counts = {lab: int(np.sum(y_all == i)) for i, lab in enumerate(labels)}
@@ -436,27 +449,40 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
     target = y_all >= 0
     y = y_all[target]
 
+    lap("read")
     prep = base.info.preprocessing
     scales = SCALES if prep.crop == "cell" else (1.0,)
     centres = [cell_centre(im) if prep.crop == "cell" else None for im in ims]
     folds = _folds(y, min(FOLDS, max(2, int(np.bincount(y)[np.bincount(y) > 0].min()))))
-    feats: dict[float, dict[str, np.ndarray]] = {}
+
+    def features(s: float, idx: np.ndarray) -> dict[str, np.ndarray]:
+        p = _at_scale(prep, s)
+        x = normalise(np.stack([resize_for_model(ims[i], base.input_size, p, box_around(ims[i].size, centres[i], p))
+                                for i in idx]), p)
+        out = probe.run(x)
+        lap("features")
+        return out
+
+    # The magnification is chosen on at most SELECT_PER_CLASS cells per class (the choice settles well before
+    # that; this keeps 200 cells within seconds), then every cell is measured at the chosen one.
+    sel = _limit(np.where(target, y_all, len(labels)), SELECT_PER_CLASS * (len(labels) + 1))
+    sel = sel[target[sel]]
+    sel_folds = _folds(y_all[sel], min(FOLDS, max(2, int(np.bincount(y_all[sel])[np.bincount(y_all[sel]) > 0].min()))))
     scores: dict[float, float] = {}
     for si, s in enumerate(scales):
         if cancel and cancel():
             raise AdaptError("cancelled")
         say(f"measuring at magnification x{s:g}", 0.05 + 0.8 * si / len(scales))
-        p = _at_scale(prep, s)
-        x = normalise(np.stack([resize_for_model(im, base.input_size, p, box_around(im.size, c, p))
-                                for im, c in zip(ims, centres)]), p)
-        feats[s] = probe.run(x)
-        emb = feats[s][probe.embedding][target]
-        cv = _cv_logits(emb, y, probe.w0, probe.b0, frozen, folds)
+        emb_s = features(s, sel)[probe.embedding]
+        cv = _cv_logits(emb_s, y_all[sel], probe.w0, probe.b0, frozen, sel_folds)
         # balanced accuracy, ties broken by log-loss (a lower one adds < 0.01)
-        scores[s] = _balanced_accuracy(y, cv.argmax(1)) - 0.01 * math.tanh(_nll(cv, y, 1.0))
+        scores[s] = _balanced_accuracy(y_all[sel], cv.argmax(1)) - 0.01 * math.tanh(_nll(cv, y_all[sel], 1.0))
+        lap("fit")
     best = max(scales, key=lambda s: (round(scores[s], 6), -abs(math.log(s))))
     say("fitting", 0.9)
-    f_best, f_base = feats[best], feats[1.0]
+    every = np.arange(len(ims))
+    f_best = features(best, every)
+    f_base = f_best if best == 1.0 else features(1.0, every)
     emb = f_best[probe.embedding]
     cv_logits = _cv_logits(emb[target], y, probe.w0, probe.b0, frozen, folds)
     w, b = fit_head(emb[target], y, probe.w0, probe.b0, RIDGE, frozen)
@@ -492,9 +518,11 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
 
     meta = _site_metadata(base, site_name, best, t, counts, shas, before, after, frozen)
     out.set_metadata(METADATA_KEY, json.dumps(meta, sort_keys=True))
+    data = out.to_bytes()
+    lap("fit")
     say("done", 1.0)
-    return Adaptation(out.to_bytes(), meta, counts, best, before, after, [labels[i] for i in frozen], skipped,
-                      outside, scores)
+    return Adaptation(data, meta, counts, best, before, after, [labels[i] for i in frozen], skipped,
+                      outside, scores, seconds)
 
 
 def _cv_review_inputs(rv: _ReviewGraph, f: dict, emb: np.ndarray, y_all: np.ndarray, probe: _Probe, frozen,

@@ -98,6 +98,8 @@ class MainWindow(QMainWindow):
         self._run_done = 0
         self._skipped = 0
         self._seen: set[tuple] = set()
+        self._reclassifying = False
+        self.data_folder = autosave_path.parent if autosave_path else None
         self.setWindowTitle("HematoVision — white blood cell classification")
         self.setAcceptDrops(True)
         self.resize(default_window_size())
@@ -167,6 +169,10 @@ class MainWindow(QMainWindow):
         self.act_accept = act("&Accept All Unflagged Cells", self.accept_unflagged, "Ctrl+Shift+A",
                               "Confirm the model's class for every cell that is not flagged, leaving the flagged ones")
         self.act_next_flag = act("Next &Flagged Cell", self.next_flagged, "F", "Jump to the next cell that needs review")
+        self.act_adapt = act("A&dapt to This Lab…", self.adapt_to_lab, None,
+                             "Learn this lab's microscope and stain from the cells you reviewed (a new site model)")
+        self.act_shipped = act("Use &Shipped Model", self.use_shipped_model, None,
+                               "Switch back from a site model to the model that came with HematoVision")
 
         mb = self.menuBar()
         m = mb.addMenu("&File")
@@ -184,6 +190,9 @@ class MainWindow(QMainWindow):
         r.addAction(self.act_next_flag)
         r.addAction(self.act_accept)
         r.addAction(self.act_cancel)
+        r.addSeparator()
+        r.addAction(self.act_adapt)
+        r.addAction(self.act_shipped)
         help_text = QAction("Review keys: 1–4 or E/L/M/N assign, Enter confirms, Backspace clears", self)
         help_text.setEnabled(False)
         r.addAction(help_text)
@@ -497,6 +506,14 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
 
     def _on_results(self, batch: list[Result]) -> None:
+        if self._reclassifying:
+            self._run_done += len(batch)
+            self.results.replace_same_files(batch)
+            self.progress.setValue(self._run_done)
+            self.progress_label.setText(f"Re-classifying with the new model: {self._run_done} / {self._run_total}")
+            self._diff_timer.start()
+            self._autosave_timer.start()
+            return
         self._run_done += len(batch)
         # The same file (same path, same bytes) opened again keeps its existing row and review.
         fresh = [r for r in batch if self._key(r) not in self._seen]
@@ -520,6 +537,7 @@ class MainWindow(QMainWindow):
 
     def _on_finished(self, cancelled: bool, error: str) -> None:
         job, self.job = self.job, None
+        self._reclassifying = False
         if job is not None:
             job.wait(5000)
             job.deleteLater()
@@ -550,6 +568,54 @@ class MainWindow(QMainWindow):
 
     def is_running(self) -> bool:
         return self.job is not None
+
+    # ------------------------------------------------------------------ site adaptation
+    def _models_folder(self) -> Path:
+        from hv_desktop.gui.app import data_dir
+
+        return self.data_folder or data_dir()
+
+    def reviewed_cells(self) -> list:
+        from hv_desktop.core.adapt import LabelledCell
+
+        return [LabelledCell(r.path, r.reviewer_label) for r in self.results.results if r.ok and r.reviewer_label]
+
+    def adapt_to_lab(self):
+        """Open the adapt dialog on the session's reviewed cells; a saved site model is loaded at once."""
+        from hv_desktop.gui.adapt_dialog import AdaptDialog
+
+        if self.model is None or self.job is not None:
+            return None
+        if not self.model.info.extra.get("embedding_output"):
+            QMessageBox.information(self, "Adapt to This Lab",
+                                    "This model cannot be adapted (it has no embedding output). "
+                                    "Review ▸ Use Shipped Model first.")
+            return None
+        dlg = AdaptDialog(self.model, self.reviewed_cells(), self._models_folder(), self)
+        dlg.modelSaved.connect(self._use_site_model)
+        dlg.open()
+        return dlg
+
+    def _use_site_model(self, path: Path) -> None:
+        if self.load_model(path):
+            self.statusBar().showMessage(f"Using {self.model.info.name}; re-classifying this session", 8000)
+            self.reclassify_session()
+
+    def use_shipped_model(self) -> None:
+        if self.job is not None:
+            return
+        if self.load_model(bundled_model_path()):
+            self.statusBar().showMessage(f"Using the shipped model {self.model.info.name} v{self.model.info.version}",
+                                         8000)
+            self.reclassify_session()
+
+    def reclassify_session(self) -> None:
+        """Run every classified file through the current model again, in the background; reviews are kept."""
+        paths = [r.path for r in self.results.results if r.ok]
+        if not paths or self.model is None or self.job is not None:
+            return
+        self._reclassifying = True
+        self._start(paths)
 
     # ------------------------------------------------------------------ watch folder
     def toggle_watch(self, folder: Path | None = None) -> None:
@@ -991,6 +1057,9 @@ class MainWindow(QMainWindow):
         self.act_new.setEnabled(not running)
         self.act_export.setEnabled(bool(self.results.results))
         self.act_report.setEnabled(bool(self.results.results) and has_model)
+        self.act_adapt.setEnabled(has_model and not running)
+        self.act_shipped.setEnabled(not running and (self.model is None
+                                                     or self.model.path.resolve() != bundled_model_path().resolve()))
 
     def _recent(self) -> list[str]:
         recent = self.settings.value("recent_folders", []) or []

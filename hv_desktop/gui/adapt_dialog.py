@@ -1,0 +1,184 @@
+"""Review > Adapt to This Lab: fit a site model from the session's reviewed cells, off the GUI thread.
+
+The dialog only shows state and passes on actions: the fit is :func:`hv_desktop.core.adapt.adapt`, run in a
+QThread with progress and Cancel; "Save and Use" writes the file into the app's data folder (never over the
+shipped model) and hands its path to the window, which loads it and re-classifies the session.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from hv_desktop.core.adapt import MIN_PER_CLASS, Adaptation, AdaptError, LabelledCell, adapt
+from hv_desktop.core.model import Model
+
+
+class _AdaptWorker(QObject):
+    progress = Signal(str, float)
+    done = Signal(object, str)  # (Adaptation or None, error message)
+
+    def __init__(self, model: Model, cells: list[LabelledCell], site: str) -> None:
+        super().__init__()
+        self.model, self.cells, self.site = model, cells, site
+        self.cancel_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            result = adapt(self.model, self.cells, self.site, progress=self.progress.emit,
+                           cancel=self.cancel_event.is_set)
+            self.done.emit(result, "")
+        except AdaptError as exc:
+            self.done.emit(None, str(exc))
+        except Exception as exc:  # shown in the dialog; the app keeps running
+            self.done.emit(None, f"{exc.__class__.__name__}: {exc}")
+
+
+def site_file_name(site: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", site).strip("-")[:40] or "site"
+    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}.onnx"
+
+
+class AdaptDialog(QDialog):
+    """Cells per class, a site name, Adapt (with progress and Cancel), the before/after estimate, Save and Use."""
+
+    modelSaved = Signal(Path)
+
+    def __init__(self, model: Model, cells: list[LabelledCell], folder: Path, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Adapt to This Lab")
+        self.model, self.cells, self.folder = model, cells, folder
+        self.result: Adaptation | None = None
+        self._thread: QThread | None = None
+        self._worker: _AdaptWorker | None = None
+        counts = {lab: 0 for lab in model.labels}
+        other = 0
+        for c in cells:
+            key = next((lab for lab in model.labels if lab.lower() == c.label.lower()), None)
+            if key:
+                counts[key] += 1
+            else:
+                other += 1
+        self.counts = counts
+        lay = QVBoxLayout(self)
+        intro = QLabel(
+            "HematoVision learns your lab's microscope, stain and magnification from the cells you reviewed. "
+            f"About 10 per class are enough; a class with fewer than {MIN_PER_CLASS} keeps the shipped model's "
+            "answer. The shipped model is not changed: Review ▸ Use Shipped Model switches back.")
+        intro.setWordWrap(True)
+        lay.addWidget(intro)
+        form = QFormLayout()
+        self.counts_label = QLabel(", ".join(f"{k} {v}" for k, v in counts.items())
+                                   + (f"; other cell types {other} (used to check flags)" if other else ""))
+        self.counts_label.setObjectName("adapt-counts")
+        form.addRow("Reviewed cells:", self.counts_label)
+        self.site_edit = QLineEdit()
+        self.site_edit.setPlaceholderText("e.g. Haematology lab, Building B")
+        form.addRow("Site name:", self.site_edit)
+        lay.addLayout(form)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.hide()
+        lay.addWidget(self.progress)
+        self.report = QPlainTextEdit()
+        self.report.setReadOnly(True)
+        self.report.setPlaceholderText("The estimate before and after adapting appears here.")
+        self.report.setMinimumHeight(140)
+        lay.addWidget(self.report)
+        self.buttons = QDialogButtonBox()
+        self.adapt_button = QPushButton("Adapt")
+        self.save_button = QPushButton("Save and Use")
+        self.close_button = QPushButton("Close")
+        self.buttons.addButton(self.adapt_button, QDialogButtonBox.ActionRole)
+        self.buttons.addButton(self.save_button, QDialogButtonBox.AcceptRole)
+        self.buttons.addButton(self.close_button, QDialogButtonBox.RejectRole)
+        self.save_button.setEnabled(False)
+        self.adapt_button.setEnabled(max(counts.values(), default=0) >= MIN_PER_CLASS)
+        if not self.adapt_button.isEnabled():
+            self.report.setPlainText(f"Review at least {MIN_PER_CLASS} cells of a class first "
+                                     "(keys 1–4 in the main window).")
+        self.adapt_button.clicked.connect(self.start)
+        self.save_button.clicked.connect(self.save)
+        self.close_button.clicked.connect(self.reject)
+        lay.addWidget(self.buttons)
+        self.resize(560, 380)
+
+    def site_name(self) -> str:
+        return self.site_edit.text().strip() or "this lab"
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self.result = None
+        self.save_button.setEnabled(False)
+        self.adapt_button.setEnabled(False)
+        self.close_button.setText("Cancel")
+        self.progress.setValue(0)
+        self.progress.show()
+        self.report.setPlainText("Adapting…")
+        self._thread = QThread()
+        self._worker = _AdaptWorker(self.model, self.cells, self.site_name())
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.done.connect(self._on_done)
+        self._thread.start()
+
+    def is_running(self) -> bool:
+        return self._thread is not None
+
+    def _on_progress(self, msg: str, frac: float) -> None:
+        self.progress.setValue(int(100 * frac))
+        self.report.setPlainText(f"Adapting… {msg}")
+
+    def _on_done(self, result: Adaptation | None, error: str) -> None:
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait()
+        self._thread, self._worker = None, None
+        self.progress.hide()
+        self.close_button.setText("Close")
+        self.adapt_button.setEnabled(True)
+        if result is None:
+            self.report.setPlainText(f"Not adapted: {error}")
+            return
+        self.result = result
+        self.report.setPlainText("\n".join(result.summary_lines()))
+        self.save_button.setEnabled(True)
+
+    def reject(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel_event.set()
+            self.report.setPlainText("Cancelling…")
+            return
+        super().reject()
+
+    def save(self, path: Path | None = None) -> Path | None:
+        if self.result is None:
+            return None
+        target = path or self.folder / "site-models" / site_file_name(self.site_name())
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.result.save(target, self.model)
+        except (OSError, AdaptError) as exc:
+            QMessageBox.critical(self, "Not saved", f"The site model could not be saved: {exc}")
+            return None
+        self.modelSaved.emit(target)
+        self.accept()
+        return target
