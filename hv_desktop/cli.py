@@ -62,14 +62,19 @@ def _writable_target(path: Path) -> str | None:
     return None
 
 
-def _outputs_and_model(args: argparse.Namespace, targets: list):
-    """Check every output can be written, then load the model: the Model, or an exit code."""
+def _outputs_and_model(args: argparse.Namespace, targets: list, inputs: list | None = None):
+    """Check every output can be written (and destroys nothing), then load the model: the Model, or an exit code."""
     from hv_desktop.core.model import Model, ModelError, bundled_model_path
+    from hv_desktop.core.outputs import output_problem
 
-    for target in (t for t in targets if t):
+    named = [t for t in targets if t]
+    for k, target in enumerate(named):
         problem = _writable_target(target)
         if problem:
             return _fail(EXIT_OUTPUT, problem)
+        clash = output_problem(target, inputs or [], named[:k])
+        if clash:
+            return _fail(EXIT_USAGE, clash)
     try:
         return Model(args.model or bundled_model_path(), threads=args.threads)
     except ModelError as exc:
@@ -81,7 +86,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from hv_desktop.core.export import StreamingCsv, Tally, atomic_write_text, summary_csv, summary_text
     from hv_desktop.core.scan import count_images, scan
 
-    model = _outputs_and_model(args, [args.csv, args.summary, args.report])
+    model = _outputs_and_model(args, [args.csv, args.summary, args.report], [*args.paths, args.model])
     if isinstance(model, int):
         return model
     if args.heatmaps is not None:
@@ -148,7 +153,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     if not args.folder.is_dir():
         return _fail(EXIT_USAGE, f"not a folder: {args.folder}")
-    model = _outputs_and_model(args, [args.csv])
+    model = _outputs_and_model(args, [args.csv], [args.model])
     if isinstance(model, int):
         return model
 
@@ -178,12 +183,15 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from hv_desktop.core.adapt import AdaptError, adapt, read_labelled_csv
     from hv_desktop.core.model import Model, ModelError, bundled_model_path
 
+    from hv_desktop.core.outputs import output_problem
+
     out: Path = args.out
+    clash = output_problem(out, [*args.csv, args.model or bundled_model_path()])
+    if clash:
+        return _fail(EXIT_USAGE, clash)
     problem = _writable_target(out)
     if problem:
         return _fail(EXIT_OUTPUT, problem)
-    if any(out.resolve() == Path(c).resolve() for c in args.csv):
-        return _fail(EXIT_USAGE, f"--out {out} is one of the input CSV files")
     try:
         base = Model(args.model or bundled_model_path(), threads=args.threads)
     except ModelError as exc:

@@ -57,6 +57,7 @@ def make_bad_files(folder: Path) -> dict[str, Path]:
         "fake.webp": b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 8,
         "archive.png": b"PK\x03\x04" + b"\x00" * 100,
         "json.jpeg": b'{"not": "an image"}',
+        "postscript.jpg": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
     }
     out = {}
     for name, data in files.items():
@@ -66,6 +67,13 @@ def make_bad_files(folder: Path) -> dict[str, Path]:
     link = folder / "dangling_link.jpg"
     os.symlink(folder / "does-not-exist.jpg", link)
     out["dangling_link.jpg"] = link
+    if os.name == "posix":  # kinds that are not regular files (issue 21): each still gets a row
+        os.mkfifo(folder / "fifo.jpg")
+        os.symlink(folder / "fifo.jpg", folder / "link_to_fifo.jpg")
+        os.symlink("/dev/zero", folder / "dev_zero.jpg")
+        os.symlink(folder / "self_loop.jpg", folder / "self_loop.jpg")
+        for name in ("fifo.jpg", "link_to_fifo.jpg", "dev_zero.jpg", "self_loop.jpg"):
+            out[name] = folder / name
     return out
 
 

@@ -134,7 +134,7 @@ def test_review_is_autosaved_and_restored(qtbot, tmp_path, tiny_model_path):
     # simulate a crash: no close event, a new window starts from the autosave
     w2 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=autosave)
     qtbot.addWidget(w2)
-    assert w2.results.rowCount() == 3
+    qtbot.waitUntil(lambda: w2.results.rowCount() == 3, timeout=10000)  # restored off the GUI thread
     assert w2.results.results[0].reviewer_label == "neutrophil"
     assert "Restored" in w2.statusBar().currentMessage()
     qtbot.waitUntil(lambda: all(r.thumbnail is not None for r in w2.results.results), timeout=5000)

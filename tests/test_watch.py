@@ -64,19 +64,20 @@ def test_chunked_writes_classified_once_and_restart_does_not_duplicate(tmp_path,
     assert time.monotonic() - t0 < 1.0  # classified within a second of being complete
     assert [r.label for r in added] == ["eosinophil"]
     assert len(_rows(out)) == 1
-    (folder / "copy_of_same.png").write_bytes(data)  # same bytes again: no new row
+    (folder / "copy_of_same.png").write_bytes(data)  # same bytes under another name: a row marked duplicate
     time.sleep(0.4)
     w.poll_once()
     time.sleep(0.4)
     w.poll_once()
-    assert len(_rows(out)) == 1
+    rows = _rows(out)
+    assert len(rows) == 2 and rows[1]["error"].startswith("duplicate of cell_001.png")
     w2 = FolderWatcher(folder, model, out, settle=0.3)  # a restart on the same CSV
     (folder / "blue.png").write_bytes(_png((0, 0, 250)))
     for _ in range(10):
         w2.poll_once()
         time.sleep(0.1)
     rows = _rows(out)
-    assert [r["predicted_label"] for r in rows] == ["eosinophil", "lymphocyte"]
+    assert [r["predicted_label"] for r in rows] == ["eosinophil", "eosinophil", "lymphocyte"]  # no repeats
 
 
 def test_cli_watch_runs_and_stops_cleanly(tmp_path, tiny_model_path):

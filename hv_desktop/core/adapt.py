@@ -40,6 +40,7 @@ import numpy as np
 
 from hv_desktop.core.model import METADATA_KEY, Model
 from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
+from hv_desktop.core.paths import text_to_path
 from hv_desktop.core.preprocess import ImageError, Preprocessing, box_around, cell_centre, normalise, open_image
 from hv_desktop.core.preprocess import resize_for_model
 
@@ -167,7 +168,7 @@ def read_labelled_csv(paths: Sequence[str | os.PathLike]) -> list[LabelledCell]:
                 continue
             label, path = _uncell(row[il]).strip(), _uncell(row[ip]).strip()
             if label and path:
-                q = Path(path)
+                q = text_to_path(path)
                 cells.append(LabelledCell(q if q.is_absolute() else src.parent / q, label))
     return cells
 

@@ -9,6 +9,7 @@ checked between images.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -22,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from hv_desktop.core.files import NotRegularFile, read_regular
 from hv_desktop.core.model import Model
 from hv_desktop.core.model import decode_workers as default_decoders
 from hv_desktop.core.preprocess import ImageError, normalise, open_image, resize_for_model
@@ -87,13 +89,18 @@ def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0, prep=None
         n = path.stat().st_size
         if n > MAX_FILE_BYTES:
             return _Decoded(path, None, None, f"file too large ({n / 1e6:.0f} MB)")
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
+        data = read_regular(path, MAX_FILE_BYTES)
+        if len(data) > MAX_FILE_BYTES:
+            return _Decoded(path, None, None, f"file too large (over {MAX_FILE_BYTES / 1e6:.0f} MB)")
+    except NotRegularFile as exc:
+        return _Decoded(path, None, None, exc.strerror or "not a regular file")
     except FileNotFoundError:
         return _Decoded(path, None, None, "file not found (moved or deleted?)")
     except PermissionError:
         return _Decoded(path, None, None, "permission denied")
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return _Decoded(path, None, None, "symlink loop")
         return _Decoded(path, None, None, f"file cannot be read ({exc.strerror or exc})")
     digest = hashlib.sha256(data).hexdigest()
     if not data:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from hv_desktop.core.batch import Result
+from hv_desktop.core.paths import path_to_text
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -90,7 +91,8 @@ def csv_columns(labels: Sequence[str]) -> list[str]:
 
 
 def result_row(r: Result, labels: Sequence[str], model_name: str, model_version: str) -> list[str]:
-    row = [r.path, r.path.name, r.label or "", "" if r.confidence is None else f"{r.confidence:.4f}"]
+    row = [path_to_text(r.path), path_to_text(r.path.name), r.label or "",
+           "" if r.confidence is None else f"{r.confidence:.4f}"]
     row += ["" if not r.probabilities else f"{r.probabilities.get(lab, 0.0):.4f}" for lab in labels]
     row += ["" if not r.ok else ("yes" if r.needs_review else "no"),
             "" if r.typicality is None else f"{r.typicality:.4f}", r.reviewer_label or "", r.error or "",

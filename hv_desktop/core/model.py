@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hv_desktop.core.files import NotRegularFile, not_regular_reason, read_regular
 from hv_desktop.core.preprocess import CROPS, Preprocessing
 
 METADATA_KEY = "hematovision"
@@ -72,55 +73,128 @@ def default_threads(cores: int | None = None) -> int:
     return max(1, min(8, cores - decode_workers(cores)))
 
 
+_CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
+MAX_LABELS = 64
+
+
+def check_structure(data: bytes, name: str) -> None:
+    """Refuse, before onnxruntime sees the bytes, what a HematoVision model never needs and an attacker can use:
+    weights in external files (onnxruntime would read them relative to the working directory), control flow
+    (an endless Loop hangs inference) and model-local functions (which could hide either)."""
+    from hv_desktop.core.onnx_proto import OnnxFile, ProtoError, parse
+
+    try:
+        f = OnnxFile(data)
+        if any(x.number == 25 for x in f.model):
+            raise ModelError(f"{name} defines its own functions, which HematoVision models do not use")
+        for field_ in f.graph:
+            if field_.number == 5:  # initializer: external_data (13) or data_location EXTERNAL (14 = 1)
+                tensor = parse(bytes(field_.value))  # type: ignore[arg-type]
+                if any(t.number == 13 or (t.number == 14 and t.value == 1) for t in tensor):
+                    raise ModelError(f"{name} refers to external data files, which are not allowed")
+            elif field_.number == 1:
+                ops = {bytes(t.value).decode("utf-8", "replace") for t in parse(bytes(field_.value))  # type: ignore[arg-type]
+                       if t.number == 4}
+                bad = ops & _CONTROL_FLOW
+                if bad:
+                    raise ModelError(f"{name} uses control flow ({', '.join(sorted(bad))}), "
+                                     "which HematoVision models never need")
+    except ProtoError as exc:
+        raise ModelError(f"{name} is not a valid ONNX model ({exc})") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not allowed")
+
+
+def _num(v, what: str, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        raise ValueError(f"{what} must be a number in [{lo:g}, {hi:g}]")
+    return float(v)
+
+
+def _int(v, what: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v \
+            or not lo <= v <= hi:
+        raise ValueError(f"{what} must be a whole number in [{lo}, {hi}]")
+    return int(v)
+
+
+def _str(v, what: str, limit: int = 200) -> str:
+    if not isinstance(v, str) or len(v) > limit:
+        raise ValueError(f"{what} must be a text of at most {limit} characters")
+    return v
+
+
+def _triple(v, what: str) -> tuple[float, float, float]:
+    if not isinstance(v, list) or len(v) != 3:
+        raise ValueError(f"{what} needs three values")
+    return tuple(_num(x, what, -1e6, 1e6) for x in v)  # type: ignore[return-value]
+
+
 def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
+    """The metadata, every field type-checked and bounded: a wrong type is a ModelError, never a traceback."""
     if METADATA_KEY not in raw:
         raise ModelError(f"{path.name} is an ONNX model but not a HematoVision model (no '{METADATA_KEY}' metadata)")
+    if len(raw[METADATA_KEY]) > 8 * 1024 * 1024:
+        raise ModelError(f"{path.name}: model metadata is too large")
     try:
-        meta = json.loads(raw[METADATA_KEY])
-        labels = tuple(str(x) for x in meta["labels"])
+        meta = json.loads(raw[METADATA_KEY], parse_constant=_refuse_constant)
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not a JSON object")
+        labels_raw = meta.get("labels")
+        if not isinstance(labels_raw, list) or not 2 <= len(labels_raw) <= MAX_LABELS:
+            raise ValueError(f"labels must be a list of 2 to {MAX_LABELS} names")
+        labels = tuple(_str(x, "each label", 100) for x in labels_raw)
         p = meta.get("preprocessing", {})
+        if not isinstance(p, dict):
+            raise ValueError("preprocessing must be an object")
         prep = Preprocessing(
-            width=int(p.get("width", 224)), height=int(p.get("height", 224)),
-            mean=tuple(float(v) for v in p.get("mean", (127.5,) * 3)),
-            std=tuple(float(v) for v in p.get("std", (127.5,) * 3)),
-            channel_order=str(p.get("channel_order", "RGB")).upper(),
-            layout=str(p.get("layout", "NHWC")).upper(),
-            crop=str(p.get("crop", "none")).lower(),
-            crop_fraction=float(p.get("crop_fraction", 1.0)),
+            width=_int(p.get("width", 224), "width", 8, 4096), height=_int(p.get("height", 224), "height", 8, 4096),
+            mean=_triple(p.get("mean", [127.5] * 3), "mean"), std=_triple(p.get("std", [127.5] * 3), "std"),
+            channel_order=_str(p.get("channel_order", "RGB"), "channel_order", 8).upper(),
+            layout=_str(p.get("layout", "NHWC"), "layout", 8).upper(),
+            crop=_str(p.get("crop", "none"), "crop", 32).lower(),
+            crop_fraction=_num(p.get("crop_fraction", 1.0), "crop_fraction", 0.2, MAX_CROP_FRACTION),
         )
+        for key in ("scores_output", "cam_output", "review_output", "embedding_output"):
+            if key in meta and meta[key] is not None:
+                _str(meta[key], key, 256)
         info = ModelInfo(
-            name=str(meta.get("name", path.stem)), version=str(meta.get("version", "unknown")),
+            name=_str(meta.get("name", path.stem), "name"), version=_str(meta.get("version", "unknown"), "version", 64),
             labels=labels, preprocessing=prep,
-            temperature=float(meta.get("temperature", 1.0)),
-            review_threshold=float(meta.get("review_threshold", DEFAULT_REVIEW_THRESHOLD)),
-            output_kind=str(meta.get("output_kind", "logits")),
+            temperature=_num(meta.get("temperature", 1.0), "temperature", 1e-3, 1e3),
+            review_threshold=_num(meta.get("review_threshold", DEFAULT_REVIEW_THRESHOLD), "review_threshold", 0, 1),
+            output_kind=_str(meta.get("output_kind", "logits"), "output_kind", 32),
             extra={k: v for k, v in meta.items() if k not in ("labels", "preprocessing")},
         )
+    except RecursionError:
+        raise ModelError(f"{path.name}: model metadata is malformed (nested too deeply)") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path.name}: model metadata is malformed ({exc})") from None
     problems = []
-    if len(labels) < 2 or len(set(labels)) != len(labels):
+    if len(set(labels)) != len(labels):
         problems.append("labels must be at least two distinct names")
-    if not (8 <= prep.width <= 4096 and 8 <= prep.height <= 4096):
-        problems.append(f"input size {prep.width}x{prep.height} is out of range")
     if prep.channel_order not in ("RGB", "BGR") or prep.layout not in ("NHWC", "NCHW"):
         problems.append("channel order must be RGB/BGR and layout NHWC/NCHW")
     if prep.crop not in CROPS:
         problems.append(f"crop '{prep.crop}' is not one this app knows ({', '.join(CROPS)}): "
                         "the model needs a newer HematoVision")
-    if not (0.2 <= prep.crop_fraction <= MAX_CROP_FRACTION):
-        problems.append(f"crop_fraction must lie in [0.2, {MAX_CROP_FRACTION:g}]")
-    if len(prep.mean) != 3 or len(prep.std) != 3 or any(s == 0 for s in prep.std):
+    if any(s == 0 for s in prep.std):
         problems.append("mean and std need three values, std non-zero")
-    if not (math.isfinite(info.temperature) and info.temperature > 0):
-        problems.append("temperature must be a positive number")
-    if not (0.0 <= info.review_threshold <= 1.0):
-        problems.append("review_threshold must lie in [0, 1]")
     if info.output_kind not in ("logits", "probabilities"):
         problems.append("output_kind must be 'logits' or 'probabilities'")
     if problems:
         raise ModelError(f"{path.name}: " + "; ".join(problems))
     return info
+
+
+def _telemetry_off(ort) -> None:
+    """onnxruntime can log events (process path, error texts) on some platforms: a clinic PC keeps none."""
+    try:
+        ort.disable_telemetry_events()
+    except Exception:  # older or other builds without the switch
+        pass
 
 
 class Model:
@@ -129,7 +203,11 @@ class Model:
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        _telemetry_off(ort)
         self.path = Path(path)
+        odd = not_regular_reason(self.path)
+        if odd and odd != "a folder":
+            raise ModelError(f"{self.path.name} is {odd}, not a model file")
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
@@ -143,9 +221,12 @@ class Model:
         if size > MAX_MODEL_BYTES:
             raise ModelError(f"{self.path.name} is too large to be a HematoVision model ({size / 1e6:.0f} MB)")
         try:
-            data = self.path.read_bytes()
+            data = read_regular(self.path, MAX_MODEL_BYTES)
+        except NotRegularFile as exc:
+            raise ModelError(f"{self.path.name} is {exc.strerror}, not a model file") from None
         except OSError as exc:
             raise ModelError(f"model file cannot be read: {self.path} ({exc.strerror})") from None
+        check_structure(data, self.path.name)
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or default_threads()

@@ -174,6 +174,17 @@ class OnnxFile:
                 names.append(bytes(n.value).decode("utf-8") if n else "")  # type: ignore[arg-type]
         return names
 
+    def nodes(self) -> list[tuple[str, list[str], list[str]]]:
+        """(op_type, inputs, outputs) of every node, in graph order."""
+        out = []
+        for f in self.graph:
+            if f.number == 1:
+                fs = parse(bytes(f.value))  # type: ignore[arg-type]
+                text = [(x.number, bytes(x.value).decode("utf-8", "replace")) for x in fs if x.wire == 2]
+                out.append((next((t for n, t in text if n == 4), ""), [t for n, t in text if n == 1],
+                            [t for n, t in text if n == 2]))
+        return out
+
     def initializer(self, name: str) -> np.ndarray:
         if name not in self._index:
             raise KeyError(name)

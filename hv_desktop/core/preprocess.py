@@ -21,8 +21,11 @@ barely change while decoding gets much faster.
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,10 +242,12 @@ def open_image(source: PathLike | IO[bytes], draft_size: tuple[int, int] | None 
     Raises :class:`ImageError` with a plain message for anything unusable.
     ``draft_size`` lets JPEG decoding skip detail the model will not see.
     """
+    if isinstance(source, (str, os.PathLike)):
+        source = _read_path(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(source) as im:
+            with Image.open(source, formats=FORMATS) as im:
                 w, h = im.size
                 if w <= 0 or h <= 0:
                     raise ImageError("image has no pixels")
@@ -254,20 +259,16 @@ def open_image(source: PathLike | IO[bytes], draft_size: tuple[int, int] | None 
                     # Only reduce while the result stays >= 2x the target on both axes.
                     tw, th = draft_size
                     im.draft("RGB", (tw * 2, th * 2))
+                if w * h > LARGE_PIXELS:
+                    # One large image at a time, reduced right after decoding and converted while the others
+                    # wait: six 80 MP RGBA PNGs in flight took 1.9 GB, now well under 1 GB (a test).
+                    with _LARGE_DECODE:
+                        im.load()
+                        return _finish(im, _reduce_large(im))
                 im.load()
-                out = ImageOps.exif_transpose(im) or im
-                out = _to_rgb8(out)
-                if out is im:
-                    out = im.copy()  # detach from the file before it closes
-                return out
+                return _finish(im, im)
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError("file not found (moved or deleted?)") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except IsADirectoryError:
-        raise ImageError("is a folder, not an image") from None
     except UnidentifiedImageError:
         raise ImageError(_unidentified_message(source)) from None
     except Image.DecompressionBombError as exc:  # pragma: no cover - limit disabled above
@@ -278,6 +279,65 @@ def open_image(source: PathLike | IO[bytes], draft_size: tuple[int, int] | None 
         if "truncated" in text.lower() or isinstance(exc, EOFError):
             raise ImageError("image file is truncated (incomplete copy or transfer?)") from None
         raise ImageError(f"image file is corrupt or unsupported ({text})") from None
+
+
+#: Pillow formats the app reads (the extensions scan.IMAGE_EXTENSIONS names); no other decoder (EPS, PostScript,
+#: PDF, ...) is ever consulted, whatever a file's bytes claim.
+FORMATS = ("JPEG", "PNG", "BMP", "DIB", "TIFF", "GIF", "WEBP", "PPM", "TGA", "JPEG2000", "ICO")
+#: Images above this many pixels decode one at a time and are reduced right after decoding to about
+#: REDUCED_PIXELS (far more than the model or the preview ever shows).
+LARGE_PIXELS = 16_000_000
+REDUCED_PIXELS = 8_000_000
+_LARGE_DECODE = threading.Lock()
+
+
+def _finish(opened: Image.Image, im: Image.Image) -> Image.Image:
+    """EXIF orientation and 8-bit RGB, detached from the file ``opened`` before it closes."""
+    out = ImageOps.exif_transpose(im) or im
+    out = _to_rgb8(out)
+    if out is opened:
+        out = opened.copy()
+    return out
+
+
+def _reduce_large(im: Image.Image) -> Image.Image:
+    """An integer box reduction to about LARGE_PIXELS: far above what the model or the preview shows."""
+    w, h = im.size
+    k = math.ceil(math.sqrt(w * h / REDUCED_PIXELS))
+    if k < 2 or im.mode not in ("RGB", "RGBA", "L", "LA", "I", "F", "I;16", "CMYK", "P"):
+        return im
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    return im.reduce(k)
+
+
+#: Files read from a path are read whole, up to this size (no microscope capture is larger).
+MAX_IMAGE_FILE_BYTES = 512 * 1024 * 1024
+
+
+def _read_path(path: PathLike) -> io.BytesIO:
+    """A path's bytes, read without blocking and only from a regular file (hv_desktop.core.files)."""
+    from hv_desktop.core.files import NotRegularFile, read_regular
+
+    try:
+        data = read_regular(path, MAX_IMAGE_FILE_BYTES)
+    except NotRegularFile as exc:
+        raise ImageError(exc.strerror or "not a regular file") from None
+    except FileNotFoundError:
+        raise ImageError("file not found (moved or deleted?)") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"file cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_IMAGE_FILE_BYTES:
+        raise ImageError(f"file too large (over {MAX_IMAGE_FILE_BYTES / 1e6:.0f} MB)")
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    buf = io.BytesIO(data)
+    buf.name = os.fspath(path)  # type: ignore[attr-defined]
+    return buf
 
 
 def _unidentified_message(source: PathLike | IO[bytes]) -> str:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from hv_desktop.core.files import not_regular_reason, read_regular
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".gif",
      ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".ico"}
@@ -51,8 +53,7 @@ def is_image_name(name: str) -> bool:
 def has_image_signature(path: Path) -> bool:
     """True when the file's first bytes look like an image format we can read."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
+        head = read_regular(path, 15)[:16]
     except OSError:
         return False
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -98,6 +99,7 @@ def _walk(folder: Path, seen: set[tuple[int, int]]) -> Iterator[ScanItem]:
         return
     files: list[os.DirEntry] = []
     dirs: list[os.DirEntry] = []
+    odd: list[tuple[os.DirEntry, str]] = []
     for entry in entries:
         if _is_hidden(entry):
             continue
@@ -106,16 +108,23 @@ def _walk(folder: Path, seen: set[tuple[int, int]]) -> Iterator[ScanItem]:
                 dirs.append(entry)
             elif entry.is_file(follow_symlinks=True):
                 files.append(entry)
-            elif entry.is_symlink() and is_image_name(entry.name):
-                files.append(entry)  # dangling link to an image: report it, don't hide it
-        except OSError:
-            continue
+            else:
+                reason = not_regular_reason(entry.path)
+                if reason:  # a pipe, device, socket or symlink loop: a row that says so, never a read
+                    odd.append((entry, reason))
+                elif entry.is_symlink() and is_image_name(entry.name):
+                    files.append(entry)  # dangling link to an image: report it, don't hide it
+        except OSError as exc:  # e.g. a link to itself: reported, never silently dropped
+            odd.append((entry, not_regular_reason(entry.path) or f"cannot be read ({_reason(exc)})"))
     files.sort(key=lambda e: natural_key(e.name))
     dirs.sort(key=lambda e: natural_key(e.name))
+    odd.sort(key=lambda e: natural_key(e[0].name))
     for entry in files:
         path = Path(entry.path)
         if is_image_name(entry.name) or has_image_signature(path):
             yield ScanItem(path)
+    for entry, reason in odd:
+        yield ScanItem(Path(entry.path), reason)
     for entry in dirs:
         yield from _walk(Path(entry.path), seen)
 
@@ -135,6 +144,8 @@ def scan(paths: Iterable[str | os.PathLike]) -> Iterator[ScanItem]:
         path = Path(raw)
         if path.is_dir():
             yield from _walk(path, seen)
+        elif not_regular_reason(path):
+            yield ScanItem(path, not_regular_reason(path))
         elif path.exists() or path.is_symlink():
             yield ScanItem(path)
         else:

@@ -8,12 +8,14 @@ a session file is data and can never run code when it is opened.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Iterable
 
 from hv_desktop.core.batch import Result
 from hv_desktop.core.export import atomic_write_text
+from hv_desktop.core.paths import path_to_text, text_to_path
 
 FORMAT = "hematovision-session"
 FORMAT_VERSION = 1
@@ -24,17 +26,50 @@ class SessionError(Exception):
 
 
 def _encode(r: Result) -> dict:
-    return {"path": str(r.path), "label": r.label, "confidence": r.confidence, "probabilities": r.probabilities,
+    return {"path": path_to_text(r.path), "label": r.label, "confidence": r.confidence, "probabilities": r.probabilities,
             "needs_review": r.needs_review, "typicality": r.typicality, "error": r.error, "sha256": r.sha256, "timestamp": r.timestamp,
             "reviewer_label": r.reviewer_label}
 
 
-def _decode(d: dict) -> Result:
-    return Result(path=Path(d["path"]), label=d.get("label"), confidence=d.get("confidence"),
-                  probabilities={str(k): float(v) for k, v in (d.get("probabilities") or {}).items()},
-                  needs_review=bool(d.get("needs_review")),
-                  typicality=None if d.get("typicality") is None else float(d["typicality"]), error=d.get("error"), sha256=d.get("sha256"),
-                  timestamp=d.get("timestamp") or "", reviewer_label=d.get("reviewer_label"))
+#: A session file larger than this is not read (10,000 results take about 5 MB).
+MAX_SESSION_BYTES = 512 * 1024 * 1024
+_TEXT_FIELDS = ("label", "error", "sha256", "timestamp", "reviewer_label")
+
+
+def _text(v, limit: int = 4096) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str) or len(v) > limit:
+        raise TypeError("not a short text")
+    return v
+
+
+def _number(v) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise TypeError("not a finite number")
+    return float(v)
+
+
+def _decode(d) -> Result:
+    """One result, every field type-checked (TypeError when one is not what a session holds)."""
+    if not isinstance(d, dict):
+        raise TypeError("a result is not an object")
+    path = _text(d.get("path"), 32768)
+    if not path:
+        raise TypeError("a result has no path")
+    probs = d.get("probabilities") or {}
+    if not isinstance(probs, dict) or len(probs) > 1000:
+        raise TypeError("probabilities are not a table")
+    texts = {k: _text(d.get(k)) for k in _TEXT_FIELDS}
+    needs = d.get("needs_review", False)
+    if not isinstance(needs, bool):
+        raise TypeError("needs_review is not true/false")
+    return Result(path=text_to_path(path), label=texts["label"], confidence=_number(d.get("confidence")),
+                  probabilities={_text(k) or "": _number(v) or 0.0 for k, v in probs.items()},
+                  needs_review=needs, typicality=_number(d.get("typicality")), error=texts["error"],
+                  sha256=texts["sha256"], timestamp=texts["timestamp"] or "", reviewer_label=texts["reviewer_label"])
 
 
 def result_json(r: Result) -> str:
@@ -66,19 +101,45 @@ def save_session(path: str | os.PathLike, results: Iterable[Result], model_name:
 
 
 def load_session(path: str | os.PathLike) -> tuple[list[Result], dict]:
-    """(results, header) or :class:`SessionError` with a plain message."""
+    """(results, header) or :class:`SessionError` with a plain message; never another exception.
+
+    Bounded and typed: the file's size is capped, deep nesting and non-finite numbers are refused, and a result
+    with a field of the wrong type is left out (counted in ``header["skipped"]``) instead of breaking the
+    table later.
+    """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format") != FORMAT:
-            raise SessionError("not a HematoVision session file")
-        if int(data.get("version", 0)) > FORMAT_VERSION:
-            raise SessionError("session saved by a newer HematoVision")
-        results = [_decode(d) for d in data["results"]]
+        p = Path(path)
+        if p.stat().st_size > MAX_SESSION_BYTES:
+            raise SessionError("saved session is too large to restore")
+        data = json.loads(p.read_bytes().decode("utf-8"), parse_constant=_refuse_constant)
     except SessionError:
         raise
     except FileNotFoundError:
         raise SessionError("no saved session") from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except RecursionError:
+        raise SessionError("saved session is unreadable (nested too deeply)") from None
+    except (OSError, ValueError) as exc:
         raise SessionError(f"saved session is unreadable ({exc.__class__.__name__})") from None
-    header = {k: v for k, v in data.items() if k != "results"}
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SessionError("not a HematoVision session file")
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise SessionError("saved session has no valid format version")
+    if version > FORMAT_VERSION:
+        raise SessionError("session saved by a newer HematoVision")
+    items = data.get("results")
+    if not isinstance(items, list):
+        raise SessionError("saved session holds no result list")
+    results, skipped = [], 0
+    for d in items:
+        try:
+            results.append(_decode(d))
+        except (TypeError, ValueError):
+            skipped += 1
+    header = {k: v for k, v in data.items() if k != "results" and isinstance(v, (str, int, float, type(None)))}
+    header["skipped"] = skipped
     return results, header
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a session holds")

@@ -22,6 +22,7 @@ from typing import Callable
 from hv_desktop.core.batch import Result, classify_stream
 from hv_desktop.core.export import atomic_write_text, csv_columns, result_row
 from hv_desktop.core.model import Model
+from hv_desktop.core.paths import text_to_path
 from hv_desktop.core.scan import scan
 
 
@@ -33,6 +34,11 @@ class _Seen:
     first_seen: float
 
 
+def _identity(st) -> tuple:
+    """What makes a file "the same file" to the watcher: replaced under the same name, it is new again."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass
 class SettleTracker:
     """Decides when files under a folder are complete; Qt-free so the GUI can share it."""
@@ -40,20 +46,24 @@ class SettleTracker:
     settle: float = 0.4
     give_up: float = 30.0
     _files: dict[Path, _Seen] = field(default_factory=dict)
-    done: set[Path] = field(default_factory=set)
+    #: path -> identity when finished (None: finished in an earlier run, from the CSV)
+    done: dict[Path, tuple | None] = field(default_factory=dict)
 
     def observe(self, paths: list[Path], now: float | None = None) -> list[Path]:
         """Record sizes; return the files that just became complete."""
         now = time.monotonic() if now is None else now
         ready = []
         for p in paths:
-            if p in self.done:
-                continue
             try:
                 st = p.stat()
             except OSError:
                 self._files.pop(p, None)
                 continue
+            if p in self.done:
+                ident = self.done[p]
+                if ident is None or ident == _identity(st):
+                    continue
+                del self.done[p]  # replaced under the same name: a new image
             seen = self._files.get(p)
             if seen is None or (st.st_size, st.st_mtime) != (seen.size, seen.mtime):
                 first = seen.first_seen if seen else now
@@ -63,23 +73,26 @@ class SettleTracker:
                 ready.append(p)
         return ready
 
-    def retry_or_finish(self, path: Path, truncated: bool, now: float | None = None) -> bool:
-        """After classifying: True if the file should be tried again later (still being written)."""
+    def retry_or_finish(self, path: Path, failed: bool, now: float | None = None) -> bool:
+        """After classifying: True if the file should be tried again later (it may still be being written).
+
+        Any failure is retried until ``give_up`` seconds after the file was first seen: a camera that writes
+        a few header bytes, pauses, then the rest, must not leave a "not an image" row for a good image.
+        """
         now = time.monotonic() if now is None else now
         seen = self._files.get(path)
-        if truncated and seen is not None and now - seen.first_seen < self.give_up:
+        if failed and seen is not None and now - seen.first_seen < self.give_up:
             seen.stable_since = now  # wait another settle period
             return True
-        self.done.add(path)
+        try:
+            self.done[path] = _identity(path.stat())
+        except OSError:
+            self.done[path] = None
         self._files.pop(path, None)
         return False
 
     def pending(self) -> int:
         return len(self._files)
-
-
-def _is_truncation(r: Result) -> bool:
-    return bool(r.error) and ("truncated" in r.error or "empty file" in r.error or "corrupt" in r.error)
 
 
 class FolderWatcher:
@@ -94,7 +107,8 @@ class FolderWatcher:
         self.stop_event = threading.Event()
         self.columns = csv_columns(model.labels)
         self.rows: list[list[str]] = []
-        self.hashes: set[str] = set()
+        #: sha256 -> the path whose row holds it (a same-content file elsewhere is marked a duplicate of it)
+        self.hashes: dict[str, Path] = {}
         self._load_existing()
 
     def _load_existing(self) -> None:
@@ -108,10 +122,10 @@ class FolderWatcher:
             for row in reader:
                 self.rows.append(row)
                 sha = row[self.columns.index("sha256")]
+                path = text_to_path(row[0][1:] if row[0][:2] in ("'=", "'+", "'-", "'@") else row[0])
                 if sha:
-                    self.hashes.add(sha)
-                path = Path(row[0].lstrip("'"))
-                self.tracker.done.add(path)
+                    self.hashes.setdefault(sha, path)
+                self.tracker.done[path] = None
 
     def _write(self) -> None:
         import io
@@ -130,13 +144,16 @@ class FolderWatcher:
         if not ready:
             return added
         for r in classify_stream(ready, self.model):
-            if _is_truncation(r) and self.tracker.retry_or_finish(r.path, truncated=True):
+            if not r.ok and self.tracker.retry_or_finish(r.path, failed=True):
                 continue
-            self.tracker.retry_or_finish(r.path, truncated=False)
-            if r.sha256 and r.sha256 in self.hashes:
-                continue  # the same image again (a copy, or a restart): no duplicate row
-            if r.sha256:
-                self.hashes.add(r.sha256)
+            self.tracker.retry_or_finish(r.path, failed=False)
+            first = self.hashes.get(r.sha256) if r.sha256 else None
+            if first is not None and first == r.path:
+                continue  # the same file again (a restart): no second row
+            if first is not None:  # the same picture under another name: its own row, not counted twice
+                r.error = f"duplicate of {first.name} (same image; not counted again)"
+            elif r.sha256:
+                self.hashes[r.sha256] = r.path
             self.rows.append(result_row(r, self.model.labels, self.model.info.name, self.model.info.version))
             added.append(r)
             if self.on_result:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -84,6 +85,8 @@ class MainWindow(QMainWindow):
     thumbnailsReady = Signal()
     autosaveFailed = Signal(str)
     autosaveAgain = Signal()
+    sessionLoaded = Signal(object, str)  # ((results, header) or None, error message)
+    sessionRestored = Signal(int)
 
     def __init__(self, model_path: Path | None = None, settings: QSettings | None = None,
                  autosave_path: Path | None = None, restore: bool = True) -> None:
@@ -99,6 +102,7 @@ class MainWindow(QMainWindow):
         self._skipped = 0
         self._seen: set[tuple] = set()
         self._reclassifying = False
+        self._restoring = False
         self.data_folder = autosave_path.parent if autosave_path else None
         self.setWindowTitle("HematoVision — white blood cell classification")
         self.setAcceptDrops(True)
@@ -637,7 +641,9 @@ class MainWindow(QMainWindow):
             self.act_watch.setChecked(False)
             return
         self.watch_tracker = SettleTracker(settle=0.4)
-        self.watch_tracker.done.update(i.path for i in scan([folder]) if not i.error)  # only new arrivals
+        for item in scan([folder]):  # only new arrivals (and files replaced from now on)
+            if not item.error:
+                self.watch_tracker.retry_or_finish(item.path, failed=False)
         self.watch_folder = folder
         self.fs_watcher.addPath(str(folder))
         self.watch_timer.start()
@@ -653,7 +659,7 @@ class MainWindow(QMainWindow):
         candidates = [i.path for i in scan([self.watch_folder]) if not i.error]
         ready = self.watch_tracker.observe(candidates)
         for p in ready:
-            self.watch_tracker.done.add(p)
+            self.watch_tracker.retry_or_finish(p, failed=False)
         if ready:
             self.classify(ready)
 
@@ -915,6 +921,8 @@ class MainWindow(QMainWindow):
             if not name:
                 return False
             path = Path(name)
+        if not self._output_allowed(path):
+            return False
         info = self.model.info if self.model else None
         try:
             write_csv(path, self.results.results, list(self.model.labels) if self.model else [],
@@ -924,6 +932,16 @@ class MainWindow(QMainWindow):
                                                         "Nothing was lost; choose another location.")
             return False
         self.statusBar().showMessage(f"Exported {len(self.results.results)} rows to {path}", 8000)
+        return True
+
+    def _output_allowed(self, path: Path) -> bool:
+        """Never write over one of the session's images, a link or a device (hv_desktop.core.outputs)."""
+        from hv_desktop.core.outputs import output_problem
+
+        problem = output_problem(path, [r.path for r in self.results.results])
+        if problem:
+            QMessageBox.warning(self, "Choose another file", f"{problem}.\n\nNothing was written.")
+            return False
         return True
 
     def export_report(self, path: Path | None = None, info=None) -> bool:
@@ -947,6 +965,8 @@ class MainWindow(QMainWindow):
             if not name:
                 return False
             path = Path(name)
+        if not self._output_allowed(path):
+            return False
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             pages = write_pdf(path, self.results.results, list(self.model.labels), self.model.info.name,
@@ -963,6 +983,9 @@ class MainWindow(QMainWindow):
         """Save the session off the GUI thread (serialising thousands of results would stall the
         window); a save requested while one runs is done right after it. ``wait`` blocks (on close)."""
         if self.autosave_path is None:
+            return
+        if self._restoring:  # the previous session is still being read: save once it is in
+            self._autosave_again = True
             return
         with self._autosave_lock:
             if self._autosave_thread is not None and self._autosave_thread.is_alive():
@@ -992,27 +1015,68 @@ class MainWindow(QMainWindow):
         if again:
             self.autosaveAgain.emit()
 
-    def restore_autosave(self) -> int:
+    def restore_autosave(self) -> None:
+        """Read the autosaved session off the GUI thread (10,000 results take seconds to check); autosave waits
+        until it is in, so a slow restore is never overwritten by an empty session."""
         if self.autosave_path is None or not self.autosave_path.exists():
-            return 0
-        try:
-            results, _ = load_session(self.autosave_path)
-        except SessionError as exc:
-            log.warning("autosave not restored: %s", exc)
-            self.statusBar().showMessage(f"Previous session not restored: {exc}", 8000)
-            return 0
-        if results:
-            self.results.append(results)
-            self._seen.update(self._key(r) for r in results)
+            return
+        self._restoring = True
+        path = self.autosave_path
+
+        def work() -> None:
+            try:
+                self.sessionLoaded.emit(load_session(path), "")
+            except SessionError as exc:
+                self.sessionLoaded.emit(None, str(exc))
+            except Exception as exc:  # never a crash at start-up
+                self.sessionLoaded.emit(None, f"{exc.__class__.__name__}")
+
+        self.sessionLoaded.connect(self._on_session_loaded)
+        self.statusBar().showMessage("Restoring the previous session…")
+        threading.Thread(target=work, daemon=True).start()
+
+    def _on_session_loaded(self, payload, error: str) -> None:
+        self._restoring = False
+        if payload is None:
+            kept = self._set_aside(self.autosave_path)
+            log.warning("autosave not restored: %s; kept as %s", error, kept)
+            where = f"; it was kept as {kept}" if kept else ""
+            self.statusBar().showMessage(f"Previous session could not be restored ({error}){where}", 15000)
+            self.sessionRestored.emit(0)
+            return
+        restored, header = payload
+        fresh = [r for r in restored if self._key(r) not in self._seen]
+        if fresh:
+            self.results.append(fresh)
+            self._seen.update(self._key(r) for r in fresh)
             # thumbnails are not saved with the session: rebuild them in the background
             self.thumbnailsReady.connect(lambda: self.results.dataChanged.emit(
                 self.results.index(0, 0), self.results.index(self.results.rowCount() - 1, 0)))
-            threading.Thread(target=self._rebuild_thumbnails, args=(list(results),), daemon=True).start()
-            reviewed = sum(1 for r in results if r.reviewer_label)
+            threading.Thread(target=self._rebuild_thumbnails, args=(list(fresh),), daemon=True).start()
+            reviewed = sum(1 for r in fresh if r.reviewer_label)
+            skipped = f"; {header['skipped']} unreadable entries left out" if header.get("skipped") else ""
             self.statusBar().showMessage(
-                f"Restored the previous session: {len(results)} files, {reviewed} reviewed (File ▸ New Session clears it)",
-                10000)
-        return len(results)
+                f"Restored the previous session: {len(fresh)} files, {reviewed} reviewed{skipped} "
+                "(File ▸ New Session clears it)", 10000)
+            self.update_differential()
+            self._update_actions()
+        else:
+            self.statusBar().clearMessage()
+        if self._autosave_again:
+            self.autosave()
+        self.sessionRestored.emit(len(fresh))
+
+    @staticmethod
+    def _set_aside(path: Path | None) -> Path | None:
+        """Move an unrestorable session out of the way (never overwrite it): a dated backup beside it."""
+        if path is None or not path.exists():
+            return None
+        target = path.with_name(f"{path.stem}.unrestorable-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+        try:
+            os.replace(path, target)
+            return target
+        except OSError:
+            return None
 
     def _rebuild_thumbnails(self, results: list[Result]) -> None:
         from hv_desktop.gui.worker import THUMBNAIL_SIDE

@@ -40,14 +40,14 @@ def test_whole_corpus_one_row_each_no_crash(tmp_path, model):
 def test_unreadable_file_is_an_error_row(tmp_path, model, monkeypatch):
     p = tmp_path / "locked.png"
     Image.new("RGB", (8, 8)).save(p)
-    real_open = open
+    real_read = batch_mod.read_regular
 
-    def fake_open(path, *a, **k):
+    def fake_read(path, *a, **k):
         if str(path).endswith("locked.png"):
             raise PermissionError(13, "Permission denied")
-        return real_open(path, *a, **k)
+        return real_read(path, *a, **k)
 
-    monkeypatch.setattr(batch_mod, "open", fake_open, raising=False)
+    monkeypatch.setattr(batch_mod, "read_regular", fake_read)
     (r,) = list(classify_stream([p], model))
     assert r.error == "permission denied"
 
