@@ -1,3 +1,4 @@
 """HematoVision: offline white-blood-cell classification for clinic workstations."""
 
-__version__ = "0.1.0"
+#: The application's release (the model in assets/model has its own version, in its metadata).
+__version__ = "1.3.0"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from hv_desktop import __version__
 
-EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_CANCELLED = 0, 2, 3, 4, 130
+EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_NO_IMAGES, EXIT_CANCELLED = 0, 2, 3, 4, 5, 130
+COMMANDS = ("classify", "watch", "adapt")
 
 
 class _Progress:
@@ -51,6 +52,32 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
+def _model_fail(exc: Exception) -> int:
+    """A model that cannot be used: a plain first line; the technical reason, if any, on a second."""
+    text = str(exc)
+    plain, _, detail = text.partition(" (")
+    if "not a valid ONNX model" in plain:
+        name = plain.split(" is not a valid ONNX model")[0]
+        print(f"hematovision: {name} is not a HematoVision model file", file=sys.stderr)
+        print(f"  technical reason: {detail.rstrip(')') or plain}", file=sys.stderr)
+        return EXIT_MODEL
+    return _fail(EXIT_MODEL, text)
+
+
+def _threads(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"{n} is out of range (1 to 64)")
+    return n
+
+
+THREADS_HELP = ("inference threads, 1-64 (default: the cores left after one decoding thread per two cores, "
+                "at most 8; or $HV_THREADS)")
+
+
 def _writable_target(path: Path) -> str | None:
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
@@ -78,7 +105,7 @@ def _outputs_and_model(args: argparse.Namespace, targets: list, inputs: list | N
     try:
         return Model(args.model or bundled_model_path(), threads=args.threads)
     except ModelError as exc:
-        return _fail(EXIT_MODEL, str(exc))
+        return _model_fail(exc)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -101,6 +128,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return _fail(EXIT_USAGE, f"nothing to classify: {missing[0]} not found")
 
     total = count_images(args.paths)
+    if total == 0:
+        from hv_desktop.core.scan import describe_skipped
+
+        where = ", ".join(str(p) for p in args.paths[:3]) + (" ..." if len(args.paths) > 3 else "")
+        return _fail(EXIT_NO_IMAGES, f"no images found in {where}{describe_skipped(args.paths)}; nothing written")
     progress = None if args.quiet else _Progress(total)
     cancel = threading.Event()
     tally = Tally(model.labels)
@@ -109,16 +141,20 @@ def cmd_classify(args: argparse.Namespace) -> int:
     heat_failures = 0
     t0 = time.monotonic()
     try:
-        with StreamingCsv(args.csv, model.labels, info.name, info.version) as out:
+        extra = ["heatmap"] if args.heatmaps is not None else []
+        with StreamingCsv(args.csv, model.labels, info.name, info.version, extra=extra) as out:
             try:
                 for result in classify_stream(scan(args.paths), model, batch_size=args.batch_size,
                                               progress=progress, cancel=cancel, thumbnail=96 if args.report else 0):
-                    out.write(result)
+                    heat = ""
+                    if args.heatmaps is not None and result.ok:
+                        written = _write_heatmap(model, result, args.heatmaps)
+                        heat_failures += written is None
+                        heat = str(written or "")
+                    out.write(result, [heat] if extra else None)
                     tally.add(result)
                     if args.report:
                         kept.append(result)
-                    if args.heatmaps is not None and result.ok:
-                        heat_failures += not _write_heatmap(model, result, args.heatmaps)
             except KeyboardInterrupt:
                 cancel.set()
                 print(f"\nhematovision: cancelled; {out.rows} rows written to {args.csv}", file=sys.stderr)
@@ -195,7 +231,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     try:
         base = Model(args.model or bundled_model_path(), threads=args.threads)
     except ModelError as exc:
-        return _fail(EXIT_MODEL, str(exc))
+        return _model_fail(exc)
     if out.exists() and out.resolve() == base.path.resolve():
         return _fail(EXIT_USAGE, "--out must not be the base model: the site model is a new file")
     t0 = time.monotonic()
@@ -221,15 +257,16 @@ def heatmap_name(result) -> str:
     return f"{stem[:80]}.{(result.sha256 or '0' * 8)[:8]}.heatmap.png"
 
 
-def _write_heatmap(model, result, folder: Path) -> bool:
+def _write_heatmap(model, result, folder: Path) -> Path | None:
     from hv_desktop.core.heatmap import heatmap_png
     from hv_desktop.core.preprocess import ImageError
 
+    target = folder / heatmap_name(result)
     try:
-        heatmap_png(model, result.path, folder / heatmap_name(result))
-        return True
+        heatmap_png(model, result.path, target, result=result)
+        return target
     except (ImageError, OSError, ValueError):
-        return False
+        return None
 
 
 def _write_report(args: argparse.Namespace, results: list, model) -> int:
@@ -251,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classify white blood cells (eosinophil, lymphocyte, monocyte, neutrophil) in microscope "
                     "images, offline. With no command, opens the desktop app.",
         epilog="Decision support for trained staff, not a diagnosis.")
-    ap.add_argument("--version", action="version", version=f"HematoVision {__version__}")
+    ap.add_argument("--version", action=_VersionAction)
     ap.add_argument("--screenshot", type=Path, metavar="OUT.png",
                     help="open the window, classify PATHs, save a screenshot of it and exit "
                          "(usage: hematovision [--model M] [--screenshot OUT.png] [PATH...])")
@@ -269,15 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--operator", help="operator name printed on the report")
     c.add_argument("--note", help="free text printed on the report")
     c.add_argument("--report-heatmaps", action="store_true", help="show heatmaps in the report's gallery")
-    c.add_argument("--threads", type=int, default=None, help="inference threads (default: cores, up to 8)")
+    c.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
     c.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
     c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
-    wp = sub.add_parser("watch", help="classify images as they appear in a folder (a camera's output)")
-    wp.add_argument("folder", type=Path, metavar="DIR")
-    wp.add_argument("--csv", type=Path, required=True, metavar="OUT.csv", help="grows as images arrive")
-    wp.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS)
-    wp.add_argument("--interval", type=float, default=0.25, help="seconds between looks at the folder")
-    wp.add_argument("--threads", type=int, default=None)
+    wp = sub.add_parser(
+        "watch", help="classify images as they appear in a folder (a camera's output)",
+        description="Watch a folder a camera or scanner saves into: each image is classified once it is "
+                    "completely written (a file still growing, or one that does not decode yet, is waited for), "
+                    "and a row is added to the CSV, which is rewritten atomically. Rows are keyed on the image's "
+                    "content, so restarting on the same CSV never repeats a row. Ctrl+C stops.")
+    wp.add_argument("folder", type=Path, metavar="DIR", help="the folder to watch (new files, and files replaced "
+                                                             "in it, are classified)")
+    wp.add_argument("--csv", type=Path, required=True, metavar="OUT.csv",
+                    help="results; grows as images arrive (an existing one from an earlier watch is continued)")
+    wp.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS,
+                    help="ONNX model file (default: the shipped model)")
+    wp.add_argument("--interval", type=float, default=0.25, metavar="SECONDS",
+                    help="seconds between looks at the folder (default: %(default)s)")
+    wp.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
     ad = sub.add_parser(
         "adapt", help="adapt the model to your lab from reviewed cells (writes a new model file)",
         description="Fit a site model from cells your lab reviewed: the results CSV of 'classify' or the app "
@@ -289,14 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--site-name", default="this lab", help="the lab's name, stored in the model and shown")
     ad.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS,
                     help="the model to adapt (default: the shipped model)")
-    ad.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
+    ad.add_argument("--threads", type=_threads, default=None, help=argparse.SUPPRESS)
     ad.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return ap
 
 
 def _gui_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hematovision", description="Open the desktop app (optionally on PATHs).")
-    ap.add_argument("--version", action="version", version=f"HematoVision {__version__}")
+    ap.add_argument("--version", action=_VersionAction)
     ap.add_argument("--screenshot", type=Path, metavar="OUT.png")
     ap.add_argument("--model", type=Path)
     ap.add_argument("paths", nargs="*", metavar="PATH")
@@ -316,9 +362,49 @@ def _command(argv: list[str]) -> str | None:
     return None
 
 
+def version_text(model_path: Path | None = None) -> str:
+    """The app's release and the model it would use: one story for --version, About, CSV and report."""
+    from hv_desktop.core.model import Model, ModelError, bundled_model_path
+
+    try:
+        m = Model(model_path or bundled_model_path(), threads=1)
+        model = f"model {m.info.name} v{m.info.version}"
+    except ModelError as exc:
+        model = f"no usable model ({exc})"
+    return f"HematoVision {__version__}; {model}"
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, help="print the app's and the model's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        model = getattr(namespace, "model", None)
+        print(version_text(model))
+        parser.exit()
+
+
+def _unknown_command(argv: list[str]) -> str | None:
+    """A message when the first word is neither a command nor an existing file or folder."""
+    import difflib
+
+    word = _command(argv)
+    if word is None or word in COMMANDS or os.path.lexists(word):
+        return None
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    if close:
+        return f"unknown command '{word}'; did you mean '{close[0]}'?"
+    if len(argv) > 1 and any(a.startswith("--") and a not in ("--model", "--screenshot") for a in argv):
+        return f"unknown command '{word}' (commands: {', '.join(COMMANDS)})"
+    return f"'{word}' is neither a command ({', '.join(COMMANDS)}) nor a file or folder"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if _command(argv) in ("classify", "watch", "adapt") or any(a in ("-h", "--help") for a in argv):
+    unknown = _unknown_command(argv)
+    if unknown:
+        return _fail(EXIT_USAGE, unknown)
+    if _command(argv) in COMMANDS or any(a in ("-h", "--help", "--version") for a in argv):
         args = build_parser().parse_args(argv)
         if args.command == "classify":
             return cmd_classify(args)

@@ -17,6 +17,10 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
 
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
 
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _images(folder, n, start=0):
     folder.mkdir(parents=True, exist_ok=True)
@@ -220,7 +224,7 @@ def test_heatmap_toggle_and_save(qtbot, window, tmp_path):
     assert window._preview_pixmap.toImage() != plain  # the overlay changed the picture
     out = tmp_path / "heat.png"
     assert window.save_heatmap(out)
-    assert Image.open(out).size == (24, 24)
+    assert Image.open(out).size == (24, 24 + 22)  # with its legend strip
 
 
 def test_report_from_gui(qtbot, window, tmp_path):
@@ -257,8 +261,9 @@ def test_opening_the_same_folder_twice_keeps_one_row_per_file(qtbot, window, tmp
     assert "3 already in this session" in window.statusBar().currentMessage()
 
 
-def test_missing_x11_library_is_named_not_a_crash(monkeypatch):
-    import ctypes.util
+def test_missing_x11_libraries_are_all_named_not_a_crash(monkeypatch, capsys):
+    import shutil
+    import subprocess
 
     from hv_desktop.gui import app as app_mod
 
@@ -266,9 +271,31 @@ def test_missing_x11_library_is_named_not_a_crash(monkeypatch):
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None if name == "xcb-cursor" else "lib.so")
-    assert app_mod.missing_linux_libraries() == ["libxcb-cursor0"]
-    assert app_mod.run_gui() == 2
+    monkeypatch.setattr(app_mod, "_x_display_reachable", lambda d: True)
+    ldd = ("\tlibxcb-icccm.so.4 => not found\n\tlibxcb-keysyms.so.1 => not found\n"
+           "\tlibxcb.so.1 => /lib/libxcb.so.1 (0x1)\n")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, ldd, ""))
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/ldd")
+    assert app_mod.missing_linux_libraries() == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
+    assert app_mod.run_gui() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sudo apt install libxcb-icccm4 libxcb-keysyms1" in err[0]
+
+
+def test_no_display_is_one_line_and_screenshot_goes_offscreen(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env.update(PYTHONPATH=str(ROOT), HV_DATA_DIR=str(tmp_path / "data"))
+    r = subprocess.run([sys.executable, "-m", "hv_desktop"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no display" in r.stderr
+    _images(tmp_path / "imgs", 4)
+    shot = tmp_path / "shot.png"
+    r = subprocess.run([sys.executable, "-m", "hv_desktop", "--screenshot", str(shot), str(tmp_path / "imgs")],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(shot).size[0] > 300
 
 
 def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):

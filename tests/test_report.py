@@ -65,7 +65,7 @@ def test_cli_report_and_heatmaps(tmp_path, tiny_model_path):
     assert len(PdfReader(str(tmp_path / "r.pdf")).pages) >= 1
     heat = sorted((tmp_path / "heat").iterdir())
     assert len(heat) == 6 and all(p.name.endswith(".heatmap.png") for p in heat)
-    assert Image.open(heat[0]).size == (40, 30)
+    assert Image.open(heat[0]).size == (40, 30 + 22)  # the picture and its legend strip
 
 
 def test_heat_normalisation_and_overlay():

@@ -331,11 +331,11 @@ def fit_head(x: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, ridge
 
 def _folds(y: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """A stratified fold number per cell (deterministic)."""
-    rng = np.random.default_rng(seed)
     fold = np.zeros(len(y), int)
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        rng.shuffle(idx)
+        # a fixed multiplicative-hash shuffle (the standalone bundle leaves numpy.random out)
+        idx = idx[np.argsort((idx.astype(np.uint64) * np.uint64(2654435761) + np.uint64(seed)) % np.uint64(2**32))]
         fold[idx] = np.arange(len(idx)) % k
     return fold
 

@@ -112,17 +112,20 @@ class StreamingCsv:
     """Rows go to a temporary file as results arrive (memory stays flat); the
     target appears, complete, only on a clean exit from the ``with`` block."""
 
-    def __init__(self, path: str | os.PathLike, labels: Sequence[str], model_name: str, model_version: str):
+    def __init__(self, path: str | os.PathLike, labels: Sequence[str], model_name: str, model_version: str,
+                 extra: Sequence[str] = ()):
         self.target = Path(path)
         self.labels, self.model_name, self.model_version = list(labels), model_name, model_version
         fd, self._tmp = make_temp_beside(self.target)
         self._fh = os.fdopen(fd, "w", encoding="utf-8-sig", newline="")
         self._writer = csv.writer(self._fh, lineterminator="\r\n")
-        self._writer.writerow(csv_columns(self.labels))
+        self._writer.writerow(csv_columns(self.labels) + list(extra))
         self.rows = 0
 
-    def write(self, r: Result) -> None:
-        self._writer.writerow(result_row(r, self.labels, self.model_name, self.model_version))
+    def write(self, r: Result, extra: Sequence[str] | None = None) -> None:
+        """One row; ``extra``: values of the extra columns given at creation (e.g. the heatmap's path)."""
+        row = result_row(r, self.labels, self.model_name, self.model_version)
+        self._writer.writerow(row + [safe_cell(path_to_text(v)) for v in extra] if extra else row)
         self.rows += 1
 
     def __enter__(self) -> "StreamingCsv":

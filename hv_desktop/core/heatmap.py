@@ -116,14 +116,49 @@ def outline(image: Image.Image, box: tuple[int, int, int, int], width: int = 2,
     return Image.fromarray(arr, "RGB")
 
 
-def heatmap_png(model: Model, path: Path, out: Path, opacity: float = 0.45, max_side: int = 800) -> None:
-    """Write the overlay for one image file (PNG), sized for a report or a screen."""
+#: Default overlay strength for written heatmaps: the cell's shape stays readable under the colour.
+PNG_OPACITY = 0.35
+
+
+def heatmap_png(model: Model, path: Path, out: Path, opacity: float = PNG_OPACITY, max_side: int = 800,
+                result=None) -> None:
+    """Write the overlay for one image file (PNG), sized for a report or a screen, with a legend strip
+    below it naming the class and confidence (``result``: the row's classification; else the model's answer)."""
     import io
 
     from hv_desktop.core.export import atomic_write_bytes
 
     im = open_image(path, draft_size=(max_side, max_side))
     im.thumbnail((max_side, max_side))
+    probs, view = explain(model, im, heat=True, opacity=opacity)
+    if result is not None and result.label:
+        label, conf = result.label, result.confidence or 0.0
+    elif probs is not None:
+        label, conf = model.labels[int(np.argmax(probs))], float(np.max(probs))
+    else:
+        label, conf = "", 0.0
     buf = io.BytesIO()
-    view_for(model, im, heat=True, opacity=opacity).save(buf, "PNG")
+    with_legend(view, f"{label} {conf * 100:.0f}%" if label else "").save(buf, "PNG")
     atomic_write_bytes(out, buf.getvalue())
+
+
+def with_legend(view: Image.Image, text: str) -> Image.Image:
+    """``view`` above a strip with ``text`` and the colour scale (low to high evidence). Pillow's built-in
+    bitmap font: no FreeType, which the standalone bundle leaves out."""
+    from PIL import ImageDraw, ImageFont
+
+    w, h = view.size
+    strip = 22
+    canvas = Image.new("RGB", (w, h + strip), (255, 255, 255))
+    canvas.paste(view, (0, 0))
+    bar_w = min(120, w // 3)
+    ramp = _colormap(np.tile(np.linspace(0, 1, bar_w, dtype=np.float32), (10, 1)))
+    canvas.paste(Image.fromarray(np.clip(ramp + 0.5, 0, 255).astype(np.uint8), "RGB"), (w - bar_w - 6, h + 6))
+    draw = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.load_default()
+    except Exception:  # no font at all: the strip keeps its colour scale
+        return canvas
+    draw.text((6, h + 5), text, fill=(0, 0, 0), font=font)
+    draw.text((w - bar_w - 40, h + 5), "evidence", fill=(80, 80, 80), font=font)
+    return canvas

@@ -155,3 +155,33 @@ def scan(paths: Iterable[str | os.PathLike]) -> Iterator[ScanItem]:
 def count_images(paths: Iterable[str | os.PathLike]) -> int:
     """How many items :func:`scan` will yield (a cheap pre-pass for progress bars)."""
     return sum(1 for _ in scan(paths))
+
+
+def describe_skipped(paths: Iterable[str | os.PathLike], limit: int = 10_000) -> str:
+    """Why a scan found no images, for the one-line message: what it skipped, e.g.
+    " (skipped 3 files that are not images, e.g. notes.txt; 2 hidden files)", or " (the folder is empty)"."""
+    other: list[str] = []
+    hidden = 0
+    seen = 0
+    for raw in paths:
+        if not os.path.isdir(raw):
+            continue
+        for _root, dirs, names in os.walk(raw):
+            for name in names:
+                seen += 1
+                if name.startswith("."):
+                    hidden += 1
+                else:
+                    other.append(name)
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            if seen >= limit:
+                break
+    if not seen:
+        return " (the folder is empty)"
+    parts = []
+    if other:
+        parts.append(f"skipped {len(other)} file{'s' if len(other) != 1 else ''} that "
+                     f"{'are' if len(other) != 1 else 'is'} not an image, e.g. {other[0]}")
+    if hidden:
+        parts.append(f"{hidden} hidden file{'s' if hidden != 1 else ''}")
+    return " (" + "; ".join(parts) + ")"

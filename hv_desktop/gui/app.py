@@ -17,12 +17,25 @@ log = logging.getLogger("hematovision")
 
 
 def data_dir() -> Path:
-    """Per-user folder for the autosaved session and logs ($HV_DATA_DIR overrides)."""
+    """The one per-user folder for the autosaved session, site models and logs ($HV_DATA_DIR overrides):
+    Linux ~/.local/share/HematoVision, Windows %LOCALAPPDATA%\\HematoVision, macOS
+    ~/Library/Application Support/HematoVision. (Before 1.3 it was .../HematoVision/HematoVision: moved once.)"""
     env = os.environ.get("HV_DATA_DIR")
     if env:
         return Path(env)
-    loc = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)
-    return Path(loc) if loc else Path.home() / ".hematovision"
+    loc = QStandardPaths.writableLocation(QStandardPaths.GenericDataLocation)
+    folder = Path(loc) / "HematoVision" if loc else Path.home() / ".hematovision"
+    old = folder / "HematoVision"
+    if old.is_dir() and not (folder / "autosave.json").exists():
+        try:
+            for item in old.iterdir():
+                target = folder / item.name
+                if not target.exists():
+                    item.rename(target)
+            old.rmdir()
+        except OSError:
+            pass  # left where it is; nothing is lost
+    return folder
 
 
 def setup_logging(folder: Path) -> Path:
@@ -48,31 +61,111 @@ def install_excepthook(log_path: Path) -> None:
     sys.excepthook = hook
 
 
-def missing_linux_libraries() -> list[str]:
-    """System libraries Qt's X11 plugin needs but pip cannot install (Qt would abort without a word)."""
-    if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY"):
-        return []
-    if os.environ.get("QT_QPA_PLATFORM") or os.environ.get("WAYLAND_DISPLAY"):
-        return []
-    import ctypes.util
-    import glob
+#: Debian/Ubuntu packages for the libraries Qt's X11 plugin loads (soname -> package).
+_PACKAGES = {
+    "libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1", "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-render-util.so.0": "libxcb-render-util0", "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0", "libxkbcommon.so.0": "libxkbcommon0",
+    "libxcb-randr.so.0": "libxcb-randr0", "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-xfixes.so.0": "libxcb-xfixes0", "libxcb-xinerama.so.0": "libxcb-xinerama0",
+    "libxcb-sync.so.1": "libxcb-sync1", "libxcb-shm.so.0": "libxcb-shm0", "libxcb-render.so.0": "libxcb-render0",
+    "libxcb-util.so.1": "libxcb-util1", "libX11-xcb.so.1": "libx11-xcb1", "libxcb.so.1": "libxcb1",
+    "libEGL.so.1": "libegl1", "libGL.so.1": "libgl1", "libOpenGL.so.0": "libopengl0",
+    "libfontconfig.so.1": "libfontconfig1", "libdbus-1.so.3": "libdbus-1-3", "libSM.so.6": "libsm6",
+    "libICE.so.6": "libice6", "libX11.so.6": "libx11-6",
+}
 
-    bundle = getattr(sys, "_MEIPASS", None)
-    missing = []
-    for lib, package in (("xcb-cursor", "libxcb-cursor0"), ("xkbcommon-x11", "libxkbcommon-x11-0")):
-        if ctypes.util.find_library(lib) is None and not (bundle and glob.glob(f"{bundle}/**/lib{lib}.so*",
-                                                                               recursive=True)):
-            missing.append(package)
+
+def _qt_dir() -> Path:
+    import PySide6
+
+    return Path(PySide6.__file__).resolve().parent / "Qt"
+
+
+def missing_linux_libraries() -> list[str]:
+    """Shared libraries Qt's X11 platform plugin needs and cannot find (sonames; [] when all load).
+
+    Why: without them Qt aborts with "could not load the Qt platform plugin xcb ... xcb-cursor0 is needed",
+    naming the wrong library. The plugin and its Qt library are asked directly (ldd), so every missing one
+    is named at once."""
+    import shutil
+    import subprocess
+
+    ldd = shutil.which("ldd")
+    qt = _qt_dir()
+    targets = [qt / "plugins" / "platforms" / "libqxcb.so", *sorted((qt / "lib").glob("libQt6XcbQpa.so*"))[:1]]
+    missing: list[str] = []
+    if ldd is None:
+        return missing
+    for t in targets:
+        if not t.exists():
+            continue
+        try:
+            out = subprocess.run([ldd, str(t)], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in out.splitlines():
+            if "not found" in line:
+                name = line.split("=>")[0].strip()
+                if name and name not in missing:
+                    missing.append(name)
     return missing
 
 
-def run_gui(paths: list[str] | None = None, model_path: Path | None = None, screenshot: Path | None = None) -> int:
+def _x_display_reachable(display: str) -> bool:
+    """Whether a local X display (":0", "unix:0.0") has its socket; remote displays are left to Qt."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:unix)?:(\d+)(?:\.\d+)?", display)
+    if not m:
+        return True
+    path = f"/tmp/.X11-unix/X{m.group(1)}"
+    for address in (path, "\0" + path):  # the file, or Linux's abstract socket of the same name
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(2)
+        try:
+            s.connect(address)
+            return True
+        except OSError:
+            continue
+        finally:
+            s.close()
+    return False
+
+
+def platform_problem(screenshot: bool = False) -> str | None:
+    """Why the window cannot open here, in one line naming what is missing (None: it can).
+
+    Checked before Qt starts, because Qt's own failure is an abort (exit 134) with a misleading message.
+    A screenshot run needs no display: it is switched to Qt's offscreen platform instead."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    display, wayland = os.environ.get("DISPLAY"), os.environ.get("WAYLAND_DISPLAY")
+    if screenshot and (not display or not _x_display_reachable(display)) and not wayland:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        return None
+    if not display and not wayland:
+        return ("no display to open the window on (DISPLAY and WAYLAND_DISPLAY are not set); run it on the "
+                "desktop, or use 'hematovision classify' for work without a window")
+    if wayland and not display:
+        return None
+    if not _x_display_reachable(display or ""):
+        return f"cannot connect to the display {display} (is the desktop session running?)"
     missing = missing_linux_libraries()
     if missing:
-        print("hematovision: the desktop app needs these system packages: " + " ".join(missing)
-              + f" (e.g. sudo apt install {' '.join(missing)}); 'hematovision classify' works without them",
-              file=sys.stderr)
-        return 2
+        packages = sorted({_PACKAGES.get(m, m) for m in missing})
+        return (f"the window needs system libraries that are missing: {', '.join(missing)} "
+                f"(Debian/Ubuntu: sudo apt install {' '.join(packages)}); 'hematovision classify' works without them")
+    return None
+
+
+def run_gui(paths: list[str] | None = None, model_path: Path | None = None, screenshot: Path | None = None) -> int:
+    problem = platform_problem(screenshot=screenshot is not None)
+    if problem:
+        print(f"hematovision: {problem}", file=sys.stderr)
+        return 1
     from hv_desktop.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -765,7 +765,7 @@ class MainWindow(QMainWindow):
                 return False
             path = Path(name)
         try:
-            heatmap_png(self.model, r.path, path, opacity=self.heat_opacity.value() / 100)
+            heatmap_png(self.model, r.path, path, opacity=self.heat_opacity.value() / 100, result=r)
         except (ImageError, OSError, ValueError) as exc:
             QMessageBox.critical(self, "Heatmap not saved", f"Could not save {path}:\n{exc}")
             return False

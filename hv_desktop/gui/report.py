@@ -9,6 +9,8 @@ file name is HTML-escaped.
 
 from __future__ import annotations
 
+from hv_desktop import __version__
+
 import html
 import os
 from dataclasses import dataclass
@@ -79,6 +81,7 @@ def build_document(results: Sequence[Result], labels: Sequence[str], model_name:
         f"<tr><td><b>Date</b></td><td>{now}</td></tr>",
         f"<tr><td><b>Operator</b></td><td>{e(info.operator) or '—'}</td></tr>",
         f"<tr><td><b>Model</b></td><td>{e(model_name)} v{e(model_version)}</td></tr>",
+        f"<tr><td><b>Software</b></td><td>HematoVision {__version__}</td></tr>",
         "</table>",
     ]
     if by_model.flagged:
