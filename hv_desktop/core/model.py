@@ -339,4 +339,6 @@ def bundled_model_path() -> Path:
     if env:
         return Path(env)
     base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2]))
-    return base / "assets" / "model" / "hematovision.onnx"
+    path = base / "assets" / "model" / "hematovision.onnx"
+    installed = Path(sys.prefix) / "share" / "hematovision" / "model" / "hematovision.onnx"
+    return path if path.exists() or not installed.exists() else installed

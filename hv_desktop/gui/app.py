@@ -172,6 +172,8 @@ def run_gui(paths: list[str] | None = None, model_path: Path | None = None, scre
     app.setApplicationName("HematoVision")
     app.setStyle("Fusion")  # the same look on every platform and desktop theme
     icon = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2])) / "assets" / "icons" / "hematovision.png"
+    if not icon.exists():  # installed from a wheel
+        icon = Path(sys.prefix) / "share" / "hematovision" / "icons" / "hematovision.png"
     if icon.exists():
         from PySide6.QtGui import QIcon
 
