@@ -279,3 +279,18 @@ def test_metadata_bounds_for_crop_fraction(tmp_path):
         "width": 32, "height": 32, "crop": "cell", "crop_fraction": 2.5}})
     with pytest.raises(ModelError, match="crop_fraction"):
         Model(bad)
+
+
+def test_huge_csv_reads_a_bounded_class_balanced_subset(shared_data, shipped_model, tmp_path):
+    real = [A.LabelledCell(f, c) for c in CLASSES for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[:6]]
+    ghosts = [A.LabelledCell(tmp_path / f"gone_{i}.png", "neutrophil") for i in range(5000)]
+    result = A.adapt(Model(shipped_model), ghosts + real)
+    assert len(result.skipped) + sum(result.counts.values()) <= A.MAX_CELLS  # never 5,024 reads
+    assert [result.counts[c] for c in CLASSES[:3]] == [6, 6, 6]  # the rare classes are all kept
+
+
+@pytest.mark.skipif(os.name != "posix", reason="FIFOs")
+def test_fifo_csv_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "labels.csv")
+    with pytest.raises(A.AdaptError, match="cannot be read"):
+        A.read_labelled_csv([tmp_path / "labels.csv"])

@@ -54,6 +54,52 @@ def _zoom_range(zoom: float | list[float]) -> tuple[float, float]:
     return (lo, hi)
 
 
+# Ruifrok & Johnston's stain vectors (rows: haematoxylin, eosin, residual), as in skimage.color.rgb2hed.
+_RGB_FROM_HED = ((0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (0.27, 0.57, 0.78))
+
+
+class RandomStain(keras.layers.Layer):
+    """Another lab's stain and camera, per image (training only): in optical density the haematoxylin, eosin
+    and residual amounts are each scaled by 1 +- ``stain`` and shifted by +- ``stain_shift``; then the
+    camera's white balance (per-channel gain 1 +- ``tint``) and gamma (exp +- ``gamma``).
+
+    Why: hue/saturation jitter moves every pixel alike, but a stain changes nuclei and cytoplasm differently,
+    and a lamp or camera tints the background; a lab whose background is yellow, or blue-green, was read wrong
+    (issue 17). Inputs and outputs are RGB in [0, 255]. Keras layers and keras.ops only (exportable; inactive
+    at inference).
+    """
+
+    def __init__(self, stain: float = 0.25, stain_shift: float = 0.05, tint: float = 0.1, gamma: float = 0.2,
+                 seed: int | None = None, **kw):
+        super().__init__(**kw)
+        import numpy as np
+
+        self.stain, self.stain_shift, self.tint, self.gamma = stain, stain_shift, tint, gamma
+        self.seed_gen = keras.random.SeedGenerator(seed)
+        m = np.asarray(_RGB_FROM_HED, np.float32)
+        m = m / np.linalg.norm(m, axis=1, keepdims=True)
+        self.rgb_from_hed = m
+        self.hed_from_rgb = np.linalg.inv(m).astype(np.float32)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        ops = keras.ops
+        n = ops.shape(x)[0]
+        od = -ops.log(ops.clip(x, 1.0, 255.0) / 255.0)  # optical density, >= 0
+        hed = ops.einsum("nhwc,cd->nhwd", od, ops.convert_to_tensor(self.hed_from_rgb))
+        scale = 1.0 + keras.random.uniform((n, 1, 1, 3), -self.stain, self.stain, seed=self.seed_gen)
+        shift = keras.random.uniform((n, 1, 1, 3), -self.stain_shift, self.stain_shift, seed=self.seed_gen)
+        od = ops.einsum("nhwd,dc->nhwc", hed * scale + shift, ops.convert_to_tensor(self.rgb_from_hed))
+        rgb = ops.exp(-ops.maximum(od, 0.0))  # in (0, 1]
+        gain = 1.0 + keras.random.uniform((n, 1, 1, 3), -self.tint, self.tint, seed=self.seed_gen)
+        gam = ops.exp(keras.random.uniform((n, 1, 1, 1), -self.gamma, self.gamma, seed=self.seed_gen))
+        return ops.clip(ops.power(ops.clip(rgb * gain, 1e-4, 1.0), gam) * 255.0, 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 def augmentation(cfg: dict, seed: int) -> list[keras.layers.Layer]:
     """Microscopy-minded augmentation: any orientation, scale, stain and focus changes."""
     a = cfg["augment"]
@@ -73,6 +119,10 @@ def augmentation(cfg: dict, seed: int) -> list[keras.layers.Layer]:
                                            value_range=(0, 255), seed=seed + 8))
     if a.get("grayscale_probability", 0) > 0:
         layers.append(L.RandomGrayscale(a["grayscale_probability"], seed=seed + 9))
+    if a.get("stain"):
+        st = a["stain"]
+        layers.insert(4, RandomStain(st.get("scale", 0.25), st.get("shift", 0.05), st.get("tint", 0.1),
+                                     st.get("gamma", 0.2), seed=seed + 10))
     return layers
 
 

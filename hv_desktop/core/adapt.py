@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hv_desktop.core.model import METADATA_KEY, Model
+from hv_desktop.core.files import read_regular
 from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.paths import text_to_path
 from hv_desktop.core.preprocess import ImageError, Preprocessing, box_around, cell_centre, normalise, open_image
@@ -56,8 +57,11 @@ FOLDS = 5
 SELECT_PER_CLASS = 20
 #: Share of the lab's genuine cells (cross-validated) the adapted needs-review rule may flag (review_temperature).
 REVIEW_FLAG_RATE = 0.25
-#: Most labelled cells used (a stratified subset beyond it): keeps the fit within seconds on any PC.
-MAX_CELLS = 1000
+#: Most labelled cells used (taken by class in turn, before any image is read): the published recipe needs
+#: <= 100 per class, and this keeps time and memory bounded on any PC.
+MAX_CELLS = 400
+#: Images are kept at most this large (short side) between the magnifications tried: ~0.8 MB each.
+KEEP_SHORT_SIDE = 640
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
@@ -143,7 +147,7 @@ def read_labelled_csv(paths: Sequence[str | os.PathLike]) -> list[LabelledCell]:
     for p in paths:
         src = Path(p)
         try:
-            raw = src.read_bytes()[: 64 * 1024 * 1024 + 1]
+            raw = read_regular(src, 64 * 1024 * 1024)
         except FileNotFoundError:
             raise AdaptError(f"CSV not found: {src}") from None
         except OSError as exc:
@@ -379,16 +383,18 @@ def _load_cells(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Ca
         if cancel and cancel():
             raise AdaptError("cancelled")
         try:
-            if not cell.path.is_file():
-                raise ImageError("not found" if not cell.path.exists() else "not a regular file")
-            if cell.path.stat().st_size > MAX_FILE_BYTES:
+            if not cell.path.exists():
+                raise ImageError("not found")
+            data = read_regular(cell.path, MAX_FILE_BYTES)
+            if len(data) > MAX_FILE_BYTES:
                 raise ImageError("file too large")
-            data = cell.path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if digest in seen:
                 continue  # the same picture twice must not count twice (nor leak into its own CV fold)
             im = open_image(io.BytesIO(data))
-            im.load()
+            if min(im.size) > KEEP_SHORT_SIDE:  # memory stays bounded whatever the camera's resolution
+                im.thumbnail((im.size[0] * KEEP_SHORT_SIDE // min(im.size) + 1,
+                              im.size[1] * KEEP_SHORT_SIDE // min(im.size) + 1), reducing_gap=2.0)
         except (ImageError, OSError) as exc:
             skipped.append((cell.path, str(exc) if isinstance(exc, ImageError) else (exc.strerror or str(exc))))
             continue
@@ -424,6 +430,10 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
     probe = _Probe(base)
     if not cells:
         raise AdaptError("no reviewed cells: give cells with a reviewer label (review some cells first)")
+    if len(cells) > MAX_CELLS:  # a class-balanced subset, chosen before anything is read
+        names = sorted({c.label.strip().lower() for c in cells})
+        order = np.asarray([names.index(c.label.strip().lower()) for c in cells])
+        cells = [cells[i] for i in _limit(order, MAX_CELLS)]
     say("reading images", 0.0)
     clock = [time.perf_counter()]
     seconds: dict[str, float] = {}
@@ -444,10 +454,6 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
         raise AdaptError(f"too few reviewed cells: at least {MIN_PER_CLASS} of some class are needed (have "
                          + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")")
     frozen = [i for i in range(len(labels)) if i not in enough]
-    keep = _limit(np.where(target, y_all, len(labels)), MAX_CELLS)
-    ims = [ims[i] for i in keep]
-    y_all, shas = y_all[keep], [shas[i] for i in keep]
-    target = y_all >= 0
     y = y_all[target]
 
     lap("read")
