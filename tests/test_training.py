@@ -241,3 +241,21 @@ def test_l2sp_pull_moves_base_kernels_back_toward_their_start():
     pull.on_train_batch_end(0)
     for v, s in zip(kernels, start):
         assert np.allclose(v.numpy() - s, 0.95, atol=1e-5)
+
+
+@pytest.mark.training
+def test_random_stain_changes_colour_only_while_training():
+    pytest.importorskip("tensorflow")
+    import numpy as np
+
+    from training.model import RandomStain
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 255, (4, 16, 16, 3)).astype(np.float32)
+    layer = RandomStain(seed=3)
+    assert np.array_equal(np.asarray(layer(x, training=False)), x)  # inactive at inference (the export)
+    out = np.asarray(layer(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    assert np.abs(out - x).mean() > 1.0  # it does change the colour
+    still = np.asarray(RandomStain(0, 0, 0, 0, seed=3)(x, training=True))
+    np.testing.assert_allclose(still, x, atol=1e-3)  # zero jitter: the optical-density round trip is exact
