@@ -76,7 +76,19 @@ assert a == b, "bundle and package disagree"
 print(f"smoke: {len(a)} rows identical to the installed package")
 PY
 QT_QPA_PLATFORM=offscreen "$BIN" classify "$IMAGES" --csv "$tmp/again.csv" --report "$tmp/report.pdf" \
-  --case-id "Smoke ä ß 漢" --operator "CI" -q
+  --case-id "Smoke ä ß 漢" --operator "CI" --heatmaps "$tmp/heat" -q
+test "$(ls "$tmp/heat" | wc -l)" -gt 0 && echo "smoke: heatmaps with legends written"
+# adapt from the bundle (numpy, the ONNX rewriter and onnxruntime only): reviewer labels = the model's, a smoke test
+"$VENV/bin/python" - "$tmp/bundle.csv" "$tmp/labelled.csv" <<'PY'
+import csv, os, sys
+with open(sys.argv[1], encoding="utf-8-sig", newline="") as fh, open(sys.argv[2], "w", newline="") as out:
+    w = csv.writer(out)
+    w.writerow(["path", "reviewer_label"])
+    w.writerows([os.path.abspath(r["path"]), r["predicted_label"]] for r in csv.DictReader(fh) if r["predicted_label"])
+PY
+"$BIN" adapt "$tmp/labelled.csv" --out "$tmp/site.onnx" --site-name "Smoke" -q
+QT_QPA_PLATFORM=offscreen "$BIN" classify "$IMAGES" --csv "$tmp/site.csv" --model "$tmp/site.onnx" -q
+echo "smoke: adapt wrote a site model that classifies"
 head -c 5 "$tmp/report.pdf" | grep -q "%PDF-" && echo "smoke: PDF report written ($(wc -c < "$tmp/report.pdf") bytes)"
 HV_DATA_DIR="$tmp/data" QT_QPA_PLATFORM=offscreen "$BIN" --screenshot "$tmp/shot.png" "$IMAGES"
 test -s "$tmp/shot.png" && echo "smoke: --screenshot works offscreen"
