@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComb
 from hv_desktop import __version__
 from hv_desktop.core.batch import Result
 from hv_desktop.core.export import differential, write_csv
+from hv_desktop.core.heatmap import PNG_OPACITY
 from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model_path
 from hv_desktop.core.preprocess import ImageError, at_image_edge, model_box_and_centre, open_image
 from hv_desktop.core.session import SessionError, load_session, save_session
@@ -309,7 +310,7 @@ class MainWindow(QMainWindow):
         self.heat_box.toggled.connect(lambda _: self._refresh_preview())
         self.heat_opacity = QSlider(Qt.Horizontal)
         self.heat_opacity.setRange(10, 90)
-        self.heat_opacity.setValue(45)
+        self.heat_opacity.setValue(round(PNG_OPACITY * 100))  # the cell's shape stays readable
         self.heat_opacity.setMaximumWidth(90)
         self.heat_opacity.setAccessibleName("Heatmap opacity")
         self.heat_opacity.setToolTip("Heatmap opacity")

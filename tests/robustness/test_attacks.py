@@ -100,6 +100,32 @@ def test_session_with_non_utf8_name_round_trips(tmp_path, tiny_model_path):
     assert os.fsencode(back[0].path) == os.fsencode(tmp_path / LATIN1)
 
 
+@pytest.mark.skipif(not POSIX, reason="byte file names are POSIX")
+def test_gui_autosave_keeps_a_non_utf8_name(qtbot, tmp_path, tiny_model_path):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings
+
+    from hv_desktop.gui.main_window import MainWindow
+
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    _png(folder / LATIN1)
+    autosave = tmp_path / "autosave.json"
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    w1 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=autosave)
+    qtbot.addWidget(w1)
+    with qtbot.waitSignal(w1.runFinished, timeout=30000):
+        w1.classify([folder])
+    w1.results.set_reviewer_label(0, "monocyte")
+    w1.autosave(wait=True)
+    assert "file:" in autosave.read_text(encoding="utf-8")  # written, not failed silently
+    w2 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=autosave)
+    qtbot.addWidget(w2)
+    qtbot.waitUntil(lambda: w2.results.rowCount() == 1, timeout=10000)
+    r = w2.results.results[0]
+    assert os.fsencode(r.path) == os.fsencode(folder / LATIN1) and r.reviewer_label == "monocyte"
+
+
 # ---------------------------------------------------------------- 2. special files
 
 @pytest.mark.skipif(not POSIX, reason="FIFOs and sockets are POSIX")
