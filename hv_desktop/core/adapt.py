@@ -604,6 +604,7 @@ def _at_scale(prep: Preprocessing, s: float) -> Preprocessing:
 def _site_metadata(base: Model, site: str, scale: float, t: float, counts: dict, shas: list[str],
                    before: Estimate, after: Estimate, frozen: list[int]) -> dict:
     meta = json.loads(json.dumps(base.info.extra))  # a deep copy of everything but labels and preprocessing
+    meta.pop("metrics", None)  # the base model's test figures do not describe the site model
     prep = _at_scale(base.info.preprocessing, scale)
     p = {"width": prep.width, "height": prep.height, "mean": list(prep.mean), "std": list(prep.std),
          "channel_order": prep.channel_order, "layout": prep.layout, "crop": prep.crop,
