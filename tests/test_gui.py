@@ -316,8 +316,12 @@ def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):
     assert by_name["b_dark.png"].confidence > 0.5  # confidence alone would not have flagged it
     row = [r.path.name for r in w.results.results].index("b_dark.png")
     w.table.selectRow(row)
-    assert "Needs review" in w.preview_title.text() and "typicality" in w.preview_title.text()
-    assert "unlike the cells it was trained on" in w.preview_title.toolTip()
+    from hv_desktop.core.review import flag_reason
+
+    text = w.preview_title.text()
+    short, tip = flag_reason(by_name["b_dark.png"])
+    assert f"Needs review: {short}" in text and "typicality" not in text  # words, not a raw score
+    assert w.preview_title.toolTip() == tip
     w.table.selectRow(1 - row)
     assert "Needs review" not in w.preview_title.text()
 

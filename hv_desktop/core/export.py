@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 
 from hv_desktop.core.batch import Result
 from hv_desktop.core.paths import path_to_text
+from hv_desktop.core.review import awaiting_review
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -191,7 +192,7 @@ class Tally:
             self.n_reviewed += 1
         label = (r.reviewer_label or r.label) if self.reviewed else r.label
         self.counts[label or ""] += 1
-        if r.needs_review and not r.reviewer_label:
+        if awaiting_review(r):
             self.flagged += 1
 
     def result(self) -> Differential:

@@ -34,6 +34,7 @@ from hv_desktop.core.session import SessionError, load_session, save_session
 from hv_desktop.gui.results_model import (COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
                                           GalleryFilter, ResultsFilter, ResultsModel, to_pixmap)
 from hv_desktop.gui.worker import ClassifyJob
+from hv_desktop.core.review import awaiting_review, flag_reason
 
 log = logging.getLogger("hematovision")
 
@@ -705,16 +706,10 @@ class MainWindow(QMainWindow):
         self._preview_result = r
         self._preview_pixmap = None
         why, tip = "", ""
-        if r.ok and r.needs_review and not r.reviewer_label:
+        if awaiting_review(r):
             # Say why (briefly here, fully in the tooltip), so a flag reads as the model's doubt, not a finding.
-            why = "<br><span style='color:#b35900'>⚑ Needs review"
-            tip = "The model is unsure of this cell"
-            if r.typicality is not None:
-                why += f" (typicality {r.typicality:.2f})"
-                tip += (", or the cell looks unlike the cells it was trained on (for example a cell that is none "
-                        "of the four classes). Typicality combines the model's confidence with how far the cell "
-                        "lies from the training cells in the model's feature space.")
-            why += "</span>"
+            short, tip = flag_reason(r)
+            why = f"<br><span style='color:#b35900'>⚑ Needs review: {short}</span>"
         edge = ""
         if r.ok:
             try:
@@ -881,7 +876,7 @@ class MainWindow(QMainWindow):
         for k in range(n):
             row = (start + k) % n
             r = self.proxy.index(row, 0).data(RESULT_ROLE)
-            if r.ok and r.needs_review and not r.reviewer_label:
+            if awaiting_review(r):
                 view.selectRow(row)
                 return
         self.statusBar().showMessage("No cell left that needs review", 4000)

@@ -24,6 +24,7 @@ from hv_desktop import __version__
 from hv_desktop.core.batch import Result
 from hv_desktop.core.export import atomic_write_bytes, differential
 from hv_desktop.core.model import INTENDED_USE, Model
+from hv_desktop.core.review import awaiting_review
 
 THUMBS_PER_CLASS = 24
 THUMB_PX = 96
@@ -118,7 +119,7 @@ class _Block:
 def gallery_order(members: list[Result]) -> tuple[list[Result], int]:
     """(cells to show, how many more are left out): flagged-and-unreviewed cells first, then cells the
     reviewer changed, never dropped; the rest up to THUMBS_PER_CLASS in file order."""
-    flagged = [r for r in members if r.needs_review and not r.reviewer_label]
+    flagged = [r for r in members if awaiting_review(r)]
     changed = [r for r in members if r.reviewer_label and r.reviewer_label != r.label and r not in flagged]
     must = flagged + changed
     rest = [r for r in members if not any(r is m for m in must)]
@@ -160,7 +161,7 @@ def _thumb_row(row: list[Result], model: Model | None, heatmaps: bool) -> QTextD
     cells = []
     for n, r in enumerate(row):
         img = _thumb(r, model, heatmaps)
-        flag = " ⚑" if r.needs_review and not r.reviewer_label else ""
+        flag = " ⚑" if awaiting_review(r) else ""
         caption = f"{e(r.path.name[:22])}<br>{(r.confidence or 0) * 100:.0f} %{flag}"
         if r.reviewer_label and r.reviewer_label != r.label:
             caption += f"<br>model: {e(r.label or '')}"

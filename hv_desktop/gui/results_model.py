@@ -6,6 +6,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
 from hv_desktop.core.batch import Result
+from hv_desktop.core.review import awaiting_review
 
 COLUMNS = ("File", "Model class", "Confidence", "Reviewed as", "Status")
 COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_STATUS = range(5)
@@ -87,12 +88,12 @@ class ResultsModel(QAbstractTableModel):
             if pm is None:
                 pm = self._pixmaps[key] = to_pixmap(r.thumbnail)
             return pm
-        if role == Qt.FontRole and r.ok and r.needs_review and not r.reviewer_label:
+        if role == Qt.FontRole and awaiting_review(r):
             return self._bold
         if role == Qt.BackgroundRole:
             if not r.ok:
                 return QBrush(QColor(255, 228, 228))
-            if r.needs_review and not r.reviewer_label:
+            if awaiting_review(r):
                 return QBrush(QColor(255, 243, 205))
         return None
 
@@ -168,7 +169,7 @@ class ResultsFilter(QSortFilterProxyModel):
         if self.class_filter and effective_label(r, self.reviewed_view) != self.class_filter:
             return False
         s = self.state_filter
-        if s == "Needs review" and not (r.ok and r.needs_review and not r.reviewer_label):
+        if s == "Needs review" and not awaiting_review(r):
             return False
         if s == "Unreviewed" and not (r.ok and not r.reviewer_label):
             return False
@@ -197,6 +198,6 @@ class GalleryFilter(ResultsFilter):
                     return f"✕ {r.path.name}"
                 label = effective_label(r, self.reviewed_view)
                 label = SHORT_NAMES.get(label, label.capitalize())
-                flag = "⚑ " if r.needs_review and not r.reviewer_label else ("✓ " if r.reviewer_label else "")
+                flag = "⚑ " if awaiting_review(r) else ("✓ " if r.reviewer_label else "")
                 return f"{flag}{label} {r.confidence * 100:.0f}%"  # the file name is in the tooltip
         return super().data(index, role)
