@@ -451,3 +451,27 @@ def test_preview_says_when_the_cell_is_at_the_edge_of_the_picture(qtbot, tmp_pat
     w.table.selectRow(0)
     assert ("Cell at the image edge" in w.preview_title.text()) is at_edge
     assert ("may be cut by the edge" in w.preview_title.toolTip()) is at_edge
+
+
+def test_review_into_other_cell_types_with_keys_and_menu(qtbot, window, tmp_path):
+    """Issue 18: a flagged basophil or a nucleated red cell gets its own name; the differential by review
+    counts nucleated red cells per 100 white cells, outside the total."""
+    _run(qtbot, window, lambda: window.classify([_images(tmp_path / "x", 4)]))
+    window.table.setFocus()
+    window.table.selectRow(0)
+    qtbot.keyClick(window.table, "b")
+    assert window.results.results[0].reviewer_label == "basophil"
+    window.table.selectRow(1)
+    qtbot.keyClick(window.table, "r")
+    assert window.results.results[1].reviewer_label == "nucleated red cell"
+    other = window.review_buttons["__other__"]
+    window.table.selectRow(2)
+    next(a for a in other.menu().actions() if a.text().startswith("Blast")).trigger()
+    assert window.results.results[2].reviewer_label == "blast"
+    window.diff_mode.setCurrentIndex(1)  # by review
+    window.update_differential()
+    rows = {window.diff_table.verticalHeaderItem(i).text(): window.diff_table.item(i, 0).text()
+            for i in range(window.diff_table.rowCount())}
+    assert rows["Basophil"] == "1" and rows["Blast"] == "1"
+    assert rows["Nucleated red cell /100 WBC"] == "1"
+    assert "Nucleated red cell" not in rows  # never among the white cells

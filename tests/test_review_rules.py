@@ -20,3 +20,30 @@ def test_flag_reason_in_words():
     odd = flag_reason(Result(Path("b.png"), label="monocyte", confidence=0.97, needs_review=True))
     assert low[0] == "Low confidence" and "55 %" in low[1]
     assert odd[0] == "Unlike the cells the model was trained on"
+
+
+def test_review_classes_keys_are_unique_and_keep_the_model_keys():
+    from hv_desktop.core.review import key_map, review_classes
+
+    labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    classes = review_classes(labels)
+    keys = [k for c in classes for k in c.key.split("/")]
+    assert len(keys) == len(set(keys)) and "F" not in keys  # F jumps to the next flagged cell
+    km = key_map(labels)
+    assert km["1"] == km["e"] == "eosinophil" and km["b"] == "basophil" and km["r"] == "nucleated red cell"
+
+
+def test_reviewed_differential_counts_nrbc_per_100_white_cells_outside_the_total():
+    from hv_desktop.core.review import reviewed_differential
+
+    labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    rs = [Result(Path(f"n{i}.png"), label="neutrophil", confidence=0.99) for i in range(6)]
+    rs += [Result(Path(f"l{i}.png"), label="lymphocyte", confidence=0.99) for i in range(3)]
+    rs.append(Result(Path("b.png"), label="neutrophil", confidence=0.6, needs_review=True, reviewer_label="basophil"))
+    rs += [Result(Path(f"r{i}.png"), label="lymphocyte", confidence=0.7, needs_review=True,
+                  reviewer_label="nucleated red cell") for i in range(2)]
+    d = reviewed_differential(rs, labels)
+    assert d.white_total == 10  # 6 neutrophils, 3 lymphocytes, 1 basophil; the 2 NRBC are not white cells
+    assert [n for n, _, _ in d.white][:3] == ["neutrophil", "lymphocyte", "monocyte"]  # clinical order
+    assert ("basophil", 1, 10.0) in d.white and ("neutrophil", 6, 60.0) in d.white
+    assert d.per_100 == [("nucleated red cell", 2, 20.0)]

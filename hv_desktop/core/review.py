@@ -6,6 +6,10 @@ reason for a flag was shown as a raw number ("typicality 0.42") that means nothi
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
 from hv_desktop.core.batch import Result
 
 #: Below this calibrated confidence a flag is called "low confidence"; above it the cell was flagged because it
@@ -26,3 +30,83 @@ def flag_reason(r: Result) -> tuple[str, str]:
     return ("Unlike the cells the model was trained on",
             "The model names a class, but the cell looks unlike its training cells: possibly a cell of another "
             "type (a basophil, a blast, an erythroblast), an artefact, or another lab's stain or magnification.")
+
+
+@dataclass(frozen=True)
+class ReviewClass:
+    """A cell type a reviewer can assign. ``per_100``: counted per 100 white cells, outside the differential's
+    total (nucleated red cells, smudge cells, artefacts, platelet clumps), as morphology workstations do."""
+
+    name: str
+    key: str
+    per_100: bool = False
+
+
+#: Cell types a reviewer meets beyond the model's classes (stored by name, never by index).
+EXTRA_CLASSES = (
+    ReviewClass("band neutrophil", "D"),
+    ReviewClass("basophil", "B"),
+    ReviewClass("immature granulocyte", "G"),
+    ReviewClass("blast", "X"),
+    ReviewClass("variant lymphocyte", "V"),
+    ReviewClass("plasma cell", "P"),
+    ReviewClass("unidentified", "U"),
+    ReviewClass("nucleated red cell", "R", per_100=True),
+    ReviewClass("smudge cell", "S", per_100=True),
+    ReviewClass("artefact", "A", per_100=True),
+    ReviewClass("platelet clump", "T", per_100=True),
+)
+#: The order a haematology differential is read in (classes not listed follow, then the per-100 counts).
+CLINICAL_ORDER = ("neutrophil", "band neutrophil", "lymphocyte", "variant lymphocyte", "monocyte", "eosinophil",
+                  "basophil", "immature granulocyte", "blast", "plasma cell", "unidentified")
+
+
+def review_classes(model_labels: Sequence[str]) -> list[ReviewClass]:
+    """The model's classes (keys 1..n, and the first letter where it is unique), then the extra cell types whose
+    key is still free. One definition for the window, its buttons and menu, and the help text."""
+    firsts = [lab[:1].upper() for lab in model_labels]
+    out = []
+    for i, lab in enumerate(model_labels):
+        letter = lab[:1].upper() if firsts.count(lab[:1].upper()) == 1 else ""
+        out.append(ReviewClass(lab, f"{i + 1}" + (f"/{letter}" if letter else "")))
+    taken = {k for c in out for k in c.key.split("/")} | {"F"}  # F: next flagged cell
+    names = {lab.lower() for lab in model_labels}
+    out += [c for c in EXTRA_CLASSES if c.key not in taken and c.name not in names]
+    return out
+
+
+def key_map(model_labels: Sequence[str]) -> dict[str, str]:
+    """Key (as typed, lower case) -> class name."""
+    return {k.lower(): c.name for c in review_classes(model_labels) for k in c.key.split("/")}
+
+
+def is_per_100(name: str) -> bool:
+    return any(c.per_100 and c.name == name.lower() for c in EXTRA_CLASSES)
+
+
+@dataclass
+class ReviewedDifferential:
+    """By review: white cells as count and % of white cells, in clinical order; the per-100 types apart."""
+
+    white: list[tuple[str, int, float]]  # (class, count, % of white cells)
+    per_100: list[tuple[str, int, float]]  # (type, count, per 100 white cells)
+    white_total: int
+    reviewed: int
+
+
+def reviewed_differential(results: Iterable[Result], model_labels: Sequence[str]) -> ReviewedDifferential:
+    counts: Counter[str] = Counter()
+    reviewed = 0
+    for r in results:
+        if not r.ok:
+            continue
+        reviewed += bool(r.reviewer_label)
+        counts[(r.reviewer_label or r.label or "").strip()] += 1
+    white_names = [n for n in counts if n and not is_per_100(n)]
+    order = {n: i for i, n in enumerate(CLINICAL_ORDER)}
+    white_names = sorted(set(white_names) | set(model_labels), key=lambda n: (order.get(n.lower(), 99), n))
+    total = sum(counts[n] for n in white_names)
+    white = [(n, counts[n], 100.0 * counts[n] / total if total else 0.0) for n in white_names]
+    extra = [c.name for c in EXTRA_CLASSES if c.per_100 and counts[c.name]]
+    per = [(n, counts[n], 100.0 * counts[n] / total if total else 0.0) for n in extra]
+    return ReviewedDifferential(white, per, total, reviewed)

@@ -20,7 +20,7 @@ from PySide6.QtCore import QByteArray, QEvent, QFileSystemWatcher, QItemSelectio
 from PySide6.QtGui import QAction, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
                                QFileDialog, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QListView, QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar,
+                               QLineEdit, QListView, QMainWindow, QMenu, QMessageBox, QPlainTextEdit, QProgressBar,
                                QPushButton, QScrollArea, QSlider, QSplitter, QTableView, QTableWidget,
                                QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
@@ -34,7 +34,7 @@ from hv_desktop.core.session import SessionError, load_session, save_session
 from hv_desktop.gui.results_model import (COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
                                           GalleryFilter, ResultsFilter, ResultsModel, to_pixmap)
 from hv_desktop.gui.worker import ClassifyJob
-from hv_desktop.core.review import awaiting_review, flag_reason
+from hv_desktop.core.review import awaiting_review, flag_reason, key_map, review_classes, reviewed_differential
 
 log = logging.getLogger("hematovision")
 
@@ -199,9 +199,9 @@ class MainWindow(QMainWindow):
         r.addSeparator()
         r.addAction(self.act_adapt)
         r.addAction(self.act_shipped)
-        help_text = QAction("Review keys: 1–4 or E/L/M/N assign, Enter confirms, Backspace clears", self)
-        help_text.setEnabled(False)
-        r.addAction(help_text)
+        self.review_keys_action = QAction(self._review_help(), self)
+        self.review_keys_action.setEnabled(False)
+        r.addAction(self.review_keys_action)
         mb.addMenu("&Teaching").addAction(self.act_practice)
         mb.addMenu("&Help").addAction(self.act_about)
 
@@ -437,10 +437,33 @@ class MainWindow(QMainWindow):
             b.clicked.connect(lambda _=False, lab=lab: self.assign_current(lab))
             self.review_row.addWidget(b)
             self.review_buttons[lab] = b
+        extras = [c for c in review_classes(labels) if c.name not in labels]
+        if extras:
+            other = QToolButton()
+            other.setText("Other…")
+            other.setToolTip("Review this cell as another cell type (basophil, blast, nucleated red cell, …); "
+                             "each has a key")
+            other.setPopupMode(QToolButton.InstantPopup)
+            menu = QMenu(other)
+            for c in extras:
+                a = menu.addAction(f"{c.name.capitalize()} ({c.key})"
+                                   + ("  · per 100 white cells" if c.per_100 else ""))
+                a.triggered.connect(lambda _=False, name=c.name: self.assign_current(name))
+            other.setMenu(menu)
+            self.review_row.addWidget(other)
+            self.review_buttons["__other__"] = other
+        if hasattr(self, "review_keys_action"):
+            self.review_keys_action.setText(self._review_help())
 
     @staticmethod
     def _keys_for(i: int, label: str) -> str:
         return f"{i + 1}/{label[:1].upper()}"
+
+    def _review_help(self) -> str:
+        labels = self.model.labels if getattr(self, "model", None) else ()
+        model_keys = " ".join(c.key for c in review_classes(labels) if c.name in labels)
+        return (f"Review keys: {model_keys or '1–4'} assign, other cell types by letter (Other…), "
+                "Enter confirms, Backspace clears")
 
     # ------------------------------------------------------------------ model
     def load_model(self, path: Path, quiet: bool = False) -> bool:
@@ -808,11 +831,10 @@ class MainWindow(QMainWindow):
             return False
         if event.type() == QEvent.KeyPress and obj in (self.table, self.gallery) and self.model is not None:
             key, text = event.key(), event.text().lower()
-            labels = self.model.labels
-            for i, lab in enumerate(labels):
-                if text == str(i + 1) or (text and text == lab[:1].lower() and
-                                          sum(1 for x in labels if x[:1].lower() == text) == 1):
-                    self.assign_current(lab)
+            if text and not (event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier)):
+                name = key_map(self.model.labels).get(text)
+                if name is not None:
+                    self.assign_current(name)
                     return True
             if key in (Qt.Key_Return, Qt.Key_Enter):
                 r, _ = self._current_result()
@@ -887,7 +909,12 @@ class MainWindow(QMainWindow):
         reviewed = self.diff_mode.currentIndex() == 1
         self.proxy.reviewed_view = reviewed
         d = differential(self.results.results, labels, reviewed=reviewed)
-        rows = [(lab.capitalize(), str(n), f"{d.percent(lab):.1f}") for lab, n in d.counts.items()]
+        if reviewed:  # white cells as % of white cells in clinical order; NRBC, smudge... per 100 white cells
+            rd = reviewed_differential(self.results.results, labels)
+            rows = [(n.capitalize(), str(c), f"{p:.1f}") for n, c, p in rd.white]
+            rows += [(f"{n.capitalize()} /100 WBC", str(c), f"{p:.1f}") for n, c, p in rd.per_100]
+        else:
+            rows = [(lab.capitalize(), str(n), f"{d.percent(lab):.1f}") for lab, n in d.counts.items()]
         rows.append(("Classified", str(d.classified), ""))
         rows.append(("⚑ Needs review", str(d.flagged), f"{100 * d.flagged / d.classified:.1f}" if d.classified else ""))
         rows.append(("✕ Failed", str(d.failed), ""))

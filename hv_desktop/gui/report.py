@@ -24,7 +24,7 @@ from hv_desktop import __version__
 from hv_desktop.core.batch import Result
 from hv_desktop.core.export import atomic_write_bytes, differential
 from hv_desktop.core.model import INTENDED_USE, Model
-from hv_desktop.core.review import awaiting_review
+from hv_desktop.core.review import awaiting_review, reviewed_differential
 
 THUMBS_PER_CLASS = 24
 THUMB_PX = 96
@@ -62,17 +62,19 @@ def _summary_html(results: Sequence[Result], labels: Sequence[str], model_name: 
     e = html.escape
     by_model = differential(results, labels)
     by_review = differential(results, labels, reviewed=True)
+    rd = reviewed_differential(results, labels)
     reviewed_any = by_review.reviewed > 0
     rows = []
-    for lab in by_model.counts:
-        review = (f"<td align=right>{by_review.counts.get(lab, 0)}</td><td align=right>{by_review.percent(lab):.1f} %</td>"
+    # white cells in clinical order, by review as % of white cells; the model's columns for its own classes
+    for name, n, pct in rd.white:
+        model_cols = (f"<td align=right>{by_model.counts[name]}</td><td align=right>{by_model.percent(name):.1f} %</td>"
+                      if name in by_model.counts else "<td></td><td></td>")
+        review = (f"<td align=right>{n}</td><td align=right>{pct:.1f} %</td>"
                   if reviewed_any else "<td align=center>–</td><td align=center>–</td>")
-        rows.append(f"<tr><td>{e(lab.capitalize())}</td><td align=right>{by_model.counts[lab]}</td>"
-                    f"<td align=right>{by_model.percent(lab):.1f} %</td>{review}</tr>")
-    for lab in by_review.counts:
-        if lab not in by_model.counts:
-            rows.append(f"<tr><td>{e(lab)}</td><td></td><td></td><td align=right>{by_review.counts[lab]}</td>"
-                        f"<td align=right>{by_review.percent(lab):.1f} %</td></tr>")
+        rows.append(f"<tr><td>{e(name.capitalize())}</td>{model_cols}{review}</tr>")
+    for name, n, per in rd.per_100:
+        rows.append(f"<tr><td>{e(name.capitalize())}</td><td></td><td></td><td align=right>{n}</td>"
+                    f"<td align=right>{per:.1f} /100 WBC</td></tr>")
     parts = [
         "<h1 style='font-size: 16pt;'>HematoVision — white blood cell report</h1>",
         "<table cellspacing=0 cellpadding=3>",
