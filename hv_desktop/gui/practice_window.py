@@ -15,6 +15,7 @@ from hv_desktop.core.model import Model
 from hv_desktop.core.practice import PracticeSession, load_practice_set
 from hv_desktop.core.preprocess import ImageError, normalise, open_image, resize_for_model
 from hv_desktop.gui.results_model import to_pixmap
+from hv_desktop.core.review import key_map
 
 
 class PracticeWindow(QDialog):
@@ -166,10 +167,11 @@ class PracticeWindow(QDialog):
     def keyPressEvent(self, event) -> None:
         text = event.text().lower()
         if self.awaiting_answer:
-            for i, lab in enumerate(self.model.labels):
-                if text == str(i + 1) or (text and text == lab[0].lower()):
-                    self.submit(lab)
-                    return
+            # the main window's keys for the model's classes (one definition); practice asks only those
+            name = key_map(self.model.labels).get(text) if text else None
+            if name in self.model.labels:
+                self.submit(name)
+                return
         elif event.key() in (Qt.Key_Space, Qt.Key_Return, Qt.Key_Enter, Qt.Key_Right):
             self.next_item()
             return
