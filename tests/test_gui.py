@@ -360,19 +360,20 @@ def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path
     assert (far.red(), far.green(), far.blue()) == im.getpixel((5, im.size[1] - 5))
 
 
-def test_preview_can_be_given_more_room_and_the_differential_scrolls(qtbot, window, tmp_path):
-    """By default every differential row shows; dragging the splitter enlarges the picture instead."""
+def test_preview_first_and_the_differential_can_be_shown_whole(qtbot, window, tmp_path):
+    """By default the picture takes the room (issue 18) and the differential scrolls; dragging the splitter up
+    shows every differential row instead."""
     _run(qtbot, window, lambda: window.classify([_images(tmp_path / "s", 4)]))
     window.resize(1280, 800)
     qtbot.wait(50)
     split = window.preview_split
     before_preview, before_diff = window.preview_scroll.height(), window.diff_table.height()
-    assert before_diff == window.diff_table.maximumHeight()  # all rows visible by default
     total = sum(split.sizes())
-    split.setSizes([total - 10, 10])  # drag the handle as far down as it goes
+    split.setSizes([10, total - 10])  # drag the handle as far up as it goes
     qtbot.wait(50)
-    assert window.preview_scroll.height() > before_preview + 50
-    assert window.diff_table.height() < before_diff and window.diff_table.rowCount() == 7
+    assert window.preview_scroll.height() < before_preview
+    assert window.diff_table.height() == window.diff_table.maximumHeight() >= before_diff  # all rows visible
+    assert window.diff_table.rowCount() == 7
 
 
 def test_window_layout_is_remembered_and_damaged_settings_are_ignored(qtbot, tmp_path, tiny_model_path):
@@ -464,7 +465,7 @@ def test_review_into_other_cell_types_with_keys_and_menu(qtbot, window, tmp_path
     window.table.selectRow(1)
     qtbot.keyClick(window.table, "r")
     assert window.results.results[1].reviewer_label == "nucleated red cell"
-    other = window.review_buttons["__other__"]
+    other = window.other_button
     window.table.selectRow(2)
     next(a for a in other.menu().actions() if a.text().startswith("Blast")).trigger()
     assert window.results.results[2].reviewer_label == "blast"
@@ -475,3 +476,14 @@ def test_review_into_other_cell_types_with_keys_and_menu(qtbot, window, tmp_path
     assert rows["Basophil"] == "1" and rows["Blast"] == "1"
     assert rows["Nucleated red cell /100 WBC"] == "1"
     assert "Nucleated red cell" not in rows  # never among the white cells
+
+
+def test_preview_gets_at_least_a_third_of_the_height_at_1366x768(qtbot, tmp_path, tiny_model_path):
+    settings = QSettings(str(tmp_path / "fresh.ini"), QSettings.IniFormat)  # no saved layout
+    w = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=tmp_path / "a.json")
+    qtbot.addWidget(w)
+    w.resize(1366, 740)
+    w.show()
+    qtbot.waitUntil(lambda: getattr(w, "_preview_sized", False), timeout=5000)
+    qtbot.wait(50)
+    assert w.preview_split.sizes()[0] >= 740 / 3

@@ -323,6 +323,7 @@ class MainWindow(QMainWindow):
         self.prob_bars: dict[str, QProgressBar] = {}
         self.review_row = QHBoxLayout()
         self.review_buttons: dict[str, QPushButton] = {}
+        self.other_button: QToolButton | None = None
         self.error_label = QLabel("")
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #a00000; font-weight: bold;")
@@ -335,6 +336,9 @@ class MainWindow(QMainWindow):
         top = QHBoxLayout()
         top.addWidget(self.preview_title, 1)
         top.addWidget(self.heat_box)
+        opacity_label = QLabel("Opacity")
+        opacity_label.setBuddy(self.heat_opacity)
+        top.addWidget(opacity_label)
         top.addWidget(self.heat_opacity)
         self.save_heat_button = QToolButton(text="Save…")
         self.save_heat_button.setToolTip("Save the image with its heatmap as PNG")
@@ -350,7 +354,7 @@ class MainWindow(QMainWindow):
         rv.setContentsMargins(6, 0, 6, 6)
         rv.addWidget(QLabel("<b>Class probabilities</b>"))
         rv.addLayout(self.prob_grid)
-        rv.addWidget(QLabel("<b>Review</b> (keys 1–4 or E/L/M/N, Enter = confirm)"))
+        rv.addWidget(QLabel("<b>Review</b> (keys 1–4 or E/L/M/N, other cell types: Other…, Enter = confirm)"))
         rv.addLayout(self.review_row)
 
         # Differential
@@ -417,6 +421,9 @@ class MainWindow(QMainWindow):
         self.class_combo.blockSignals(False)
         for w in list(self.prob_bars.values()) + list(self.review_buttons.values()):
             w.deleteLater()
+        if self.other_button is not None:
+            self.other_button.deleteLater()
+            self.other_button = None
         while self.prob_grid.count():
             item = self.prob_grid.takeAt(0)
             if item.widget():
@@ -451,7 +458,7 @@ class MainWindow(QMainWindow):
                 a.triggered.connect(lambda _=False, name=c.name: self.assign_current(name))
             other.setMenu(menu)
             self.review_row.addWidget(other)
-            self.review_buttons["__other__"] = other
+            self.other_button = other
         if hasattr(self, "review_keys_action"):
             self.review_keys_action.setText(self._review_help())
 
@@ -768,6 +775,11 @@ class MainWindow(QMainWindow):
             b.setStyleSheet("font-weight: bold;" if r.reviewer_label == lab else "")
             b.setText(f"{'✓ ' if r.reviewer_label == lab else ''}{lab.capitalize()} "
                       f"({self._keys_for(list(self.review_buttons).index(lab), lab)})")
+        if self.other_button is not None:
+            other = r.reviewer_label if r.reviewer_label and r.reviewer_label not in self.review_buttons else None
+            self.other_button.setEnabled(r.ok)
+            self.other_button.setStyleSheet("font-weight: bold;" if other else "")
+            self.other_button.setText(f"✓ {other.capitalize()}" if other else "Other…")
 
     def save_heatmap(self, path: Path | None = None) -> bool:
         """The current cell with its class-activation overlay, as a PNG (atomic)."""
@@ -1205,6 +1217,21 @@ class MainWindow(QMainWindow):
             value = self.settings.value(key)
             if isinstance(value, (QByteArray, bytes)) and value:
                 apply(QByteArray(value))
+            elif key == self.LAYOUT_KEYS["preview"]:
+                self._preview_default = True
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if getattr(self, "_preview_default", True) and not getattr(self, "_preview_sized", False):
+            self._preview_sized = True
+            QTimer.singleShot(0, self.default_preview_split)
+
+    def default_preview_split(self) -> None:
+        """The cell is what a reviewer judges: by default the picture's pane takes all the height the panel
+        below can spare (the differential scrolls instead). A saved split is kept."""
+        total = sum(self.preview_split.sizes())
+        bottom = self.preview_split.widget(1).minimumSizeHint().height()
+        self.preview_split.setSizes([max(total - bottom, total // 3), min(bottom, total - total // 3)])
 
     def closeEvent(self, event) -> None:
         if self._remember_layout:
