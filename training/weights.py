@@ -70,7 +70,7 @@ def load_alpha100_classifier(weights_dir: Path):
 
     model = keras.applications.MobileNetV2(alpha=1.0, include_top=True, weights=None,
                                            input_shape=(224, 224, 3))
-    layers = [l for l in model.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
     if len(convs) != len(layers) + 1:
         raise ValueError(f"expected {len(layers) + 1} convolutions in {TFLITE_FILE}, found {len(convs)}")
     eps = 1e-3

@@ -27,8 +27,8 @@ class SessionError(Exception):
 
 def _encode(r: Result) -> dict:
     return {"path": path_to_text(r.path), "label": r.label, "confidence": r.confidence, "probabilities": r.probabilities,
-            "needs_review": r.needs_review, "typicality": r.typicality, "error": r.error, "sha256": r.sha256, "timestamp": r.timestamp,
-            "reviewer_label": r.reviewer_label}
+            "needs_review": r.needs_review, "typicality": r.typicality, "error": r.error, "sha256": r.sha256,
+            "timestamp": r.timestamp, "reviewer_label": r.reviewer_label}
 
 
 #: A session file larger than this is not read (10,000 results take about 5 MB).

@@ -898,8 +898,8 @@ class MainWindow(QMainWindow):
                                       self.results.index(self.results.rowCount() - 1, self.results.columnCount() - 1))
         self.update_differential()
         self._autosave_timer.start()
-        self.statusBar().showMessage(f"Accepted {len(rows)} cells; {differential(self.results.results, self.model.labels).flagged} flagged cells "
-                                 "to review", 6000)
+        left = differential(self.results.results, self.model.labels).flagged
+        self.statusBar().showMessage(f"Accepted {len(rows)} cells; {left} flagged cells to review", 6000)
         return len(rows)
 
     def next_flagged(self) -> None:

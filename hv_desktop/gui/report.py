@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Sequence
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QSizeF, QUrl
+from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QUrl
 from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
 
 from hv_desktop import __version__
