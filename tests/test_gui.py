@@ -487,3 +487,54 @@ def test_preview_gets_at_least_a_third_of_the_height_at_1366x768(qtbot, tmp_path
     qtbot.waitUntil(lambda: getattr(w, "_preview_sized", False), timeout=5000)
     qtbot.wait(50)
     assert w.preview_split.sizes()[0] >= 740 / 3
+
+
+def test_sign_off_blocked_then_overridden_locked_unlocked_and_restored(qtbot, tmp_path, tiny_model_path, monkeypatch):
+    """Issue 18: sign-off needs every flagged cell reviewed or a reason; afterwards the case is locked, the CSV
+    and the report carry who and when, unlocking is recorded, and a restart keeps it all."""
+    from pypdf import PdfReader
+
+    from onnx_factory import tiny_model
+
+    model = tiny_model(tmp_path / "typ.onnx", typicality=True, metadata={"review_threshold": 0.5})
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    autosave = tmp_path / "autosave.json"
+    w = MainWindow(model_path=model, settings=settings, autosave_path=autosave)
+    qtbot.addWidget(w)
+    folder = tmp_path / "cells"
+    folder.mkdir()
+    Image.new("RGB", (40, 40), (255, 200, 200)).save(folder / "a_bright.png")
+    Image.new("RGB", (40, 40), (60, 0, 0)).save(folder / "b_dark.png")  # flagged (atypical)
+    _run(qtbot, w, lambda: w.classify([folder]))
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
+    assert not w.sign_off_case("A. Tech", "") and "not reviewed" in warned[-1]  # blocked
+    assert w.signed is None
+    assert w.sign_off_case("A. Tech", "urgent, consultant informed")  # allowed with a reason
+    assert w.signed.unreviewed_flagged == 1 and "Signed off by A. Tech" in w.sign_label.text()
+    w.table.setFocus()
+    w.table.selectRow(0)
+    qtbot.keyClick(w.table, "3")
+    assert all(r.reviewer_label is None for r in w.results.results)  # locked
+    assert w.export_csv(tmp_path / "case.csv")
+    with open(tmp_path / "case.csv", encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(r["signed_off_by"] == "A. Tech" and r["signed_off_at"] for r in rows)
+    from hv_desktop.gui.report import ReportInfo
+    assert w.export_report(tmp_path / "case.pdf", ReportInfo("C-1"))
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", " ".join(p.extract_text() for p in PdfReader(str(tmp_path / "case.pdf")).pages))
+    text = " ".join(text.split())  # pypdf gives the font's ligatures and its own spacing
+    assert "FINAL: signed off by A. Tech" in text and "consultant informed" in text
+    w.autosave(wait=True)
+    w2 = MainWindow(model_path=model, settings=settings, autosave_path=autosave)  # a restart keeps it
+    qtbot.addWidget(w2)
+    qtbot.waitUntil(lambda: w2.results.rowCount() == 2, timeout=10000)
+    assert w2.signed is not None and w2.signed.operator == "A. Tech"
+    assert w2.unlock_case("a cell was misread")
+    assert w2.signed is None and w2.audit[-1]["event"] == "unlocked" and w2.audit[-1]["reason"] == "a cell was misread"
+    w2.table.setFocus()
+    w2.table.selectRow(0)
+    qtbot.keyClick(w2.table, "3")
+    assert any(r.reviewer_label == "monocyte" for r in w2.results.results)  # editable again

@@ -47,3 +47,24 @@ def test_reviewed_differential_counts_nrbc_per_100_white_cells_outside_the_total
     assert [n for n, _, _ in d.white][:3] == ["neutrophil", "lymphocyte", "monocyte"]  # clinical order
     assert ("basophil", 1, 10.0) in d.white and ("neutrophil", 6, 60.0) in d.white
     assert d.per_100 == [("nucleated red cell", 2, 20.0)]
+
+
+def test_sign_off_needs_reviews_or_a_reason():
+    import pytest
+
+    from hv_desktop.core.review import SignOff, sign_off
+
+    rs = [Result(Path("a.png"), label="monocyte", confidence=0.6, needs_review=True),
+          Result(Path("b.png"), label="neutrophil", confidence=0.99)]
+    with pytest.raises(ValueError, match="1 flagged cell not reviewed"):
+        sign_off(rs, "A. Tech", "2026-11-28T16:00")
+    with pytest.raises(ValueError, match="name"):
+        sign_off(rs, "  ", "2026-11-28T16:00", "urgent")
+    s = sign_off(rs, "A. Tech", "2026-11-28T16:00", "urgent sample, consultant informed")
+    assert s.unreviewed_flagged == 1 and s.override_reason.startswith("urgent")
+    rs[0].reviewer_label = "monocyte"
+    clean = sign_off(rs, "A. Tech", "2026-11-28T16:05", "ignored when nothing is left")
+    assert clean.unreviewed_flagged == 0 and clean.override_reason == ""
+    assert SignOff.from_dict(clean.as_dict()) == clean
+    for bad in ([], {"operator": 3}, {"operator": ""}, {"operator": "x", "unreviewed_flagged": -1}):
+        assert SignOff.from_dict(bad) is None

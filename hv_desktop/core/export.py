@@ -102,11 +102,13 @@ def result_row(r: Result, labels: Sequence[str], model_name: str, model_version:
 
 
 def write_csv(path: str | os.PathLike, results: Iterable[Result], labels: Sequence[str],
-              model_name: str, model_version: str) -> None:
-    """UTF-8 with BOM (so Excel reads accents and non-Latin names right), atomic."""
-    with StreamingCsv(path, labels, model_name, model_version) as out:
+              model_name: str, model_version: str, case: dict[str, str] | None = None) -> None:
+    """UTF-8 with BOM (so Excel reads accents and non-Latin names right), atomic. ``case``: columns with one
+    value for every row (e.g. signed_off_by, signed_off_at), added after the standard ones."""
+    case = case or {}
+    with StreamingCsv(path, labels, model_name, model_version, extra=list(case)) as out:
         for r in results:
-            out.write(r)
+            out.write(r, list(case.values()) if case else None)
 
 
 class StreamingCsv:

@@ -110,3 +110,50 @@ def reviewed_differential(results: Iterable[Result], model_labels: Sequence[str]
     extra = [c.name for c in EXTRA_CLASSES if c.per_100 and counts[c.name]]
     per = [(n, counts[n], 100.0 * counts[n] / total if total else 0.0) for n in extra]
     return ReviewedDifferential(white, per, total, reviewed)
+
+
+@dataclass
+class SignOff:
+    """A case signed off: who, when, and, when flagged cells were left unreviewed, the reason given.
+
+    After sign-off the case is locked (reviews cannot change); unlocking is allowed but recorded in ``audit``."""
+
+    operator: str
+    at: str
+    override_reason: str = ""
+    unreviewed_flagged: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d) -> SignOff | None:
+        """A sign-off read back from a session file, type-checked (None when absent or malformed)."""
+        if not isinstance(d, dict):
+            return None
+        try:
+            texts = {k: d.get(k, "") for k in ("operator", "at", "override_reason")}
+            n = d.get("unreviewed_flagged", 0)
+            if not all(isinstance(v, str) and len(v) <= 2000 for v in texts.values()) or not texts["operator"] \
+                    or isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                return None
+            return cls(texts["operator"], texts["at"], texts["override_reason"], n)
+        except (TypeError, ValueError):
+            return None
+
+
+def sign_off_blockers(results: Iterable[Result]) -> int:
+    """Flagged cells still awaiting review: sign-off needs none, or a reason to override."""
+    return sum(1 for r in results if awaiting_review(r))
+
+
+def sign_off(results: Iterable[Result], operator: str, at: str, override_reason: str = "") -> SignOff:
+    """Sign a case off, or ValueError with the reason it cannot be (no operator; unreviewed flagged cells and no
+    reason given)."""
+    if not operator.strip():
+        raise ValueError("give the name of the person signing off")
+    left = sign_off_blockers(results)
+    if left and not override_reason.strip():
+        raise ValueError(f"{left} flagged cell{'s' if left != 1 else ''} not reviewed: review "
+                         f"{'them' if left != 1 else 'it'}, or give a reason to sign off anyway")
+    return SignOff(operator.strip(), at, override_reason.strip() if left else "", left)

@@ -137,6 +137,8 @@ def load_session(path: str | os.PathLike) -> tuple[list[Result], dict]:
         except (TypeError, ValueError):
             skipped += 1
     header = {k: v for k, v in data.items() if k != "results" and isinstance(v, (str, int, float, type(None)))}
+    extra = data.get("extra")
+    header["extra"] = extra if isinstance(extra, dict) else {}  # its readers type-check what they take
     header["skipped"] = skipped
     return results, header
 

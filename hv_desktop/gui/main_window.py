@@ -8,6 +8,7 @@ module only arranges widgets and routes user actions.
 from __future__ import annotations
 
 import html
+from datetime import datetime
 import logging
 import os
 import threading
@@ -34,7 +35,8 @@ from hv_desktop.core.session import SessionError, load_session, save_session
 from hv_desktop.gui.results_model import (COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
                                           GalleryFilter, ResultsFilter, ResultsModel, to_pixmap)
 from hv_desktop.gui.worker import ClassifyJob
-from hv_desktop.core.review import awaiting_review, flag_reason, key_map, review_classes, reviewed_differential
+from hv_desktop.core.review import (SignOff, awaiting_review, flag_reason, key_map, review_classes,
+                                    reviewed_differential, sign_off, sign_off_blockers)
 
 log = logging.getLogger("hematovision")
 
@@ -82,6 +84,33 @@ class ReportDialog(QDialog):
         form.addRow(buttons)
 
 
+class SignOffDialog(QDialog):
+    """Who signs the case off; a reason is asked only when flagged cells are left unreviewed."""
+
+    def __init__(self, parent=None, operator: str = "", unreviewed: int = 0) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Sign off case")
+        form = QFormLayout(self)
+        self.operator = QLineEdit(operator)
+        self.reason = QPlainTextEdit()
+        form.addRow("Signed off by:", self.operator)
+        if unreviewed:
+            warn = QLabel(f"<b>{unreviewed} flagged cell{'s are' if unreviewed != 1 else ' is'} not reviewed.</b> "
+                          "Review them first, or give the reason for signing off anyway (it is recorded and "
+                          "printed on the report).")
+            warn.setWordWrap(True)
+            form.addRow(warn)
+            form.addRow("Reason:", self.reason)
+        else:
+            self.reason.hide()
+        form.addRow(QLabel("After sign-off the case is locked; unlocking is possible and is recorded."))
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.button(QDialogButtonBox.Ok).setText("Sign off")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+
 class MainWindow(QMainWindow):
     runFinished = Signal()
     thumbnailsReady = Signal()
@@ -105,6 +134,8 @@ class MainWindow(QMainWindow):
         self._seen: set[tuple] = set()
         self._reclassifying = False
         self._restoring = False
+        self.signed: SignOff | None = None
+        self.audit: list[dict] = []  # sign-offs and unlocks, kept with the session
         self.data_folder = autosave_path.parent if autosave_path else None
         self.setWindowTitle("HematoVision — white blood cell classification")
         self.setAcceptDrops(True)
@@ -177,6 +208,10 @@ class MainWindow(QMainWindow):
         self.act_next_flag = act("Next &Flagged Cell", self.next_flagged, "F", "Jump to the next cell that needs review")
         self.act_adapt = act("A&dapt to This Lab…", self.adapt_to_lab, None,
                              "Learn this lab's microscope and stain from the cells you reviewed (a new site model)")
+        self.act_sign = act("&Sign Off Case…", self.sign_off_case, "Ctrl+Shift+S",
+                            "Sign the case off: every flagged cell reviewed (or a reason), then locked")
+        self.act_unlock = act("&Unlock Signed-Off Case…", self.unlock_case, None,
+                              "Allow changes to a signed-off case again (recorded, with a reason)")
         self.act_shipped = act("Use &Shipped Model", self.use_shipped_model, None,
                                "Switch back from a site model to the model that came with HematoVision")
 
@@ -196,6 +231,9 @@ class MainWindow(QMainWindow):
         r.addAction(self.act_next_flag)
         r.addAction(self.act_accept)
         r.addAction(self.act_cancel)
+        r.addSeparator()
+        r.addAction(self.act_sign)
+        r.addAction(self.act_unlock)
         r.addSeparator()
         r.addAction(self.act_adapt)
         r.addAction(self.act_shipped)
@@ -370,6 +408,9 @@ class MainWindow(QMainWindow):
         self.diff_table.verticalHeader().setDefaultSectionSize(24)
         self.diff_table.setVerticalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         self.review_progress = QLabel("")
+        self.sign_label = QLabel("")
+        self.sign_label.setStyleSheet("color: #006400; font-weight: bold;")
+        self.sign_label.hide()
         dh = QHBoxLayout()
         dh.addWidget(QLabel("<b>Differential</b>"))
         dh.addStretch(1)
@@ -377,6 +418,7 @@ class MainWindow(QMainWindow):
         rv.addLayout(dh)
         rv.addWidget(self.diff_table, 1)
         rv.addWidget(self.review_progress)
+        rv.addWidget(self.sign_label)
         right = QSplitter(Qt.Vertical)
         right.addWidget(right_top)
         right.addWidget(right_bottom)
@@ -511,6 +553,10 @@ class MainWindow(QMainWindow):
 
     def classify(self, paths: list[Path]) -> None:
         """Queue paths; the run starts now or when the current one ends."""
+        if self.signed is not None and not self._reclassifying:
+            QMessageBox.information(self, "Case signed off", "This case is signed off. Start a new session "
+                                    "(File ▸ New Session) for new images, or unlock the case first.")
+            return
         if self.model is None:
             QMessageBox.warning(self, "No model", "Load a model first (File ▸ Load Model…).")
             return
@@ -652,6 +698,55 @@ class MainWindow(QMainWindow):
             return
         self._reclassifying = True
         self._start(paths)
+
+    # ------------------------------------------------------------------ sign-off
+    def sign_off_case(self, operator: str | None = None, reason: str | None = None) -> bool:
+        """Sign the case off (a dialog asks who, and a reason when flagged cells are left); then it is locked."""
+        if self.signed is not None or not self.results.results:
+            return False
+        left = sign_off_blockers(self.results.results)
+        if operator is None:
+            dlg = SignOffDialog(self, str(self.settings.value("operator", "") or ""), left)
+            if dlg.exec() != QDialog.Accepted:
+                return False
+            operator, reason = dlg.operator.text(), dlg.reason.toPlainText()
+        try:
+            self.signed = sign_off(self.results.results, operator, datetime.now().isoformat(timespec="minutes"),
+                                   reason or "")
+        except ValueError as exc:
+            QMessageBox.warning(self, "Not signed off", str(exc).capitalize() + ".")
+            return False
+        self.settings.setValue("operator", self.signed.operator)
+        self.audit.append({"event": "signed off", **self.signed.as_dict()})
+        self._show_signed()
+        self.autosave()
+        return True
+
+    def unlock_case(self, reason: str | None = None) -> bool:
+        if self.signed is None:
+            return False
+        if reason is None:
+            from PySide6.QtWidgets import QInputDialog
+
+            reason, ok = QInputDialog.getText(self, "Unlock signed-off case",
+                                              "Why is the signed-off case being changed? (recorded)")
+            if not ok:
+                return False
+        if not reason.strip():
+            QMessageBox.warning(self, "Not unlocked", "Give a reason: it is kept with the case.")
+            return False
+        self.audit.append({"event": "unlocked", "at": datetime.now().isoformat(timespec="minutes"),
+                           "reason": reason.strip(), "was_signed_by": self.signed.operator})
+        self.signed = None
+        self._show_signed()
+        self.autosave()
+        return True
+
+    def _show_signed(self) -> None:
+        s = self.signed
+        self.sign_label.setText(f"✔ Signed off by {s.operator}, {s.at.replace('T', ' ')}" if s else "")
+        self.sign_label.setVisible(s is not None)
+        self._update_actions()
 
     # ------------------------------------------------------------------ watch folder
     def toggle_watch(self, folder: Path | None = None) -> None:
@@ -858,10 +953,18 @@ class MainWindow(QMainWindow):
                 return True
         return super().eventFilter(obj, event)
 
+    def _locked(self) -> bool:
+        """A signed-off case cannot change; say so instead."""
+        if self.signed is None:
+            return False
+        self.statusBar().showMessage(f"Signed off by {self.signed.operator} at {self.signed.at}: "
+                                     "Review ▸ Unlock Signed-Off Case to change it", 6000)
+        return True
+
     def assign_current(self, label: str | None) -> None:
         """Set (or clear) the reviewer's label of the current cell, then move on."""
         r, row = self._current_result()
-        if r is None or not r.ok:
+        if r is None or not r.ok or self._locked():
             return
         self.results.set_reviewer_label(row, label)
         self._autosave_timer.start()
@@ -883,6 +986,8 @@ class MainWindow(QMainWindow):
 
     def accept_unflagged(self, ask: bool = True) -> int:
         """The usual workflow: confirm the confident pre-classifications at once, review the flagged ones."""
+        if self._locked():
+            return 0
         rows = [i for i, r in enumerate(self.results.results) if r.ok and not r.needs_review and not r.reviewer_label]
         if not rows:
             self.statusBar().showMessage("No unflagged, unreviewed cells", 4000)
@@ -960,8 +1065,9 @@ class MainWindow(QMainWindow):
             return False
         info = self.model.info if self.model else None
         try:
+            case = {"signed_off_by": self.signed.operator, "signed_off_at": self.signed.at} if self.signed else None
             write_csv(path, self.results.results, list(self.model.labels) if self.model else [],
-                      info.name if info else "", info.version if info else "")
+                      info.name if info else "", info.version if info else "", case)
         except OSError as exc:
             QMessageBox.critical(self, "Export failed", f"Could not write {path}:\n{exc.strerror or exc}\n\n"
                                                         "Nothing was lost; choose another location.")
@@ -1005,7 +1111,7 @@ class MainWindow(QMainWindow):
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             pages = write_pdf(path, self.results.results, list(self.model.labels), self.model.info.name,
-                              self.model.info.version, info, self.model, heatmaps)
+                              self.model.info.version, info, self.model, heatmaps, signed=self.signed)
         except OSError as exc:
             QMessageBox.critical(self, "Report not written", f"Could not write {path}:\n{exc}")
             return False
@@ -1031,17 +1137,18 @@ class MainWindow(QMainWindow):
             self._autosave_thread.join()
         info = self.model.info if self.model else None
         snapshot = list(self.results.results)  # the list may grow while we write; the objects are shared
-        args = (self.autosave_path, snapshot, info.name if info else "", info.version if info else "")
+        extra = {"sign_off": self.signed.as_dict() if self.signed else None, "audit": list(self.audit)}
+        args = (self.autosave_path, snapshot, info.name if info else "", info.version if info else "", extra)
         self._autosave_again = False
         self._autosave_thread = threading.Thread(target=self._autosave_worker, args=args, daemon=False)
         self._autosave_thread.start()
         if wait:
             self._autosave_thread.join()
 
-    def _autosave_worker(self, path: Path, results: list, name: str, version: str) -> None:
+    def _autosave_worker(self, path: Path, results: list, name: str, version: str, extra: dict | None = None) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_session(path, results, name, version)
+            save_session(path, results, name, version, extra)
         except OSError as exc:
             log.error("autosave failed: %s", exc)
             self.autosaveFailed.emit(str(exc))
@@ -1080,6 +1187,11 @@ class MainWindow(QMainWindow):
             self.sessionRestored.emit(0)
             return
         restored, header = payload
+        extra = header.get("extra") or {}
+        self.signed = SignOff.from_dict(extra.get("sign_off"))
+        audit = extra.get("audit")
+        self.audit = [a for a in audit if isinstance(a, dict)][:1000] if isinstance(audit, list) else []
+        self._show_signed()
         fresh = [r for r in restored if self._key(r) not in self._seen]
         if fresh:
             self.results.append(fresh)
@@ -1141,6 +1253,8 @@ class MainWindow(QMainWindow):
             return
         self.results.clear()
         self._seen.clear()
+        self.signed, self.audit = None, []
+        self._show_signed()
         self.update_differential()
         self.autosave()
         self._update_actions()
@@ -1157,6 +1271,8 @@ class MainWindow(QMainWindow):
         self.act_export.setEnabled(bool(self.results.results))
         self.act_report.setEnabled(bool(self.results.results) and has_model)
         self.act_adapt.setEnabled(has_model and not running)
+        self.act_sign.setEnabled(bool(self.results.results) and not running and self.signed is None)
+        self.act_unlock.setEnabled(self.signed is not None)
         self.act_shipped.setEnabled(not running and (self.model is None
                                                      or self.model.path.resolve() != bundled_model_path().resolve()))
 

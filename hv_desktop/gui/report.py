@@ -24,7 +24,7 @@ from hv_desktop import __version__
 from hv_desktop.core.batch import Result
 from hv_desktop.core.export import atomic_write_bytes, differential
 from hv_desktop.core.model import INTENDED_USE, Model
-from hv_desktop.core.review import awaiting_review, reviewed_differential
+from hv_desktop.core.review import SignOff, awaiting_review, reviewed_differential
 
 THUMBS_PER_CLASS = 24
 THUMB_PX = 96
@@ -58,7 +58,7 @@ def _thumb(r: Result, model: Model | None, heatmaps: bool) -> QImage | None:
 
 
 def _summary_html(results: Sequence[Result], labels: Sequence[str], model_name: str, model_version: str,
-                  info: ReportInfo, now: str) -> str:
+                  info: ReportInfo, now: str, signed: SignOff | None = None) -> str:
     e = html.escape
     by_model = differential(results, labels)
     by_review = differential(results, labels, reviewed=True)
@@ -85,7 +85,14 @@ def _summary_html(results: Sequence[Result], labels: Sequence[str], model_name: 
         f"<tr><td><b>Software</b></td><td>HematoVision {__version__}</td></tr>",
         "</table>",
     ]
-    if by_model.flagged:
+    if signed is not None:
+        parts.append(f"<p style='color:#006400; font-weight:bold;'>FINAL: signed off by {e(signed.operator)}, "
+                     f"{e(signed.at.replace('T', ' '))}.</p>")
+        if signed.unreviewed_flagged:
+            parts.append(f"<p><b>Signed off with {signed.unreviewed_flagged} flagged cell"
+                         f"{'s' if signed.unreviewed_flagged != 1 else ''} not reviewed.</b> Reason: "
+                         f"{e(signed.override_reason)}</p>")
+    elif by_model.flagged:
         parts.append(f"<p style='color:#a00000; font-weight:bold;'>PRELIMINARY: {by_model.flagged} cell"
                      f"{'s' if by_model.flagged != 1 else ''} flagged for review "
                      f"{'have' if by_model.flagged != 1 else 'has'} not been reviewed.</p>")
@@ -102,6 +109,9 @@ def _summary_html(results: Sequence[Result], labels: Sequence[str], model_name: 
         f" &nbsp;·&nbsp; flagged for review and not yet reviewed: <b>{by_model.flagged}</b>"
         f" &nbsp;·&nbsp; files that failed: <b>{by_model.failed}</b></p>",
     ]
+    if signed is None:
+        parts.append("<p style='margin-top: 12px;'>Not signed off. &nbsp; Signed off by: "
+                     "______________________ &nbsp; Date: ______________</p>")
     return "".join(parts)
 
 
@@ -130,9 +140,10 @@ def gallery_order(members: list[Result]) -> tuple[list[Result], int]:
 
 
 def _blocks(results: Sequence[Result], labels: Sequence[str], model_name: str, model_version: str,
-            info: ReportInfo, model: Model | None, heatmaps: bool, now: str) -> list[_Block]:
+            info: ReportInfo, model: Model | None, heatmaps: bool, now: str,
+            signed: SignOff | None = None) -> list[_Block]:
     e = html.escape
-    blocks = [_Block(_html_block(_summary_html(results, labels, model_name, model_version, info, now)))]
+    blocks = [_Block(_html_block(_summary_html(results, labels, model_name, model_version, info, now, signed)))]
     failed = [r for r in results if not r.ok]
     for i in range(0, min(len(failed), 50), 25):
         head = "<h3 style='font-size: 11pt;'>Files that could not be classified</h3>" if i == 0 else ""
@@ -202,8 +213,9 @@ def _paginate(heights: list[float], keep: list[bool], body: float, carried: list
 
 def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequence[str], model_name: str,
               model_version: str, info: ReportInfo | None = None, model: Model | None = None,
-              heatmaps: bool = False) -> int:
-    """Write the report atomically; returns the page count.
+              heatmaps: bool = False, signed: SignOff | None = None) -> int:
+    """Write the report atomically; returns the page count. ``signed``: the case's sign-off (a signed report
+    is final; an unsigned one is PRELIMINARY and has an empty signature line).
 
     Laid out page by page (not left to Qt's pagination, which split a class heading from its cells and
     numbered pages without the case): every page carries the case ID, the date and "page X of N".
@@ -213,7 +225,7 @@ def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequen
 
     info = info or ReportInfo()
     now = datetime.now().strftime("%Y-%m-%d %H:%M")
-    blocks = _blocks(results, labels, model_name, model_version, info, model, heatmaps, now)
+    blocks = _blocks(results, labels, model_name, model_version, info, model, heatmaps, now, signed)
     buffer = QBuffer()
     buffer.open(QIODevice.WriteOnly)
     writer = QPdfWriter(buffer)
@@ -235,7 +247,7 @@ def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequen
     carry.setTextWidth(width)
     carry_h = carry.size().height()
     pages = _paginate(heights, [b.keep_with_next for b in blocks], body, [bool(b.section) for b in blocks], carry_h)
-    status = "PRELIMINARY" if differential(results, labels).flagged else "Flagged cells reviewed"
+    status = f"FINAL · signed off by {signed.operator}" if signed else "PRELIMINARY · not signed off"
     painter = QPainter(writer)
     small = QFont("sans-serif")
     small.setPointSizeF(8)
