@@ -538,3 +538,14 @@ def test_sign_off_blocked_then_overridden_locked_unlocked_and_restored(qtbot, tm
     w2.table.selectRow(0)
     qtbot.keyClick(w2.table, "3")
     assert any(r.reviewer_label == "monocyte" for r in w2.results.results)  # editable again
+
+
+def test_ctrl_z_takes_back_the_last_review(qtbot, window, tmp_path):
+    _run(qtbot, window, lambda: window.classify([_images(tmp_path / "u", 4)]))
+    window.table.setFocus()
+    window.table.selectRow(0)
+    qtbot.keyClick(window.table, "3")
+    assert window.results.results[0].reviewer_label == "monocyte"
+    window.act_undo.trigger()
+    assert window.results.results[0].reviewer_label is None
+    assert window.table.currentIndex().row() == 0  # back on the cell that changed

@@ -68,3 +68,34 @@ def test_sign_off_needs_reviews_or_a_reason():
     assert SignOff.from_dict(clean.as_dict()) == clean
     for bad in ([], {"operator": 3}, {"operator": ""}, {"operator": "x", "unreviewed_flagged": -1}):
         assert SignOff.from_dict(bad) is None
+
+
+def test_review_session_undo_accept_and_lock():
+    import pytest
+
+    from hv_desktop.core.review import CaseLocked, ReviewSession
+
+    s = ReviewSession()
+    s.results += [Result(Path("a.png"), label="monocyte", confidence=0.99),
+                  Result(Path("b.png"), label="neutrophil", confidence=0.6, needs_review=True),
+                  Result(Path("c.png"), error="empty file")]
+    s.assign(1, "basophil")
+    assert s.accept_unflagged() == [0] and s.results[0].reviewer_label == "monocyte"
+    assert s.undo() == [0] and s.results[0].reviewer_label is None  # accept-all is one step
+    assert s.undo() == [1] and s.results[1].reviewer_label is None
+    assert s.undo() == []
+    s.assign(2, "monocyte")  # a failed file cannot be reviewed
+    assert s.results[2].reviewer_label is None
+    s.assign(1, "basophil")
+    s.sign_off("A. Tech", "2026-11-28T17:00")
+    with pytest.raises(CaseLocked):
+        s.assign(0, "monocyte")
+    with pytest.raises(CaseLocked):
+        s.undo()
+    extra = s.to_extra()
+    t = ReviewSession()
+    t.load_extra(extra)
+    assert t.signed == s.signed and t.audit == s.audit
+    s.unlock("second look", "2026-11-28T17:05")
+    assert not s.locked and s.audit[-1]["event"] == "unlocked"
+    s.assign(0, "monocyte")

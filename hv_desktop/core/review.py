@@ -157,3 +157,100 @@ def sign_off(results: Iterable[Result], operator: str, at: str, override_reason:
         raise ValueError(f"{left} flagged cell{'s' if left != 1 else ''} not reviewed: review "
                          f"{'them' if left != 1 else 'it'}, or give a reason to sign off anyway")
     return SignOff(operator.strip(), at, override_reason.strip() if left else "", left)
+
+
+class CaseLocked(Exception):
+    """A change was asked of a signed-off case."""
+
+
+class ReviewSession:
+    """The state of a review, Qt-free: results, the reviewer's labels (with undo), sign-off and its audit trail.
+
+    Why: the window used to own this logic; here the GUI, autosave and tests share one implementation. The
+    window's table model shows ``results`` (the same list object) and is told which rows changed.
+    """
+
+    UNDO_DEPTH = 200
+
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+        self.signed: SignOff | None = None
+        self.audit: list[dict] = []
+        self._undo: list[list[tuple[int, str | None]]] = []
+
+    @property
+    def locked(self) -> bool:
+        return self.signed is not None
+
+    def _check(self) -> None:
+        if self.signed is not None:
+            raise CaseLocked(f"signed off by {self.signed.operator} at {self.signed.at}")
+
+    def assign(self, index: int, label: str | None) -> None:
+        """Set (None: clear) the reviewer's label of results[index]; undoable."""
+        self._check()
+        r = self.results[index]
+        if not r.ok or r.reviewer_label == label:
+            return
+        self._push([(index, r.reviewer_label)])
+        r.reviewer_label = label
+
+    def accept_unflagged(self) -> list[int]:
+        """Confirm the model's class for every unflagged, unreviewed cell (one undo step); the indices changed."""
+        self._check()
+        rows = [i for i, r in enumerate(self.results) if r.ok and not r.needs_review and not r.reviewer_label]
+        if rows:
+            self._push([(i, None) for i in rows])
+            for i in rows:
+                self.results[i].reviewer_label = self.results[i].label
+        return rows
+
+    def undo(self) -> list[int]:
+        """Take back the last review step; the indices it touched ([] when there is nothing to undo)."""
+        self._check()
+        if not self._undo:
+            return []
+        step = self._undo.pop()
+        for i, previous in step:
+            if i < len(self.results):
+                self.results[i].reviewer_label = previous
+        return [i for i, _ in step]
+
+    def _push(self, step: list[tuple[int, str | None]]) -> None:
+        self._undo.append(step)
+        del self._undo[:-self.UNDO_DEPTH]
+
+    def awaiting(self) -> int:
+        return sign_off_blockers(self.results)
+
+    def sign_off(self, operator: str, at: str, reason: str = "") -> SignOff:
+        self._check()
+        self.signed = sign_off(self.results, operator, at, reason)
+        self.audit.append({"event": "signed off", **self.signed.as_dict()})
+        self._undo.clear()  # a signed case's history is the audit, not an undo stack
+        return self.signed
+
+    def unlock(self, reason: str, at: str) -> None:
+        if self.signed is None:
+            return
+        if not reason.strip():
+            raise ValueError("give a reason: it is kept with the case")
+        self.audit.append({"event": "unlocked", "at": at, "reason": reason.strip(),
+                           "was_signed_by": self.signed.operator})
+        self.signed = None
+
+    def clear(self) -> None:
+        self.results.clear()
+        self.signed, self.audit = None, []
+        self._undo.clear()
+
+    def to_extra(self) -> dict:
+        """What the session file keeps besides the results."""
+        return {"sign_off": self.signed.as_dict() if self.signed else None, "audit": list(self.audit)}
+
+    def load_extra(self, extra) -> None:
+        """The sign-off and audit read back from a session file, type-checked."""
+        extra = extra if isinstance(extra, dict) else {}
+        self.signed = SignOff.from_dict(extra.get("sign_off"))
+        audit = extra.get("audit")
+        self.audit = [a for a in audit if isinstance(a, dict)][:1000] if isinstance(audit, list) else []

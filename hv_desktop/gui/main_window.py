@@ -35,8 +35,8 @@ from hv_desktop.core.session import SessionError, load_session, save_session
 from hv_desktop.gui.results_model import (COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
                                           GalleryFilter, ResultsFilter, ResultsModel, to_pixmap)
 from hv_desktop.gui.worker import ClassifyJob
-from hv_desktop.core.review import (SignOff, awaiting_review, flag_reason, key_map, review_classes,
-                                    reviewed_differential, sign_off, sign_off_blockers)
+from hv_desktop.core.review import (ReviewSession, SignOff, awaiting_review, flag_reason, key_map,
+                                    review_classes, reviewed_differential, sign_off_blockers)
 
 log = logging.getLogger("hematovision")
 
@@ -134,14 +134,14 @@ class MainWindow(QMainWindow):
         self._seen: set[tuple] = set()
         self._reclassifying = False
         self._restoring = False
-        self.signed: SignOff | None = None
-        self.audit: list[dict] = []  # sign-offs and unlocks, kept with the session
         self.data_folder = autosave_path.parent if autosave_path else None
         self.setWindowTitle("HematoVision — white blood cell classification")
         self.setAcceptDrops(True)
         self.resize(default_window_size())
 
+        self.review = ReviewSession()
         self.results = ResultsModel(self)
+        self.results.results = self.review.results  # the table shows the session's own list
         self.proxy = ResultsFilter(self)
         self.proxy.setSourceModel(self.results)
         self.gallery_proxy = GalleryFilter(self)
@@ -206,6 +206,7 @@ class MainWindow(QMainWindow):
         self.act_accept = act("&Accept All Unflagged Cells", self.accept_unflagged, "Ctrl+Shift+A",
                               "Confirm the model's class for every cell that is not flagged, leaving the flagged ones")
         self.act_next_flag = act("Next &Flagged Cell", self.next_flagged, "F", "Jump to the next cell that needs review")
+        self.act_undo = act("&Undo Review", self.undo_review, QKeySequence.Undo, "Take back the last review (or accept-all)")
         self.act_adapt = act("A&dapt to This Lab…", self.adapt_to_lab, None,
                              "Learn this lab's microscope and stain from the cells you reviewed (a new site model)")
         self.act_sign = act("&Sign Off Case…", self.sign_off_case, "Ctrl+Shift+S",
@@ -228,6 +229,7 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addAction(self.act_quit)
         r = mb.addMenu("&Review")
+        r.addAction(self.act_undo)
         r.addAction(self.act_next_flag)
         r.addAction(self.act_accept)
         r.addAction(self.act_cancel)
@@ -711,13 +713,11 @@ class MainWindow(QMainWindow):
                 return False
             operator, reason = dlg.operator.text(), dlg.reason.toPlainText()
         try:
-            self.signed = sign_off(self.results.results, operator, datetime.now().isoformat(timespec="minutes"),
-                                   reason or "")
+            signed = self.review.sign_off(operator, datetime.now().isoformat(timespec="minutes"), reason or "")
         except ValueError as exc:
             QMessageBox.warning(self, "Not signed off", str(exc).capitalize() + ".")
             return False
-        self.settings.setValue("operator", self.signed.operator)
-        self.audit.append({"event": "signed off", **self.signed.as_dict()})
+        self.settings.setValue("operator", signed.operator)
         self._show_signed()
         self.autosave()
         return True
@@ -732,12 +732,11 @@ class MainWindow(QMainWindow):
                                               "Why is the signed-off case being changed? (recorded)")
             if not ok:
                 return False
-        if not reason.strip():
-            QMessageBox.warning(self, "Not unlocked", "Give a reason: it is kept with the case.")
+        try:
+            self.review.unlock(reason, datetime.now().isoformat(timespec="minutes"))
+        except ValueError as exc:
+            QMessageBox.warning(self, "Not unlocked", str(exc).capitalize() + ".")
             return False
-        self.audit.append({"event": "unlocked", "at": datetime.now().isoformat(timespec="minutes"),
-                           "reason": reason.strip(), "was_signed_by": self.signed.operator})
-        self.signed = None
         self._show_signed()
         self.autosave()
         return True
@@ -953,6 +952,14 @@ class MainWindow(QMainWindow):
                 return True
         return super().eventFilter(obj, event)
 
+    @property
+    def signed(self) -> SignOff | None:
+        return self.review.signed
+
+    @property
+    def audit(self) -> list[dict]:
+        return self.review.audit
+
     def _locked(self) -> bool:
         """A signed-off case cannot change; say so instead."""
         if self.signed is None:
@@ -966,7 +973,8 @@ class MainWindow(QMainWindow):
         r, row = self._current_result()
         if r is None or not r.ok or self._locked():
             return
-        self.results.set_reviewer_label(row, label)
+        self.review.assign(row, label)
+        self.results.rows_changed([row])
         self._autosave_timer.start()
         self.update_differential()
         if label is not None:
@@ -988,24 +996,39 @@ class MainWindow(QMainWindow):
         """The usual workflow: confirm the confident pre-classifications at once, review the flagged ones."""
         if self._locked():
             return 0
-        rows = [i for i, r in enumerate(self.results.results) if r.ok and not r.needs_review and not r.reviewer_label]
-        if not rows:
+        n = sum(1 for r in self.review.results if r.ok and not r.needs_review and not r.reviewer_label)
+        if not n:
             self.statusBar().showMessage("No unflagged, unreviewed cells", 4000)
             return 0
         if ask and QMessageBox.question(
                 self, "Accept unflagged cells",
-                f"Confirm the model's class for {len(rows)} cells that are not flagged?\n"
-                "Flagged cells stay for you to review.") != QMessageBox.Yes:
+                f"Confirm the model's class for {n} cells that are not flagged?\n"
+                "Flagged cells stay for you to review (Ctrl+Z takes this back).") != QMessageBox.Yes:
             return 0
-        for i in rows:
-            self.results.results[i].reviewer_label = self.results.results[i].label
-        self.results.dataChanged.emit(self.results.index(0, 0),
-                                      self.results.index(self.results.rowCount() - 1, self.results.columnCount() - 1))
+        rows = self.review.accept_unflagged()
+        self.results.rows_changed(rows)
         self.update_differential()
         self._autosave_timer.start()
         left = differential(self.results.results, self.model.labels).flagged
         self.statusBar().showMessage(f"Accepted {len(rows)} cells; {left} flagged cells to review", 6000)
         return len(rows)
+
+    def undo_review(self) -> None:
+        if self._locked():
+            return
+        rows = self.review.undo()
+        if not rows:
+            self.statusBar().showMessage("Nothing to undo", 3000)
+            return
+        self.results.rows_changed(rows)
+        self.update_differential()
+        self._autosave_timer.start()
+        if len(rows) == 1:  # back to the cell, so the reviewer sees what changed
+            src = self.results.index(rows[0], 0)
+            idx = self._view().model().mapFromSource(src) if hasattr(self._view().model(), "mapFromSource") else src
+            self._view().selectionModel().setCurrentIndex(idx, QItemSelectionModel.ClearAndSelect
+                                                          | QItemSelectionModel.Rows)
+        self.statusBar().showMessage(f"Undone: {len(rows)} review{'s' if len(rows) != 1 else ''}", 3000)
 
     def next_flagged(self) -> None:
         view = self.table
@@ -1137,7 +1160,7 @@ class MainWindow(QMainWindow):
             self._autosave_thread.join()
         info = self.model.info if self.model else None
         snapshot = list(self.results.results)  # the list may grow while we write; the objects are shared
-        extra = {"sign_off": self.signed.as_dict() if self.signed else None, "audit": list(self.audit)}
+        extra = self.review.to_extra()
         args = (self.autosave_path, snapshot, info.name if info else "", info.version if info else "", extra)
         self._autosave_again = False
         self._autosave_thread = threading.Thread(target=self._autosave_worker, args=args, daemon=False)
@@ -1187,10 +1210,7 @@ class MainWindow(QMainWindow):
             self.sessionRestored.emit(0)
             return
         restored, header = payload
-        extra = header.get("extra") or {}
-        self.signed = SignOff.from_dict(extra.get("sign_off"))
-        audit = extra.get("audit")
-        self.audit = [a for a in audit if isinstance(a, dict)][:1000] if isinstance(audit, list) else []
+        self.review.load_extra(header.get("extra"))
         self._show_signed()
         fresh = [r for r in restored if self._key(r) not in self._seen]
         if fresh:
@@ -1252,8 +1272,8 @@ class MainWindow(QMainWindow):
                                      "Export them first if you need them.") != QMessageBox.Yes:
             return
         self.results.clear()
+        self.review.clear()
         self._seen.clear()
-        self.signed, self.audit = None, []
         self._show_signed()
         self.update_differential()
         self.autosave()

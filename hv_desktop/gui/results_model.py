@@ -130,6 +130,11 @@ class ResultsModel(QAbstractTableModel):
         self._pixmaps.clear()
         self.endResetModel()
 
+    def rows_changed(self, rows: list[int]) -> None:
+        """Rows whose review changed in the session (hv_desktop.core.review.ReviewSession): repaint them."""
+        if rows:
+            self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), len(COLUMNS) - 1))
+
     def set_reviewer_label(self, row: int, label: str | None) -> None:
         self.results[row].reviewer_label = label
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
