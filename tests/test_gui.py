@@ -16,6 +16,7 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
 
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
+from hv_desktop.gui.results_model import COL_SENDER  # noqa: E402
 
 from pathlib import Path  # noqa: E402
 
@@ -549,3 +550,50 @@ def test_ctrl_z_takes_back_the_last_review(qtbot, window, tmp_path):
     window.act_undo.trigger()
     assert window.results.results[0].reviewer_label is None
     assert window.table.currentIndex().row() == 0  # back on the cell that changed
+
+
+def test_consultation_round_trip_between_two_windows(qtbot, tmp_path, tiny_model_path, monkeypatch):
+    """Issue 18: the lab exports a case, a consultant opens it in another HematoVision (the sender's reviews in
+    their own column), reviews and sends it back; the lab's window lists the disagreements."""
+    from hv_desktop.gui.report import ReportInfo
+
+    infos = []
+    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: infos.append(a[2]))
+    lab = MainWindow(model_path=tiny_model_path, settings=QSettings(str(tmp_path / "lab.ini"), QSettings.IniFormat),
+                     autosave_path=tmp_path / "lab" / "autosave.json")
+    qtbot.addWidget(lab)
+    _run(qtbot, lab, lambda: lab.classify([_images(tmp_path / "smear", 4)]))
+    lab.review.assign(2, "basophil")  # the lab's reading of cell 2
+    assert lab.export_consultation(tmp_path / "case.zip", ReportInfo("S-9", "second opinion please", "Lab"))
+
+    cons = MainWindow(model_path=tiny_model_path, settings=QSettings(str(tmp_path / "c.ini"), QSettings.IniFormat),
+                      autosave_path=tmp_path / "consultant" / "autosave.json")
+    qtbot.addWidget(cons)
+    assert cons.open_package(tmp_path / "case.zip")
+    assert cons.results.rowCount() == 4 and not cons.table.isColumnHidden(COL_SENDER)
+    row = next(i for i, r in enumerate(cons.results.results) if r.path.name == "cell_0002.png")
+    sender = cons.results.data(cons.results.index(row, COL_SENDER))
+    assert sender == "Basophil" and cons.results.results[row].reviewer_label is None  # beside, not applied
+    assert all(r.path.is_relative_to(tmp_path / "consultant") for r in cons.results.results)
+    cons.review.assign(row, "monocyte")  # the consultant disagrees
+    assert cons.export_consultation(tmp_path / "reply.zip", ReportInfo("S-9", "", "Consultant"))
+
+    assert lab.open_package(tmp_path / "reply.zip")
+    assert lab.last_disagreements == [("cell_0002.png", "basophil", "monocyte")]
+    assert "cell_0002.png: you basophil, consultant monocyte" in infos[-1]
+
+
+def test_hostile_package_dropped_on_the_window_is_refused(qtbot, window, tmp_path, monkeypatch):
+    import zipfile
+
+    warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
+    bad = tmp_path / "evil.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("case.json", "{}")
+        z.writestr("../../escape.txt", "x")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(bad))])
+    window.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    assert warnings and "refused" in warnings[-1]
+    assert window.results.rowCount() == 0 and not (tmp_path.parent / "escape.txt").exists()

@@ -32,7 +32,7 @@ from hv_desktop.core.heatmap import PNG_OPACITY
 from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model_path
 from hv_desktop.core.preprocess import ImageError, at_image_edge, model_box_and_centre, open_image
 from hv_desktop.core.session import SessionError, load_session, save_session
-from hv_desktop.gui.results_model import (COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
+from hv_desktop.gui.results_model import (COL_SENDER, COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
                                           GalleryFilter, ResultsFilter, ResultsModel, to_pixmap)
 from hv_desktop.gui.worker import ClassifyJob
 from hv_desktop.core.review import (ReviewSession, SignOff, awaiting_review, flag_reason, key_map,
@@ -134,6 +134,8 @@ class MainWindow(QMainWindow):
         self._seen: set[tuple] = set()
         self._reclassifying = False
         self._restoring = False
+        self.consultation: dict | None = None  # {"kind", "package_id", "case"} when this session came in a package
+        self.last_disagreements: list[tuple[str, str | None, str | None]] = []
         self.data_folder = autosave_path.parent if autosave_path else None
         self.setWindowTitle("HematoVision — white blood cell classification")
         self.setAcceptDrops(True)
@@ -194,6 +196,10 @@ class MainWindow(QMainWindow):
         self.act_report = act("Export &Report (PDF)…", self.export_report, "Ctrl+R",
                               "A printable report: differential, flagged and failed cells, gallery")
         self.act_model = act("Load &Model…", self.choose_model, "Ctrl+M", "Use another HematoVision ONNX model")
+        self.act_send = act("Export Case for &Consultation…", self.export_consultation, None,
+                            "One .zip with the images, reviews, CSV and report, for a consultant (or your reply)")
+        self.act_open_package = act("Open Consultation &Package…", self.open_package, None,
+                                    "Open a case a lab sent for consultation, or a consultant's reply")
         self.act_new = act("&New Session", self.new_session, QKeySequence.New, "Clear the results")
         self.act_quit = act("&Quit", self.close, QKeySequence.Quit)
         self.act_cancel = act("&Cancel", self.cancel_run, "Esc", "Stop classifying (results so far are kept)")
@@ -224,7 +230,8 @@ class MainWindow(QMainWindow):
         self._refresh_recent()
         m.addAction(self.act_watch)
         m.addSeparator()
-        for a in (self.act_export, self.act_report, self.act_model, self.act_new):
+        for a in (self.act_export, self.act_report, self.act_send, self.act_open_package, self.act_model,
+                  self.act_new):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_quit)
@@ -291,9 +298,10 @@ class MainWindow(QMainWindow):
         hh = self.table.horizontalHeader()
         # Fixed widths: ResizeToContents would measure every row on every insert (slow on big runs).
         hh.setSectionResizeMode(COL_FILE, QHeaderView.Stretch)
-        for c, width in ((COL_CLASS, 110), (COL_CONF, 95), (COL_REVIEW, 110), (COL_STATUS, 130)):
+        for c, width in ((COL_CLASS, 110), (COL_CONF, 95), (COL_REVIEW, 110), (COL_STATUS, 130), (COL_SENDER, 120)):
             hh.setSectionResizeMode(c, QHeaderView.Interactive)
             hh.resizeSection(c, width)
+        self.table.setColumnHidden(COL_SENDER, True)  # shown for a consultation only
         self.table.sortByColumn(-1, Qt.AscendingOrder)
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _: self.show_preview(cur))
         self.table.installEventFilter(self)
@@ -701,6 +709,101 @@ class MainWindow(QMainWindow):
         self._reclassifying = True
         self._start(paths)
 
+    # ------------------------------------------------------------------ consultation
+    def export_consultation(self, path: Path | None = None, info=None) -> bool:
+        """Write the session as a consultation package (a reply, when the session came in one)."""
+        from hv_desktop.core.package import PackageError, write_package
+        from hv_desktop.gui.report import ReportInfo, write_pdf
+
+        if not self.results.results or self.model is None:
+            return False
+        if info is None:
+            dlg = ReportDialog(self, operator=str(self.settings.value("operator", "") or ""))
+            dlg.setWindowTitle("Export case for consultation")
+            if self.consultation:
+                dlg.case_id.setText(str(self.consultation["case"].get("case_id", "")))
+            if dlg.exec() != QDialog.Accepted:
+                return False
+            info = ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text())
+        if path is None:
+            kind = "reply" if self.consultation else "case"
+            name, _ = QFileDialog.getSaveFileName(
+                self, "Export for consultation", str(Path(self._last_dir()) / f"{info.case_id or kind}-{kind}.zip"),
+                "Consultation packages (*.zip)")
+            if not name:
+                return False
+            path = Path(name)
+        if not self._output_allowed(path):
+            return False
+        import tempfile
+
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                pdf = Path(tmp) / "report.pdf"
+                write_pdf(pdf, self.results.results, list(self.model.labels), self.model.info.name,
+                          self.model.info.version, info, self.model, False, signed=self.signed)
+                case = {"case_id": info.case_id, "operator": info.operator, "note": info.note,
+                        "signed_off": self.signed.as_dict() if self.signed else None}
+                write_package(path, self.results.results, self.model.labels, self.model.info.name,
+                              self.model.info.version, case, kind="reply" if self.consultation else "request",
+                              package_id=(self.consultation or {}).get("package_id", ""), report_pdf=pdf.read_bytes())
+        except (OSError, PackageError) as exc:
+            QMessageBox.critical(self, "Not exported", f"The package could not be written: {exc}")
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.statusBar().showMessage(f"Consultation package written: {path}", 8000)
+        return True
+
+    def open_package(self, path: Path | None = None, replace: bool | None = None) -> bool:
+        """Open a case sent for consultation (it becomes this session, the sender's reviews in their own
+        column) or a consultant's reply (its disagreements with this session's reviews are listed)."""
+        from hv_desktop.core.package import PackageError, disagreements, read_package
+
+        if path is None:
+            name, _ = QFileDialog.getOpenFileName(self, "Open consultation package", self._last_dir(),
+                                                  "Consultation packages (*.zip)")
+            if not name:
+                return False
+            path = Path(name)
+        dest = self._models_folder() / "consultations" / f"{path.stem[:60]}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            c = read_package(path, dest)
+        except PackageError as exc:
+            QMessageBox.warning(self, "Package refused", f"{path.name}: {exc}")
+            return False
+        if c.kind == "reply":
+            self.last_disagreements = disagreements(self.results.results, c)
+            lines = [f"{n}: you {mine or '(not reviewed)'}, consultant {theirs}" for n, mine, theirs
+                     in self.last_disagreements]
+            QMessageBox.information(self, "Consultant's reply",
+                                    ("The consultant disagrees on:\n" + "\n".join(lines[:40])
+                                     + (f"\n… and {len(lines) - 40} more" if len(lines) > 40 else ""))
+                                    if lines else "The consultant agrees with every review of this case.")
+            return True
+        if self.results.results and replace is None:
+            replace = QMessageBox.question(self, "Open consultation", "Open the package as a new session? "
+                                           "The current results are cleared (export them first if needed).") \
+                == QMessageBox.Yes
+        if self.results.results and not replace:
+            return False
+        self.results.clear()
+        self.review.clear()
+        self._seen.clear()
+        self.results.sender_labels = dict(c.sender_labels)
+        self.consultation = {"kind": c.kind, "package_id": c.package_id, "case": c.case}
+        self.results.append(c.results)
+        self._seen.update(self._key(r) for r in c.results)
+        self.table.setColumnHidden(COL_SENDER, False)
+        self._show_signed()
+        self.update_differential()
+        self.autosave()
+        self.statusBar().showMessage(f"Consultation {c.case.get('case_id') or c.package_id}: the sender's reviews "
+                                     "are in 'Sender's review'; export your reply with File ▸ Export Case for "
+                                     "Consultation", 12000)
+        return True
+
     # ------------------------------------------------------------------ sign-off
     def sign_off_case(self, operator: str | None = None, reason: str | None = None) -> bool:
         """Sign the case off (a dialog asks who, and a reason when flagged cells are left); then it is locked."""
@@ -740,6 +843,16 @@ class MainWindow(QMainWindow):
         self._show_signed()
         self.autosave()
         return True
+
+    def _restore_consultation(self, c) -> None:
+        """The consultation this session came in, read back from the session file, type-checked."""
+        if not isinstance(c, dict) or not isinstance(c.get("sender_labels"), dict):
+            return
+        labels = {str(k)[:64]: (v if isinstance(v, str) else None) for k, v in list(c["sender_labels"].items())[:100_000]}
+        self.results.sender_labels = labels
+        self.consultation = {"kind": str(c.get("kind", "request")), "package_id": str(c.get("package_id", ""))[:64],
+                             "case": c.get("case") if isinstance(c.get("case"), dict) else {}}
+        self.table.setColumnHidden(COL_SENDER, False)
 
     def _show_signed(self) -> None:
         s = self.signed
@@ -1161,6 +1274,8 @@ class MainWindow(QMainWindow):
         info = self.model.info if self.model else None
         snapshot = list(self.results.results)  # the list may grow while we write; the objects are shared
         extra = self.review.to_extra()
+        if self.consultation:
+            extra["consultation"] = dict(self.consultation, sender_labels=dict(self.results.sender_labels))
         args = (self.autosave_path, snapshot, info.name if info else "", info.version if info else "", extra)
         self._autosave_again = False
         self._autosave_thread = threading.Thread(target=self._autosave_worker, args=args, daemon=False)
@@ -1211,6 +1326,7 @@ class MainWindow(QMainWindow):
             return
         restored, header = payload
         self.review.load_extra(header.get("extra"))
+        self._restore_consultation((header.get("extra") or {}).get("consultation"))
         self._show_signed()
         fresh = [r for r in restored if self._key(r) not in self._seen]
         if fresh:
@@ -1274,6 +1390,9 @@ class MainWindow(QMainWindow):
         self.results.clear()
         self.review.clear()
         self._seen.clear()
+        self.consultation = None
+        self.results.sender_labels = {}
+        self.table.setColumnHidden(COL_SENDER, True)
         self._show_signed()
         self.update_differential()
         self.autosave()
@@ -1292,6 +1411,8 @@ class MainWindow(QMainWindow):
         self.act_report.setEnabled(bool(self.results.results) and has_model)
         self.act_adapt.setEnabled(has_model and not running)
         self.act_sign.setEnabled(bool(self.results.results) and not running and self.signed is None)
+        self.act_send.setEnabled(bool(self.results.results) and has_model and not running)
+        self.act_open_package.setEnabled(not running)
         self.act_unlock.setEnabled(self.signed is not None)
         self.act_shipped.setEnabled(not running and (self.model is None
                                                      or self.model.path.resolve() != bundled_model_path().resolve()))
@@ -1334,6 +1455,9 @@ class MainWindow(QMainWindow):
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
+            if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
+                self.open_package(paths[0])
+                return
             self.classify(paths)
 
     #: QSettings keys of what the window remembers about its own layout

@@ -8,8 +8,8 @@ from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 from hv_desktop.core.batch import Result
 from hv_desktop.core.review import awaiting_review
 
-COLUMNS = ("File", "Model class", "Confidence", "Reviewed as", "Status")
-COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_STATUS = range(5)
+COLUMNS = ("File", "Model class", "Confidence", "Reviewed as", "Status", "Sender's review")
+COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_STATUS, COL_SENDER = range(6)
 SORT_ROLE = Qt.UserRole + 1
 RESULT_ROLE = Qt.UserRole + 2
 
@@ -45,6 +45,8 @@ class ResultsModel(QAbstractTableModel):
         super().__init__(parent)
         self.results: list[Result] = []
         self._pixmaps: dict[int, QPixmap] = {}
+        #: image sha256 -> the sending lab's review, when the session is a consultation (hv_desktop.core.package)
+        self.sender_labels: dict[str, str | None] = {}
         self._bold = QFont()
         self._bold.setBold(True)
 
@@ -78,6 +80,8 @@ class ResultsModel(QAbstractTableModel):
                 return (r.reviewer_label or "").capitalize()
             if col == COL_STATUS:
                 return status_of(r) if (r.ok or role == Qt.DisplayRole) else r.error
+            if col == COL_SENDER:  # a consultation: the sending lab's review, beside the model's and yours
+                return (self.sender_labels.get(r.sha256 or r.path.name) or "").capitalize()
         if role == SORT_ROLE:
             if col == COL_CONF:
                 return r.confidence if r.confidence is not None else -1.0
