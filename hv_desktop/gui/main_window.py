@@ -725,15 +725,10 @@ class MainWindow(QMainWindow):
             if dlg.exec() != QDialog.Accepted:
                 return False
             info = ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text())
+        kind = "reply" if self.consultation else "case"
+        path = self._save_target(path, "Export for consultation", f"{info.case_id or kind}-{kind}.zip",
+                                 "Consultation packages (*.zip)")
         if path is None:
-            kind = "reply" if self.consultation else "case"
-            name, _ = QFileDialog.getSaveFileName(
-                self, "Export for consultation", str(Path(self._last_dir()) / f"{info.case_id or kind}-{kind}.zip"),
-                "Consultation packages (*.zip)")
-            if not name:
-                return False
-            path = Path(name)
-        if not self._output_allowed(path):
             return False
         import tempfile
 
@@ -1191,13 +1186,8 @@ class MainWindow(QMainWindow):
         if not self.results.results:
             QMessageBox.information(self, "Nothing to export", "Classify some images first.")
             return False
+        path = self._save_target(path, "Export CSV", "hematovision.csv", "CSV files (*.csv)")
         if path is None:
-            name, _ = QFileDialog.getSaveFileName(self, "Export CSV", str(Path(self._last_dir()) / "hematovision.csv"),
-                                                  "CSV files (*.csv)")
-            if not name:
-                return False
-            path = Path(name)
-        if not self._output_allowed(path):
             return False
         info = self.model.info if self.model else None
         try:
@@ -1210,6 +1200,17 @@ class MainWindow(QMainWindow):
             return False
         self.statusBar().showMessage(f"Exported {len(self.results.results)} rows to {path}", 8000)
         return True
+
+    def _save_target(self, path: Path | None, title: str, suggested: str, filters: str) -> Path | None:
+        """``path``, or the file a save dialog gives; None when cancelled or when writing there would destroy
+        something (hv_desktop.core.outputs)."""
+        if path is None:
+            suggested = suggested.replace("/", "_")
+            name, _ = QFileDialog.getSaveFileName(self, title, str(Path(self._last_dir()) / suggested), filters)
+            if not name:
+                return None
+            path = Path(name)
+        return path if self._output_allowed(path) else None
 
     def _output_allowed(self, path: Path) -> bool:
         """Never write over one of the session's images, a link or a device (hv_desktop.core.outputs)."""
@@ -1235,14 +1236,9 @@ class MainWindow(QMainWindow):
             info = ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text())
             heatmaps = dlg.heatmaps.isChecked()
             self.settings.setValue("operator", info.operator)
+        path = self._save_target(path, "Export report", f"hematovision-{info.case_id or 'report'}.pdf",
+                                 "PDF files (*.pdf)")
         if path is None:
-            suggested = f"hematovision-{info.case_id or 'report'}.pdf".replace("/", "_")
-            name, _ = QFileDialog.getSaveFileName(self, "Export report", str(Path(self._last_dir()) / suggested),
-                                                  "PDF files (*.pdf)")
-            if not name:
-                return False
-            path = Path(name)
-        if not self._output_allowed(path):
             return False
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
