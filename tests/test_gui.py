@@ -36,6 +36,7 @@ def window(qtbot, tmp_path, tiny_model_path):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
     w = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=tmp_path / "autosave.json")
     qtbot.addWidget(w)
+    w.ask_case = lambda name: "add"  # opening more images: more of the same case (its own test asks)
     w.show()
     yield w
     if w.is_running():
@@ -597,3 +598,43 @@ def test_hostile_package_dropped_on_the_window_is_refused(qtbot, window, tmp_pat
     window.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
     assert warnings and "refused" in warnings[-1]
     assert window.results.rowCount() == 0 and not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_two_cases_in_one_session_each_with_its_own_csv_and_report(qtbot, window, tmp_path, monkeypatch):
+    """Issue 18: opening a second folder asks new case or the same; each case has its own differential, CSV,
+    report and sign-off; the autosave keeps both."""
+    import unicodedata
+
+    from pypdf import PdfReader
+
+    from hv_desktop.gui.report import ReportInfo
+
+    _run(qtbot, window, lambda: window.open_paths([_images(tmp_path / "S-1", 4)]))
+    assert window.review.current == "S-1" and window.case_combo.currentText() == "S-1"
+    window.ask_case = lambda name: "new"
+    original = MainWindow.new_case  # the dialog that asks the new case's ID, answered "S-2"
+    monkeypatch.setattr(MainWindow, "new_case", lambda self, name="", ask=True: original(self, "S-2", ask=False))
+    _run(qtbot, window, lambda: window.open_paths([_images(tmp_path / "second", 3, start=10)]))
+    assert list(window.review.cases) == ["S-1", "S-2"] and window.review.current == "S-2"
+    assert window.proxy.rowCount() == 3 and window.results.rowCount() == 7  # the table shows the current case
+    assert window.diff_table.item(window.diff_table.rowCount() - 3, 0).text() == "3"  # classified in S-2
+    assert window.export_csv(tmp_path / "s2.csv")
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: None)
+    assert window.sign_off_case("A. Tech", "grey cells checked on the slide")
+    window.case_combo.setCurrentIndex(0)  # back to S-1
+    assert window.review.current == "S-1" and window.proxy.rowCount() == 4 and window.signed is None
+    assert window.export_csv(tmp_path / "s1.csv")
+    assert window.export_report(tmp_path / "s1.pdf", ReportInfo())
+    with open(tmp_path / "s1.csv", encoding="utf-8-sig", newline="") as fh:
+        s1 = list(csv.DictReader(fh))
+    with open(tmp_path / "s2.csv", encoding="utf-8-sig", newline="") as fh:
+        s2 = list(csv.DictReader(fh))
+    assert len(s1) == 4 and {r["case"] for r in s1} == {"S-1"} and len(s2) == 3 and {r["case"] for r in s2} == {"S-2"}
+    text = unicodedata.normalize("NFKC", " ".join(p.extract_text() for p in PdfReader(str(tmp_path / "s1.pdf")).pages))
+    text = " ".join(text.split())
+    assert "Case S-1" in text and "Cells classified: 4" in text
+    window.autosave(wait=True)
+    w2 = MainWindow(model_path=window.model.path, settings=window.settings, autosave_path=window.autosave_path)
+    qtbot.addWidget(w2)
+    qtbot.waitUntil(lambda: w2.results.rowCount() == 7, timeout=10000)
+    assert list(w2.review.cases) == ["S-1", "S-2"] and "S-2" in w2.review.signoffs and "S-1" not in w2.review.signoffs

@@ -90,12 +90,33 @@ def test_review_session_undo_accept_and_lock():
     s.sign_off("A. Tech", "2026-11-28T17:00")
     with pytest.raises(CaseLocked):
         s.assign(0, "monocyte")
-    with pytest.raises(CaseLocked):
-        s.undo()
+    assert s.undo() == []  # a signed case has no undo history; its history is the audit
     extra = s.to_extra()
     t = ReviewSession()
     t.load_extra(extra)
-    assert t.signed == s.signed and t.audit == s.audit
+    assert t.signed == s.signed and t.audit == s.audit and t.signoffs == s.signoffs
     s.unlock("second look", "2026-11-28T17:05")
-    assert not s.locked and s.audit[-1]["event"] == "unlocked"
+    assert not s.locked() and s.audit[-1]["event"] == "unlocked"
     s.assign(0, "monocyte")
+
+
+def test_cases_each_have_their_results_and_their_own_sign_off():
+    import pytest
+
+    from hv_desktop.core.review import CaseLocked, ReviewSession
+
+    s = ReviewSession()
+    a = s.new_case("S-1", "A. Tech")
+    s.results += [Result(Path(f"a{i}.png"), label="neutrophil", confidence=0.99, case=a) for i in range(3)]
+    b = s.new_case("S-1")  # the same ID again: kept apart
+    assert b == "S-1 (2)" and s.current == b
+    s.results += [Result(Path(f"b{i}.png"), label="lymphocyte", confidence=0.99, case=b) for i in range(2)]
+    assert [r.path.name for r in s.case_results(a)] == ["a0.png", "a1.png", "a2.png"]
+    assert len(s.case_results()) == 2  # the current case
+    s.sign_off("A. Tech", "2026-11-28T17:00")  # signs S-1 (2) only
+    with pytest.raises(CaseLocked):
+        s.assign(3, "monocyte")
+    s.assign(0, "monocyte")  # S-1 is still open
+    t = ReviewSession()
+    t.load_extra(s.to_extra())
+    assert list(t.cases) == ["S-1", "S-1 (2)"] and t.current == b and t.locked() and not t.signoffs.get(a)

@@ -48,10 +48,12 @@ class Result:
     sha256: str | None = None
     timestamp: str = ""
     reviewer_label: str | None = None
+    #: the case (sample) this cell belongs to in a review session ("" before cases are used)
+    case: str = ""
     #: small RGB uint8 preview (only when asked for; never exported)
     thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
-    #: (reviewer_label, JSON text) cached by hv_desktop.core.session.result_json
-    _json: tuple[str | None, str] | None = field(default=None, repr=False, compare=False)
+    #: ((reviewer_label, case), JSON text) cached by hv_desktop.core.session.result_json
+    _json: tuple[tuple[str | None, str], str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

@@ -163,32 +163,77 @@ class CaseLocked(Exception):
     """A change was asked of a signed-off case."""
 
 
+@dataclass
+class CaseInfo:
+    """A sample under review: its ID, who reviews it, a note."""
+
+    case_id: str
+    operator: str = ""
+    note: str = ""
+
+    @classmethod
+    def from_dict(cls, d) -> CaseInfo | None:
+        if not isinstance(d, dict):
+            return None
+        vals = [d.get(k, "") for k in ("case_id", "operator", "note")]
+        if not all(isinstance(v, str) and len(v) <= 4000 for v in vals) or not vals[0]:
+            return None
+        return cls(*vals)
+
+
 class ReviewSession:
-    """The state of a review, Qt-free: results, the reviewer's labels (with undo), sign-off and its audit trail.
+    """The state of a review, Qt-free: cases, results, the reviewer's labels (with undo), each case's sign-off and
+    the audit trail.
 
     Why: the window used to own this logic; here the GUI, autosave and tests share one implementation. The
-    window's table model shows ``results`` (the same list object) and is told which rows changed.
+    window's table model shows ``results`` (the same list object) and is told which rows changed. A session
+    holds cases (samples): each result belongs to one; sign-off, the differential and exports are per case.
     """
 
     UNDO_DEPTH = 200
 
     def __init__(self) -> None:
         self.results: list[Result] = []
-        self.signed: SignOff | None = None
+        self.cases: dict[str, CaseInfo] = {}
+        self.current = ""  # the case new images join and the window shows ("" before any case exists)
+        self.signoffs: dict[str, SignOff] = {}
         self.audit: list[dict] = []
         self._undo: list[list[tuple[int, str | None]]] = []
 
-    @property
-    def locked(self) -> bool:
-        return self.signed is not None
+    # --- cases
+    def new_case(self, case_id: str, operator: str = "", note: str = "") -> str:
+        """Open a case (an ID already used gets a suffix) and make it the current one; its ID."""
+        base = case_id.strip() or f"Case {len(self.cases) + 1}"
+        cid, n = base, 2
+        while cid in self.cases:
+            cid, n = f"{base} ({n})", n + 1
+        self.cases[cid] = CaseInfo(cid, operator, note)
+        self.current = cid
+        return cid
 
-    def _check(self) -> None:
-        if self.signed is not None:
-            raise CaseLocked(f"signed off by {self.signed.operator} at {self.signed.at}")
+    def case_results(self, case_id: str | None = None) -> list[Result]:
+        """The results of a case (the current one by default; all results when there are no cases)."""
+        cid = self.current if case_id is None else case_id
+        return [r for r in self.results if r.case == cid] if cid else list(self.results)
+
+    # --- sign-off, per case
+    @property
+    def signed(self) -> SignOff | None:
+        return self.signoffs.get(self.current)
+
+    def locked(self, index: int | None = None) -> bool:
+        cid = self.results[index].case if index is not None else self.current
+        return cid in self.signoffs
+
+    def _check(self, index: int | None = None) -> None:
+        cid = self.results[index].case if index is not None else self.current
+        if cid in self.signoffs:
+            s = self.signoffs[cid]
+            raise CaseLocked(f"signed off by {s.operator} at {s.at}")
 
     def assign(self, index: int, label: str | None) -> None:
         """Set (None: clear) the reviewer's label of results[index]; undoable."""
-        self._check()
+        self._check(index)
         r = self.results[index]
         if not r.ok or r.reviewer_label == label:
             return
@@ -196,9 +241,10 @@ class ReviewSession:
         r.reviewer_label = label
 
     def accept_unflagged(self) -> list[int]:
-        """Confirm the model's class for every unflagged, unreviewed cell (one undo step); the indices changed."""
+        """Confirm the model's class for every unflagged, unreviewed cell of the current case (one undo step)."""
         self._check()
-        rows = [i for i, r in enumerate(self.results) if r.ok and not r.needs_review and not r.reviewer_label]
+        rows = [i for i, r in enumerate(self.results) if r.ok and not r.needs_review and not r.reviewer_label
+                and (not self.current or r.case == self.current)]
         if rows:
             self._push([(i, None) for i in rows])
             for i in rows:
@@ -207,9 +253,11 @@ class ReviewSession:
 
     def undo(self) -> list[int]:
         """Take back the last review step; the indices it touched ([] when there is nothing to undo)."""
-        self._check()
         if not self._undo:
             return []
+        for i, _ in self._undo[-1]:
+            if i < len(self.results):
+                self._check(i)
         step = self._undo.pop()
         for i, previous in step:
             if i < len(self.results):
@@ -221,36 +269,60 @@ class ReviewSession:
         del self._undo[:-self.UNDO_DEPTH]
 
     def awaiting(self) -> int:
-        return sign_off_blockers(self.results)
+        return sign_off_blockers(self.case_results())
 
     def sign_off(self, operator: str, at: str, reason: str = "") -> SignOff:
+        """Sign the current case off (see :func:`sign_off`); it is then locked."""
         self._check()
-        self.signed = sign_off(self.results, operator, at, reason)
-        self.audit.append({"event": "signed off", **self.signed.as_dict()})
-        self._undo.clear()  # a signed case's history is the audit, not an undo stack
-        return self.signed
+        signed = sign_off(self.case_results(), operator, at, reason)
+        self.signoffs[self.current] = signed
+        self.audit.append({"event": "signed off", "case": self.current, **signed.as_dict()})
+        self._undo = [step for step in self._undo if all(self.results[i].case != self.current for i, _ in step)]
+        return signed
 
     def unlock(self, reason: str, at: str) -> None:
-        if self.signed is None:
+        signed = self.signoffs.get(self.current)
+        if signed is None:
             return
         if not reason.strip():
             raise ValueError("give a reason: it is kept with the case")
-        self.audit.append({"event": "unlocked", "at": at, "reason": reason.strip(),
-                           "was_signed_by": self.signed.operator})
-        self.signed = None
+        self.audit.append({"event": "unlocked", "case": self.current, "at": at, "reason": reason.strip(),
+                           "was_signed_by": signed.operator})
+        del self.signoffs[self.current]
 
     def clear(self) -> None:
         self.results.clear()
-        self.signed, self.audit = None, []
+        self.cases.clear()
+        self.current = ""
+        self.signoffs.clear()
+        self.audit = []
         self._undo.clear()
 
     def to_extra(self) -> dict:
         """What the session file keeps besides the results."""
-        return {"sign_off": self.signed.as_dict() if self.signed else None, "audit": list(self.audit)}
+        return {"cases": [c.__dict__ for c in self.cases.values()], "current_case": self.current,
+                "sign_offs": {k: v.as_dict() for k, v in self.signoffs.items()},
+                "sign_off": self.signed.as_dict() if self.signed else None, "audit": list(self.audit)}
 
     def load_extra(self, extra) -> None:
-        """The sign-off and audit read back from a session file, type-checked."""
+        """Cases, sign-offs and audit read back from a session file, type-checked."""
         extra = extra if isinstance(extra, dict) else {}
-        self.signed = SignOff.from_dict(extra.get("sign_off"))
+        cases = extra.get("cases")
+        self.cases = {}
+        for d in cases[:10_000] if isinstance(cases, list) else []:
+            c = CaseInfo.from_dict(d)
+            if c is not None:
+                self.cases[c.case_id] = c
+        current = extra.get("current_case")
+        self.current = current if isinstance(current, str) and current in self.cases else ""
+        self.signoffs = {}
+        signoffs = extra.get("sign_offs")
+        for k, v in (signoffs.items() if isinstance(signoffs, dict) else []):
+            s = SignOff.from_dict(v)
+            if s is not None and isinstance(k, str):
+                self.signoffs[k] = s
+        legacy = SignOff.from_dict(extra.get("sign_off"))  # a session saved before cases: one case, ""
+        if legacy is not None and not self.signoffs:
+            self.signoffs[self.current] = legacy
         audit = extra.get("audit")
         self.audit = [a for a in audit if isinstance(a, dict)][:1000] if isinstance(audit, list) else []

@@ -28,12 +28,12 @@ class SessionError(Exception):
 def _encode(r: Result) -> dict:
     return {"path": path_to_text(r.path), "label": r.label, "confidence": r.confidence, "probabilities": r.probabilities,
             "needs_review": r.needs_review, "typicality": r.typicality, "error": r.error, "sha256": r.sha256,
-            "timestamp": r.timestamp, "reviewer_label": r.reviewer_label}
+            "timestamp": r.timestamp, "reviewer_label": r.reviewer_label, "case": r.case}
 
 
 #: A session file larger than this is not read (10,000 results take about 5 MB).
 MAX_SESSION_BYTES = 512 * 1024 * 1024
-_TEXT_FIELDS = ("label", "error", "sha256", "timestamp", "reviewer_label")
+_TEXT_FIELDS = ("label", "error", "sha256", "timestamp", "reviewer_label", "case")
 
 
 def _text(v, limit: int = 4096) -> str | None:
@@ -69,17 +69,20 @@ def _decode(d) -> Result:
     return Result(path=text_to_path(path), label=texts["label"], confidence=_number(d.get("confidence")),
                   probabilities={_text(k) or "": _number(v) or 0.0 for k, v in probs.items()},
                   needs_review=needs, typicality=_number(d.get("typicality")), error=texts["error"],
-                  sha256=texts["sha256"], timestamp=texts["timestamp"] or "", reviewer_label=texts["reviewer_label"])
+                  sha256=texts["sha256"], timestamp=texts["timestamp"] or "", reviewer_label=texts["reviewer_label"],
+                  case=texts["case"] or "")
 
 
 def result_json(r: Result) -> str:
-    """One result's JSON text, cached on the result: after classification only the reviewer's label changes,
+    """One result's JSON text, cached on the result: after classification only the reviewer's label (and the case
+    it is filed under) changes,
     so an autosave after a review re-encodes one result, not the whole session."""
     cached = r._json
-    if cached is not None and cached[0] == r.reviewer_label:
+    key = (r.reviewer_label, r.case)
+    if cached is not None and cached[0] == key:
         return cached[1]
     text = json.dumps(_encode(r), ensure_ascii=False)
-    r._json = (r.reviewer_label, text)
+    r._json = (key, text)  # type: ignore[assignment]
     return text
 
 

@@ -201,6 +201,8 @@ class MainWindow(QMainWindow):
         self.act_open_package = act("Open Consultation &Package…", self.open_package, None,
                                     "Open a case a lab sent for consultation, or a consultant's reply")
         self.act_new = act("&New Session", self.new_session, QKeySequence.New, "Clear the results")
+        self.act_new_case = act("New &Case…", self.new_case, "Ctrl+Shift+N",
+                                "Start a new case (sample): the next images opened join it")
         self.act_quit = act("&Quit", self.close, QKeySequence.Quit)
         self.act_cancel = act("&Cancel", self.cancel_run, "Esc", "Stop classifying (results so far are kept)")
         self.act_about = act("&About HematoVision", self.about)
@@ -231,7 +233,7 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_watch)
         m.addSeparator()
         for a in (self.act_export, self.act_report, self.act_send, self.act_open_package, self.act_model,
-                  self.act_new):
+                  self.act_new_case, self.act_new):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_quit)
@@ -273,8 +275,13 @@ class MainWindow(QMainWindow):
         self.search = QLineEdit(placeholderText="Filter by file name…")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda t: self.proxy.set_filters(text=t))
+        self.case_combo = QComboBox()
+        self.case_combo.setAccessibleName("Case")
+        self.case_combo.setMinimumContentsLength(10)
+        self.case_combo.setToolTip("The case (sample) shown; its differential, sign-off and exports")
+        self.case_combo.currentIndexChanged.connect(lambda _: self._case_chosen())
         filters = QHBoxLayout()
-        for text, widget in (("&Class:", self.class_combo), ("S&how:", self.state_combo)):
+        for text, widget in (("Cas&e:", self.case_combo), ("&Class:", self.class_combo), ("S&how:", self.state_combo)):
             label = QLabel(text)
             label.setBuddy(widget)  # Alt+C / Alt+H move the keyboard focus there
             filters.addWidget(label)
@@ -554,12 +561,12 @@ class MainWindow(QMainWindow):
     def open_images(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Open images", self._last_dir(), IMAGE_FILTER)
         if files:
-            self.classify([Path(f) for f in files])
+            self.open_paths([Path(f) for f in files])
 
     def open_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open folder", self._last_dir())
         if folder:
-            self.classify([Path(folder)])
+            self.open_paths([Path(folder)])
 
     def classify(self, paths: list[Path]) -> None:
         """Queue paths; the run starts now or when the current one ends."""
@@ -570,6 +577,8 @@ class MainWindow(QMainWindow):
         if self.model is None:
             QMessageBox.warning(self, "No model", "Load a model first (File ▸ Load Model…).")
             return
+        if not self._reclassifying and not self.review.current:
+            self.new_case(self._case_name(paths), ask=False)  # the first images open a case named after them
         for p in paths:
             if p.is_dir():
                 self._remember_recent(p)
@@ -580,6 +589,7 @@ class MainWindow(QMainWindow):
         self._start(paths)
 
     def _start(self, paths: list[Path]) -> None:
+        self._run_case = self.review.current
         self.job = ClassifyJob(self.model, paths, self)
         self.job.worker.total.connect(self._on_total)
         self.job.worker.results.connect(self._on_results)
@@ -609,6 +619,8 @@ class MainWindow(QMainWindow):
         self._run_done += len(batch)
         # The same file (same path, same bytes) opened again keeps its existing row and review.
         fresh = [r for r in batch if self._key(r) not in self._seen]
+        for r in fresh:
+            r.case = self._run_case
         self._seen.update(self._key(r) for r in fresh)
         self._skipped += len(batch) - len(fresh)
         self.results.append(fresh)
@@ -709,19 +721,95 @@ class MainWindow(QMainWindow):
         self._reclassifying = True
         self._start(paths)
 
+    # ------------------------------------------------------------------ cases
+    @staticmethod
+    def _case_name(paths: list[Path]) -> str:
+        return next((p.name for p in paths if p.is_dir()), paths[0].parent.name if paths else "") or "Case"
+
+    def open_paths(self, paths: list[Path]) -> None:
+        """What a person opens or drops: asks whether it is a new case or more of the current one (the watch
+        folder and scripts add to the current case without asking)."""
+        if self.review.current and self.review.case_results() and self.job is None and self.signed is None:
+            choice = self.ask_case(self._case_name(paths))
+            if choice is None:
+                return
+            if choice == "new" and self.new_case(self._case_name(paths), ask=True) is None:
+                return
+        self.classify(paths)
+
+    def ask_case(self, name: str) -> str | None:
+        """'new', 'add' or None (cancel): a dialog, replaced in tests."""
+        box = QMessageBox(self)
+        box.setWindowTitle("New case or the same case?")
+        box.setText(f"Are these images a new case, or more of case {self.review.current}?")
+        new = box.addButton("New case…", QMessageBox.AcceptRole)
+        add = box.addButton(f"Add to {self.review.current}", QMessageBox.ActionRole)
+        box.addButton(QMessageBox.Cancel)
+        box.exec()
+        return "new" if box.clickedButton() is new else "add" if box.clickedButton() is add else None
+
+    def new_case(self, name: str = "", ask: bool = True) -> str | None:
+        """Open a case (a dialog asks the sample ID, operator and note unless ``ask`` is False)."""
+        operator, note = str(self.settings.value("operator", "") or ""), ""
+        if ask:
+            dlg = ReportDialog(self, operator=operator)
+            dlg.setWindowTitle("New case")
+            dlg.heatmaps.hide()
+            dlg.case_id.setText(name)
+            if dlg.exec() != QDialog.Accepted:
+                return None
+            name, operator, note = dlg.case_id.text(), dlg.operator.text(), dlg.note.toPlainText()
+        cid = self.review.new_case(name, operator, note)
+        self._refresh_cases()
+        return cid
+
+    def _refresh_cases(self) -> None:
+        self.case_combo.blockSignals(True)
+        self.case_combo.clear()
+        for cid in self.review.cases:
+            self.case_combo.addItem(cid, cid)
+        self.case_combo.setCurrentIndex(max(0, self.case_combo.findData(self.review.current)))
+        self.case_combo.blockSignals(False)
+        self.case_combo.setEnabled(bool(self.review.cases))
+        self.proxy.set_filters(case=self.review.current)
+        self.gallery_proxy.set_filters(case=self.review.current)
+        self._show_signed()
+        self.update_differential()
+
+    def _case_chosen(self) -> None:
+        cid = self.case_combo.currentData()
+        if cid and cid != self.review.current:
+            self.review.current = cid
+            self._refresh_cases()
+            self._autosave_timer.start()
+
+    def case_results(self) -> list[Result]:
+        """The current case's results (all of them before cases are used)."""
+        return self.review.case_results()
+
+    def _case_info(self, info):
+        """Report details for the current case: its ID, operator and note unless the dialog gave others."""
+        from hv_desktop.gui.report import ReportInfo
+
+        c = self.review.cases.get(self.review.current)
+        if c is None:
+            return info
+        if info is None:
+            return ReportInfo(c.case_id, c.note, c.operator)
+        return ReportInfo(info.case_id or c.case_id, info.note or c.note, info.operator or c.operator)
+
     # ------------------------------------------------------------------ consultation
     def export_consultation(self, path: Path | None = None, info=None) -> bool:
         """Write the session as a consultation package (a reply, when the session came in one)."""
         from hv_desktop.core.package import PackageError, write_package
         from hv_desktop.gui.report import ReportInfo, write_pdf
 
-        if not self.results.results or self.model is None:
+        if not self.case_results() or self.model is None:
             return False
         if info is None:
             dlg = ReportDialog(self, operator=str(self.settings.value("operator", "") or ""))
             dlg.setWindowTitle("Export case for consultation")
-            if self.consultation:
-                dlg.case_id.setText(str(self.consultation["case"].get("case_id", "")))
+            dlg.case_id.setText(self.review.current)
             if dlg.exec() != QDialog.Accepted:
                 return False
             info = ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text())
@@ -736,11 +824,11 @@ class MainWindow(QMainWindow):
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 pdf = Path(tmp) / "report.pdf"
-                write_pdf(pdf, self.results.results, list(self.model.labels), self.model.info.name,
+                write_pdf(pdf, self.case_results(), list(self.model.labels), self.model.info.name,
                           self.model.info.version, info, self.model, False, signed=self.signed)
                 case = {"case_id": info.case_id, "operator": info.operator, "note": info.note,
                         "signed_off": self.signed.as_dict() if self.signed else None}
-                write_package(path, self.results.results, self.model.labels, self.model.info.name,
+                write_package(path, self.case_results(), self.model.labels, self.model.info.name,
                               self.model.info.version, case, kind="reply" if self.consultation else "request",
                               package_id=(self.consultation or {}).get("package_id", ""), report_pdf=pdf.read_bytes())
         except (OSError, PackageError) as exc:
@@ -769,7 +857,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Package refused", f"{path.name}: {exc}")
             return False
         if c.kind == "reply":
-            self.last_disagreements = disagreements(self.results.results, c)
+            self.last_disagreements = disagreements(self.case_results(), c)
             lines = [f"{n}: you {mine or '(not reviewed)'}, consultant {theirs}" for n, mine, theirs
                      in self.last_disagreements]
             QMessageBox.information(self, "Consultant's reply",
@@ -788,7 +876,12 @@ class MainWindow(QMainWindow):
         self._seen.clear()
         self.results.sender_labels = dict(c.sender_labels)
         self.consultation = {"kind": c.kind, "package_id": c.package_id, "case": c.case}
+        cid = self.review.new_case(str(c.case.get("case_id") or c.package_id or "Consultation")[:200],
+                                   str(c.case.get("operator") or "")[:200], str(c.case.get("note") or "")[:4000])
+        for r in c.results:
+            r.case = cid
         self.results.append(c.results)
+        self._refresh_cases()
         self._seen.update(self._key(r) for r in c.results)
         self.table.setColumnHidden(COL_SENDER, False)
         self._show_signed()
@@ -802,9 +895,9 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ sign-off
     def sign_off_case(self, operator: str | None = None, reason: str | None = None) -> bool:
         """Sign the case off (a dialog asks who, and a reason when flagged cells are left); then it is locked."""
-        if self.signed is not None or not self.results.results:
+        if self.signed is not None or not self.case_results():
             return False
-        left = sign_off_blockers(self.results.results)
+        left = sign_off_blockers(self.case_results())
         if operator is None:
             dlg = SignOffDialog(self, str(self.settings.value("operator", "") or ""), left)
             if dlg.exec() != QDialog.Accepted:
@@ -1068,18 +1161,20 @@ class MainWindow(QMainWindow):
     def audit(self) -> list[dict]:
         return self.review.audit
 
-    def _locked(self) -> bool:
+    def _locked(self, row: int | None = None) -> bool:
         """A signed-off case cannot change; say so instead."""
-        if self.signed is None:
+        if not self.review.locked(row):
             return False
-        self.statusBar().showMessage(f"Signed off by {self.signed.operator} at {self.signed.at}: "
+        case = self.review.results[row].case if row is not None else self.review.current
+        s = self.review.signoffs[case]
+        self.statusBar().showMessage(f"Case {case or ''} signed off by {s.operator} at {s.at}: "
                                      "Review ▸ Unlock Signed-Off Case to change it", 6000)
         return True
 
     def assign_current(self, label: str | None) -> None:
         """Set (or clear) the reviewer's label of the current cell, then move on."""
         r, row = self._current_result()
-        if r is None or not r.ok or self._locked():
+        if r is None or not r.ok or self._locked(row):
             return
         self.review.assign(row, label)
         self.results.rows_changed([row])
@@ -1104,7 +1199,7 @@ class MainWindow(QMainWindow):
         """The usual workflow: confirm the confident pre-classifications at once, review the flagged ones."""
         if self._locked():
             return 0
-        n = sum(1 for r in self.review.results if r.ok and not r.needs_review and not r.reviewer_label)
+        n = sum(1 for r in self.case_results() if r.ok and not r.needs_review and not r.reviewer_label)
         if not n:
             self.statusBar().showMessage("No unflagged, unreviewed cells", 4000)
             return 0
@@ -1117,7 +1212,7 @@ class MainWindow(QMainWindow):
         self.results.rows_changed(rows)
         self.update_differential()
         self._autosave_timer.start()
-        left = differential(self.results.results, self.model.labels).flagged
+        left = differential(self.case_results(), self.model.labels).flagged
         self.statusBar().showMessage(f"Accepted {len(rows)} cells; {left} flagged cells to review", 6000)
         return len(rows)
 
@@ -1156,9 +1251,9 @@ class MainWindow(QMainWindow):
         labels = list(self.model.labels) if self.model else []
         reviewed = self.diff_mode.currentIndex() == 1
         self.proxy.reviewed_view = reviewed
-        d = differential(self.results.results, labels, reviewed=reviewed)
+        d = differential(self.case_results(), labels, reviewed=reviewed)
         if reviewed:  # white cells as % of white cells in clinical order; NRBC, smudge... per 100 white cells
-            rd = reviewed_differential(self.results.results, labels)
+            rd = reviewed_differential(self.case_results(), labels)
             rows = [(n.capitalize(), str(c), f"{p:.1f}") for n, c, p in rd.white]
             rows += [(f"{n.capitalize()} /100 WBC", str(c), f"{p:.1f}") for n, c, p in rd.per_100]
         else:
@@ -1183,22 +1278,25 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ export / session
     def export_csv(self, path: Path | None = None) -> bool:
-        if not self.results.results:
+        if not self.case_results():
             QMessageBox.information(self, "Nothing to export", "Classify some images first.")
             return False
-        path = self._save_target(path, "Export CSV", "hematovision.csv", "CSV files (*.csv)")
+        path = self._save_target(path, "Export CSV", f"hematovision-{self.review.current or 'results'}.csv",
+                                 "CSV files (*.csv)")
         if path is None:
             return False
         info = self.model.info if self.model else None
         try:
-            case = {"signed_off_by": self.signed.operator, "signed_off_at": self.signed.at} if self.signed else None
-            write_csv(path, self.results.results, list(self.model.labels) if self.model else [],
+            case = {"case": self.review.current} if self.review.current else {}
+            if self.signed:
+                case.update(signed_off_by=self.signed.operator, signed_off_at=self.signed.at)
+            write_csv(path, self.case_results(), list(self.model.labels) if self.model else [],
                       info.name if info else "", info.version if info else "", case)
         except OSError as exc:
             QMessageBox.critical(self, "Export failed", f"Could not write {path}:\n{exc.strerror or exc}\n\n"
                                                         "Nothing was lost; choose another location.")
             return False
-        self.statusBar().showMessage(f"Exported {len(self.results.results)} rows to {path}", 8000)
+        self.statusBar().showMessage(f"Exported {len(self.case_results())} rows to {path}", 8000)
         return True
 
     def _save_target(self, path: Path | None, title: str, suggested: str, filters: str) -> Path | None:
@@ -1225,7 +1323,7 @@ class MainWindow(QMainWindow):
     def export_report(self, path: Path | None = None, info=None) -> bool:
         from hv_desktop.gui.report import ReportInfo, write_pdf
 
-        if not self.results.results:
+        if not self.case_results():
             QMessageBox.information(self, "Nothing to report", "Classify some images first.")
             return False
         heatmaps = False
@@ -1242,8 +1340,8 @@ class MainWindow(QMainWindow):
             return False
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
-            pages = write_pdf(path, self.results.results, list(self.model.labels), self.model.info.name,
-                              self.model.info.version, info, self.model, heatmaps, signed=self.signed)
+            pages = write_pdf(path, self.case_results(), list(self.model.labels), self.model.info.name,
+                              self.model.info.version, self._case_info(info), self.model, heatmaps, signed=self.signed)
         except OSError as exc:
             QMessageBox.critical(self, "Report not written", f"Could not write {path}:\n{exc}")
             return False
@@ -1323,7 +1421,6 @@ class MainWindow(QMainWindow):
         restored, header = payload
         self.review.load_extra(header.get("extra"))
         self._restore_consultation((header.get("extra") or {}).get("consultation"))
-        self._show_signed()
         fresh = [r for r in restored if self._key(r) not in self._seen]
         if fresh:
             self.results.append(fresh)
@@ -1341,6 +1438,7 @@ class MainWindow(QMainWindow):
             self._update_actions()
         else:
             self.statusBar().clearMessage()
+        self._refresh_cases()
         if self._autosave_again:
             self.autosave()
         self.sessionRestored.emit(len(fresh))
@@ -1389,7 +1487,7 @@ class MainWindow(QMainWindow):
         self.consultation = None
         self.results.sender_labels = {}
         self.table.setColumnHidden(COL_SENDER, True)
-        self._show_signed()
+        self._refresh_cases()
         self.update_differential()
         self.autosave()
         self._update_actions()
@@ -1454,7 +1552,7 @@ class MainWindow(QMainWindow):
             if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
                 self.open_package(paths[0])
                 return
-            self.classify(paths)
+            self.open_paths(paths)
 
     #: QSettings keys of what the window remembers about its own layout
     LAYOUT_KEYS = {"geometry": "layout/geometry", "main": "layout/main_split", "preview": "layout/preview_split"}

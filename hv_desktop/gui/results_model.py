@@ -120,7 +120,7 @@ class ResultsModel(QAbstractTableModel):
             if i is None:
                 continue
             old = self.results[i]
-            r.reviewer_label = old.reviewer_label
+            r.reviewer_label, r.case = old.reviewer_label, old.case
             if r.thumbnail is None:
                 r.thumbnail = old.thumbnail
             self.results[i] = r
@@ -152,18 +152,22 @@ class ResultsFilter(QSortFilterProxyModel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.class_filter = ""
+        self.case_filter = ""  # "" shows every case
         self.state_filter = "All"
         self.text_filter = ""
         self.reviewed_view = False
         self.setSortRole(SORT_ROLE)
         self.setDynamicSortFilter(True)
 
-    def set_filters(self, cls: str | None = None, state: str | None = None, text: str | None = None) -> None:
+    def set_filters(self, cls: str | None = None, state: str | None = None, text: str | None = None,
+                    case: str | None = None) -> None:
         new_api = hasattr(self, "beginFilterChange")  # Qt >= 6.9 replaces invalidateFilter()
         if new_api:
             self.beginFilterChange()
         if cls is not None:
             self.class_filter = cls
+        if case is not None:
+            self.case_filter = case
         if state is not None:
             self.state_filter = state
         if text is not None:
@@ -175,6 +179,8 @@ class ResultsFilter(QSortFilterProxyModel):
 
     def filterAcceptsRow(self, row, parent) -> bool:
         r: Result = self.sourceModel().results[row]
+        if self.case_filter and r.case != self.case_filter:
+            return False
         if self.class_filter and effective_label(r, self.reviewed_view) != self.class_filter:
             return False
         s = self.state_filter
