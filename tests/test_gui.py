@@ -638,3 +638,22 @@ def test_two_cases_in_one_session_each_with_its_own_csv_and_report(qtbot, window
     qtbot.addWidget(w2)
     qtbot.waitUntil(lambda: w2.results.rowCount() == 7, timeout=10000)
     assert list(w2.review.cases) == ["S-1", "S-2"] and "S-2" in w2.review.signoffs and "S-1" not in w2.review.signoffs
+
+
+def test_cell_types_are_editable_in_preferences(qtbot, window, tmp_path, monkeypatch):
+    """Issue 18: the list of further cell types and their keys is the lab's to edit; a bad list is refused."""
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
+    assert not window.edit_cell_types("hairy cell, E")  # E is the eosinophil's key
+    assert "already used" in warned[-1]
+    assert window.edit_cell_types("hairy cell, H\nnucleated red cell, R, per 100")
+    _run(qtbot, window, lambda: window.classify([_images(tmp_path / "p", 2)]))
+    window.table.setFocus()
+    window.table.selectRow(0)
+    qtbot.keyClick(window.table, "h")
+    assert window.results.results[0].reviewer_label == "hairy cell"
+    window.table.selectRow(1)
+    qtbot.keyClick(window.table, "t")  # platelet clump is no longer in the list
+    assert window.results.results[1].reviewer_label is None
+    assert [a.text().split(" (")[0] for a in window.other_button.menu().actions()] == ["Hairy cell",
+                                                                                      "Nucleated red cell"]

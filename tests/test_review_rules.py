@@ -120,3 +120,17 @@ def test_cases_each_have_their_results_and_their_own_sign_off():
     t = ReviewSession()
     t.load_extra(s.to_extra())
     assert list(t.cases) == ["S-1", "S-1 (2)"] and t.current == b and t.locked() and not t.signoffs.get(a)
+
+
+def test_parse_extra_classes_names_the_wrong_line():
+    import pytest
+
+    from hv_desktop.core.review import format_extra_classes, parse_extra_classes, EXTRA_CLASSES
+
+    labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    assert parse_extra_classes(format_extra_classes(EXTRA_CLASSES), labels) == list(EXTRA_CLASSES)
+    for text, words in (("blast", "line 1"), ("blast, XY", "one letter"), ("blast, X\nmyelocyte, X", "line 2"),
+                        ("monocyte, Q", "already in the list"), ("smudge, S, per 1000", "per 100"),
+                        ("blast, F", "already used")):
+        with pytest.raises(ValueError, match=words):
+            parse_extra_classes(text, labels)

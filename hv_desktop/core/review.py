@@ -61,9 +61,10 @@ CLINICAL_ORDER = ("neutrophil", "band neutrophil", "lymphocyte", "variant lympho
                   "basophil", "immature granulocyte", "blast", "plasma cell", "unidentified")
 
 
-def review_classes(model_labels: Sequence[str]) -> list[ReviewClass]:
-    """The model's classes (keys 1..n, and the first letter where it is unique), then the extra cell types whose
-    key is still free. One definition for the window, its buttons and menu, and the help text."""
+def review_classes(model_labels: Sequence[str], extras: Sequence[ReviewClass] | None = None) -> list[ReviewClass]:
+    """The model's classes (keys 1..n, and the first letter where it is unique), then the extra cell types
+    (``extras``: the lab's list from preferences; default EXTRA_CLASSES) whose key is still free. One definition
+    for the window, its buttons and menu, and the help text."""
     firsts = [lab[:1].upper() for lab in model_labels]
     out = []
     for i, lab in enumerate(model_labels):
@@ -71,17 +72,45 @@ def review_classes(model_labels: Sequence[str]) -> list[ReviewClass]:
         out.append(ReviewClass(lab, f"{i + 1}" + (f"/{letter}" if letter else "")))
     taken = {k for c in out for k in c.key.split("/")} | {"F"}  # F: next flagged cell
     names = {lab.lower() for lab in model_labels}
-    out += [c for c in EXTRA_CLASSES if c.key not in taken and c.name not in names]
+    out += [c for c in (EXTRA_CLASSES if extras is None else extras) if c.key not in taken and c.name not in names]
     return out
 
 
-def key_map(model_labels: Sequence[str]) -> dict[str, str]:
+def key_map(model_labels: Sequence[str], extras: Sequence[ReviewClass] | None = None) -> dict[str, str]:
     """Key (as typed, lower case) -> class name."""
-    return {k.lower(): c.name for c in review_classes(model_labels) for k in c.key.split("/")}
+    return {k.lower(): c.name for c in review_classes(model_labels, extras) for k in c.key.split("/")}
 
 
-def is_per_100(name: str) -> bool:
-    return any(c.per_100 and c.name == name.lower() for c in EXTRA_CLASSES)
+def is_per_100(name: str, extras: Sequence[ReviewClass] | None = None) -> bool:
+    return any(c.per_100 and c.name == name.lower() for c in (EXTRA_CLASSES if extras is None else extras))
+
+
+def format_extra_classes(extras: Sequence[ReviewClass]) -> str:
+    """The editable text of a list of cell types: one per line, "name, KEY" and ", per 100" where it applies."""
+    return "\n".join(f"{c.name}, {c.key}" + (", per 100" if c.per_100 else "") for c in extras)
+
+
+def parse_extra_classes(text: str, model_labels: Sequence[str] = ()) -> list[ReviewClass]:
+    """The lab's list of further cell types, checked: ValueError naming the line that is wrong."""
+    taken = {k for c in review_classes(model_labels, []) for k in c.key.split("/")} | {"F"}
+    out: list[ReviewClass] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) not in (2, 3) or not parts[0] or len(parts[0]) > 40:
+            raise ValueError(f"line {n}: write 'name, KEY' or 'name, KEY, per 100'")
+        name, key = parts[0].lower(), parts[1].upper()
+        if len(key) != 1 or not key.isalpha():
+            raise ValueError(f"line {n}: the key must be one letter")
+        if key in taken or any(c.key == key for c in out):
+            raise ValueError(f"line {n}: the key {key} is already used")
+        if name in (lab.lower() for lab in model_labels) or any(c.name == name for c in out):
+            raise ValueError(f"line {n}: '{name}' is already in the list")
+        if len(parts) == 3 and parts[2].lower().replace(" ", "") != "per100":
+            raise ValueError(f"line {n}: the third part can only be 'per 100'")
+        out.append(ReviewClass(name, key, per_100=len(parts) == 3))
+    return out
 
 
 @dataclass
@@ -94,7 +123,8 @@ class ReviewedDifferential:
     reviewed: int
 
 
-def reviewed_differential(results: Iterable[Result], model_labels: Sequence[str]) -> ReviewedDifferential:
+def reviewed_differential(results: Iterable[Result], model_labels: Sequence[str],
+                          extras: Sequence[ReviewClass] | None = None) -> ReviewedDifferential:
     counts: Counter[str] = Counter()
     reviewed = 0
     for r in results:
@@ -102,12 +132,12 @@ def reviewed_differential(results: Iterable[Result], model_labels: Sequence[str]
             continue
         reviewed += bool(r.reviewer_label)
         counts[(r.reviewer_label or r.label or "").strip()] += 1
-    white_names = [n for n in counts if n and not is_per_100(n)]
+    white_names = [n for n in counts if n and not is_per_100(n, extras)]
     order = {n: i for i, n in enumerate(CLINICAL_ORDER)}
     white_names = sorted(set(white_names) | set(model_labels), key=lambda n: (order.get(n.lower(), 99), n))
     total = sum(counts[n] for n in white_names)
     white = [(n, counts[n], 100.0 * counts[n] / total if total else 0.0) for n in white_names]
-    extra = [c.name for c in EXTRA_CLASSES if c.per_100 and counts[c.name]]
+    extra = [c.name for c in (EXTRA_CLASSES if extras is None else extras) if c.per_100 and counts[c.name]]
     per = [(n, counts[n], 100.0 * counts[n] / total if total else 0.0) for n in extra]
     return ReviewedDifferential(white, per, total, reviewed)
 

@@ -217,6 +217,8 @@ class MainWindow(QMainWindow):
         self.act_undo = act("&Undo Review", self.undo_review, QKeySequence.Undo, "Take back the last review (or accept-all)")
         self.act_adapt = act("A&dapt to This Lab…", self.adapt_to_lab, None,
                              "Learn this lab's microscope and stain from the cells you reviewed (a new site model)")
+        self.act_cell_types = act("Cell &Types…", self.edit_cell_types, None,
+                                  "The further cell types a reviewer can assign, with their keys (preferences)")
         self.act_sign = act("&Sign Off Case…", self.sign_off_case, "Ctrl+Shift+S",
                             "Sign the case off: every flagged cell reviewed (or a reason), then locked")
         self.act_unlock = act("&Unlock Signed-Off Case…", self.unlock_case, None,
@@ -242,6 +244,7 @@ class MainWindow(QMainWindow):
         r.addAction(self.act_next_flag)
         r.addAction(self.act_accept)
         r.addAction(self.act_cancel)
+        r.addAction(self.act_cell_types)
         r.addSeparator()
         r.addAction(self.act_sign)
         r.addAction(self.act_unlock)
@@ -503,7 +506,7 @@ class MainWindow(QMainWindow):
             b.clicked.connect(lambda _=False, lab=lab: self.assign_current(lab))
             self.review_row.addWidget(b)
             self.review_buttons[lab] = b
-        extras = [c for c in review_classes(labels) if c.name not in labels]
+        extras = [c for c in review_classes(labels, self.extra_classes()) if c.name not in labels]
         if extras:
             other = QToolButton()
             other.setText("Other…")
@@ -524,6 +527,53 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _keys_for(i: int, label: str) -> str:
         return f"{i + 1}/{label[:1].upper()}"
+
+    def extra_classes(self) -> list:
+        """The lab's list of further cell types (preferences), or the default list."""
+        from hv_desktop.core.review import EXTRA_CLASSES, parse_extra_classes
+
+        text = self.settings.value("review/cell_types")
+        if isinstance(text, str):
+            try:
+                return parse_extra_classes(text, self.model.labels if self.model else ())
+            except ValueError:
+                pass  # a damaged setting: the default list
+        return list(EXTRA_CLASSES)
+
+    def edit_cell_types(self, text: str | None = None) -> bool:
+        """Preferences: edit the further cell types (one per line: name, KEY[, per 100])."""
+        from hv_desktop.core.review import EXTRA_CLASSES, format_extra_classes, parse_extra_classes
+
+        if text is None:
+            dlg = QDialog(self)
+            dlg.setWindowTitle("Cell types for review")
+            lay = QVBoxLayout(dlg)
+            hint = QLabel("Besides the model's classes, the cell types a reviewer can assign: one per line, "
+                          "<i>name, KEY</i>, and <i>, per 100</i> for types counted per 100 white cells outside "
+                          "the differential (nucleated red cells, smudge cells…).")
+            hint.setWordWrap(True)
+            edit = QPlainTextEdit(format_extra_classes(self.extra_classes()))
+            lay.addWidget(hint)
+            lay.addWidget(edit)
+            buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel | QDialogButtonBox.RestoreDefaults)
+            buttons.accepted.connect(dlg.accept)
+            buttons.rejected.connect(dlg.reject)
+            buttons.button(QDialogButtonBox.RestoreDefaults).clicked.connect(
+                lambda: edit.setPlainText(format_extra_classes(EXTRA_CLASSES)))
+            lay.addWidget(buttons)
+            dlg.resize(480, 380)
+            if dlg.exec() != QDialog.Accepted:
+                return False
+            text = edit.toPlainText()
+        try:
+            parse_extra_classes(text, self.model.labels if self.model else ())
+        except ValueError as exc:
+            QMessageBox.warning(self, "Cell types not changed", str(exc).capitalize() + ".")
+            return False
+        self.settings.setValue("review/cell_types", text)
+        self._labels_changed()
+        self.update_differential()
+        return True
 
     def _review_help(self) -> str:
         labels = self.model.labels if getattr(self, "model", None) else ()
@@ -825,7 +875,8 @@ class MainWindow(QMainWindow):
             with tempfile.TemporaryDirectory() as tmp:
                 pdf = Path(tmp) / "report.pdf"
                 write_pdf(pdf, self.case_results(), list(self.model.labels), self.model.info.name,
-                          self.model.info.version, info, self.model, False, signed=self.signed)
+                          self.model.info.version, info, self.model, False, signed=self.signed,
+                          extras=self.extra_classes())
                 case = {"case_id": info.case_id, "operator": info.operator, "note": info.note,
                         "signed_off": self.signed.as_dict() if self.signed else None}
                 write_package(path, self.case_results(), self.model.labels, self.model.info.name,
@@ -1139,7 +1190,7 @@ class MainWindow(QMainWindow):
         if event.type() == QEvent.KeyPress and obj in (self.table, self.gallery) and self.model is not None:
             key, text = event.key(), event.text().lower()
             if text and not (event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier)):
-                name = key_map(self.model.labels).get(text)
+                name = key_map(self.model.labels, self.extra_classes()).get(text)
                 if name is not None:
                     self.assign_current(name)
                     return True
@@ -1253,7 +1304,7 @@ class MainWindow(QMainWindow):
         self.proxy.reviewed_view = reviewed
         d = differential(self.case_results(), labels, reviewed=reviewed)
         if reviewed:  # white cells as % of white cells in clinical order; NRBC, smudge... per 100 white cells
-            rd = reviewed_differential(self.case_results(), labels)
+            rd = reviewed_differential(self.case_results(), labels, self.extra_classes())
             rows = [(n.capitalize(), str(c), f"{p:.1f}") for n, c, p in rd.white]
             rows += [(f"{n.capitalize()} /100 WBC", str(c), f"{p:.1f}") for n, c, p in rd.per_100]
         else:
@@ -1341,7 +1392,8 @@ class MainWindow(QMainWindow):
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             pages = write_pdf(path, self.case_results(), list(self.model.labels), self.model.info.name,
-                              self.model.info.version, self._case_info(info), self.model, heatmaps, signed=self.signed)
+                              self.model.info.version, self._case_info(info), self.model, heatmaps, signed=self.signed,
+                              extras=self.extra_classes())
         except OSError as exc:
             QMessageBox.critical(self, "Report not written", f"Could not write {path}:\n{exc}")
             return False

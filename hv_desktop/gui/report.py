@@ -58,11 +58,11 @@ def _thumb(r: Result, model: Model | None, heatmaps: bool) -> QImage | None:
 
 
 def _summary_html(results: Sequence[Result], labels: Sequence[str], model_name: str, model_version: str,
-                  info: ReportInfo, now: str, signed: SignOff | None = None) -> str:
+                  info: ReportInfo, now: str, signed: SignOff | None = None, extras=None) -> str:
     e = html.escape
     by_model = differential(results, labels)
     by_review = differential(results, labels, reviewed=True)
-    rd = reviewed_differential(results, labels)
+    rd = reviewed_differential(results, labels, extras)
     reviewed_any = by_review.reviewed > 0
     rows = []
     # white cells in clinical order, by review as % of white cells; the model's columns for its own classes
@@ -141,9 +141,10 @@ def gallery_order(members: list[Result]) -> tuple[list[Result], int]:
 
 def _blocks(results: Sequence[Result], labels: Sequence[str], model_name: str, model_version: str,
             info: ReportInfo, model: Model | None, heatmaps: bool, now: str,
-            signed: SignOff | None = None) -> list[_Block]:
+            signed: SignOff | None = None, extras=None) -> list[_Block]:
     e = html.escape
-    blocks = [_Block(_html_block(_summary_html(results, labels, model_name, model_version, info, now, signed)))]
+    blocks = [_Block(_html_block(_summary_html(results, labels, model_name, model_version, info, now, signed,
+                                               extras)))]
     failed = [r for r in results if not r.ok]
     for i in range(0, min(len(failed), 50), 25):
         head = "<h3 style='font-size: 11pt;'>Files that could not be classified</h3>" if i == 0 else ""
@@ -213,7 +214,7 @@ def _paginate(heights: list[float], keep: list[bool], body: float, carried: list
 
 def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequence[str], model_name: str,
               model_version: str, info: ReportInfo | None = None, model: Model | None = None,
-              heatmaps: bool = False, signed: SignOff | None = None) -> int:
+              heatmaps: bool = False, signed: SignOff | None = None, extras=None) -> int:
     """Write the report atomically; returns the page count. ``signed``: the case's sign-off (a signed report
     is final; an unsigned one is PRELIMINARY and has an empty signature line).
 
@@ -225,7 +226,7 @@ def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequen
 
     info = info or ReportInfo()
     now = datetime.now().strftime("%Y-%m-%d %H:%M")
-    blocks = _blocks(results, labels, model_name, model_version, info, model, heatmaps, now, signed)
+    blocks = _blocks(results, labels, model_name, model_version, info, model, heatmaps, now, signed, extras)
     buffer = QBuffer()
     buffer.open(QIODevice.WriteOnly)
     writer = QPdfWriter(buffer)
