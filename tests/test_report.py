@@ -107,6 +107,17 @@ def test_report_pages_keep_headings_with_cells_and_show_every_flagged_cell(qapp,
                 after = text[text.index(heading):]
                 assert any(name in after for name in names[lab]), (lab, after[:300])
     assert "Neutrophil (continued)" in pages[2]
+    import shutil
+
+    if shutil.which("pdftoppm"):  # the pages as a person sees them (poppler-utils, scripts/install_system_deps.sh)
+        subprocess.run(["pdftoppm", "-r", "40", "-png", str(out), str(tmp_path / "page")], check=True, timeout=60)
+        pngs = sorted(tmp_path.glob("page-*.png"))
+        assert len(pngs) == 3
+        for png in pngs:
+            ink = np.asarray(Image.open(png).convert("L")) < 200
+            assert ink.mean() > 0.01  # each page carries printed content, not a blank sheet
+    elif os.environ.get("CI") == "true":
+        pytest.fail("pdftoppm (poppler-utils) is missing: scripts/install_system_deps.sh installs it")
     everything = " ".join(pages)
     flagged = [r.path.name[:22] for r in results if r.ok and r.needs_review]
     assert flagged and all(name in everything for name in flagged)
