@@ -17,7 +17,9 @@ import json
 import math
 import os
 import stat
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
@@ -192,24 +194,42 @@ def read_package(path: str | os.PathLike, dest: str | os.PathLike) -> Consultati
         raise PackageError(f"the package cannot be read ({exc.strerror or exc})") from None
     try:
         z = zipfile.ZipFile(io.BytesIO(raw))
-    except (zipfile.BadZipFile, ValueError):
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, RuntimeError, OSError, struct.error,
+            UnicodeDecodeError):
         raise PackageError("not a zip file; a consultation package is one .zip") from None
-    with z:
-        infos = _check_archive(z)
-        by_name = {i.filename: i for i in infos}
-        manifest = _manifest(_read_limited(z, by_name["MANIFEST.sha256"]))
-        if set(manifest) != set(by_name) - {"MANIFEST.sha256"}:
-            raise PackageError("the package's files do not match its manifest; refused")
-        if by_name["case.json"].file_size > MAX_CASE_JSON:
-            raise PackageError("the package's case file is too large; refused")
-        data: dict[str, bytes] = {}
-        for name, info in by_name.items():
-            if name == "MANIFEST.sha256":
-                continue
-            blob = _read_limited(z, info)
-            if hashlib.sha256(blob).hexdigest() != manifest[name]:
-                raise PackageError(f"{name[:80]} does not match its checksum (damaged or altered); refused")
-            data[name] = blob
+    try:
+        with z:
+            data = _verified_members(z)
+    except PackageError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError,
+            KeyError, struct.error, UnicodeDecodeError) as exc:  # damaged, encrypted or unsupported members
+        raise PackageError(f"the package is damaged or uses a zip feature HematoVision does not read "
+                           f"({exc.__class__.__name__}); refused") from None
+    return _unpack(data, dest)
+
+
+def _verified_members(z: zipfile.ZipFile) -> dict[str, bytes]:
+    """Every member but the manifest, each checked against the manifest's sha256."""
+    infos = _check_archive(z)
+    by_name = {i.filename: i for i in infos}
+    manifest = _manifest(_read_limited(z, by_name["MANIFEST.sha256"]))
+    if set(manifest) != set(by_name) - {"MANIFEST.sha256"}:
+        raise PackageError("the package's files do not match its manifest; refused")
+    if by_name["case.json"].file_size > MAX_CASE_JSON:
+        raise PackageError("the package's case file is too large; refused")
+    data: dict[str, bytes] = {}
+    for name, info in by_name.items():
+        if name == "MANIFEST.sha256":
+            continue
+        blob = _read_limited(z, info)
+        if hashlib.sha256(blob).hexdigest() != manifest[name]:
+            raise PackageError(f"{name[:80]} does not match its checksum (damaged or altered); refused")
+        data[name] = blob
+    return data
+
+
+def _unpack(data: dict[str, bytes], dest: str | os.PathLike) -> Consultation:
     try:
         case = json.loads(data["case.json"].decode("utf-8"), parse_constant=_refuse)
     except (ValueError, RecursionError):

@@ -154,3 +154,36 @@ def test_package_from_a_reviewed_case_carries_csv_and_manifest(tmp_path, case):
     assert {"case.json", "results.csv", "MANIFEST.sha256"} <= names
     assert all(n in manifest for n in names - {"MANIFEST.sha256"})
     assert "basophil" in csv_text  # the reviews travel in the CSV too
+
+
+def test_corrupted_packages_only_ever_give_a_package_error(tmp_path, case):
+    """Property: any byte-level damage to a real package is refused with PackageError (or opens intact), never
+    another exception, and nothing is written outside the destination folder."""
+    import tempfile
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    model, results = case
+    good = write_package(tmp_path / "good.zip", results, model.labels, model.info.name, model.info.version,
+                         {"case_id": "P"}).read_bytes()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(st.tuples(st.integers(0, len(good) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+           st.integers(0, len(good)))
+    def check(flips, cut):
+        data = bytearray(good[:max(cut, 22)] if cut < len(good) // 2 else good)
+        for pos, value in flips:
+            if pos < len(data):
+                data[pos] = value
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            (root / "in.zip").write_bytes(bytes(data))
+            try:
+                c = read_package(root / "in.zip", root / "out" / "case")
+                assert all(r.path.is_relative_to(root / "out") for r in c.results)
+            except PackageError:
+                pass
+            assert {p.name for p in root.iterdir()} <= {"in.zip", "out"}
+
+    check()
