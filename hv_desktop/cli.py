@@ -52,16 +52,13 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
-def _model_fail(exc: Exception) -> int:
+def _model_fail(exc) -> int:
     """A model that cannot be used: a plain first line; the technical reason, if any, on a second."""
-    text = str(exc)
-    plain, _, detail = text.partition(" (")
-    if "not a valid ONNX model" in plain:
-        name = plain.split(" is not a valid ONNX model")[0]
-        print(f"hematovision: {name} is not a HematoVision model file", file=sys.stderr)
-        print(f"  technical reason: {detail.rstrip(')') or plain}", file=sys.stderr)
+    if getattr(exc, "technical", ""):
+        print(f"hematovision: {exc.plain}", file=sys.stderr)
+        print(f"  technical reason: {exc.technical}", file=sys.stderr)
         return EXIT_MODEL
-    return _fail(EXIT_MODEL, text)
+    return _fail(EXIT_MODEL, str(exc))
 
 
 def _threads(text: str) -> int:

@@ -200,7 +200,9 @@ class _Probe:
             raise AdaptError(f"{base.path.name} cannot be adapted: it names no embedding output and head "
                              "(a model exported before HematoVision 1.3)")
         try:
-            self.file = OnnxFile(base.path.read_bytes())
+            data = base.path.read_bytes()
+            self.sha256 = hashlib.sha256(data).hexdigest()
+            self.file = OnnxFile(data)
             self.w0 = self.file.initializer(head["weight"]).astype(np.float64)
             self.b0 = self.file.initializer(head["bias"]).astype(np.float64).reshape(-1)
         except (OSError, KeyError, ProtoError) as exc:
@@ -491,7 +493,6 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
     f_best = features(best, every)
     f_base = f_best if best == 1.0 else features(1.0, every)
     emb = f_best[probe.embedding]
-    cv_logits = _cv_logits(emb[target], y, probe.w0, probe.b0, frozen, folds)
     w, b = fit_head(emb[target], y, probe.w0, probe.b0, RIDGE, frozen)
 
     out = OnnxFile(probe.file.to_bytes())
@@ -505,6 +506,7 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
         base_typ = rv.typicality(base_logits, base.info.temperature,
                                  [f_base[f"{_REVIEW}l{i}_dist"] for i in range(rv.layers)])
         logits_cv, dists_cv = _cv_review_inputs(rv, f_best, emb, y_all, probe, frozen, folds, add_review_centres)
+        cv_logits = logits_cv[target]  # the same fold fits give the cross-validated predictions
         t = review_temperature(rv, logits_cv[target], [d[target] for d in dists_cv], thr)
         after_typ = rv.typicality(logits_cv, t, dists_cv)
         out.set_initializer(f"{_REVIEW}temperature", np.asarray(t, np.float32))
@@ -513,6 +515,7 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
                 f = f_best[f"{_REVIEW}l{i}_f"]
                 rv.add_centres(out, i, np.stack([f[y_all == c].mean(0) for c in enough]))
     else:
+        cv_logits = _cv_logits(emb[target], y, probe.w0, probe.b0, frozen, folds)
         t = fit_temperature(cv_logits, y)
         base_typ = _softmax(base_logits / base.info.temperature).max(1)
         full = np.zeros((len(y_all), len(labels)))
@@ -523,7 +526,7 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
     after_pred[target] = cv_logits.argmax(1)
     after = _estimate(y_all, after_pred, after_typ, thr)
 
-    meta = _site_metadata(base, site_name, best, t, counts, shas, before, after, frozen)
+    meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen)
     out.set_metadata(METADATA_KEY, json.dumps(meta, sort_keys=True))
     data = out.to_bytes()
     lap("fit")
@@ -601,7 +604,7 @@ def _at_scale(prep: Preprocessing, s: float) -> Preprocessing:
     return replace(prep, crop_fraction=float(min(MAX_CROP_FRACTION, max(0.2, prep.crop_fraction * s))))
 
 
-def _site_metadata(base: Model, site: str, scale: float, t: float, counts: dict, shas: list[str],
+def _site_metadata(base: Model, base_sha256: str, site: str, scale: float, t: float, counts: dict, shas: list[str],
                    before: Estimate, after: Estimate, frozen: list[int]) -> dict:
     meta = json.loads(json.dumps(base.info.extra))  # a deep copy of everything but labels and preprocessing
     meta.pop("metrics", None)  # the base model's test figures do not describe the site model
@@ -619,7 +622,7 @@ def _site_metadata(base: Model, site: str, scale: float, t: float, counts: dict,
             "site": site,
             "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
             "base_model": {"name": base.info.name, "version": base_version,
-                           "sha256": hashlib.sha256(base.path.read_bytes()).hexdigest()},
+                           "sha256": base_sha256},
             "magnification": scale,
             "cells_per_class": counts,
             "classes_kept_from_base": [base.labels[i] for i in frozen],

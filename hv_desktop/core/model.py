@@ -36,7 +36,19 @@ INTENDED_USE = (
 
 
 class ModelError(Exception):
-    """A model file that cannot be used, with a message fit for a dialog."""
+    """A model file that cannot be used, with a message fit for a dialog.
+
+    ``plain`` and ``technical``: for a file that is not a model at all, the one line for a person and the
+    parser's own reason, which a terminal shows on a second line."""
+
+    def __init__(self, message: str, plain: str = "", technical: str = "") -> None:
+        super().__init__(message)
+        self.plain, self.technical = plain or message, technical
+
+
+def _not_a_model(name: str, reason: str) -> ModelError:
+    return ModelError(f"{name} is not a valid ONNX model ({reason})", plain=f"{name} is not a HematoVision model file",
+                      technical=reason)
 
 
 @dataclass
@@ -100,7 +112,7 @@ def check_structure(data: bytes, name: str) -> None:
                     raise ModelError(f"{name} uses control flow ({', '.join(sorted(bad))}), "
                                      "which HematoVision models never need")
     except ProtoError as exc:
-        raise ModelError(f"{name} is not a valid ONNX model ({exc})") from None
+        raise _not_a_model(name, str(exc)) from None
 
 
 def _refuse_constant(name: str):
@@ -239,7 +251,7 @@ class Model:
             text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
             if "external" in text.lower():
                 raise ModelError(f"{self.path.name} refers to external data files, which are not allowed") from None
-            raise ModelError(f"{self.path.name} is not a valid ONNX model ({text})") from None
+            raise _not_a_model(self.path.name, text) from None
 
         self.info = _parse_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         self._check_signature()

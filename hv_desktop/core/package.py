@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import stat
 import struct
@@ -26,6 +25,7 @@ from typing import Iterable, Sequence
 
 from hv_desktop.core.batch import Result
 from hv_desktop.core.export import atomic_write_bytes, csv_columns, result_row
+from hv_desktop.core.session import checked_number, checked_text
 
 FORMAT = "hematovision-consultation"
 FORMAT_VERSION = 1
@@ -168,22 +168,6 @@ def _manifest(text: bytes) -> dict[str, str]:
     return out
 
 
-def _text(v, limit: int = 4096) -> str | None:
-    if v is None:
-        return None
-    if not isinstance(v, str) or len(v) > limit:
-        raise PackageError("the package's case file holds a value of the wrong type; refused")
-    return v
-
-
-def _num(v) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise PackageError("the package's case file holds a value of the wrong type; refused")
-    return float(v)
-
-
 def read_package(path: str | os.PathLike, dest: str | os.PathLike) -> Consultation:
     """Check a package completely, then unpack its images below ``dest`` (created; must be empty or new)."""
     from hv_desktop.core.files import read_regular
@@ -242,22 +226,10 @@ def _unpack(data: dict[str, bytes], dest: str | os.PathLike) -> Consultation:
     items = case.get("results")
     if kind not in ("request", "reply") or not isinstance(items, list) or not isinstance(case.get("case", {}), dict):
         raise PackageError("the package's case file is malformed; refused")
-    parsed = []  # every entry checked before anything is written
-    for d in items:
-        if not isinstance(d, dict):
-            raise PackageError("the package's case file is malformed; refused")
-        member = _text(d.get("member"), 300)
-        if member is not None and (member not in data or not member.startswith("images/")):
-            raise PackageError("the package's case file names an image it does not hold; refused")
-        probs = d.get("probabilities") or {}
-        if not isinstance(probs, dict) or len(probs) > 100:
-            raise PackageError("the package's case file is malformed; refused")
-        parsed.append(dict(member=member, name=_text(d.get("file_name"), 300) or "image",
-                           label=_text(d.get("label"), 200), confidence=_num(d.get("confidence")),
-                           probabilities={str(_text(k, 200)): _num(v) or 0.0 for k, v in probs.items()},
-                           needs_review=bool(d.get("needs_review")), typicality=_num(d.get("typicality")),
-                           error=_text(d.get("error")), sha256=_text(d.get("sha256"), 64),
-                           reviewer=_text(d.get("reviewer_label"), 200)))
+    try:
+        parsed = [_entry(d, data) for d in items]  # every entry checked before anything is written
+    except TypeError:  # the session loader's typed readers: a value of the wrong type
+        raise PackageError("the package's case file holds a value of the wrong type; refused") from None
     folder = Path(dest)
     if folder.exists() and any(folder.iterdir()):
         raise PackageError(f"{folder} is not empty; the package is unpacked into a new folder")
@@ -276,6 +248,24 @@ def _unpack(data: dict[str, bytes], dest: str | os.PathLike) -> Consultation:
     if "report.pdf" in data:
         atomic_write_bytes(folder / "report.pdf", data["report.pdf"])
     return Consultation(kind, case.get("case") or {}, results, sender, folder, str(case.get("package_id", ""))[:64])
+
+
+def _entry(d, data: dict[str, bytes]) -> dict:
+    """One result of the case file, typed with the session loader's readers (TypeError when wrong)."""
+    if not isinstance(d, dict):
+        raise PackageError("the package's case file is malformed; refused")
+    member = checked_text(d.get("member"), 300)
+    if member is not None and (member not in data or not member.startswith("images/")):
+        raise PackageError("the package's case file names an image it does not hold; refused")
+    probs = d.get("probabilities") or {}
+    if not isinstance(probs, dict) or len(probs) > 100:
+        raise PackageError("the package's case file is malformed; refused")
+    return dict(member=member, name=checked_text(d.get("file_name"), 300) or "image",
+                label=checked_text(d.get("label"), 200), confidence=checked_number(d.get("confidence")),
+                probabilities={str(checked_text(k, 200)): checked_number(v) or 0.0 for k, v in probs.items()},
+                needs_review=bool(d.get("needs_review")), typicality=checked_number(d.get("typicality")),
+                error=checked_text(d.get("error")), sha256=checked_text(d.get("sha256"), 64),
+                reviewer=checked_text(d.get("reviewer_label"), 200))
 
 
 def _refuse(constant: str):

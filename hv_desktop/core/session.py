@@ -36,7 +36,8 @@ MAX_SESSION_BYTES = 512 * 1024 * 1024
 _TEXT_FIELDS = ("label", "error", "sha256", "timestamp", "reviewer_label", "case")
 
 
-def _text(v, limit: int = 4096) -> str | None:
+def checked_text(v, limit: int = 4096) -> str | None:
+    """None, or a text of at most ``limit`` characters; TypeError otherwise (files from outside are typed)."""
     if v is None:
         return None
     if not isinstance(v, str) or len(v) > limit:
@@ -44,7 +45,8 @@ def _text(v, limit: int = 4096) -> str | None:
     return v
 
 
-def _number(v) -> float | None:
+def checked_number(v) -> float | None:
+    """None, or a finite number (not a bool); TypeError otherwise."""
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -56,19 +58,19 @@ def _decode(d) -> Result:
     """One result, every field type-checked (TypeError when one is not what a session holds)."""
     if not isinstance(d, dict):
         raise TypeError("a result is not an object")
-    path = _text(d.get("path"), 32768)
+    path = checked_text(d.get("path"), 32768)
     if not path:
         raise TypeError("a result has no path")
     probs = d.get("probabilities") or {}
     if not isinstance(probs, dict) or len(probs) > 1000:
         raise TypeError("probabilities are not a table")
-    texts = {k: _text(d.get(k)) for k in _TEXT_FIELDS}
+    texts = {k: checked_text(d.get(k)) for k in _TEXT_FIELDS}
     needs = d.get("needs_review", False)
     if not isinstance(needs, bool):
         raise TypeError("needs_review is not true/false")
-    return Result(path=text_to_path(path), label=texts["label"], confidence=_number(d.get("confidence")),
-                  probabilities={_text(k) or "": _number(v) or 0.0 for k, v in probs.items()},
-                  needs_review=needs, typicality=_number(d.get("typicality")), error=texts["error"],
+    return Result(path=text_to_path(path), label=texts["label"], confidence=checked_number(d.get("confidence")),
+                  probabilities={checked_text(k) or "": checked_number(v) or 0.0 for k, v in probs.items()},
+                  needs_review=needs, typicality=checked_number(d.get("typicality")), error=texts["error"],
                   sha256=texts["sha256"], timestamp=texts["timestamp"] or "", reviewer_label=texts["reviewer_label"],
                   case=texts["case"] or "")
 

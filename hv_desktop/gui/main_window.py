@@ -84,6 +84,17 @@ class ReportDialog(QDialog):
         form.addRow(buttons)
 
 
+def ask_case_details(parent, title: str, operator: str = "", case_id: str = "",
+                     heatmaps: bool = True) -> ReportDialog | None:
+    """The case ID / operator / note dialog the report, the consultation export and a new case all use;
+    None when cancelled."""
+    dlg = ReportDialog(parent, operator=operator)
+    dlg.setWindowTitle(title)
+    dlg.case_id.setText(case_id)
+    dlg.heatmaps.setVisible(heatmaps)
+    return dlg if dlg.exec() == QDialog.Accepted else None
+
+
 class SignOffDialog(QDialog):
     """Who signs the case off; a reason is asked only when flagged cells are left unreviewed."""
 
@@ -492,6 +503,7 @@ class MainWindow(QMainWindow):
                 item.widget().deleteLater()
         self.prob_bars.clear()
         self.review_buttons.clear()
+        self._button_keys = {c.name: c.key for c in review_classes(labels, [])}  # one definition of the keys
         for i, lab in enumerate(labels):
             self.prob_grid.addWidget(QLabel(lab.capitalize()), i, 0)
             bar = QProgressBar()
@@ -500,7 +512,7 @@ class MainWindow(QMainWindow):
             bar.setTextVisible(True)
             self.prob_grid.addWidget(bar, i, 1)
             self.prob_bars[lab] = bar
-            key = self._keys_for(i, lab)
+            key = self._button_keys[lab]
             b = QPushButton(f"{lab.capitalize()} ({key})")
             b.setToolTip(f"Review this cell as {lab} (key {key})")
             b.clicked.connect(lambda _=False, lab=lab: self.assign_current(lab))
@@ -523,10 +535,6 @@ class MainWindow(QMainWindow):
             self.other_button = other
         if hasattr(self, "review_keys_action"):
             self.review_keys_action.setText(self._review_help())
-
-    @staticmethod
-    def _keys_for(i: int, label: str) -> str:
-        return f"{i + 1}/{label[:1].upper()}"
 
     def extra_classes(self) -> list:
         """The lab's list of further cell types (preferences), or the default list."""
@@ -574,6 +582,9 @@ class MainWindow(QMainWindow):
         self._labels_changed()
         self.update_differential()
         return True
+
+    def _operator(self) -> str:
+        return str(self.settings.value("operator", "") or "")
 
     def _review_help(self) -> str:
         labels = self.model.labels if getattr(self, "model", None) else ()
@@ -800,13 +811,10 @@ class MainWindow(QMainWindow):
 
     def new_case(self, name: str = "", ask: bool = True) -> str | None:
         """Open a case (a dialog asks the sample ID, operator and note unless ``ask`` is False)."""
-        operator, note = str(self.settings.value("operator", "") or ""), ""
+        operator, note = self._operator(), ""
         if ask:
-            dlg = ReportDialog(self, operator=operator)
-            dlg.setWindowTitle("New case")
-            dlg.heatmaps.hide()
-            dlg.case_id.setText(name)
-            if dlg.exec() != QDialog.Accepted:
+            dlg = ask_case_details(self, "New case", operator, name, heatmaps=False)
+            if dlg is None:
                 return None
             name, operator, note = dlg.case_id.text(), dlg.operator.text(), dlg.note.toPlainText()
         cid = self.review.new_case(name, operator, note)
@@ -857,10 +865,9 @@ class MainWindow(QMainWindow):
         if not self.case_results() or self.model is None:
             return False
         if info is None:
-            dlg = ReportDialog(self, operator=str(self.settings.value("operator", "") or ""))
-            dlg.setWindowTitle("Export case for consultation")
-            dlg.case_id.setText(self.review.current)
-            if dlg.exec() != QDialog.Accepted:
+            dlg = ask_case_details(self, "Export case for consultation", self._operator(), self.review.current,
+                                   heatmaps=False)
+            if dlg is None:
                 return False
             info = ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text())
         kind = "reply" if self.consultation else "case"
@@ -950,7 +957,7 @@ class MainWindow(QMainWindow):
             return False
         left = sign_off_blockers(self.case_results())
         if operator is None:
-            dlg = SignOffDialog(self, str(self.settings.value("operator", "") or ""), left)
+            dlg = SignOffDialog(self, self._operator(), left)
             if dlg.exec() != QDialog.Accepted:
                 return False
             operator, reason = dlg.operator.text(), dlg.reason.toPlainText()
@@ -1119,8 +1126,7 @@ class MainWindow(QMainWindow):
         for lab, b in self.review_buttons.items():
             b.setEnabled(r.ok)
             b.setStyleSheet("font-weight: bold;" if r.reviewer_label == lab else "")
-            b.setText(f"{'✓ ' if r.reviewer_label == lab else ''}{lab.capitalize()} "
-                      f"({self._keys_for(list(self.review_buttons).index(lab), lab)})")
+            b.setText(f"{'✓ ' if r.reviewer_label == lab else ''}{lab.capitalize()} ({self._button_keys[lab]})")
         if self.other_button is not None:
             other = r.reviewer_label if r.reviewer_label and r.reviewer_label not in self.review_buttons else None
             self.other_button.setEnabled(r.ok)
@@ -1379,8 +1385,8 @@ class MainWindow(QMainWindow):
             return False
         heatmaps = False
         if info is None:
-            dlg = ReportDialog(self, operator=str(self.settings.value("operator", "") or ""))
-            if dlg.exec() != QDialog.Accepted:
+            dlg = ask_case_details(self, "Export report", self._operator())
+            if dlg is None:
                 return False
             info = ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text())
             heatmaps = dlg.heatmaps.isChecked()

@@ -289,13 +289,7 @@ def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequen
     if not pdf_bytes_ok(data):
         raise OSError("the PDF writer produced no document")
     atomic_write_bytes(path, data)
-    return _count_pages(data)
-
-
-def _count_pages(data: bytes) -> int:
-    import re
-
-    return len(re.findall(rb"/Type\s*/Page[^s]", data))
+    return len(pages)
 
 
 def pdf_bytes_ok(data: bytes) -> bool:
