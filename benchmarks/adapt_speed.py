@@ -1,6 +1,6 @@
 """Time `adapt` on N reviewed cells (issue: 200 cells <= 10 s with embeddings, the fit itself <= 2 s, 2 cores).
 
-    python benchmarks/adapt_speed.py [--per-class 50] [--repeats 3]
+python benchmarks/adapt_speed.py [--per-class 50] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("HV_SHARED", ROOT.parent / "shared")))
     args = ap.parse_args()
-    cells = [LabelledCell(f, c) for c in CLASSES
-             for f in sorted((args.shared / "data" / "pbc" / "train" / c).iterdir())[:args.per_class]]
+    cells = [
+        LabelledCell(f, c)
+        for c in CLASSES
+        for f in sorted((args.shared / "data" / "pbc" / "train" / c).iterdir())[: args.per_class]
+    ]
     base = Model(bundled_model_path())
     print(f"{len(cells)} cells, {os.cpu_count()} cores")
     for i in range(args.repeats):

@@ -40,8 +40,12 @@ def main() -> int:
         folder.mkdir()
         for i in range(args.n):
             os.link(src[i % len(src)], folder / f"cell_{i:05d}{src[i % len(src)].suffix}")
-        w = MainWindow(model_path=args.model, settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.IniFormat),
-                       autosave_path=Path(tmp) / "autosave.json", restore=False)
+        w = MainWindow(
+            model_path=args.model,
+            settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.IniFormat),
+            autosave_path=Path(tmp) / "autosave.json",
+            restore=False,
+        )
         w.show()
         lateness: list[float] = []
         last = [time.perf_counter()]
@@ -63,8 +67,10 @@ def main() -> int:
         print(f"{w.results.rowCount()} images in {secs:.1f} s ({w.results.rowCount() / secs:.0f} img/s) with the GUI")
         worst = int(lat.argmax())
         print(f"worst tick at {worst / max(len(lat), 1) * 100:.0f}% of the run")
-        print(f"event-loop lateness: median {np.median(lat):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, "
-              f"max {lat.max():.1f} ms over {len(lat)} ticks")
+        print(
+            f"event-loop lateness: median {np.median(lat):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, "
+            f"max {lat.max():.1f} ms over {len(lat)} ticks"
+        )
         w.close()
         w.deleteLater()
         app.processEvents()

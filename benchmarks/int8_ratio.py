@@ -54,7 +54,7 @@ def interleaved(paths: dict[str, Path], x: np.ndarray, batch: int, rounds: int) 
             s.run(OUTPUTS, {"image": x[:batch]})
             t0 = time.perf_counter()
             for i in range(0, len(x) - batch + 1, batch):
-                s.run(OUTPUTS, {"image": x[i:i + batch]})
+                s.run(OUTPUTS, {"image": x[i : i + batch]})
             rates[k].append((len(x) // batch) * batch / (time.perf_counter() - t0))
     return rates
 
@@ -64,7 +64,7 @@ def profile(path: Path, x: np.ndarray, batch: int) -> None:
         s = session(path, os.path.join(tmp, "p"))
         for _ in range(3):
             for i in range(0, len(x) - batch + 1, batch):
-                s.run(OUTPUTS, {"image": x[i:i + batch]})
+                s.run(OUTPUTS, {"image": x[i : i + batch]})
         with open(s.end_profiling()) as fh:
             events = [e for e in json.load(fh) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     images = 3 * (len(x) // batch) * batch

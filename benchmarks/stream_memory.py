@@ -60,8 +60,13 @@ def main() -> int:
         for n in args.sizes:
             folder = make_folder(root, n)
             out = root / f"out{n}.csv"
-            r = subprocess.run([sys.executable, "-c", CHILD, str(args.model), str(folder), str(out)],
-                               capture_output=True, text=True, env=env, cwd=ROOT)
+            r = subprocess.run(
+                [sys.executable, "-c", CHILD, str(args.model), str(folder), str(out)],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
             if r.returncode != 0:
                 print(r.stderr, file=sys.stderr)
                 return 1

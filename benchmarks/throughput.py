@@ -33,7 +33,7 @@ def model_only(model: Model, x: np.ndarray, batch: int, seconds: float = 4.0) ->
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for i in range(0, len(x) - batch + 1, batch):
-            model.probabilities(x[i:i + batch])
+            model.probabilities(x[i : i + batch])
             n += batch
     return n / (time.perf_counter() - t0)
 
@@ -62,7 +62,7 @@ def keras_per_image(run: Path, x_uint8: np.ndarray, n: int = 60) -> float | None
     m.predict(x_uint8[:1].astype(np.float32), verbose=0)
     t0 = time.perf_counter()
     for i in range(n):
-        m.predict(x_uint8[i:i + 1].astype(np.float32), verbose=0)  # the tutorial's one-image predict
+        m.predict(x_uint8[i : i + 1].astype(np.float32), verbose=0)  # the tutorial's one-image predict
     return n / (time.perf_counter() - t0)
 
 
@@ -77,29 +77,37 @@ def main() -> int:
     args = ap.parse_args()
 
     paths = [i.path for i in scan([args.images]) if not i.error][: args.n]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {len(paths)} images "
-          f"from {args.images}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {len(paths)} images from {args.images}"
+    )
     rows = []
     for model_path in args.model:
         for threads in args.threads:
             model = Model(model_path, threads=threads)
-            x = normalise(np.stack([load_for_model(p, model.input_size, model.info.preprocessing) for p in paths[:256]]),
-                          model.info.preprocessing)
+            x = normalise(
+                np.stack([load_for_model(p, model.input_size, model.info.preprocessing) for p in paths[:256]]),
+                model.info.preprocessing,
+            )
             for b in args.batch:
                 mo = model_only(model, x, b)
                 e2e = end_to_end(model, paths, b)
                 rows.append((model_path.name, threads or "auto", b, mo, e2e))
-                print(f"{model_path.name:<28} threads={threads or 'auto':<4} batch={b:<3} model-only {mo:7.0f} img/s "
-                      f"({1000 / mo:5.2f} ms)  end-to-end {e2e:7.0f} img/s ({1000 / e2e:5.2f} ms)  "
-                      f"ratio {e2e / mo:4.2f}", flush=True)
+                print(
+                    f"{model_path.name:<28} threads={threads or 'auto':<4} batch={b:<3} model-only {mo:7.0f} img/s "
+                    f"({1000 / mo:5.2f} ms)  end-to-end {e2e:7.0f} img/s ({1000 / e2e:5.2f} ms)  "
+                    f"ratio {e2e / mo:4.2f}",
+                    flush=True,
+                )
     # Best against best: the model's own limit (any threads/batch) vs the best whole pipeline.
     for name in dict.fromkeys(r[0] for r in rows):
         mine = [r for r in rows if r[0] == name]
         mo_best = max(mine, key=lambda r: r[3])
         e2e_best = max(mine, key=lambda r: r[4])
-        print(f"{name}: best model-only {mo_best[3]:.0f} img/s (threads={mo_best[1]}, batch={mo_best[2]}), "
-              f"best end-to-end {e2e_best[4]:.0f} img/s (threads={e2e_best[1]}, batch={e2e_best[2]}): "
-              f"ratio {e2e_best[4] / mo_best[3]:.2f}")
+        print(
+            f"{name}: best model-only {mo_best[3]:.0f} img/s (threads={mo_best[1]}, batch={mo_best[2]}), "
+            f"best end-to-end {e2e_best[4]:.0f} img/s (threads={e2e_best[1]}, batch={e2e_best[2]}): "
+            f"ratio {e2e_best[4] / mo_best[3]:.2f}"
+        )
     names = list(dict.fromkeys(r[0] for r in rows))
     if len(names) > 1:  # model-only speed of every other model relative to the first, at the same settings
         base = {(r[1], r[2]): r[3] for r in rows if r[0] == names[0]}

@@ -38,8 +38,9 @@ class _Progress:
         if self.tty:
             width = 30
             fill = int(width * done / self.total) if self.total else width
-            self.stream.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
-                              f"{rate:6.0f} img/s, {left:4.0f} s left ")
+            self.stream.write(
+                f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} {rate:6.0f} img/s, {left:4.0f} s left "
+            )
             if done >= self.total:
                 self.stream.write("\n")
         else:
@@ -71,8 +72,9 @@ def _threads(text: str) -> int:
     return n
 
 
-THREADS_HELP = ("inference threads, 1-64 (default: the cores left after one decoding thread per two cores, "
-                "at most 8; or $HV_THREADS)")
+THREADS_HELP = (
+    "inference threads, 1-64 (default: the cores left after one decoding thread per two cores, at most 8; or $HV_THREADS)"
+)
 
 
 def _writable_target(path: Path) -> str | None:
@@ -141,8 +143,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
         extra = ["heatmap"] if args.heatmaps is not None else []
         with StreamingCsv(args.csv, model.labels, info.name, info.version, extra=extra) as out:
             try:
-                for result in classify_stream(scan(args.paths), model, batch_size=args.batch_size,
-                                              progress=progress, cancel=cancel, thumbnail=96 if args.report else 0):
+                for result in classify_stream(
+                    scan(args.paths),
+                    model,
+                    batch_size=args.batch_size,
+                    progress=progress,
+                    cancel=cancel,
+                    thumbnail=96 if args.report else 0,
+                ):
                     heat = ""
                     if args.heatmaps is not None and result.ok:
                         written = _write_heatmap(model, result, args.heatmaps)
@@ -191,8 +199,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return model
 
     def show(r) -> None:
-        text = f"{r.label} {r.confidence * 100:.1f} %{' NEEDS REVIEW' if r.needs_review else ''}" if r.ok \
-            else f"ERROR {r.error}"
+        text = f"{r.label} {r.confidence * 100:.1f} %{' NEEDS REVIEW' if r.needs_review else ''}" if r.ok else f"ERROR {r.error}"
         print(f"{r.path.name}\t{text}", flush=True)
 
     try:
@@ -234,8 +241,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         cells = read_labelled_csv(args.csv)
-        result = adapt(base, cells, site_name=args.site_name,
-                       progress=None if args.quiet else (lambda msg, _f: print(f"  {msg}", file=sys.stderr)))
+        result = adapt(
+            base,
+            cells,
+            site_name=args.site_name,
+            progress=None if args.quiet else (lambda msg, _f: print(f"  {msg}", file=sys.stderr)),
+        )
         result.save(out, base)
     except AdaptError as exc:
         return _fail(EXIT_USAGE, str(exc))
@@ -243,8 +254,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         return _fail(EXIT_OUTPUT, f"could not write {out}: {exc.strerror or exc}")
     for line in result.summary_lines():
         print(line)
-    print(f"site model for '{args.site_name}' written to {out} in {time.monotonic() - t0:.1f} s; "
-          f"use it with --model {out} or File > Load Model")
+    print(
+        f"site model for '{args.site_name}' written to {out} in {time.monotonic() - t0:.1f} s; "
+        f"use it with --model {out} or File > Load Model"
+    )
     return EXIT_OK
 
 
@@ -275,28 +288,35 @@ def _write_report(args: argparse.Namespace, results: list, model) -> int:
 
     app = QGuiApplication.instance() or QGuiApplication(["hematovision"])  # noqa: F841 - fonts need it
     info = ReportInfo(case_id=args.case_id or "", note=args.note or "", operator=args.operator or "")
-    return write_pdf(args.report, results, model.labels, model.info.name, model.info.version, info, model,
-                     heatmaps=args.report_heatmaps)
+    return write_pdf(
+        args.report, results, model.labels, model.info.name, model.info.version, info, model, heatmaps=args.report_heatmaps
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="hematovision",
         description="Classify white blood cells (eosinophil, lymphocyte, monocyte, neutrophil) in microscope "
-                    "images, offline. With no command, opens the desktop app.",
-        epilog="Decision support for trained staff, not a diagnosis.")
+        "images, offline. With no command, opens the desktop app.",
+        epilog="Decision support for trained staff, not a diagnosis.",
+    )
     ap.add_argument("--version", action=_VersionAction)
-    ap.add_argument("--screenshot", type=Path, metavar="OUT.png",
-                    help="open the window, classify PATHs, save a screenshot of it and exit "
-                         "(usage: hematovision [--model M] [--screenshot OUT.png] [PATH...])")
+    ap.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="OUT.png",
+        help="open the window, classify PATHs, save a screenshot of it and exit "
+        "(usage: hematovision [--model M] [--screenshot OUT.png] [PATH...])",
+    )
     ap.add_argument("--model", type=Path, help="ONNX model file (default: the shipped model)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     c = sub.add_parser("classify", help="classify images and folders into a CSV file")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (searched recursively)")
     c.add_argument("--csv", type=Path, required=True, metavar="OUT.csv", help="results, one row per file")
     c.add_argument("--summary", type=Path, metavar="OUT.csv", help="the differential: count and %% per class")
-    c.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS,
-                   help="ONNX model file (default: the shipped model)")
+    c.add_argument(
+        "--model", type=Path, dest="model", default=argparse.SUPPRESS, help="ONNX model file (default: the shipped model)"
+    )
     c.add_argument("--heatmaps", type=Path, metavar="DIR", help="write a class-activation heatmap PNG per image")
     c.add_argument("--report", type=Path, metavar="OUT.pdf", help="write a printable PDF report of the batch")
     c.add_argument("--case-id", help="sample or case ID printed on the report")
@@ -307,31 +327,48 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
     c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     wp = sub.add_parser(
-        "watch", help="classify images as they appear in a folder (a camera's output)",
+        "watch",
+        help="classify images as they appear in a folder (a camera's output)",
         description="Watch a folder a camera or scanner saves into: each image is classified once it is "
-                    "completely written (a file still growing, or one that does not decode yet, is waited for), "
-                    "and a row is added to the CSV, which is rewritten atomically. Rows are keyed on the image's "
-                    "content, so restarting on the same CSV never repeats a row. Ctrl+C stops.")
-    wp.add_argument("folder", type=Path, metavar="DIR", help="the folder to watch (new files, and files replaced "
-                                                             "in it, are classified)")
-    wp.add_argument("--csv", type=Path, required=True, metavar="OUT.csv",
-                    help="results; grows as images arrive (an existing one from an earlier watch is continued)")
-    wp.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS,
-                    help="ONNX model file (default: the shipped model)")
-    wp.add_argument("--interval", type=float, default=0.25, metavar="SECONDS",
-                    help="seconds between looks at the folder (default: %(default)s)")
+        "completely written (a file still growing, or one that does not decode yet, is waited for), "
+        "and a row is added to the CSV, which is rewritten atomically. Rows are keyed on the image's "
+        "content, so restarting on the same CSV never repeats a row. Ctrl+C stops.",
+    )
+    wp.add_argument(
+        "folder", type=Path, metavar="DIR", help="the folder to watch (new files, and files replaced in it, are classified)"
+    )
+    wp.add_argument(
+        "--csv",
+        type=Path,
+        required=True,
+        metavar="OUT.csv",
+        help="results; grows as images arrive (an existing one from an earlier watch is continued)",
+    )
+    wp.add_argument(
+        "--model", type=Path, dest="model", default=argparse.SUPPRESS, help="ONNX model file (default: the shipped model)"
+    )
+    wp.add_argument(
+        "--interval",
+        type=float,
+        default=0.25,
+        metavar="SECONDS",
+        help="seconds between looks at the folder (default: %(default)s)",
+    )
     wp.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
     ad = sub.add_parser(
-        "adapt", help="adapt the model to your lab from reviewed cells (writes a new model file)",
+        "adapt",
+        help="adapt the model to your lab from reviewed cells (writes a new model file)",
         description="Fit a site model from cells your lab reviewed: the results CSV of 'classify' or the app "
-                    "with the reviewer_label column filled (or any CSV with 'path' and 'reviewer_label'; relative "
-                    "paths are read from the CSV's folder). About 10 reviewed cells per class are enough; the "
-                    "shipped model is never changed.")
+        "with the reviewer_label column filled (or any CSV with 'path' and 'reviewer_label'; relative "
+        "paths are read from the CSV's folder). About 10 reviewed cells per class are enough; the "
+        "shipped model is never changed.",
+    )
     ad.add_argument("csv", nargs="+", type=Path, metavar="LABELLED.csv")
     ad.add_argument("--out", type=Path, required=True, metavar="SITE.onnx", help="the site model to write")
     ad.add_argument("--site-name", default="this lab", help="the lab's name, stored in the model and shown")
-    ad.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS,
-                    help="the model to adapt (default: the shipped model)")
+    ad.add_argument(
+        "--model", type=Path, dest="model", default=argparse.SUPPRESS, help="the model to adapt (default: the shipped model)"
+    )
     ad.add_argument("--threads", type=_threads, default=None, help=argparse.SUPPRESS)
     ad.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return ap

@@ -69,24 +69,30 @@ def main(argv: list[str]) -> int:
         with open(lib, "rb") as fh:
             fh.seek(offset)
             (t / "in" / f"{pkg}.dat").write_bytes(fh.read(size))
-        items = subprocess.run(["icupkg", "-l", str(t / "in" / f"{pkg}.dat")], capture_output=True, text=True,
-                               check=True).stdout.split()
+        items = subprocess.run(
+            ["icupkg", "-l", str(t / "in" / f"{pkg}.dat")], capture_output=True, text=True, check=True
+        ).stdout.split()
         drop = [i for i in items if not keep(i)]
         (t / "drop.txt").write_text("\n".join(drop) + "\n")
         # --ignore-deps: root bundles name the dropped dictionaries and locales; ICU treats those as absent.
-        subprocess.run(["icupkg", "--ignore-deps", "-r", str(t / "drop.txt"), str(t / "in" / f"{pkg}.dat"),
-                        str(t / "out" / f"{pkg}.dat")], check=True, capture_output=True)
+        subprocess.run(
+            ["icupkg", "--ignore-deps", "-r", str(t / "drop.txt"), str(t / "in" / f"{pkg}.dat"), str(t / "out" / f"{pkg}.dat")],
+            check=True,
+            capture_output=True,
+        )
         (t / "blob.S").write_text(
-            f'.section .rodata\n.globl {name}\n.type {name}, @object\n.balign 16\n{name}:\n'
+            f".section .rodata\n.globl {name}\n.type {name}, @object\n.balign 16\n{name}:\n"
             f'.incbin "{t / "out" / (pkg + ".dat")}"\n.size {name}, . - {name}\n'
-            '.section .note.GNU-stack,"",@progbits\n')
+            '.section .note.GNU-stack,"",@progbits\n'
+        )
         new = t / lib.name
-        subprocess.run(["cc", "-shared", "-nostdlib", f"-Wl,-soname,{lib.name}", "-o", str(new), str(t / "blob.S")],
-                       check=True)
+        subprocess.run(["cc", "-shared", "-nostdlib", f"-Wl,-soname,{lib.name}", "-o", str(new), str(t / "blob.S")], check=True)
         before = lib.stat().st_size
         shutil.copyfile(new, lib)
-    print(f"trim_icu_data: kept {len(items) - len(drop)} of {len(items)} ICU data items; "
-          f"{lib.name} {before / 2**20:.1f} -> {lib.stat().st_size / 2**20:.1f} MiB")
+    print(
+        f"trim_icu_data: kept {len(items) - len(drop)} of {len(items)} ICU data items; "
+        f"{lib.name} {before / 2**20:.1f} -> {lib.stat().st_size / 2**20:.1f} MiB"
+    )
     return 0
 
 

@@ -17,15 +17,23 @@ from onnx import TensorProto, helper, numpy_helper
 LABELS = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 
 
-def tiny_model(path: Path, *, size: int = 32, metadata: dict | None = None, labels=LABELS,
-               batch: int | str = "N", n_outputs: int | None = None, drop_metadata: bool = False,
-               typicality: bool = False) -> Path:
+def tiny_model(
+    path: Path,
+    *,
+    size: int = 32,
+    metadata: dict | None = None,
+    labels=LABELS,
+    batch: int | str = "N",
+    n_outputs: int | None = None,
+    drop_metadata: bool = False,
+    typicality: bool = False,
+) -> Path:
     n_out = n_outputs or len(labels)
     # channel means (RGB, normalised to [-1, 1]) -> logits
     w = np.zeros((3, n_out), np.float32)
-    w[0, 0] = 4.0   # red -> class 0
-    w[2, 1] = 4.0   # blue -> class 1
-    w[1, 2 % n_out] = 4.0   # green -> class 2
+    w[0, 0] = 4.0  # red -> class 0
+    w[2, 1] = 4.0  # blue -> class 1
+    w[1, 2 % n_out] = 4.0  # green -> class 2
     b = np.zeros(n_out, np.float32)
     b[3 % n_out] = 0.5  # neutral grey -> class 3
     k = max(1, size // 8)
@@ -47,25 +55,46 @@ def tiny_model(path: Path, *, size: int = 32, metadata: dict | None = None, labe
     if typicality:
         # "typical" = bright: sigmoid(8 * (mean of all pixels)), so a black image is atypical
         # whatever its class confidence.
-        nodes += [helper.make_node("ReduceMean", ["image", "all_axes"], ["brightness"], keepdims=0),
-                  helper.make_node("Mul", ["brightness", "eight"], ["scaled_brightness"]),
-                  helper.make_node("Sigmoid", ["scaled_brightness"], ["typicality"])]
-        inits += [numpy_helper.from_array(np.array([1, 2, 3], np.int64), "all_axes"),
-                  numpy_helper.from_array(np.array(8.0, np.float32), "eight")]
+        nodes += [
+            helper.make_node("ReduceMean", ["image", "all_axes"], ["brightness"], keepdims=0),
+            helper.make_node("Mul", ["brightness", "eight"], ["scaled_brightness"]),
+            helper.make_node("Sigmoid", ["scaled_brightness"], ["typicality"]),
+        ]
+        inits += [
+            numpy_helper.from_array(np.array([1, 2, 3], np.int64), "all_axes"),
+            numpy_helper.from_array(np.array(8.0, np.float32), "eight"),
+        ]
         outputs_extra.append(helper.make_tensor_value_info("typicality", TensorProto.FLOAT, [batch]))
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, size, size, 3])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, n_out]),
-         helper.make_tensor_value_info("cam", TensorProto.FLOAT, [batch, size // k, size // k, n_out])]
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, n_out]),
+            helper.make_tensor_value_info("cam", TensorProto.FLOAT, [batch, size // k, size // k, n_out]),
+        ]
         + outputs_extra,
-        inits)
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
-    meta = {"name": "tiny-test", "version": "0.0.1", "labels": list(labels),
-            "preprocessing": {"width": size, "height": size, "mean": [127.5] * 3, "std": [127.5] * 3,
-                              "channel_order": "RGB", "layout": "NHWC"},
-            "temperature": 1.0, "review_threshold": 0.5, "scores_output": "logits", "cam_output": "cam"}
+    meta = {
+        "name": "tiny-test",
+        "version": "0.0.1",
+        "labels": list(labels),
+        "preprocessing": {
+            "width": size,
+            "height": size,
+            "mean": [127.5] * 3,
+            "std": [127.5] * 3,
+            "channel_order": "RGB",
+            "layout": "NHWC",
+        },
+        "temperature": 1.0,
+        "review_threshold": 0.5,
+        "scores_output": "logits",
+        "cam_output": "cam",
+    }
     if typicality:
         meta["review_output"] = "typicality"
     if metadata:

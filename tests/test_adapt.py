@@ -25,11 +25,13 @@ CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
 
 def run(*args):
     e = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "hv_desktop", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, env=e, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hv_desktop", *map(str, args)], capture_output=True, text=True, cwd=ROOT, env=e, timeout=300
+    )
 
 
 # ------------------------------------------------------------------ the protobuf rewriter
+
 
 def test_onnx_file_round_trips_byte_for_byte_and_edits_load(shipped_model):
     data = shipped_model.read_bytes()
@@ -57,6 +59,7 @@ def test_shipped_model_states_embedding_and_head(shipped_model):
 
 
 # ------------------------------------------------------------------ the fit
+
 
 def _blobs(n_per: int, d: int = 16, seed: int = 0):
     rng = np.random.default_rng(seed)
@@ -89,6 +92,7 @@ def test_frozen_class_keeps_base_weights():
 
 
 # ------------------------------------------------------------------ end to end on real images
+
 
 def _lab_look(im: Image.Image) -> Image.Image:
     """Another lab: a warm (yellow) cast and 1.5x the magnification."""
@@ -173,8 +177,11 @@ def test_written_review_graph_matches_the_numpy_mirror(lab, shipped_model, tmp_p
 
     root, score = lab
     base = Model(shipped_model)
-    cells = [c for c in A.read_labelled_csv([root / "labelled.csv"]) if c.label in CLASSES and c.path.is_file()
-             and c.path.name != "broken.png"]
+    cells = [
+        c
+        for c in A.read_labelled_csv([root / "labelled.csv"])
+        if c.label in CLASSES and c.path.is_file() and c.path.name != "broken.png"
+    ]
     site = Model(A.adapt(base, cells, site_name="x").save(tmp_path / "s.onnx", base))
     prep = site.info.preprocessing
 
@@ -272,11 +279,13 @@ def test_wider_square_is_padded_with_background():
 def test_metadata_bounds_for_crop_fraction(tmp_path):
     from onnx_factory import tiny_model
 
-    ok = tiny_model(tmp_path / "ok.onnx", metadata={"preprocessing": {
-        "width": 32, "height": 32, "crop": "cell", "crop_fraction": 1.6}})
+    ok = tiny_model(
+        tmp_path / "ok.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 1.6}}
+    )
     assert Model(ok).info.preprocessing.crop_fraction == 1.6
-    bad = tiny_model(tmp_path / "bad.onnx", metadata={"preprocessing": {
-        "width": 32, "height": 32, "crop": "cell", "crop_fraction": 2.5}})
+    bad = tiny_model(
+        tmp_path / "bad.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 2.5}}
+    )
     with pytest.raises(ModelError, match="crop_fraction"):
         Model(bad)
 

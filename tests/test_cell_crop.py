@@ -1,4 +1,5 @@
 """The "cell" crop: find the stained nucleus, cut a square around it, show where."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -78,18 +79,21 @@ def test_degenerate_shapes_still_give_a_model_input(size):
 
 
 def test_heat_and_outline_cover_only_the_square_the_model_saw(tmp_path):
-    model = Model(tiny_model(tmp_path / "m.onnx", metadata={"preprocessing": {
-        "width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}}))
+    model = Model(
+        tiny_model(
+            tmp_path / "m.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}}
+        )
+    )
     assert model.info.preprocessing.crop == "cell"
     im = smear()
     box = model_box(im, model.info.preprocessing)
     heat = np.ones((7, 7), np.float32)
     blended = np.asarray(overlay(im, heat, 0.5, box)).astype(int)
     base = np.asarray(im).astype(int)
-    inside = blended[box[1] + 5:box[3] - 5, box[0] + 5:box[2] - 5]
-    assert np.abs(inside - base[box[1] + 5:box[3] - 5, box[0] + 5:box[2] - 5]).max() > 40
+    inside = blended[box[1] + 5 : box[3] - 5, box[0] + 5 : box[2] - 5]
+    assert np.abs(inside - base[box[1] + 5 : box[3] - 5, box[0] + 5 : box[2] - 5]).max() > 40
     outside = np.ones(base.shape[:2], bool)
-    outside[box[1]:box[3], box[0]:box[2]] = False
+    outside[box[1] : box[3], box[0] : box[2]] = False
     assert np.array_equal(blended[outside], base[outside])
     shown = np.asarray(view_for(model, im)).astype(int)
     assert tuple(shown[box[1], (box[0] + box[2]) // 2]) == (0, 190, 110)  # outline on the top edge
@@ -97,8 +101,11 @@ def test_heat_and_outline_cover_only_the_square_the_model_saw(tmp_path):
 
 
 def test_explain_gives_the_answer_and_its_picture_from_one_inference(tmp_path):
-    model = Model(tiny_model(tmp_path / "m.onnx", metadata={"preprocessing": {
-        "width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}}))
+    model = Model(
+        tiny_model(
+            tmp_path / "m.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}}
+        )
+    )
     im = smear()
     calls = []
     run = model.run

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args, env=None):
     e = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "hv_desktop", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, env=e, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "hv_desktop", *map(str, args)], capture_output=True, text=True, cwd=ROOT, env=e, timeout=120
+    )
 
 
 def test_version_and_help():
@@ -113,8 +114,7 @@ def test_version_names_app_and_model(tiny_model_path):
 def test_heatmaps_column_and_legend(tmp_path, tiny_model_path):
     Image.new("RGB", (64, 64), (250, 5, 5)).save(tmp_path / "red.png")
     out = tmp_path / "o.csv"
-    r = run("--model", tiny_model_path, "classify", tmp_path / "red.png", "--csv", out, "--heatmaps",
-            tmp_path / "heat", "-q")
+    r = run("--model", tiny_model_path, "classify", tmp_path / "red.png", "--csv", out, "--heatmaps", tmp_path / "heat", "-q")
     assert r.returncode == 0, r.stderr
     with open(out, encoding="utf-8-sig", newline="") as fh:
         (row,) = list(csv.DictReader(fh))

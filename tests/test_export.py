@@ -7,8 +7,7 @@ import pytest
 
 from hv_desktop.core import export as export_mod
 from hv_desktop.core.batch import Result
-from hv_desktop.core.export import (StreamingCsv, atomic_write_text, csv_columns, differential, safe_cell,
-                                    summary_csv, write_csv)
+from hv_desktop.core.export import StreamingCsv, atomic_write_text, csv_columns, differential, safe_cell, summary_csv, write_csv
 
 LABELS = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 
@@ -17,8 +16,17 @@ def _results():
     probs = {"eosinophil": 0.1, "lymphocyte": 0.1, "monocyte": 0.1, "neutrophil": 0.7}
     return [
         Result(Path("/d/=cmd|' calc'!A0.png"), "neutrophil", 0.7, probs, False, sha256="ab", timestamp="t"),
-        Result(Path("/d/b.png"), "neutrophil", 0.45, probs, True, typicality=0.123456, sha256="cd", timestamp="t",
-               reviewer_label="monocyte"),
+        Result(
+            Path("/d/b.png"),
+            "neutrophil",
+            0.45,
+            probs,
+            True,
+            typicality=0.123456,
+            sha256="cd",
+            timestamp="t",
+            reviewer_label="monocyte",
+        ),
         Result(Path("/d/c.jpg"), error="empty file (0 bytes)", timestamp="t"),
     ]
 

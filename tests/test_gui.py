@@ -135,8 +135,7 @@ def test_review_is_autosaved_and_restored(qtbot, tmp_path, tiny_model_path):
         w1.classify([folder])
     w1.table.selectRow(0)
     qtbot.keyClick(w1.table, "4")
-    qtbot.waitUntil(lambda: autosave.exists() and '"reviewer_label": "neutrophil"' in autosave.read_text(),
-                    timeout=5000)
+    qtbot.waitUntil(lambda: autosave.exists() and '"reviewer_label": "neutrophil"' in autosave.read_text(), timeout=5000)
     # simulate a crash: no close event, a new window starts from the autosave
     w2 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=autosave)
     qtbot.addWidget(w2)
@@ -171,7 +170,7 @@ def test_watch_folder_classifies_new_files_written_in_chunks(qtbot, window, tmp_
     data = buf.getvalue()
     with open(folder / "new_cell.png", "wb") as fh:  # written slowly, in chunks
         for i in range(0, len(data), len(data) // 3 + 1):
-            fh.write(data[i:i + len(data) // 3 + 1])
+            fh.write(data[i : i + len(data) // 3 + 1])
             fh.flush()
             qtbot.wait(120)
             assert window.results.rowCount() == 0  # nothing classified while it is being written
@@ -274,8 +273,7 @@ def test_missing_x11_libraries_are_all_named_not_a_crash(monkeypatch, capsys):
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr(app_mod, "_x_display_reachable", lambda d: True)
-    ldd = ("\tlibxcb-icccm.so.4 => not found\n\tlibxcb-keysyms.so.1 => not found\n"
-           "\tlibxcb.so.1 => /lib/libxcb.so.1 (0x1)\n")
+    ldd = "\tlibxcb-icccm.so.4 => not found\n\tlibxcb-keysyms.so.1 => not found\n\tlibxcb.so.1 => /lib/libxcb.so.1 (0x1)\n"
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, ldd, ""))
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/ldd")
     assert app_mod.missing_linux_libraries() == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
@@ -294,8 +292,13 @@ def test_no_display_is_one_line_and_screenshot_goes_offscreen(tmp_path):
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no display" in r.stderr
     _images(tmp_path / "imgs", 4)
     shot = tmp_path / "shot.png"
-    r = subprocess.run([sys.executable, "-m", "hv_desktop", "--screenshot", str(shot), str(tmp_path / "imgs")],
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "hv_desktop", "--screenshot", str(shot), str(tmp_path / "imgs")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert Image.open(shot).size[0] > 300
 
@@ -333,8 +336,9 @@ def _cropping_window(qtbot, tmp_path, nucleus):
     from onnx_factory import tiny_model
     from test_cell_crop import smear
 
-    model = tiny_model(tmp_path / "crop.onnx", metadata={"preprocessing": {
-        "width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}})
+    model = tiny_model(
+        tmp_path / "crop.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}}
+    )
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
     w = MainWindow(model_path=model, settings=settings, autosave_path=tmp_path / "autosave.json")
     qtbot.addWidget(w)
@@ -439,8 +443,11 @@ def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_m
     qtbot.addWidget(w2)
     assert not w2.cell_zoom.isChecked()  # remembered
 
-    plain = MainWindow(model_path=tiny_model_path, settings=QSettings(str(tmp_path / "p.ini"), QSettings.IniFormat),
-                       autosave_path=tmp_path / "a3.json")
+    plain = MainWindow(
+        model_path=tiny_model_path,
+        settings=QSettings(str(tmp_path / "p.ini"), QSettings.IniFormat),
+        autosave_path=tmp_path / "a3.json",
+    )
     qtbot.addWidget(plain)
     assert plain.cell_zoom.isChecked() and not plain.cell_zoom.isEnabled()
     assert not plain._zooms_to_cell()
@@ -473,8 +480,10 @@ def test_review_into_other_cell_types_with_keys_and_menu(qtbot, window, tmp_path
     assert window.results.results[2].reviewer_label == "blast"
     window.diff_mode.setCurrentIndex(1)  # by review
     window.update_differential()
-    rows = {window.diff_table.verticalHeaderItem(i).text(): window.diff_table.item(i, 0).text()
-            for i in range(window.diff_table.rowCount())}
+    rows = {
+        window.diff_table.verticalHeaderItem(i).text(): window.diff_table.item(i, 0).text()
+        for i in range(window.diff_table.rowCount())
+    }
     assert rows["Basophil"] == "1" and rows["Blast"] == "1"
     assert rows["Nucleated red cell /100 WBC"] == "1"
     assert "Nucleated red cell" not in rows  # never among the white cells
@@ -523,6 +532,7 @@ def test_sign_off_blocked_then_overridden_locked_unlocked_and_restored(qtbot, tm
         rows = list(csv.DictReader(fh))
     assert all(r["signed_off_by"] == "A. Tech" and r["signed_off_at"] for r in rows)
     from hv_desktop.gui.report import ReportInfo
+
     assert w.export_report(tmp_path / "case.pdf", ReportInfo("C-1"))
     import unicodedata
 
@@ -560,15 +570,21 @@ def test_consultation_round_trip_between_two_windows(qtbot, tmp_path, tiny_model
 
     infos = []
     monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: infos.append(a[2]))
-    lab = MainWindow(model_path=tiny_model_path, settings=QSettings(str(tmp_path / "lab.ini"), QSettings.IniFormat),
-                     autosave_path=tmp_path / "lab" / "autosave.json")
+    lab = MainWindow(
+        model_path=tiny_model_path,
+        settings=QSettings(str(tmp_path / "lab.ini"), QSettings.IniFormat),
+        autosave_path=tmp_path / "lab" / "autosave.json",
+    )
     qtbot.addWidget(lab)
     _run(qtbot, lab, lambda: lab.classify([_images(tmp_path / "smear", 4)]))
     lab.review.assign(2, "basophil")  # the lab's reading of cell 2
     assert lab.export_consultation(tmp_path / "case.zip", ReportInfo("S-9", "second opinion please", "Lab"))
 
-    cons = MainWindow(model_path=tiny_model_path, settings=QSettings(str(tmp_path / "c.ini"), QSettings.IniFormat),
-                      autosave_path=tmp_path / "consultant" / "autosave.json")
+    cons = MainWindow(
+        model_path=tiny_model_path,
+        settings=QSettings(str(tmp_path / "c.ini"), QSettings.IniFormat),
+        autosave_path=tmp_path / "consultant" / "autosave.json",
+    )
     qtbot.addWidget(cons)
     assert cons.open_package(tmp_path / "case.zip")
     assert cons.results.rowCount() == 4 and not cons.table.isColumnHidden(COL_SENDER)
@@ -655,5 +671,4 @@ def test_cell_types_are_editable_in_preferences(qtbot, window, tmp_path, monkeyp
     window.table.selectRow(1)
     qtbot.keyClick(window.table, "t")  # platelet clump is no longer in the list
     assert window.results.results[1].reviewer_label is None
-    assert [a.text().split(" (")[0] for a in window.other_button.menu().actions()] == ["Hairy cell",
-                                                                                      "Nucleated red cell"]
+    assert [a.text().split(" (")[0] for a in window.other_button.menu().actions()] == ["Hairy cell", "Nucleated red cell"]

@@ -35,21 +35,28 @@ def test_fixed_batch_one_model_still_takes_batches(tmp_path):
     assert m.probabilities(x).shape == (5, 4)
 
 
-@pytest.mark.parametrize("make,needle", [
-    (lambda p: p, "not found"),
-    (lambda p: (p.write_bytes(b""), p)[1], "empty"),
-    (lambda p: (p.write_bytes(b"this is not onnx at all" * 10), p)[1], "not a valid ONNX"),
-    (lambda p: tiny_model(p, drop_metadata=True), "not a HematoVision model"),
-    (lambda p: tiny_model(p, n_outputs=3), "does not fit 4 labels"),
-    (lambda p: tiny_model(p, metadata={"labels": ["a", "a", "b", "c"]}), "distinct"),
-    (lambda p: tiny_model(p, metadata={"preprocessing": {"width": 64, "height": 64}}), "does not match"),
-    (lambda p: tiny_model(p, metadata={"temperature": -1}), "temperature"),
-    (lambda p: tiny_model(p, metadata={"review_threshold": 3}), "review_threshold"),
-    (lambda p: tiny_model(p, metadata={"preprocessing": {"width": 32, "height": 32, "crop": "segment"}}),
-     "newer HematoVision"),
-    (lambda p: tiny_model(p, metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell",
-                                                         "crop_fraction": 4}}), "crop_fraction"),
-])
+@pytest.mark.parametrize(
+    "make,needle",
+    [
+        (lambda p: p, "not found"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty"),
+        (lambda p: (p.write_bytes(b"this is not onnx at all" * 10), p)[1], "not a valid ONNX"),
+        (lambda p: tiny_model(p, drop_metadata=True), "not a HematoVision model"),
+        (lambda p: tiny_model(p, n_outputs=3), "does not fit 4 labels"),
+        (lambda p: tiny_model(p, metadata={"labels": ["a", "a", "b", "c"]}), "distinct"),
+        (lambda p: tiny_model(p, metadata={"preprocessing": {"width": 64, "height": 64}}), "does not match"),
+        (lambda p: tiny_model(p, metadata={"temperature": -1}), "temperature"),
+        (lambda p: tiny_model(p, metadata={"review_threshold": 3}), "review_threshold"),
+        (
+            lambda p: tiny_model(p, metadata={"preprocessing": {"width": 32, "height": 32, "crop": "segment"}}),
+            "newer HematoVision",
+        ),
+        (
+            lambda p: tiny_model(p, metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 4}}),
+            "crop_fraction",
+        ),
+    ],
+)
 def test_bad_models_are_refused_with_a_message(tmp_path, make, needle):
     path = make(tmp_path / "m.onnx")
     with pytest.raises(ModelError, match=needle):
@@ -81,8 +88,14 @@ def test_thread_policy_leaves_cores_for_decoding(monkeypatch):
     from hv_desktop.core.model import decode_workers, default_threads
 
     monkeypatch.delenv("HV_THREADS", raising=False)
-    assert [(decode_workers(c), default_threads(c)) for c in (1, 2, 4, 8, 16, 32)] == \
-        [(1, 1), (1, 1), (2, 2), (4, 4), (4, 8), (4, 8)]
+    assert [(decode_workers(c), default_threads(c)) for c in (1, 2, 4, 8, 16, 32)] == [
+        (1, 1),
+        (1, 1),
+        (2, 2),
+        (4, 4),
+        (4, 8),
+        (4, 8),
+    ]
     monkeypatch.setenv("HV_THREADS", "3")
     assert default_threads(2) == 3
 
@@ -96,10 +109,10 @@ def test_typicality_output_drives_needs_review(tmp_path):
     model = Model(tiny_model(tmp_path / "t.onnx", typicality=True, metadata={"review_threshold": 0.5}))
     assert model.review_name == "typicality"
     bright_red = np.zeros((2, 32, 32, 3), np.uint8)
-    bright_red[0] = (255, 200, 200)   # bright -> typical
-    bright_red[1] = (60, 0, 0)        # dark -> atypical, although the class is confident
+    bright_red[0] = (255, 200, 200)  # bright -> typical
+    bright_red[1] = (60, 0, 0)  # dark -> atypical, although the class is confident
     p, typ = model.assess(normalise(bright_red, model.info.preprocessing))
-    assert p.max(1).min() > 0.5       # confidence alone would flag neither
+    assert p.max(1).min() > 0.5  # confidence alone would flag neither
     assert typ[0] > 0.5 > typ[1]
     for name, colour in (("bright.png", (255, 200, 200)), ("dark.png", (60, 0, 0))):
         Image.new("RGB", (40, 40), colour).save(tmp_path / name)

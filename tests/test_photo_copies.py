@@ -1,4 +1,5 @@
 """The copy finder behind the per-cell TEST analysis: copies by rotation or flip group, other cells do not."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,12 @@ def _shift(im: Image.Image, dx: int, dy: int) -> Image.Image:
 def test_a_rotated_flipped_or_shifted_copy_is_nearest_its_own_cell():
     cells = [smear(nucleus=(160, 120), radius=18 + 2 * s, seed=s) for s in range(6)]
     original = cells[2]
-    copies = [original.transpose(Image.Transpose.ROTATE_90), original.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-              original.rotate(33, resample=Image.Resampling.BILINEAR), _shift(original, 12, -9)]
+    copies = [
+        original.transpose(Image.Transpose.ROTATE_90),
+        original.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        original.rotate(33, resample=Image.Resampling.BILINEAR),
+        _shift(original, 12, -9),
+    ]
     known = unit_rows(np.stack([descriptor(im) for im in cells]))
     for copy in copies:
         q = unit_rows(descriptor(copy)[None], reference=np.stack([descriptor(im) for im in cells]))[0]

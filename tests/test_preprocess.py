@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 
 from badfiles import bomb_png, make_odd_good_files
-from hv_desktop.core.preprocess import (ImageError, Preprocessing, load_for_model, normalise, open_image,
-                                        resize_for_model)
+from hv_desktop.core.preprocess import ImageError, Preprocessing, load_for_model, normalise, open_image, resize_for_model
 
 
 def test_every_odd_mode_becomes_8bit_rgb(tmp_path):
@@ -64,8 +63,14 @@ def test_decompression_bomb_refused_before_decoding():
         open_image(io.BytesIO(bomb_png()))
 
 
-@pytest.mark.parametrize("data,needle", [(b"", "empty|not an image"), (b"hello", "not an image"),
-                                         (b"\xff\xd8\xff\xe0" + b"\x00" * 50, "corrupt|truncated|not an image")])
+@pytest.mark.parametrize(
+    "data,needle",
+    [
+        (b"", "empty|not an image"),
+        (b"hello", "not an image"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 50, "corrupt|truncated|not an image"),
+    ],
+)
 def test_bad_bytes_raise_image_error(data, needle):
     with pytest.raises(ImageError, match=needle):
         open_image(io.BytesIO(data))

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-onnx = pytest.importorskip("onnx", reason="the train extra is not installed") if os.environ.get("CI") != "true" \
+onnx = (
+    pytest.importorskip("onnx", reason="the train extra is not installed")
+    if os.environ.get("CI") != "true"
     else __import__("onnx")
+)
 
 
 def test_quantised_model_keeps_its_stem_in_float_and_agrees_with_fp32(tmp_path, shared_data, monkeypatch):
@@ -41,7 +44,8 @@ def test_quantised_model_keeps_its_stem_in_float_and_agrees_with_fp32(tmp_path, 
     fp32, int8 = Model(src), Model(dst)
     assert int8.info.version.endswith("-int8") and "first 3 convolutions" in int8.info.extra["quantisation"]
     items = list_labelled(shared_data / "pbc" / "val")[1::20]
-    x = normalise(np.stack([load_for_model(p, fp32.input_size, fp32.info.preprocessing) for p, _ in items]),
-                  fp32.info.preprocessing)
+    x = normalise(
+        np.stack([load_for_model(p, fp32.input_size, fp32.info.preprocessing) for p, _ in items]), fp32.info.preprocessing
+    )
     a, b = fp32.probabilities(x), int8.probabilities(x)
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9

@@ -37,9 +37,24 @@ def test_shipped_model_metadata(model):
 
 def test_cli_on_test_simple_writes_71_rows(tmp_path, shared_data):
     out = tmp_path / "out.csv"
-    r = subprocess.run([sys.executable, "-m", "hv_desktop", "classify", str(shared_data / "blood-cells" / "TEST_SIMPLE"),
-                        "--csv", str(out), "--summary", str(tmp_path / "s.csv")],
-                       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hv_desktop",
+            "classify",
+            str(shared_data / "blood-cells" / "TEST_SIMPLE"),
+            "--csv",
+            str(out),
+            "--summary",
+            str(tmp_path / "s.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     with open(out, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -55,8 +70,7 @@ def test_real_images_survive_odd_encodings(tmp_path, shared_data, model):
     src = next((shared_data / "pbc" / "val" / "lymphocyte").iterdir())
     base = list(classify_paths([src], model))[0]
     im = Image.open(src).convert("RGB")
-    variants = {"cmyk.jpg": im.convert("CMYK"), "rgba.png": im.convert("RGBA"), "png.png": im,
-                "bmp.bmp": im, "tiff.tif": im}
+    variants = {"cmyk.jpg": im.convert("CMYK"), "rgba.png": im.convert("RGBA"), "png.png": im, "bmp.bmp": im, "tiff.tif": im}
     for name, v in variants.items():
         v.save(tmp_path / name, quality=95) if name.endswith(".jpg") else v.save(tmp_path / name)
     exif = Image.Exif()
@@ -98,14 +112,20 @@ def test_heatmaps_peak_on_the_white_cell(shared_data, model):
     assert hits / len(files) >= 0.9, f"{hits}/{len(files)} heat peaks on the cell (chance {chance:.2f})"
 
 
-@pytest.mark.parametrize("cast", [(0.88, 1.0, 1.18), (1.15, 1.0, 0.8), (0.9, 1.1, 0.9), (0.6, 0.6, 0.6)],
-                         ids=["blue-LED", "warm-halogen", "green", "dim"])
+@pytest.mark.parametrize(
+    "cast",
+    [(0.88, 1.0, 1.18), (1.15, 1.0, 0.8), (0.9, 1.1, 0.9), (0.6, 0.6, 0.6)],
+    ids=["blue-LED", "warm-halogen", "green", "dim"],
+)
 def test_the_cell_search_ignores_an_illumination_cast(shared_data, cast):
     """Another lab's lamp or camera white balance must not move the classified square off the cell."""
     from hv_desktop.core.preprocess import cell_centre, open_image
 
-    paths = [p for sub in ("pbc/val/monocyte", "pbc/val/neutrophil", "blood-cells/TEST_SIMPLE/NEUTROPHIL")
-             for p in sorted((shared_data / sub).iterdir())[:20]]
+    paths = [
+        p
+        for sub in ("pbc/val/monocyte", "pbc/val/neutrophil", "blood-cells/TEST_SIMPLE/NEUTROPHIL")
+        for p in sorted((shared_data / sub).iterdir())[:20]
+    ]
     moved = []
     for p in paths:
         im = open_image(p).convert("RGB")

@@ -39,8 +39,15 @@ def test_report_pages_and_text(qapp, tmp_path, tiny_model_path):
     results = list(classify_paths([_folder(tmp_path, 40)], model, thumbnail=96))
     next(r for r in results if r.label == "eosinophil").reviewer_label = "monocyte"
     out = tmp_path / "report.pdf"
-    pages = write_pdf(out, results, model.labels, model.info.name, model.info.version,
-                      ReportInfo("CASE <42> & co", "first line\nsecond line", "J. Doe"), model)
+    pages = write_pdf(
+        out,
+        results,
+        model.labels,
+        model.info.name,
+        model.info.version,
+        ReportInfo("CASE <42> & co", "first line\nsecond line", "J. Doe"),
+        model,
+    )
     reader = PdfReader(str(out))
     assert len(reader.pages) == pages >= 2
     # pypdf emits tabs between words and the font's ligatures (ﬁ, ﬀ): normalise both
@@ -58,10 +65,31 @@ def test_cli_report_and_heatmaps(tmp_path, tiny_model_path):
     folder = _folder(tmp_path, 6)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DISPLAY", None)
-    r = subprocess.run([sys.executable, "-m", "hv_desktop", "--model", str(tiny_model_path), "classify", str(folder),
-                        "--csv", str(tmp_path / "o.csv"), "--report", str(tmp_path / "r.pdf"),
-                        "--heatmaps", str(tmp_path / "heat"), "--case-id", "S-1", "-q"],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hv_desktop",
+            "--model",
+            str(tiny_model_path),
+            "classify",
+            str(folder),
+            "--csv",
+            str(tmp_path / "o.csv"),
+            "--report",
+            str(tmp_path / "r.pdf"),
+            "--heatmaps",
+            str(tmp_path / "heat"),
+            "--case-id",
+            "S-1",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert len(PdfReader(str(tmp_path / "r.pdf")).pages) >= 1
     heat = sorted((tmp_path / "heat").iterdir())
@@ -104,7 +132,7 @@ def test_report_pages_keep_headings_with_cells_and_show_every_flagged_cell(qapp,
         for lab in model.labels:
             heading = f"{lab.capitalize()} — "
             if heading in text:  # a heading is followed, on its own page, by cells of its class
-                after = text[text.index(heading):]
+                after = text[text.index(heading) :]
                 assert any(name in after for name in names[lab]), (lab, after[:300])
     assert "Neutrophil (continued)" in pages[2]
     import shutil

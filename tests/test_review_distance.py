@@ -1,4 +1,5 @@
 """The needs-review distance (training.review.Distance) against the textbook formula (numpy only)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -40,8 +40,10 @@ def test_reviewed_differential_counts_nrbc_per_100_white_cells_outside_the_total
     rs = [Result(Path(f"n{i}.png"), label="neutrophil", confidence=0.99) for i in range(6)]
     rs += [Result(Path(f"l{i}.png"), label="lymphocyte", confidence=0.99) for i in range(3)]
     rs.append(Result(Path("b.png"), label="neutrophil", confidence=0.6, needs_review=True, reviewer_label="basophil"))
-    rs += [Result(Path(f"r{i}.png"), label="lymphocyte", confidence=0.7, needs_review=True,
-                  reviewer_label="nucleated red cell") for i in range(2)]
+    rs += [
+        Result(Path(f"r{i}.png"), label="lymphocyte", confidence=0.7, needs_review=True, reviewer_label="nucleated red cell")
+        for i in range(2)
+    ]
     d = reviewed_differential(rs, labels)
     assert d.white_total == 10  # 6 neutrophils, 3 lymphocytes, 1 basophil; the 2 NRBC are not white cells
     assert [n for n, _, _ in d.white][:3] == ["neutrophil", "lymphocyte", "monocyte"]  # clinical order
@@ -54,8 +56,10 @@ def test_sign_off_needs_reviews_or_a_reason():
 
     from hv_desktop.core.review import SignOff, sign_off
 
-    rs = [Result(Path("a.png"), label="monocyte", confidence=0.6, needs_review=True),
-          Result(Path("b.png"), label="neutrophil", confidence=0.99)]
+    rs = [
+        Result(Path("a.png"), label="monocyte", confidence=0.6, needs_review=True),
+        Result(Path("b.png"), label="neutrophil", confidence=0.99),
+    ]
     with pytest.raises(ValueError, match="1 flagged cell not reviewed"):
         sign_off(rs, "A. Tech", "2026-11-28T16:00")
     with pytest.raises(ValueError, match="name"):
@@ -76,9 +80,11 @@ def test_review_session_undo_accept_and_lock():
     from hv_desktop.core.review import CaseLocked, ReviewSession
 
     s = ReviewSession()
-    s.results += [Result(Path("a.png"), label="monocyte", confidence=0.99),
-                  Result(Path("b.png"), label="neutrophil", confidence=0.6, needs_review=True),
-                  Result(Path("c.png"), error="empty file")]
+    s.results += [
+        Result(Path("a.png"), label="monocyte", confidence=0.99),
+        Result(Path("b.png"), label="neutrophil", confidence=0.6, needs_review=True),
+        Result(Path("c.png"), error="empty file"),
+    ]
     s.assign(1, "basophil")
     assert s.accept_unflagged() == [0] and s.results[0].reviewer_label == "monocyte"
     assert s.undo() == [0] and s.results[0].reviewer_label is None  # accept-all is one step
@@ -129,8 +135,13 @@ def test_parse_extra_classes_names_the_wrong_line():
 
     labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     assert parse_extra_classes(format_extra_classes(EXTRA_CLASSES), labels) == list(EXTRA_CLASSES)
-    for text, words in (("blast", "line 1"), ("blast, XY", "one letter"), ("blast, X\nmyelocyte, X", "line 2"),
-                        ("monocyte, Q", "already in the list"), ("smudge, S, per 1000", "per 100"),
-                        ("blast, F", "already used")):
+    for text, words in (
+        ("blast", "line 1"),
+        ("blast, XY", "one letter"),
+        ("blast, X\nmyelocyte, X", "line 2"),
+        ("monocyte, Q", "already in the list"),
+        ("smudge, S, per 1000", "per 100"),
+        ("blast, F", "already used"),
+    ):
         with pytest.raises(ValueError, match=words):
             parse_extra_classes(text, labels)

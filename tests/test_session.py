@@ -1,4 +1,5 @@
 """Session files: the text format stays what one json.dumps would write, and it round-trips."""
+
 from __future__ import annotations
 
 import json
@@ -10,19 +11,45 @@ from hv_desktop.core.session import _encode, load_session, save_session, session
 
 def _results() -> list[Result]:
     return [
-        Result(path=Path("/data/ünïcode folder/cell 1.jpeg"), label="neutrophil", confidence=0.98,
-               probabilities={"eosinophil": 0.01, "lymphocyte": 0.005, "monocyte": 0.005, "neutrophil": 0.98},
-               needs_review=False, typicality=0.7, error=None, sha256="a" * 64, timestamp="2026-11-26T01:00:00",
-               reviewer_label="monocyte"),
-        Result(path=Path('/data/"quoted"\nname.png'), label=None, confidence=None, probabilities={},
-               needs_review=False, typicality=None, error="empty file (0 bytes)", sha256=None, timestamp=""),
+        Result(
+            path=Path("/data/ünïcode folder/cell 1.jpeg"),
+            label="neutrophil",
+            confidence=0.98,
+            probabilities={"eosinophil": 0.01, "lymphocyte": 0.005, "monocyte": 0.005, "neutrophil": 0.98},
+            needs_review=False,
+            typicality=0.7,
+            error=None,
+            sha256="a" * 64,
+            timestamp="2026-11-26T01:00:00",
+            reviewer_label="monocyte",
+        ),
+        Result(
+            path=Path('/data/"quoted"\nname.png'),
+            label=None,
+            confidence=None,
+            probabilities={},
+            needs_review=False,
+            typicality=None,
+            error="empty file (0 bytes)",
+            sha256=None,
+            timestamp="",
+        ),
     ]
 
 
 def test_per_result_encoding_writes_exactly_what_one_dumps_call_would():
     rs = _results()
-    one_call = json.dumps({"format": "hematovision-session", "version": 1, "model_name": "M", "model_version": "1.2.0",
-                           "extra": {"k": "v"}, "results": [_encode(r) for r in rs]}, ensure_ascii=False)
+    one_call = json.dumps(
+        {
+            "format": "hematovision-session",
+            "version": 1,
+            "model_name": "M",
+            "model_version": "1.2.0",
+            "extra": {"k": "v"},
+            "results": [_encode(r) for r in rs],
+        },
+        ensure_ascii=False,
+    )
     assert session_json(rs, "M", "1.2.0", {"k": "v"}) == one_call
     assert json.loads(session_json([], "M", "1"))["results"] == []
 

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-tf = pytest.importorskip("tensorflow", reason="the train extra is not installed") if os.environ.get("CI") != "true" \
+tf = (
+    pytest.importorskip("tensorflow", reason="the train extra is not installed")
+    if os.environ.get("CI") != "true"
     else __import__("tensorflow")
+)
 pytestmark = pytest.mark.training
 
 
@@ -41,8 +44,13 @@ def test_alpha100_classifier_recognises_coral_images(weights_dir):
 
     model = load_alpha100_classifier(weights_dir)
     labels = (weights_dir / "imagenet_labels.txt").read_text().splitlines()
-    expected = {"cat.bmp": "Egyptian cat", "dragonfly.bmp": "dragonfly", "grace_hopper.bmp": "military uniform",
-                "bird.bmp": "chickadee", "hot_dog.jpg": "hotdog"}
+    expected = {
+        "cat.bmp": "Egyptian cat",
+        "dragonfly.bmp": "dragonfly",
+        "grace_hopper.bmp": "military uniform",
+        "bird.bmp": "chickadee",
+        "hot_dog.jpg": "hotdog",
+    }
     files = sorted(expected)
     x = np.stack([load_for_model(weights_dir / "coral-test-images" / f, (224, 224)) for f in files])
     probs = model.predict(x.astype(np.float32) / 127.5 - 1.0, verbose=0)
@@ -58,8 +66,9 @@ def test_training_and_app_preprocess_identically(shared_data, crop):
     from training.data import list_labelled, load_arrays, preprocessing_for, subset
 
     prep = preprocessing_for({"image_size": 224, "crop": crop})
-    items = subset(list_labelled(shared_data / "blood-cells" / "TRAIN"), 10) + \
-        subset(list_labelled(shared_data / "pbc" / "val"), 10)
+    items = subset(list_labelled(shared_data / "blood-cells" / "TRAIN"), 10) + subset(
+        list_labelled(shared_data / "pbc" / "val"), 10
+    )
     x, y = load_arrays(items, 224, prep=prep)
     for (path, label), arr, lab in zip(items, x, y):
         app = read_and_decode(path, (224, 224), prep=prep)
@@ -72,13 +81,25 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     the ONNX graph matches Keras on 200 real images and its CAM averages to the logits."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", HV_SHARED=str(shared_data.parent))
     run = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "training.train", "--quick", "--out", str(run)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "training.train", "--quick", "--out", str(run)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert (run / "final.weights.h5").exists() and (run / "state.json").exists()
     onnx_path = tmp_path / "quick.onnx"
-    r = subprocess.run([sys.executable, "-m", "training.export_onnx", "--run", str(run), "--out", str(onnx_path)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "training.export_onnx", "--run", str(run), "--out", str(onnx_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
     from hv_desktop.core.batch import classify_paths
@@ -98,7 +119,7 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     x = np.stack([load_for_model(p, (224, 224), model.info.preprocessing) for p, _ in items])
     xn = normalise(x, model.info.preprocessing)
     core, _ = load_core(run)
-    keras_logits = np.concatenate([np.asarray(core(xn[i:i + 50], training=False)[0]) for i in range(0, len(xn), 50)])
+    keras_logits = np.concatenate([np.asarray(core(xn[i : i + 50], training=False)[0]) for i in range(0, len(xn), 50)])
     keras_p = tf.nn.softmax(keras_logits).numpy()
     onnx_p, cams = model.run(xn, with_cam=True)
     assert len(onnx_p) == 200
@@ -112,9 +133,26 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     # The needs-review typicality output is fitted and written into the graph (the script itself
     # checks graph == formula); the app then flags by it and the classes are unchanged.
     reviewed = tmp_path / "reviewed.onnx"
-    r = subprocess.run([sys.executable, "-m", "training.review", "--model", str(onnx_path), "--out", str(reviewed),
-                        "--limit", "24", "--layers", "last"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.review",
+            "--model",
+            str(onnx_path),
+            "--out",
+            str(reviewed),
+            "--limit",
+            "24",
+            "--layers",
+            "last",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "chosen w=" in r.stdout
     with_review = Model(reviewed)
@@ -126,9 +164,14 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     # The five-layer variant (the default; inner blocks' channel mean/std, the largest one low-rank + isotropic):
     # the script checks its graph against the numpy formula on real images and exits non-zero if they differ.
     five = tmp_path / "five.onnx"
-    r = subprocess.run([sys.executable, "-m", "training.review", "--model", str(onnx_path), "--out", str(five),
-                        "--limit", "24"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "training.review", "--model", str(onnx_path), "--out", str(five), "--limit", "24"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "graph vs numpy typicality" in r.stdout
     with_five = Model(five)
@@ -161,9 +204,9 @@ def test_early_stopping_waits_for_the_cosine_tail():
     from training.train import should_stop
 
     cfg = {"epochs": 16, "patience": 6, "early_stop_from": 0.6}  # the tail is epochs 10-16
-    assert not should_stop(10, 3, cfg)   # 7 epochs without gain, but only 1 of them in the tail
-    assert not should_stop(14, 3, cfg)   # 5 tail epochs without gain
-    assert should_stop(15, 3, cfg)       # 6 tail epochs (10-15) without gain
+    assert not should_stop(10, 3, cfg)  # 7 epochs without gain, but only 1 of them in the tail
+    assert not should_stop(14, 3, cfg)  # 5 tail epochs without gain
+    assert should_stop(15, 3, cfg)  # 6 tail epochs (10-15) without gain
     assert should_stop(14, 3, dict(cfg, patience=5))
     assert not should_stop(16, 12, cfg)  # a tail improvement restarts the count
     assert not should_stop(16, 3, dict(cfg, patience=0))

@@ -52,7 +52,7 @@ def test_chunked_writes_classified_once_and_restart_does_not_duplicate(tmp_path,
     target = folder / "cell_001.png"
     with open(target, "wb") as fh:  # a camera writing slowly, in chunks
         for i in range(0, len(data), max(1, len(data) // 4)):
-            fh.write(data[i:i + max(1, len(data) // 4)])
+            fh.write(data[i : i + max(1, len(data) // 4)])
             fh.flush()
             assert w.poll_once() == []
             time.sleep(0.1)
@@ -84,9 +84,14 @@ def test_cli_watch_runs_and_stops_cleanly(tmp_path, tiny_model_path):
     folder, out = tmp_path / "cam", tmp_path / "w.csv"
     folder.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.Popen([sys.executable, "-m", "hv_desktop", "--model", str(tiny_model_path), "watch", str(folder),
-                          "--csv", str(out)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "hv_desktop", "--model", str(tiny_model_path), "watch", str(folder), "--csv", str(out)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(1.5)
         (folder / "g.png").write_bytes(_png((0, 250, 0)))

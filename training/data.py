@@ -47,12 +47,17 @@ def list_labelled(folder: Path, classes: tuple[str, ...] = CLASSES) -> list[tupl
 def preprocessing_for(cfg: dict) -> Preprocessing:
     """The app's preprocessing that a training config asks for (written into the exported model)."""
     crop = cfg.get("crop") or {}
-    return Preprocessing(width=cfg["image_size"], height=cfg["image_size"],
-                         crop=crop.get("kind", "none"), crop_fraction=float(crop.get("fraction", 1.0)))
+    return Preprocessing(
+        width=cfg["image_size"],
+        height=cfg["image_size"],
+        crop=crop.get("kind", "none"),
+        crop_fraction=float(crop.get("fraction", 1.0)),
+    )
 
 
-def load_arrays(items: list[tuple[Path, int]], size: int, cache_dir: Path | None = None,
-                workers: int = 2, prep: Preprocessing | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(
+    items: list[tuple[Path, int]], size: int, cache_dir: Path | None = None, workers: int = 2, prep: Preprocessing | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Decode, crop and resize every item: (N, size, size, 3) uint8 and (N,) int labels."""
     tag = f"@{size}"
     if prep is not None and prep.crop != "none":

@@ -55,6 +55,7 @@ def fit_temperature(logp: np.ndarray, y: np.ndarray) -> float:
     def nll(t: float) -> float:
         p = calibrate(logp, t)
         return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))))
+
     grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 200))
     best = min(grid, key=nll)
     fine = np.linspace(best * 0.95, best * 1.05, 101)
@@ -71,8 +72,15 @@ def ece(p: np.ndarray, y: np.ndarray, bins: int = 15) -> tuple[float, list[dict]
         if m.any():
             gap = abs(conf[m].mean() - correct[m].mean())
             total += m.mean() * gap
-            table.append({"lo": float(lo), "hi": float(hi), "n": int(m.sum()),
-                          "confidence": float(conf[m].mean()), "accuracy": float(correct[m].mean())})
+            table.append(
+                {
+                    "lo": float(lo),
+                    "hi": float(hi),
+                    "n": int(m.sum()),
+                    "confidence": float(conf[m].mean()),
+                    "accuracy": float(correct[m].mean()),
+                }
+            )
     return float(total), table
 
 
@@ -87,9 +95,9 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
         j = i
         while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
-    r_pos = ranks[:len(pos)].sum()
+    r_pos = ranks[: len(pos)].sum()
     return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
@@ -106,8 +114,13 @@ def classification_report(y: np.ndarray, pred: np.ndarray, n: int) -> dict:
         f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
         f1s.append(f1)
         per[CLASSES[c]] = {"precision": float(prec), "recall": float(rec), "f1": float(f1), "support": int(cm[c].sum())}
-    return {"accuracy": float(np.trace(cm) / cm.sum()), "macro_f1": float(np.mean(f1s)),
-            "per_class": per, "confusion": cm.tolist(), "n": int(cm.sum())}
+    return {
+        "accuracy": float(np.trace(cm) / cm.sum()),
+        "macro_f1": float(np.mean(f1s)),
+        "per_class": per,
+        "confusion": cm.tolist(),
+        "n": int(cm.sum()),
+    }
 
 
 def latency_ms(model: Model, paths: list[Path], repeats: int = 3) -> dict:
@@ -120,7 +133,7 @@ def latency_ms(model: Model, paths: list[Path], repeats: int = 3) -> dict:
         for _ in range(repeats):
             t = time.perf_counter()
             for i in range(0, len(x) - bs + 1, bs):
-                model.probabilities(x[i:i + bs])
+                model.probabilities(x[i : i + bs])
             best = min(best, (time.perf_counter() - t) / (len(x) // bs * bs))
         out[f"batch{bs}"] = round(best * 1000, 2)
     return out
@@ -140,8 +153,7 @@ def plots(out: Path, reports: dict, history: list[dict], rel_before: list, rel_a
         ax.set_yticks(range(4), [c[:4] for c in CLASSES])
         for i in range(4):
             for j in range(4):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{key}: accuracy {reports[key]['accuracy'] * 100:.1f}%")
@@ -247,8 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     conf_pbc_val = review_values("pbc/val")
     conf_test = review_values("blood-cells/TEST")
     review = {
-        "score": ("model typicality output: calibrated confidence + feature-space distance (training.review)"
-                  if has_typ else "calibrated max probability") + " (below threshold = needs review)",
+        "score": (
+            "model typicality output: calibrated confidence + feature-space distance (training.review)"
+            if has_typ
+            else "calibrated max probability"
+        )
+        + " (below threshold = needs review)",
         "auroc_confidence_alone_other_vs_pbc_val_all": auroc(-msp_other, -msp_pbc_val),
         "threshold": best_thr,
         "chosen_on": "pbc/val + TEST_SIMPLE (genuine) vs even half of pbc/other (Youden J)",
@@ -258,9 +274,11 @@ def main(argv: list[str] | None = None) -> int:
         "flagged_other_heldout_half": float(np.mean(other_b < best_thr)),
         "flagged_pbc_val": float(np.mean(conf_pbc_val < best_thr)),
         "flagged_test": float(np.mean(conf_test < best_thr)),
-        "accuracy_of_unflagged_test": float(np.mean(
-            (calibrate(logp["blood-cells/TEST"], t).argmax(1) == sets["blood-cells/TEST"][1])[conf_test >= best_thr]))
-        if np.any(conf_test >= best_thr) else None,
+        "accuracy_of_unflagged_test": float(
+            np.mean((calibrate(logp["blood-cells/TEST"], t).argmax(1) == sets["blood-cells/TEST"][1])[conf_test >= best_thr])
+        )
+        if np.any(conf_test >= best_thr)
+        else None,
     }
     per_other = {}
     for sub in sorted({p.parent.name for p in other_paths}):
@@ -273,9 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     if state.exists():
         history = json.loads(state.read_text())["history"]
     metrics = {
-        "model": model.info.name, "version": model.info.version, "temperature": t,
-        "splits": reports, "calibration": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("bins")}
-                                           for k, v in calib.items()},
+        "model": model.info.name,
+        "version": model.info.version,
+        "temperature": t,
+        "splits": reports,
+        "calibration": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("bins")} for k, v in calib.items()},
         "needs_review": review,
         "latency_ms_per_image": latency_ms(model, sets["pbc/val"][0]),
         "seconds": round(time.time() - t0, 1),
@@ -289,24 +309,37 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write_metadata:
         from training.export_onnx import update_metadata
 
-        update_metadata(args.model, {
-            "temperature": t, "review_threshold": best_thr,
-            "metrics": {"test_accuracy": reports["blood-cells/TEST"]["accuracy"],
-                        "test_macro_f1": reports["blood-cells/TEST"]["macro_f1"],
-                        "pbc_val_accuracy": reports["pbc/val"]["accuracy"],
-                        "ece_test": calib["blood-cells/TEST"]["ece_after"],
-                        "review_auroc_other": review["auroc_other_vs_pbc_val_all"]}})
+        update_metadata(
+            args.model,
+            {
+                "temperature": t,
+                "review_threshold": best_thr,
+                "metrics": {
+                    "test_accuracy": reports["blood-cells/TEST"]["accuracy"],
+                    "test_macro_f1": reports["blood-cells/TEST"]["macro_f1"],
+                    "pbc_val_accuracy": reports["pbc/val"]["accuracy"],
+                    "ece_test": calib["blood-cells/TEST"]["ece_after"],
+                    "review_auroc_other": review["auroc_other_vs_pbc_val_all"],
+                },
+            },
+        )
 
     for rel in sets:
         r = reports[rel]
-        print(f"{rel:<26} n={r['n']:>5} accuracy={r['accuracy'] * 100:5.1f}% macro-F1={r['macro_f1'] * 100:5.1f}% "
-              f"ECE {calib[rel]['ece_before']:.3f} -> {calib[rel]['ece_after']:.3f}")
-    print(f"temperature {t:.3f}; review threshold {best_thr:.3f}; AUROC other-vs-genuine "
-          f"{review['auroc_other_vs_pbc_val_all']:.3f} (held-out half {review['auroc_other_vs_pbc_val_heldout_half']:.3f}); "
-          f"flagged: other {review['flagged_other_heldout_half'] * 100:.0f}%, pbc/val {review['flagged_pbc_val'] * 100:.1f}%, "
-          f"TEST {review['flagged_test'] * 100:.1f}%")
-    print(f"needs-review score: {review['score']}; confidence alone would give AUROC "
-          f"{review['auroc_confidence_alone_other_vs_pbc_val_all']:.3f}")
+        print(
+            f"{rel:<26} n={r['n']:>5} accuracy={r['accuracy'] * 100:5.1f}% macro-F1={r['macro_f1'] * 100:5.1f}% "
+            f"ECE {calib[rel]['ece_before']:.3f} -> {calib[rel]['ece_after']:.3f}"
+        )
+    print(
+        f"temperature {t:.3f}; review threshold {best_thr:.3f}; AUROC other-vs-genuine "
+        f"{review['auroc_other_vs_pbc_val_all']:.3f} (held-out half {review['auroc_other_vs_pbc_val_heldout_half']:.3f}); "
+        f"flagged: other {review['flagged_other_heldout_half'] * 100:.0f}%, pbc/val {review['flagged_pbc_val'] * 100:.1f}%, "
+        f"TEST {review['flagged_test'] * 100:.1f}%"
+    )
+    print(
+        f"needs-review score: {review['score']}; confidence alone would give AUROC "
+        f"{review['auroc_confidence_alone_other_vs_pbc_val_all']:.3f}"
+    )
     print(f"latency ms/image: {metrics['latency_ms_per_image']}")
     return 0
 

@@ -30,19 +30,31 @@ def base_metadata(cfg: dict, version: str) -> dict:
     size = cfg["image_size"]
     prep = preprocessing_for(cfg)
     if prep.crop == "cell":
-        resize = (f"square of {prep.crop_fraction:g} x the short side centred on the stained nucleus (kept inside "
-                  "the image), then to width x height, bilinear (antialiased); EXIF orientation applied; alpha "
-                  "composited on white")
+        resize = (
+            f"square of {prep.crop_fraction:g} x the short side centred on the stained nucleus (kept inside "
+            "the image), then to width x height, bilinear (antialiased); EXIF orientation applied; alpha "
+            "composited on white"
+        )
     else:
-        resize = ("whole image to width x height, bilinear (antialiased), aspect not kept; "
-                  "EXIF orientation applied; alpha composited on white")
+        resize = (
+            "whole image to width x height, bilinear (antialiased), aspect not kept; "
+            "EXIF orientation applied; alpha composited on white"
+        )
     return {
         "name": f"HematoVision MobileNetV2-{cfg['alpha']}-{size}",
         "version": version,
         "labels": list(CLASSES),
-        "preprocessing": {"width": size, "height": size, "mean": [127.5] * 3, "std": [127.5] * 3,
-                          "channel_order": "RGB", "layout": "NHWC",
-                          "crop": prep.crop, "crop_fraction": prep.crop_fraction, "resize": resize},
+        "preprocessing": {
+            "width": size,
+            "height": size,
+            "mean": [127.5] * 3,
+            "std": [127.5] * 3,
+            "channel_order": "RGB",
+            "layout": "NHWC",
+            "crop": prep.crop,
+            "crop_fraction": prep.crop_fraction,
+            "resize": resize,
+        },
         "output_kind": "logits",
         "scores_output": "logits",
         "cam_output": "cam",
@@ -180,8 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="final.weights.h5")
     ap.add_argument("--out", type=Path, default=Path("assets/model/hematovision.onnx"))
     ap.add_argument("--version", default=time.strftime("%Y.%m.%d"))
-    ap.add_argument("--add-embedding", type=Path, metavar="MODEL",
-                    help="only add the embedding output and head names to an exported model, in place")
+    ap.add_argument(
+        "--add-embedding",
+        type=Path,
+        metavar="MODEL",
+        help="only add the embedding output and head names to an exported model, in place",
+    )
     args = ap.parse_args(argv)
     if args.add_embedding:
         meta = upgrade_contract(args.add_embedding)

@@ -30,8 +30,9 @@ L2, STEPS, LEARNING_RATE = 1e-4, 400, 0.05
 SOURCES = (("pbc/train", 1), ("blood-cells/TRAIN", 4))
 
 
-def fit_softmax_regression(features: np.ndarray, labels: np.ndarray, classes: int, l2: float = L2,
-                           steps: int = STEPS, lr: float = LEARNING_RATE) -> tuple[np.ndarray, np.ndarray]:
+def fit_softmax_regression(
+    features: np.ndarray, labels: np.ndarray, classes: int, l2: float = L2, steps: int = STEPS, lr: float = LEARNING_RATE
+) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression on standardised features, returned as raw-feature (W, b).
 
     Full-batch Adam from zero; deterministic. Standardising first gives every channel the same step size,
@@ -55,7 +56,7 @@ def fit_softmax_regression(features: np.ndarray, labels: np.ndarray, classes: in
         grad_b = (p - onehot).mean(0)
         m = 0.9 * m + 0.1 * grad_w
         v = 0.999 * v + 0.001 * grad_w * grad_w
-        w -= lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        w -= lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
         b -= lr * grad_b
     return w / sd[:, None], b - (mu / sd) @ w
 
@@ -67,8 +68,9 @@ def pooled_features(core, x_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate([fmap.mean((1, 2)) for _, fmap in core_outputs(core, x_uint8, batch)])
 
 
-def refit(run: Path, out: Path, weights: str = "final.weights.h5", limit: int = 0,
-          cache_dir: Path | None = Path("runs/cache")) -> dict:
+def refit(
+    run: Path, out: Path, weights: str = "final.weights.h5", limit: int = 0, cache_dir: Path | None = Path("runs/cache")
+) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from training.data import CLASSES, list_labelled, load_arrays, preprocessing_for, shared_root
     from training.export_onnx import load_core
@@ -92,8 +94,15 @@ def refit(run: Path, out: Path, weights: str = "final.weights.h5", limit: int = 
     core.save_weights(out / "final.weights.h5")
     shutil.copy(run / "config.json", out / "config.json")
     train_acc = float((np.argmax(feats @ w + b, 1) == labels).mean())
-    info = {"refitted_from": str(run / weights), "images": int(len(labels)), "sources": [list(s) for s in SOURCES],
-            "l2": L2, "steps": STEPS, "learning_rate": LEARNING_RATE, "training_accuracy": train_acc}
+    info = {
+        "refitted_from": str(run / weights),
+        "images": int(len(labels)),
+        "sources": [list(s) for s in SOURCES],
+        "l2": L2,
+        "steps": STEPS,
+        "learning_rate": LEARNING_RATE,
+        "training_accuracy": train_acc,
+    }
     (out / "head_refit.json").write_text(json.dumps(info, indent=1))
     return info
 

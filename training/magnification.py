@@ -24,8 +24,7 @@ def at_magnification(im: Image.Image, scale: float, rng: np.random.Generator) ->
     a = np.asarray(im.convert("RGB"))
     background = tuple(int(v) for v in np.median(np.concatenate([a[0], a[-1]]), 0))
     canvas = Image.new("RGB", (w, h), background)
-    canvas.paste(small.convert("RGB"),
-                 (int(rng.integers(0, w - small.size[0] + 1)), int(rng.integers(0, h - small.size[1] + 1))))
+    canvas.paste(small.convert("RGB"), (int(rng.integers(0, w - small.size[0] + 1)), int(rng.integers(0, h - small.size[1] + 1))))
     return canvas
 
 

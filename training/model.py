@@ -69,8 +69,9 @@ class RandomStain(keras.layers.Layer):
     at inference).
     """
 
-    def __init__(self, stain: float = 0.25, stain_shift: float = 0.05, tint: float = 0.1, gamma: float = 0.2,
-                 seed: int | None = None, **kw):
+    def __init__(
+        self, stain: float = 0.25, stain_shift: float = 0.05, tint: float = 0.1, gamma: float = 0.2, seed: int | None = None, **kw
+    ):
         super().__init__(**kw)
         import numpy as np
 
@@ -115,14 +116,17 @@ def augmentation(cfg: dict, seed: int) -> list[keras.layers.Layer]:
         L.RandomSaturation(tuple(a["saturation"]), value_range=(0, 255), seed=seed + 7),
     ]
     if a.get("blur_probability", 0) > 0:
-        layers.append(L.RandomGaussianBlur(a["blur_probability"], kernel_size=5, sigma=(0.1, 1.5),
-                                           value_range=(0, 255), seed=seed + 8))
+        layers.append(
+            L.RandomGaussianBlur(a["blur_probability"], kernel_size=5, sigma=(0.1, 1.5), value_range=(0, 255), seed=seed + 8)
+        )
     if a.get("grayscale_probability", 0) > 0:
         layers.append(L.RandomGrayscale(a["grayscale_probability"], seed=seed + 9))
     if a.get("stain"):
         st = a["stain"]
-        layers.insert(4, RandomStain(st.get("scale", 0.25), st.get("shift", 0.05), st.get("tint", 0.1),
-                                     st.get("gamma", 0.2), seed=seed + 10))
+        layers.insert(
+            4,
+            RandomStain(st.get("scale", 0.25), st.get("shift", 0.05), st.get("tint", 0.1), st.get("gamma", 0.2), seed=seed + 10),
+        )
     return layers
 
 

@@ -28,7 +28,7 @@ class _Reader:
         self.input_name = model.input_name
         self.prep = model.info.preprocessing
         self.size = model.input_size
-        self.chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
+        self.chunks = [paths[i : i + batch] for i in range(0, len(paths), batch)]
         self.i = 0
 
     def get_next(self):
@@ -73,8 +73,14 @@ def _restore_float16_constants(proto) -> int:
     return saved
 
 
-def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True, float_convs: int = 3,
-             sources: tuple[tuple[str, int], ...] = CALIBRATION_SOURCES) -> Path:
+def quantize(
+    src: Path,
+    dst: Path,
+    per_class: int = 40,
+    per_channel: bool = True,
+    float_convs: int = 3,
+    sources: tuple[tuple[str, int], ...] = CALIBRATION_SOURCES,
+) -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -95,19 +101,28 @@ def quantize(src: Path, dst: Path, per_class: int = 40, per_channel: bool = True
         # 1.1-2.6x slower than the float kernels (per-node profile in benchmarks/RESULTS.md).
         convs = [i for i, n in enumerate(graph.node) if n.op_type == "Conv"]
         if float_convs and len(convs) >= float_convs:
-            keep_float += [n.name for n in graph.node[:convs[float_convs - 1] + 1] if n.name]
-        quantize_static(str(pre), str(out), _Reader(model, [p for p, _ in items]),
-                        quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=keep_float)
+            keep_float += [n.name for n in graph.node[: convs[float_convs - 1] + 1] if n.name]
+        quantize_static(
+            str(pre),
+            str(out),
+            _Reader(model, [p for p, _ in items]),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=keep_float,
+        )
         proto = onnx.load(str(out))
         _restore_float16_constants(proto)
         info = get_metadata(onnx.load(str(src)))
         info["version"] = info.get("version", "") + "-int8"
         info["name"] = info.get("name", "") + " (INT8)"
-        info["quantisation"] = (f"static QDQ {'per-channel' if per_channel else 'per-tensor'} int8 weights, uint8 "
-                                f"activations, MinMax on {len(items)} training images; first {float_convs} convolutions "
-                                "and the review head in float")
+        info["quantisation"] = (
+            f"static QDQ {'per-channel' if per_channel else 'per-tensor'} int8 weights, uint8 "
+            f"activations, MinMax on {len(items)} training images; first {float_convs} convolutions "
+            "and the review head in float"
+        )
         set_metadata(proto, info)
         dst.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(proto, str(dst))
@@ -122,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor instead of per channel")
     ap.add_argument("--float-convs", type=int, default=3, help="leading convolutions kept in float (0: quantise all)")
-    ap.add_argument("--calibrate-on", nargs="+", default=[rel for rel, _ in CALIBRATION_SOURCES],
-                    choices=[rel for rel, _ in CALIBRATION_SOURCES],
-                    help="training folders to calibrate on (one only: to check INT8 on a lab it never saw)")
+    ap.add_argument(
+        "--calibrate-on",
+        nargs="+",
+        default=[rel for rel, _ in CALIBRATION_SOURCES],
+        choices=[rel for rel, _ in CALIBRATION_SOURCES],
+        help="training folders to calibrate on (one only: to check INT8 on a lab it never saw)",
+    )
     args = ap.parse_args(argv)
     sources = tuple(src for src in CALIBRATION_SOURCES if src[0] in args.calibrate_on)
-    quantize(args.model, args.out, args.per_class, per_channel=not args.per_tensor, float_convs=args.float_convs,
-             sources=sources)
+    quantize(args.model, args.out, args.per_class, per_channel=not args.per_tensor, float_convs=args.float_convs, sources=sources)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
     return 0
 

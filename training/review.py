@@ -80,8 +80,9 @@ def pooled_stats(a: np.ndarray) -> tuple[np.ndarray, tuple[int, int] | None]:
     return np.concatenate([mean, std], 1), axes
 
 
-def features_and_logits(proto, model: Model, paths: list[Path], layers: tuple = (None,), batch: int = 64,
-                        magnification: float = 1.0) -> tuple[list[np.ndarray], np.ndarray, list]:
+def features_and_logits(
+    proto, model: Model, paths: list[Path], layers: tuple = (None,), batch: int = 64, magnification: float = 1.0
+) -> tuple[list[np.ndarray], np.ndarray, list]:
     """Per layer: features (N, D); the logits; per layer: spatial axes (None when already pooled).
 
     ``magnification`` != 1 first shows each image as another magnification would (training.magnification).
@@ -106,7 +107,7 @@ def features_and_logits(proto, model: Model, paths: list[Path], layers: tuple = 
         return model_input_at(open_image(p).convert("RGB"), magnification, rng, size, prep)
 
     for i in range(0, len(paths), batch):
-        x = normalise(np.stack([load(p) for p in paths[i:i + batch]]), prep)
+        x = normalise(np.stack([load(p) for p in paths[i : i + batch]]), prep)
         out = session.run(["logits", *names], {model.input_name: x})
         ls.append(out[0])
         for j, a in enumerate(out[1:]):
@@ -173,8 +174,7 @@ def typicality(conf: np.ndarray, dists: list[np.ndarray] | np.ndarray, p: dict) 
     return 1 / (1 + np.exp(s))
 
 
-def add_output(proto, layers: list[tuple[str, tuple[int, int] | None, Distance]], p: dict,
-               temperature: float) -> None:
+def add_output(proto, layers: list[tuple[str, tuple[int, int] | None, Distance]], p: dict, temperature: float) -> None:
     """Append the typicality computation to the graph (opset 13-17 operators, all named review/...)."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -210,10 +210,12 @@ def add_output(proto, layers: list[tuple[str, tuple[int, int] | None, Distance]]
         f = tensor
         if axes is not None:  # per-channel mean and std over the map's spatial axes
             mean = node("ReduceMean", [tensor], f"{tag}_mean", axes=list(axes), keepdims=0)
-            sq = node("ReduceMean", [node("Mul", [tensor, tensor], f"{tag}_x2")], f"{tag}_msq", axes=list(axes),
-                      keepdims=0)
-            var = node("Max", [node("Sub", [sq, node("Mul", [mean, mean], f"{tag}_m2")], f"{tag}_var0"),
-                               const(f"{tag}_zero", 0.0)], f"{tag}_var")
+            sq = node("ReduceMean", [node("Mul", [tensor, tensor], f"{tag}_x2")], f"{tag}_msq", axes=list(axes), keepdims=0)
+            var = node(
+                "Max",
+                [node("Sub", [sq, node("Mul", [mean, mean], f"{tag}_m2")], f"{tag}_var0"), const(f"{tag}_zero", 0.0)],
+                f"{tag}_var",
+            )
             f = node("Concat", [mean, node("Sqrt", [var], f"{tag}_std")], f"{tag}_f", axis=1)
         if dist.basis is None:
             d = sqdist(node("MatMul", [f, wide(f"{tag}_proj", dist.proj)], f"{tag}_y"), dist.centres @ dist.proj, tag)
@@ -221,16 +223,28 @@ def add_output(proto, layers: list[tuple[str, tuple[int, int] | None, Distance]]
             yb = node("MatMul", [f, wide(f"{tag}_basis", dist.basis)], f"{tag}_yb")
             cb = dist.centres @ dist.basis
             d = sqdist(node("Mul", [yb, const(f"{tag}_scale", dist.scale)], f"{tag}_y"), cb * dist.scale, tag)
-            r = node("Max", [node("Sub", [sqdist(f, dist.centres, f"{tag}_raw"), sqdist(yb, cb, f"{tag}_kept")],
-                                  f"{tag}_r0"), const(f"{tag}_zero2", 0.0)], f"{tag}_r")
-            d = node("Add", [d, node("Mul", [r, const(f"{tag}_inv_rest", 1.0 / dist.rest)], f"{tag}_rs")],
-                     f"{tag}_dfull")
-        dmin = node("Max", [node("ReduceMin", [d], f"{tag}_dmin", axes=[1], keepdims=0), const(f"{tag}_eps", 1e-6)],
-                    f"{tag}_dist")
+            r = node(
+                "Max",
+                [
+                    node("Sub", [sqdist(f, dist.centres, f"{tag}_raw"), sqdist(yb, cb, f"{tag}_kept")], f"{tag}_r0"),
+                    const(f"{tag}_zero2", 0.0),
+                ],
+                f"{tag}_r",
+            )
+            d = node("Add", [d, node("Mul", [r, const(f"{tag}_inv_rest", 1.0 / dist.rest)], f"{tag}_rs")], f"{tag}_dfull")
+        dmin = node(
+            "Max", [node("ReduceMin", [d], f"{tag}_dmin", axes=[1], keepdims=0), const(f"{tag}_eps", 1e-6)], f"{tag}_dist"
+        )
         # (1 - w) / L * (log d - mean) / std, summed over layers
         k = (1 - p["w"]) / len(layers) / stds[i]
-        z = node("Add", [node("Mul", [node("Log", [dmin], f"{tag}_logd"), const(f"{tag}_k", k)], f"{tag}_zk"),
-                         const(f"{tag}_c", -k * means[i])], f"{tag}_z")
+        z = node(
+            "Add",
+            [
+                node("Mul", [node("Log", [dmin], f"{tag}_logd"), const(f"{tag}_k", k)], f"{tag}_zk"),
+                const(f"{tag}_c", -k * means[i]),
+            ],
+            f"{tag}_z",
+        )
         zsum = z if zsum is None else node("Add", [zsum, z], f"{tag}_zsum")
     a = -p["w"] / p["conf_std"]
     c = p["w"] * (-p["conf_mean"]) / p["conf_std"]
@@ -249,15 +263,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="default: rewrite --model in place")
     ap.add_argument("--train-step", type=int, default=4, help="use every n-th blood-cells/TRAIN image")
     ap.add_argument("--limit", type=int, default=0, help="images per split (quick checks only)")
-    ap.add_argument("--layers", choices=sorted(LAYER_SETS), default="five",
-                    help="features the distance is measured on (v1.2.0: five; 'last' = the pooled vector, v1.1.0)")
-    ap.add_argument("--magnifications", type=float, nargs="+", default=[1.0],
-                    help="also fit the typical region on training images at these magnifications "
-                         "(training.magnification), so another lab's magnification is not flagged by itself")
-    ap.add_argument("--fit-sources", nargs="+", default=["pbc/train", "blood-cells/TRAIN"],
-                    help="labelled folders whose training cells define 'typical' (a one-lab model: only its lab)")
-    ap.add_argument("--genuine", nargs="+", default=["pbc/val", "blood-cells/TEST_SIMPLE"],
-                    help="genuine validation folders the parts are standardised on")
+    ap.add_argument(
+        "--layers",
+        choices=sorted(LAYER_SETS),
+        default="five",
+        help="features the distance is measured on (v1.2.0: five; 'last' = the pooled vector, v1.1.0)",
+    )
+    ap.add_argument(
+        "--magnifications",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="also fit the typical region on training images at these magnifications "
+        "(training.magnification), so another lab's magnification is not flagged by itself",
+    )
+    ap.add_argument(
+        "--fit-sources",
+        nargs="+",
+        default=["pbc/train", "blood-cells/TRAIN"],
+        help="labelled folders whose training cells define 'typical' (a one-lab model: only its lab)",
+    )
+    ap.add_argument(
+        "--genuine",
+        nargs="+",
+        default=["pbc/val", "blood-cells/TEST_SIMPLE"],
+        help="genuine validation folders the parts are standardised on",
+    )
     args = ap.parse_args(argv)
     out = args.out or args.model
     data = shared_root() / "data"
@@ -291,17 +322,19 @@ def main(argv: list[str] | None = None) -> int:
     of, ol, _ = features_and_logits(proto, model, other, keys)
     g_conf, g_dist = confidence(gl, t), [d(f) for d, f in zip(dists, gf)]
     o_conf, o_dist = confidence(ol, t), [d(f) for d, f in zip(dists, of)]
-    params = {"conf_mean": float(-g_conf.mean()), "conf_std": float(g_conf.std() + 1e-9),
-              "dist_mean": [float(np.log(d).mean()) for d in g_dist],
-              "dist_std": [float(np.log(d).std() + 1e-9) for d in g_dist]}
+    params = {
+        "conf_mean": float(-g_conf.mean()),
+        "conf_std": float(g_conf.std() + 1e-9),
+        "dist_mean": [float(np.log(d).mean()) for d in g_dist],
+        "dist_std": [float(np.log(d).std() + 1e-9) for d in g_dist],
+    }
     if len(keys) == 1:  # the v1.1.0 metadata layout
         params["dist_mean"], params["dist_std"] = params["dist_mean"][0], params["dist_std"][0]
     table = []
     for wt in WEIGHTS:
         p = dict(params, w=wt)
         # higher typicality = genuine: AUROC of "other" scored by (1 - typicality)
-        table.append((auroc(-typicality(o_conf[0::2], [d[0::2] for d in o_dist], p),
-                            -typicality(g_conf, g_dist, p)), wt))
+        table.append((auroc(-typicality(o_conf[0::2], [d[0::2] for d in o_dist], p), -typicality(g_conf, g_dist, p)), wt))
         print(f"w={wt:<5} AUROC other(even half) vs genuine validation = {table[-1][0]:.3f}")
     best_auc, best_w = max(table)
     params["w"] = best_w
@@ -309,21 +342,32 @@ def main(argv: list[str] | None = None) -> int:
 
     g_typ = typicality(g_conf, g_dist, params)
     threshold = youden_threshold(g_typ, typicality(o_conf[0::2], [d[0::2] for d in o_dist], params))
-    print(f"review threshold {threshold:.4f} (Youden J, genuine validation vs even half of pbc/other); "
-          f"flags {np.mean(g_typ < threshold):.1%} of genuine validation cells")
+    print(
+        f"review threshold {threshold:.4f} (Youden J, genuine validation vs even half of pbc/other); "
+        f"flags {np.mean(g_typ < threshold):.1%} of genuine validation cells"
+    )
 
     add_output(proto, [(layer_tensor(proto, k), ax, d) for k, ax, d in zip(keys, axes, dists)], params, t)
     meta = get_metadata(proto)
-    meta.update(review_output=OUTPUT, review_threshold=threshold, review_score={
-        "formula": "sigmoid(-(w*z(-confidence) + (1-w)*mean over layers of z(log Mahalanobis distance to the "
-                   "nearest class/source centre)))",
-        "layers": [k or "pooled features" for k in keys],
-        "fitted_on": f"features of {sum(len(f[0]) for f in fits) // len(args.magnifications)} training images "
-                     f"({', '.join(args.fit_sources)}; every {args.train_step}th blood-cells/TRAIN"
-                     + (f"; each at magnifications {', '.join(f'x{m:g}' for m in args.magnifications)}"
-                        if args.magnifications != [1.0] else "")
-                     + f"); z on {' + '.join(args.genuine)}; w on even half of pbc/other",
-        "temperature": t, **params})
+    meta.update(
+        review_output=OUTPUT,
+        review_threshold=threshold,
+        review_score={
+            "formula": "sigmoid(-(w*z(-confidence) + (1-w)*mean over layers of z(log Mahalanobis distance to the "
+            "nearest class/source centre)))",
+            "layers": [k or "pooled features" for k in keys],
+            "fitted_on": f"features of {sum(len(f[0]) for f in fits) // len(args.magnifications)} training images "
+            f"({', '.join(args.fit_sources)}; every {args.train_step}th blood-cells/TRAIN"
+            + (
+                f"; each at magnifications {', '.join(f'x{m:g}' for m in args.magnifications)}"
+                if args.magnifications != [1.0]
+                else ""
+            )
+            + f"); z on {' + '.join(args.genuine)}; w on even half of pbc/other",
+            "temperature": t,
+            **params,
+        },
+    )
     set_metadata(proto, meta)
     onnx.checker.check_model(proto)
     tmp = out.with_suffix(".tmp.onnx")

@@ -58,7 +58,7 @@ def should_stop(epoch: int, best_epoch: int, cfg: dict) -> bool:
 def core_outputs(core, x_uint8: np.ndarray, batch: int = 64):
     """(logits, last feature map) of the Keras core per batch of uint8 images, in inference mode."""
     for i in range(0, len(x_uint8), batch):
-        xb = (x_uint8[i:i + batch].astype(np.float32) - 127.5) / 127.5
+        xb = (x_uint8[i : i + batch].astype(np.float32) - 127.5) / 127.5
         logits, fmap = core(xb, training=False)
         yield np.asarray(logits), np.asarray(fmap)
 
@@ -168,13 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     trainer = build_trainer(core, cfg)
     total_steps = cfg["epochs"] * cfg["steps_per_epoch"]
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, decay_steps=max(1, total_steps - cfg["warmup_steps"]),
-        warmup_target=cfg["peak_learning_rate"], warmup_steps=cfg["warmup_steps"], alpha=0.01)
+        initial_learning_rate=0.0,
+        decay_steps=max(1, total_steps - cfg["warmup_steps"]),
+        warmup_target=cfg["peak_learning_rate"],
+        warmup_steps=cfg["warmup_steps"],
+        alpha=0.01,
+    )
     opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg["weight_decay"])
-    trainer.compile(optimizer=opt,
-                    loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                              label_smoothing=cfg["label_smoothing"]),
-                    metrics=["accuracy"])
+    trainer.compile(
+        optimizer=opt,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg["label_smoothing"]),
+        metrics=["accuracy"],
+    )
 
     callbacks: list = []  # built before a resume loads weights: the anchors are ImageNet's
     if cfg.get("l2sp", 0) > 0:
@@ -208,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
             tmp = out / "optimizer.tmp.npz"
             np.savez(tmp, **{f"v{i}": v.numpy() for i, v in enumerate(opt.variables)})
             os.replace(tmp, out / "optimizer.npz")
-            row = {"epoch": e, "loss": float(logs.get("loss", np.nan)), "accuracy": float(logs.get("accuracy", np.nan)),
-                   "val": val, "seconds": time.time() - self.t}
+            row = {
+                "epoch": e,
+                "loss": float(logs.get("loss", np.nan)),
+                "accuracy": float(logs.get("accuracy", np.nan)),
+                "val": val,
+                "seconds": time.time() - self.t,
+            }
             state["history"].append(row)
             if state["best"] is None or val["score"] > state["best"]["score"]:
                 state["best"] = {"epoch": e, "score": val["score"]}
@@ -226,16 +236,24 @@ def main(argv: list[str] | None = None) -> int:
                 tmp_state.write_text(json.dumps(state, indent=2))
                 os.replace(tmp_state, state_file)
             parts = " ".join(f"{k}={v['accuracy']:.3f}" for k, v in val.items() if isinstance(v, dict))
-            print(f"[epoch {e}/{cfg['epochs']}] loss={row['loss']:.4f} acc={row['accuracy']:.3f} "
-                  f"val: {parts} score={val['score']:.4f} ({row['seconds']:.0f}s)", flush=True)
+            print(
+                f"[epoch {e}/{cfg['epochs']}] loss={row['loss']:.4f} acc={row['accuracy']:.3f} "
+                f"val: {parts} score={val['score']:.4f} ({row['seconds']:.0f}s)",
+                flush=True,
+            )
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t = time.time()
 
     if state["epoch"] < cfg["epochs"] and not state.get("stopped_early"):
-        trainer.fit(train_ds, epochs=cfg["epochs"], initial_epoch=state["epoch"],
-                    steps_per_epoch=cfg["steps_per_epoch"], callbacks=[*callbacks, Checkpoint()],
-                    verbose=2 if sys.stdout.isatty() else 0)
+        trainer.fit(
+            train_ds,
+            epochs=cfg["epochs"],
+            initial_epoch=state["epoch"],
+            steps_per_epoch=cfg["steps_per_epoch"],
+            callbacks=[*callbacks, Checkpoint()],
+            verbose=2 if sys.stdout.isatty() else 0,
+        )
 
     # Weight averaging over the cosine tail, kept only if validation prefers it.
     k = min(cfg["average_last_epochs"], state["epoch"])
@@ -257,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = max(results, key=lambda n: results[n]["score"])
     core.load_weights(candidates[chosen])
     core.save_weights(out / "final.weights.h5")
-    (out / "selection.json").write_text(json.dumps({"chosen": chosen, "candidates": results,
-                                                    "best_epoch": state["best"]}, indent=2))
+    (out / "selection.json").write_text(
+        json.dumps({"chosen": chosen, "candidates": results, "best_epoch": state["best"]}, indent=2)
+    )
     print(f"[done] chose {chosen}; weights in {out / 'final.weights.h5'}", flush=True)
     return 0
 

@@ -68,8 +68,7 @@ def load_alpha100_classifier(weights_dir: Path):
             w_idx, b_idx = op["inputs"][1], op["inputs"][2]
             convs.append((op["op_name"], _dequantise(interp, details[w_idx]), _dequantise(interp, details[b_idx])))
 
-    model = keras.applications.MobileNetV2(alpha=1.0, include_top=True, weights=None,
-                                           input_shape=(224, 224, 3))
+    model = keras.applications.MobileNetV2(alpha=1.0, include_top=True, weights=None, input_shape=(224, 224, 3))
     layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
     if len(convs) != len(layers) + 1:
         raise ValueError(f"expected {len(layers) + 1} convolutions in {TFLITE_FILE}, found {len(convs)}")
@@ -83,8 +82,7 @@ def load_alpha100_classifier(weights_dir: Path):
         bn = model.get_layer(_bn_name(layer.name))
         n = b.shape[0]
         bn.epsilon = eps
-        bn.set_weights([np.ones(n, np.float32), b.astype(np.float32),
-                        np.zeros(n, np.float32), np.full(n, 1.0 - eps, np.float32)])
+        bn.set_weights([np.ones(n, np.float32), b.astype(np.float32), np.zeros(n, np.float32), np.full(n, 1.0 - eps, np.float32)])
     _, wc, bc = convs[-1]  # 1x1 conv, 1001 outputs (0 = background)
     dense = model.get_layer("predictions")
     dense.set_weights([wc.reshape(wc.shape[0], -1)[1:].T.astype(np.float32), bc[1:].astype(np.float32)])

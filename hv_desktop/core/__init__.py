@@ -12,6 +12,17 @@ from hv_desktop.core.preprocess import ImageError, load_for_model
 from hv_desktop.core.scan import ScanItem
 
 __all__ = [
-    "INTENDED_USE", "Differential", "ImageError", "Model", "ModelError", "Result", "ScanItem",
-    "bundled_model_path", "classify_paths", "classify_stream", "differential", "load_for_model", "write_csv",
+    "INTENDED_USE",
+    "Differential",
+    "ImageError",
+    "Model",
+    "ModelError",
+    "Result",
+    "ScanItem",
+    "bundled_model_path",
+    "classify_paths",
+    "classify_stream",
+    "differential",
+    "load_for_model",
+    "write_csv",
 ]

@@ -119,13 +119,18 @@ class Adaptation:
         if self.kept_base:
             lines.append(f"fewer than {MIN_PER_CLASS} cells, base weights kept: {', '.join(self.kept_base)}")
         if self.outside:
-            lines.append("not one of the model's classes (used only to check the flags): "
-                         + ", ".join(f"{k} {v}" for k, v in sorted(self.outside.items())))
+            lines.append(
+                "not one of the model's classes (used only to check the flags): "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.outside.items()))
+            )
         if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} unreadable or missing image(s), e.g. "
-                         f"{self.skipped[0][0].name}: {self.skipped[0][1]}")
-        lines.append(f"magnification chosen: x{self.scale:g} (crop {self.metadata['preprocessing']['crop_fraction']:.3g}"
-                     " x the short side)")
+            lines.append(
+                f"skipped {len(self.skipped)} unreadable or missing image(s), e.g. "
+                f"{self.skipped[0][0].name}: {self.skipped[0][1]}"
+            )
+        lines.append(
+            f"magnification chosen: x{self.scale:g} (crop {self.metadata['preprocessing']['crop_fraction']:.3g} x the short side)"
+        )
 
         def est(e: Estimate) -> str:
             s = f"{e.accuracy:.1%} correct, {e.flagged:.1%} flagged"
@@ -137,6 +142,7 @@ class Adaptation:
 
 
 # ---------------------------------------------------------------------------------------------- inputs
+
 
 def read_labelled_csv(paths: Sequence[str | os.PathLike]) -> list[LabelledCell]:
     """Cells from the app's results CSV (or any CSV with ``path`` and ``reviewer_label`` columns).
@@ -164,8 +170,7 @@ def read_labelled_csv(paths: Sequence[str | os.PathLike]) -> list[LabelledCell]:
             raise AdaptError(f"{src.name} is empty")
         header = [h.strip().lower() for h in rows[0]]
         if "path" not in header or "reviewer_label" not in header:
-            raise AdaptError(f"{src.name} needs 'path' and 'reviewer_label' columns (found: "
-                             f"{', '.join(header[:8]) or 'none'})")
+            raise AdaptError(f"{src.name} needs 'path' and 'reviewer_label' columns (found: {', '.join(header[:8]) or 'none'})")
         ip, il = header.index("path"), header.index("reviewer_label")
         for row in rows[1:]:
             if len(row) <= max(ip, il):
@@ -197,8 +202,10 @@ class _Probe:
         self.embedding = meta.get("embedding_output")
         head = meta.get("head") if isinstance(meta.get("head"), dict) else {}
         if not self.embedding or not head.get("weight") or not head.get("bias"):
-            raise AdaptError(f"{base.path.name} cannot be adapted: it names no embedding output and head "
-                             "(a model exported before HematoVision 1.3)")
+            raise AdaptError(
+                f"{base.path.name} cannot be adapted: it names no embedding output and head "
+                "(a model exported before HematoVision 1.3)"
+            )
         try:
             data = base.path.read_bytes()
             self.sha256 = hashlib.sha256(data).hexdigest()
@@ -228,7 +235,7 @@ class _Probe:
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
         for i in range(0, len(x), 32):
-            part = self.session.run(self.names, {self.input_name: x[i:i + 32]})
+            part = self.session.run(self.names, {self.input_name: x[i : i + 32]})
             for n, a in zip(self.names, part):
                 out.setdefault(n, []).append(np.asarray(a, np.float64))
         return {n: np.concatenate(v) for n, v in out.items()}
@@ -276,6 +283,7 @@ class _ReviewGraph:
 
     def add_centres(self, out: OnnxFile, i: int, centres: np.ndarray) -> None:
         """Append ``centres`` (m, D) to layer i's centre constants in ``out`` (the graph's ReduceMin takes any K)."""
+
         def extend(tag: str, c: np.ndarray) -> None:
             ct, cc = self._get(f"{tag}_ct"), self._get(f"{tag}_cc")
             out.set_initializer(f"{_REVIEW}{tag}_ct", np.hstack([ct, c.T]).astype(np.float32))
@@ -303,8 +311,10 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- the fit
 
-def fit_head(x: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, ridge: float,
-             frozen: Sequence[int] = (), iterations: int = 300) -> tuple[np.ndarray, np.ndarray]:
+
+def fit_head(
+    x: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, ridge: float, frozen: Sequence[int] = (), iterations: int = 300
+) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced softmax regression pulled toward (w0, b0): returns (W, b).
 
     Minimises sum_i v_i CE(x_i W + b, y_i) + lam/2 ||W - w0||^2 + lam/2 ||b - b0||^2 with v_i = 1 / (classes x
@@ -395,8 +405,10 @@ def _load_cells(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Ca
                 continue  # the same picture twice must not count twice (nor leak into its own CV fold)
             im = open_image(io.BytesIO(data))
             if min(im.size) > KEEP_SHORT_SIDE:  # memory stays bounded whatever the camera's resolution
-                im.thumbnail((im.size[0] * KEEP_SHORT_SIDE // min(im.size) + 1,
-                              im.size[1] * KEEP_SHORT_SIDE // min(im.size) + 1), reducing_gap=2.0)
+                im.thumbnail(
+                    (im.size[0] * KEEP_SHORT_SIDE // min(im.size) + 1, im.size[1] * KEEP_SHORT_SIDE // min(im.size) + 1),
+                    reducing_gap=2.0,
+                )
         except (ImageError, OSError) as exc:
             skipped.append((cell.path, str(exc) if isinstance(exc, ImageError) else (exc.strerror or str(exc))))
             continue
@@ -423,9 +435,14 @@ def _limit(y: np.ndarray, most: int) -> np.ndarray:
     return np.asarray(sorted(keep))
 
 
-def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab",
-          progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
-          add_review_centres: bool = True) -> Adaptation:
+def adapt(
+    base: Model,
+    cells: Sequence[LabelledCell],
+    site_name: str = "this lab",
+    progress: ProgressFn | None = None,
+    cancel: Callable[[], bool] | None = None,
+    add_review_centres: bool = True,
+) -> Adaptation:
     """Fit a site adaptation of ``base`` from reviewed cells (see the module docstring)."""
     say = progress or (lambda _msg, _frac: None)
     labels = base.labels
@@ -449,12 +466,17 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
     target = y_all >= 0
     counts = {lab: int(np.sum(y_all == i)) for i, lab in enumerate(labels)}
     if not target.any():
-        raise AdaptError(f"none of the {len(cells)} reviewed cells is one of the model's classes "
-                         f"({', '.join(labels)})" + (f"; {len(skipped)} could not be read" if skipped else ""))
+        raise AdaptError(
+            f"none of the {len(cells)} reviewed cells is one of the model's classes "
+            f"({', '.join(labels)})" + (f"; {len(skipped)} could not be read" if skipped else "")
+        )
     enough = [i for i, lab in enumerate(labels) if counts[lab] >= MIN_PER_CLASS]
     if not enough:
-        raise AdaptError(f"too few reviewed cells: at least {MIN_PER_CLASS} of some class are needed (have "
-                         + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")")
+        raise AdaptError(
+            f"too few reviewed cells: at least {MIN_PER_CLASS} of some class are needed (have "
+            + ", ".join(f"{k} {v}" for k, v in counts.items())
+            + ")"
+        )
     frozen = [i for i in range(len(labels)) if i not in enough]
     y = y_all[target]
 
@@ -466,8 +488,9 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
 
     def features(s: float, idx: np.ndarray) -> dict[str, np.ndarray]:
         p = _at_scale(prep, s)
-        x = normalise(np.stack([resize_for_model(ims[i], base.input_size, p, box_around(ims[i].size, centres[i], p))
-                                for i in idx]), p)
+        x = normalise(
+            np.stack([resize_for_model(ims[i], base.input_size, p, box_around(ims[i].size, centres[i], p)) for i in idx]), p
+        )
         out = probe.run(x)
         lap("features")
         return out
@@ -503,8 +526,7 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
     base_logits = f_base[base.scores_name]
     if probe.review is not None:
         rv = probe.review
-        base_typ = rv.typicality(base_logits, base.info.temperature,
-                                 [f_base[f"{_REVIEW}l{i}_dist"] for i in range(rv.layers)])
+        base_typ = rv.typicality(base_logits, base.info.temperature, [f_base[f"{_REVIEW}l{i}_dist"] for i in range(rv.layers)])
         logits_cv, dists_cv = _cv_review_inputs(rv, f_best, emb, y_all, probe, frozen, folds, add_review_centres)
         cv_logits = logits_cv[target]  # the same fold fits give the cross-validated predictions
         t = review_temperature(rv, logits_cv[target], [d[target] for d in dists_cv], thr)
@@ -531,12 +553,12 @@ def adapt(base: Model, cells: Sequence[LabelledCell], site_name: str = "this lab
     data = out.to_bytes()
     lap("fit")
     say("done", 1.0)
-    return Adaptation(data, meta, counts, best, before, after, [labels[i] for i in frozen], skipped,
-                      outside, scores, seconds)
+    return Adaptation(data, meta, counts, best, before, after, [labels[i] for i in frozen], skipped, outside, scores, seconds)
 
 
-def _cv_review_inputs(rv: _ReviewGraph, f: dict, emb: np.ndarray, y_all: np.ndarray, probe: _Probe, frozen,
-                      folds: np.ndarray, add_centres: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+def _cv_review_inputs(
+    rv: _ReviewGraph, f: dict, emb: np.ndarray, y_all: np.ndarray, probe: _Probe, frozen, folds: np.ndarray, add_centres: bool
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """(logits, per-layer distances) of every labelled cell after adaptation, each from a fit without its own
     fold (non-target cells, which no fold holds, from the fit on all target cells): typicality at any T."""
     target = y_all >= 0
@@ -561,8 +583,9 @@ def _cv_review_inputs(rv: _ReviewGraph, f: dict, emb: np.ndarray, y_all: np.ndar
     return logits, dists
 
 
-def review_temperature(rv: _ReviewGraph, logits: np.ndarray, dists: list[np.ndarray], threshold: float,
-                       flag_rate: float | None = None) -> float:
+def review_temperature(
+    rv: _ReviewGraph, logits: np.ndarray, dists: list[np.ndarray], threshold: float, flag_rate: float | None = None
+) -> float:
     """The largest temperature (least confident, so the most cells flagged) at which no more than ``flag_rate``
     of the lab's genuine cells, cross-validated, fall under the review threshold.
 
@@ -592,8 +615,11 @@ def _estimate(y_all: np.ndarray, pred: np.ndarray, typ: np.ndarray, thr: float) 
     target = y_all >= 0
     flagged = typ < thr
     other = (~target).any()
-    return Estimate(accuracy=float(np.mean(pred[target] == y_all[target])), flagged=float(np.mean(flagged[target])),
-                    other_flagged=float(np.mean(flagged[~target])) if other else None)
+    return Estimate(
+        accuracy=float(np.mean(pred[target] == y_all[target])),
+        flagged=float(np.mean(flagged[target])),
+        other_flagged=float(np.mean(flagged[~target])) if other else None,
+    )
 
 
 def _at_scale(prep: Preprocessing, s: float) -> Preprocessing:
@@ -604,25 +630,44 @@ def _at_scale(prep: Preprocessing, s: float) -> Preprocessing:
     return replace(prep, crop_fraction=float(min(MAX_CROP_FRACTION, max(0.2, prep.crop_fraction * s))))
 
 
-def _site_metadata(base: Model, base_sha256: str, site: str, scale: float, t: float, counts: dict, shas: list[str],
-                   before: Estimate, after: Estimate, frozen: list[int]) -> dict:
+def _site_metadata(
+    base: Model,
+    base_sha256: str,
+    site: str,
+    scale: float,
+    t: float,
+    counts: dict,
+    shas: list[str],
+    before: Estimate,
+    after: Estimate,
+    frozen: list[int],
+) -> dict:
     meta = json.loads(json.dumps(base.info.extra))  # a deep copy of everything but labels and preprocessing
     meta.pop("metrics", None)  # the base model's test figures do not describe the site model
     prep = _at_scale(base.info.preprocessing, scale)
-    p = {"width": prep.width, "height": prep.height, "mean": list(prep.mean), "std": list(prep.std),
-         "channel_order": prep.channel_order, "layout": prep.layout, "crop": prep.crop,
-         "crop_fraction": prep.crop_fraction,
-         "resize": f"as the base model, with the square's side {prep.crop_fraction:.3g} x the image's short side "
-                   f"(this lab's magnification x{scale:g}; padded with the image's background colour beyond it)"}
+    p = {
+        "width": prep.width,
+        "height": prep.height,
+        "mean": list(prep.mean),
+        "std": list(prep.std),
+        "channel_order": prep.channel_order,
+        "layout": prep.layout,
+        "crop": prep.crop,
+        "crop_fraction": prep.crop_fraction,
+        "resize": f"as the base model, with the square's side {prep.crop_fraction:.3g} x the image's short side "
+        f"(this lab's magnification x{scale:g}; padded with the image's background colour beyond it)",
+    }
     base_version = str(base.info.version)
     meta.update(
-        labels=list(base.labels), preprocessing=p, temperature=t,
-        name=f"{base.info.name} adapted to {site}", version=f"{base_version}+site",
+        labels=list(base.labels),
+        preprocessing=p,
+        temperature=t,
+        name=f"{base.info.name} adapted to {site}",
+        version=f"{base_version}+site",
         site_adaptation={
             "site": site,
             "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
-            "base_model": {"name": base.info.name, "version": base_version,
-                           "sha256": base_sha256},
+            "base_model": {"name": base.info.name, "version": base_version, "sha256": base_sha256},
             "magnification": scale,
             "cells_per_class": counts,
             "classes_kept_from_base": [base.labels[i] for i in frozen],
@@ -630,5 +675,6 @@ def _site_metadata(base: Model, base_sha256: str, site: str, scale: float, t: fl
             "estimate_before": before.as_dict(),
             "estimate_after_cross_validated": after.as_dict(),
             "cells_sha256": sorted(set(shas)),
-        })
+        },
+    )
     return meta

@@ -79,8 +79,7 @@ def _thumbnail(im, side: int) -> np.ndarray:
     return np.asarray(t, dtype=np.uint8)
 
 
-def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0, prep=None,
-                    out: np.ndarray | None = None) -> _Decoded:
+def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0, prep=None, out: np.ndarray | None = None) -> _Decoded:
     """Read the bytes once (hash and decode the same bytes), never raise.
 
     ``out``: where the normalised pixels go (a row of the runner's batch buffer).
@@ -197,7 +196,7 @@ def classify_stream(
                 scored: dict[int, tuple[np.ndarray, float]] = {}
                 if good:
                     # Rows of failed files hold stale pixels; they are classified and ignored.
-                    batch = buffers[(first // batch_size) % len(buffers)][:len(chunk)]
+                    batch = buffers[(first // batch_size) % len(buffers)][: len(chunk)]
                     try:
                         p, typical = model.assess(batch)
                         for j in good:
@@ -213,10 +212,17 @@ def classify_stream(
                     if got is not None:
                         row_p, typical = got
                         k = int(np.argmax(row_p))
-                        result = Result(d.path, labels[k], float(row_p[k]),
-                                        {lab: float(v) for lab, v in zip(labels, row_p)},
-                                        needs_review=typical < threshold, typicality=typical, sha256=d.sha256,
-                                        timestamp=stamp, thumbnail=d.thumbnail)
+                        result = Result(
+                            d.path,
+                            labels[k],
+                            float(row_p[k]),
+                            {lab: float(v) for lab, v in zip(labels, row_p)},
+                            needs_review=typical < threshold,
+                            typicality=typical,
+                            sha256=d.sha256,
+                            timestamp=stamp,
+                            thumbnail=d.thumbnail,
+                        )
                     else:
                         result = Result(d.path, error=d.error or "not classified", sha256=d.sha256, timestamp=stamp)
                     done += 1

@@ -85,24 +85,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def csv_columns(labels: Sequence[str]) -> list[str]:
-    return (["path", "file_name", "predicted_label", "confidence"]
-            + [f"p_{lab}" for lab in labels]
-            + ["needs_review", "typicality", "reviewer_label", "error", "model_name", "model_version", "sha256",
-               "timestamp"])
+    return (
+        ["path", "file_name", "predicted_label", "confidence"]
+        + [f"p_{lab}" for lab in labels]
+        + ["needs_review", "typicality", "reviewer_label", "error", "model_name", "model_version", "sha256", "timestamp"]
+    )
 
 
 def result_row(r: Result, labels: Sequence[str], model_name: str, model_version: str) -> list[str]:
-    row = [path_to_text(r.path), path_to_text(r.path.name), r.label or "",
-           "" if r.confidence is None else f"{r.confidence:.4f}"]
+    row = [path_to_text(r.path), path_to_text(r.path.name), r.label or "", "" if r.confidence is None else f"{r.confidence:.4f}"]
     row += ["" if not r.probabilities else f"{r.probabilities.get(lab, 0.0):.4f}" for lab in labels]
-    row += ["" if not r.ok else ("yes" if r.needs_review else "no"),
-            "" if r.typicality is None else f"{r.typicality:.4f}", r.reviewer_label or "", r.error or "",
-            model_name, model_version, r.sha256 or "", r.timestamp]
+    row += [
+        "" if not r.ok else ("yes" if r.needs_review else "no"),
+        "" if r.typicality is None else f"{r.typicality:.4f}",
+        r.reviewer_label or "",
+        r.error or "",
+        model_name,
+        model_version,
+        r.sha256 or "",
+        r.timestamp,
+    ]
     return [safe_cell(v) for v in row]
 
 
-def write_csv(path: str | os.PathLike, results: Iterable[Result], labels: Sequence[str],
-              model_name: str, model_version: str, case: dict[str, str] | None = None) -> None:
+def write_csv(
+    path: str | os.PathLike,
+    results: Iterable[Result],
+    labels: Sequence[str],
+    model_name: str,
+    model_version: str,
+    case: dict[str, str] | None = None,
+) -> None:
     """UTF-8 with BOM (so Excel reads accents and non-Latin names right), atomic. ``case``: columns with one
     value for every row (e.g. signed_off_by, signed_off_at), added after the standard ones."""
     case = case or {}
@@ -115,8 +128,9 @@ class StreamingCsv:
     """Rows go to a temporary file as results arrive (memory stays flat); the
     target appears, complete, only on a clean exit from the ``with`` block."""
 
-    def __init__(self, path: str | os.PathLike, labels: Sequence[str], model_name: str, model_version: str,
-                 extra: Sequence[str] = ()):
+    def __init__(
+        self, path: str | os.PathLike, labels: Sequence[str], model_name: str, model_version: str, extra: Sequence[str] = ()
+    ):
         self.target = Path(path)
         self.labels, self.model_name, self.model_version = list(labels), model_name, model_version
         fd, self._tmp = make_temp_beside(self.target)

@@ -22,8 +22,9 @@ from hv_desktop.core.preprocess import (
 )
 
 
-def cam_for(model: Model, image: Image.Image, class_index: int | None = None,
-            box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cam_for(
+    model: Model, image: Image.Image, class_index: int | None = None, box: tuple[int, int, int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(heat in [0, 1] at the cam's resolution, probabilities) for one RGB image.
 
     The heat covers the region the model saw: ``box`` if given, else
@@ -53,16 +54,18 @@ def upsample(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _colormap(v: np.ndarray) -> np.ndarray:
     """A perceptually ordered blue-to-yellow-to-red map (no matplotlib at run time)."""
-    stops = np.array([[0.0, 0, 0, 130], [0.25, 0, 90, 255], [0.5, 0, 220, 160],
-                      [0.75, 255, 220, 0], [1.0, 230, 20, 0]], np.float32)
+    stops = np.array(
+        [[0.0, 0, 0, 130], [0.25, 0, 90, 255], [0.5, 0, 220, 160], [0.75, 255, 220, 0], [1.0, 230, 20, 0]], np.float32
+    )
     out = np.empty(v.shape + (3,), np.float32)
     for c in range(3):
         out[..., c] = np.interp(v, stops[:, 0], stops[:, c + 1])
     return out
 
 
-def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.45,
-            box: tuple[int, int, int, int] | None = None) -> Image.Image:
+def overlay(
+    image: Image.Image, heat: np.ndarray, opacity: float = 0.45, box: tuple[int, int, int, int] | None = None
+) -> Image.Image:
     """The image with the heatmap blended on top; weak evidence stays transparent.
 
     ``box`` is the region the heat covers (a cell-cropping model sees only part of
@@ -80,8 +83,14 @@ def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.45,
     return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
-def view_for(model: Model, image: Image.Image, heat: bool = False, class_index: int | None = None,
-             opacity: float = 0.45, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+def view_for(
+    model: Model,
+    image: Image.Image,
+    heat: bool = False,
+    class_index: int | None = None,
+    opacity: float = 0.45,
+    box: tuple[int, int, int, int] | None = None,
+) -> Image.Image:
     """What a person should see of one image: optionally the heatmap, and for a
     model that crops, an outline of the square it classified (with two cells in
     a field, this says which one the answer is about). ``box``: that square, if
@@ -89,8 +98,14 @@ def view_for(model: Model, image: Image.Image, heat: bool = False, class_index: 
     return explain(model, image, heat, class_index, opacity, box)[1]
 
 
-def explain(model: Model, image: Image.Image, heat: bool = True, class_index: int | None = None,
-            opacity: float = 0.45, box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray | None, Image.Image]:
+def explain(
+    model: Model,
+    image: Image.Image,
+    heat: bool = True,
+    class_index: int | None = None,
+    opacity: float = 0.45,
+    box: tuple[int, int, int, int] | None = None,
+) -> tuple[np.ndarray | None, Image.Image]:
     """(probabilities or None, the :func:`view_for` picture) from one nucleus search and at most one
     inference: the practice window needs the answer and its heatmap together."""
     box = box or model_box(image, model.info.preprocessing)
@@ -103,15 +118,20 @@ def explain(model: Model, image: Image.Image, heat: bool = True, class_index: in
     return probs, out
 
 
-def outline(image: Image.Image, box: tuple[int, int, int, int], width: int = 2,
-            colour: tuple[int, int, int] = (0, 190, 110)) -> Image.Image:
+def outline(
+    image: Image.Image, box: tuple[int, int, int, int], width: int = 2, colour: tuple[int, int, int] = (0, 190, 110)
+) -> Image.Image:
     """A copy with a rectangle drawn just inside ``box``. Plain numpy, not ImageDraw: ImageDraw pulls in
     Pillow's font stack (FreeType, HarfBuzz), which the standalone bundle leaves out."""
     arr = np.array(image.convert("RGB"))
     left, top, right, bottom = box
     w = max(1, min(width, (right - left) // 2, (bottom - top) // 2))
-    for sl in ((slice(top, top + w), slice(left, right)), (slice(bottom - w, bottom), slice(left, right)),
-               (slice(top, bottom), slice(left, left + w)), (slice(top, bottom), slice(right - w, right))):
+    for sl in (
+        (slice(top, top + w), slice(left, right)),
+        (slice(bottom - w, bottom), slice(left, right)),
+        (slice(top, bottom), slice(left, left + w)),
+        (slice(top, bottom), slice(right - w, right)),
+    ):
         arr[sl] = colour
     return Image.fromarray(arr, "RGB")
 
@@ -120,8 +140,7 @@ def outline(image: Image.Image, box: tuple[int, int, int, int], width: int = 2,
 PNG_OPACITY = 0.35
 
 
-def heatmap_png(model: Model, path: Path, out: Path, opacity: float = PNG_OPACITY, max_side: int = 800,
-                result=None) -> None:
+def heatmap_png(model: Model, path: Path, out: Path, opacity: float = PNG_OPACITY, max_side: int = 800, result=None) -> None:
     """Write the overlay for one image file (PNG), sized for a report or a screen, with a legend strip
     below it naming the class and confidence (``result``: the row's classification; else the model's answer)."""
     import io

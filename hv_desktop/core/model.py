@@ -47,8 +47,9 @@ class ModelError(Exception):
 
 
 def _not_a_model(name: str, reason: str) -> ModelError:
-    return ModelError(f"{name} is not a valid ONNX model ({reason})", plain=f"{name} is not a HematoVision model file",
-                      technical=reason)
+    return ModelError(
+        f"{name} is not a valid ONNX model ({reason})", plain=f"{name} is not a HematoVision model file", technical=reason
+    )
 
 
 @dataclass
@@ -105,12 +106,14 @@ def check_structure(data: bytes, name: str) -> None:
                 if any(t.number == 13 or (t.number == 14 and t.value == 1) for t in tensor):
                     raise ModelError(f"{name} refers to external data files, which are not allowed")
             elif field_.number == 1:
-                ops = {bytes(t.value).decode("utf-8", "replace") for t in parse(bytes(field_.value))  # type: ignore[arg-type]
-                       if t.number == 4}
+                ops = {
+                    bytes(t.value).decode("utf-8", "replace")
+                    for t in parse(bytes(field_.value))  # type: ignore[arg-type]
+                    if t.number == 4
+                }
                 bad = ops & _CONTROL_FLOW
                 if bad:
-                    raise ModelError(f"{name} uses control flow ({', '.join(sorted(bad))}), "
-                                     "which HematoVision models never need")
+                    raise ModelError(f"{name} uses control flow ({', '.join(sorted(bad))}), which HematoVision models never need")
     except ProtoError as exc:
         raise _not_a_model(name, str(exc)) from None
 
@@ -126,8 +129,7 @@ def _num(v, what: str, lo: float, hi: float) -> float:
 
 
 def _int(v, what: str, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v \
-            or not lo <= v <= hi:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v or not lo <= v <= hi:
         raise ValueError(f"{what} must be a whole number in [{lo}, {hi}]")
     return int(v)
 
@@ -162,8 +164,10 @@ def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
         if not isinstance(p, dict):
             raise ValueError("preprocessing must be an object")
         prep = Preprocessing(
-            width=_int(p.get("width", 224), "width", 8, 4096), height=_int(p.get("height", 224), "height", 8, 4096),
-            mean=_triple(p.get("mean", [127.5] * 3), "mean"), std=_triple(p.get("std", [127.5] * 3), "std"),
+            width=_int(p.get("width", 224), "width", 8, 4096),
+            height=_int(p.get("height", 224), "height", 8, 4096),
+            mean=_triple(p.get("mean", [127.5] * 3), "mean"),
+            std=_triple(p.get("std", [127.5] * 3), "std"),
             channel_order=_str(p.get("channel_order", "RGB"), "channel_order", 8).upper(),
             layout=_str(p.get("layout", "NHWC"), "layout", 8).upper(),
             crop=_str(p.get("crop", "none"), "crop", 32).lower(),
@@ -173,8 +177,10 @@ def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
             if key in meta and meta[key] is not None:
                 _str(meta[key], key, 256)
         info = ModelInfo(
-            name=_str(meta.get("name", path.stem), "name"), version=_str(meta.get("version", "unknown"), "version", 64),
-            labels=labels, preprocessing=prep,
+            name=_str(meta.get("name", path.stem), "name"),
+            version=_str(meta.get("version", "unknown"), "version", 64),
+            labels=labels,
+            preprocessing=prep,
             temperature=_num(meta.get("temperature", 1.0), "temperature", 1e-3, 1e3),
             review_threshold=_num(meta.get("review_threshold", DEFAULT_REVIEW_THRESHOLD), "review_threshold", 0, 1),
             output_kind=_str(meta.get("output_kind", "logits"), "output_kind", 32),
@@ -190,8 +196,9 @@ def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
     if prep.channel_order not in ("RGB", "BGR") or prep.layout not in ("NHWC", "NCHW"):
         problems.append("channel order must be RGB/BGR and layout NHWC/NCHW")
     if prep.crop not in CROPS:
-        problems.append(f"crop '{prep.crop}' is not one this app knows ({', '.join(CROPS)}): "
-                        "the model needs a newer HematoVision")
+        problems.append(
+            f"crop '{prep.crop}' is not one this app knows ({', '.join(CROPS)}): the model needs a newer HematoVision"
+        )
     if any(s == 0 for s in prep.std):
         problems.append("mean and std need three values, std non-zero")
     if info.output_kind not in ("logits", "probabilities"):
@@ -277,8 +284,7 @@ class Model:
             raise ModelError(f"{self.path.name}: output '{self.scores_name}' named in metadata is missing")
         oshape = outs[self.scores_name].shape
         if len(oshape) != 2 or (isinstance(oshape[1], int) and oshape[1] != len(self.info.labels)):
-            raise ModelError(
-                f"{self.path.name}: output shape {oshape} does not fit {len(self.info.labels)} labels")
+            raise ModelError(f"{self.path.name}: output shape {oshape} does not fit {len(self.info.labels)} labels")
         cam = self.info.extra.get("cam_output")
         self.cam_name = cam if cam in outs else None
         # Optional per-image typicality in [0, 1] (higher = more like the training cells), which the
@@ -318,8 +324,10 @@ class Model:
 
     def _fetch(self, tensor: np.ndarray, names: list[str]) -> list[np.ndarray]:
         if self.max_batch and len(tensor) > self.max_batch:
-            parts = [self.session.run(names, {self.input_name: tensor[i:i + self.max_batch]})
-                     for i in range(0, len(tensor), self.max_batch)]
+            parts = [
+                self.session.run(names, {self.input_name: tensor[i : i + self.max_batch]})
+                for i in range(0, len(tensor), self.max_batch)
+            ]
             return [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
         return self.session.run(names, {self.input_name: tensor})
 

@@ -69,11 +69,11 @@ def parse(buf: bytes) -> list[Field]:
             n, pos = _varint(buf, pos)
             if pos + n > len(buf):
                 raise ProtoError("length-delimited field runs past the end")
-            value, pos = buf[pos:pos + n], pos + n
+            value, pos = buf[pos : pos + n], pos + n
         elif wire == 1:
-            value, pos = int.from_bytes(buf[pos:pos + 8], "little"), pos + 8
+            value, pos = int.from_bytes(buf[pos : pos + 8], "little"), pos + 8
         elif wire == 5:
-            value, pos = int.from_bytes(buf[pos:pos + 4], "little"), pos + 4
+            value, pos = int.from_bytes(buf[pos : pos + 4], "little"), pos + 4
         else:
             raise ProtoError(f"unsupported wire type {wire}")
         fields.append(Field(number, wire, value))
@@ -158,8 +158,11 @@ class OnnxFile:
         if g is None:
             raise ProtoError("not an ONNX model (no graph)")
         self.graph = parse(bytes(g.value))  # type: ignore[arg-type]
-        self._index = {tensor_name(bytes(f.value)): i for i, f in enumerate(self.graph)  # type: ignore[arg-type]
-                       if f.number == 5}
+        self._index = {
+            tensor_name(bytes(f.value)): i
+            for i, f in enumerate(self.graph)  # type: ignore[arg-type]
+            if f.number == 5
+        }
 
     @property
     def initializer_names(self) -> list[str]:
@@ -181,8 +184,9 @@ class OnnxFile:
             if f.number == 1:
                 fs = parse(bytes(f.value))  # type: ignore[arg-type]
                 text = [(x.number, bytes(x.value).decode("utf-8", "replace")) for x in fs if x.wire == 2]
-                out.append((next((t for n, t in text if n == 4), ""), [t for n, t in text if n == 1],
-                            [t for n, t in text if n == 2]))
+                out.append(
+                    (next((t for n, t in text if n == 4), ""), [t for n, t in text if n == 1], [t for n, t in text if n == 2])
+                )
         return out
 
     def initializer(self, name: str) -> np.ndarray:

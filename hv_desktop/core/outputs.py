@@ -22,8 +22,9 @@ def _same(a: Path, b: Path) -> bool:
     return os.path.abspath(a) == os.path.abspath(b)
 
 
-def output_problem(target: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
-                   others: Iterable[str | os.PathLike] = ()) -> str | None:
+def output_problem(
+    target: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), others: Iterable[str | os.PathLike] = ()
+) -> str | None:
     """Why ``target`` must not be written (None: it may be). ``others``: the run's other outputs."""
     from hv_desktop.core.scan import has_image_signature, is_image_name
 

@@ -63,18 +63,35 @@ def _member_name(r: Result, used: set[str]) -> str:
     return name
 
 
-def write_package(path: str | os.PathLike, results: Sequence[Result], labels: Sequence[str], model_name: str,
-                  model_version: str, case: dict, kind: str = "request", package_id: str = "",
-                  report_pdf: bytes | None = None) -> Path:
+def write_package(
+    path: str | os.PathLike,
+    results: Sequence[Result],
+    labels: Sequence[str],
+    model_name: str,
+    model_version: str,
+    case: dict,
+    kind: str = "request",
+    package_id: str = "",
+    report_pdf: bytes | None = None,
+) -> Path:
     """Write a package atomically. Failed files are listed in the case but carry no image."""
     if kind not in ("request", "reply"):
         raise ValueError("kind is 'request' or 'reply'")
     members: dict[str, bytes] = {}
     items, used = [], set()
     for r in results:
-        entry = {"file_name": r.path.name, "label": r.label, "confidence": r.confidence,
-                 "probabilities": r.probabilities, "needs_review": r.needs_review, "typicality": r.typicality,
-                 "error": r.error, "sha256": r.sha256, "reviewer_label": r.reviewer_label, "member": None}
+        entry = {
+            "file_name": r.path.name,
+            "label": r.label,
+            "confidence": r.confidence,
+            "probabilities": r.probabilities,
+            "needs_review": r.needs_review,
+            "typicality": r.typicality,
+            "error": r.error,
+            "sha256": r.sha256,
+            "reviewer_label": r.reviewer_label,
+            "member": None,
+        }
         if r.ok:
             try:
                 data = Path(r.path).read_bytes()
@@ -86,10 +103,21 @@ def write_package(path: str | os.PathLike, results: Sequence[Result], labels: Se
             members[entry["member"]] = data
         items.append(entry)
     pid = package_id or hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
-    members["case.json"] = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "kind": kind,
-                                       "package_id": pid, "model_name": model_name, "model_version": model_version,
-                                       "labels": list(labels), "case": case, "results": items},
-                                      ensure_ascii=False, indent=1).encode("utf-8")
+    members["case.json"] = json.dumps(
+        {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "kind": kind,
+            "package_id": pid,
+            "model_name": model_name,
+            "model_version": model_version,
+            "labels": list(labels),
+            "case": case,
+            "results": items,
+        },
+        ensure_ascii=False,
+        indent=1,
+    ).encode("utf-8")
     buf = io.StringIO()
     import csv
 
@@ -100,8 +128,9 @@ def write_package(path: str | os.PathLike, results: Sequence[Result], labels: Se
     members["results.csv"] = ("\ufeff" + buf.getvalue()).encode("utf-8")
     if report_pdf:
         members["report.pdf"] = report_pdf
-    members["MANIFEST.sha256"] = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n"
-                                         for n, d in sorted(members.items())).encode("utf-8")
+    members["MANIFEST.sha256"] = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(members.items())).encode(
+        "utf-8"
+    )
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in members.items():
@@ -136,8 +165,9 @@ def _check_archive(z: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
         if info.file_size > MAX_MEMBER_BYTES:
             raise PackageError(f"{info.filename[:80]} is too large ({info.file_size / 1e6:.0f} MB)")
         if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1_000_000:
-            raise PackageError(f"{info.filename[:80]} expands {info.file_size / info.compress_size:.0f}-fold: "
-                               "a zip bomb, refused")
+            raise PackageError(
+                f"{info.filename[:80]} expands {info.file_size / info.compress_size:.0f}-fold: a zip bomb, refused"
+            )
         total += info.file_size
         if total > MAX_TOTAL_BYTES:
             raise PackageError("the package expands beyond 4 GB; refused")
@@ -178,18 +208,37 @@ def read_package(path: str | os.PathLike, dest: str | os.PathLike) -> Consultati
         raise PackageError(f"the package cannot be read ({exc.strerror or exc})") from None
     try:
         z = zipfile.ZipFile(io.BytesIO(raw))
-    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, RuntimeError, OSError, struct.error,
-            UnicodeDecodeError):
+    except (
+        zipfile.BadZipFile,
+        ValueError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        OSError,
+        struct.error,
+        UnicodeDecodeError,
+    ):
         raise PackageError("not a zip file; a consultation package is one .zip") from None
     try:
         with z:
             data = _verified_members(z)
     except PackageError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError,
-            KeyError, struct.error, UnicodeDecodeError) as exc:  # damaged, encrypted or unsupported members
-        raise PackageError(f"the package is damaged or uses a zip feature HematoVision does not read "
-                           f"({exc.__class__.__name__}); refused") from None
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        OSError,
+        KeyError,
+        struct.error,
+        UnicodeDecodeError,
+    ) as exc:  # damaged, encrypted or unsupported members
+        raise PackageError(
+            f"the package is damaged or uses a zip feature HematoVision does not read ({exc.__class__.__name__}); refused"
+        ) from None
     return _unpack(data, dest)
 
 
@@ -241,9 +290,18 @@ def _unpack(data: dict[str, bytes], dest: str | os.PathLike) -> Consultation:
             (folder / "images").mkdir(exist_ok=True)
             target = folder / "images" / _display_name(p["name"], p["member"], folder)
             atomic_write_bytes(target, data[p["member"]])
-        results.append(Result(path=target, label=p["label"], confidence=p["confidence"],
-                              probabilities=p["probabilities"], needs_review=p["needs_review"],
-                              typicality=p["typicality"], error=p["error"], sha256=p["sha256"]))
+        results.append(
+            Result(
+                path=target,
+                label=p["label"],
+                confidence=p["confidence"],
+                probabilities=p["probabilities"],
+                needs_review=p["needs_review"],
+                typicality=p["typicality"],
+                error=p["error"],
+                sha256=p["sha256"],
+            )
+        )
         sender[p["sha256"] or p["name"]] = p["reviewer"]
     if "report.pdf" in data:
         atomic_write_bytes(folder / "report.pdf", data["report.pdf"])
@@ -260,12 +318,18 @@ def _entry(d, data: dict[str, bytes]) -> dict:
     probs = d.get("probabilities") or {}
     if not isinstance(probs, dict) or len(probs) > 100:
         raise PackageError("the package's case file is malformed; refused")
-    return dict(member=member, name=checked_text(d.get("file_name"), 300) or "image",
-                label=checked_text(d.get("label"), 200), confidence=checked_number(d.get("confidence")),
-                probabilities={str(checked_text(k, 200)): checked_number(v) or 0.0 for k, v in probs.items()},
-                needs_review=bool(d.get("needs_review")), typicality=checked_number(d.get("typicality")),
-                error=checked_text(d.get("error")), sha256=checked_text(d.get("sha256"), 64),
-                reviewer=checked_text(d.get("reviewer_label"), 200))
+    return dict(
+        member=member,
+        name=checked_text(d.get("file_name"), 300) or "image",
+        label=checked_text(d.get("label"), 200),
+        confidence=checked_number(d.get("confidence")),
+        probabilities={str(checked_text(k, 200)): checked_number(v) or 0.0 for k, v in probs.items()},
+        needs_review=bool(d.get("needs_review")),
+        typicality=checked_number(d.get("typicality")),
+        error=checked_text(d.get("error")),
+        sha256=checked_text(d.get("sha256"), 64),
+        reviewer=checked_text(d.get("reviewer_label"), 200),
+    )
 
 
 def _refuse(constant: str):

@@ -30,7 +30,7 @@ def path_to_text(path: str | os.PathLike) -> str:
 def text_to_path(text: str) -> Path:
     """The path :func:`path_to_text` wrote (a real path that happens to begin with ``file:`` stays as it is)."""
     if text.startswith(PREFIX) and "%" in text and not os.path.lexists(text):
-        return Path(os.fsdecode(unquote_to_bytes(text[len(PREFIX):])))
+        return Path(os.fsdecode(unquote_to_bytes(text[len(PREFIX) :])))
     return Path(text)
 
 

@@ -31,8 +31,9 @@ class Answer:
         return self.student == self.reference
 
 
-def load_practice_set(folder: Path, labels: Sequence[str], seed: int | None = None,
-                      limit: int | None = None) -> list[tuple[Path, str]]:
+def load_practice_set(
+    folder: Path, labels: Sequence[str], seed: int | None = None, limit: int | None = None
+) -> list[tuple[Path, str]]:
     """(image, reference label) pairs, shuffled; raises ValueError if no class folder matches."""
     index = {lab.lower(): lab for lab in labels}
     items: list[tuple[Path, str]] = []
@@ -92,8 +93,16 @@ class PracticeSession:
         w = csv.writer(buf, lineterminator="\r\n")
         w.writerow(["file", "reference", "student", "correct", "model_label", "model_confidence"])
         for a in self.answers:
-            w.writerow([safe_cell(a.path), a.reference, a.student, "yes" if a.correct else "no",
-                        a.model_label or "", "" if a.model_confidence is None else f"{a.model_confidence:.4f}"])
+            w.writerow(
+                [
+                    safe_cell(a.path),
+                    a.reference,
+                    a.student,
+                    "yes" if a.correct else "no",
+                    a.model_label or "",
+                    "" if a.model_confidence is None else f"{a.model_confidence:.4f}",
+                ]
+            )
         w.writerow([])
         w.writerow(["confusion (rows: reference, columns: student)"] + list(self.labels))
         for lab, row in zip(self.labels, self.confusion()):

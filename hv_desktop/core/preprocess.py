@@ -160,8 +160,9 @@ def model_box(im: Image.Image, prep: Preprocessing | None) -> tuple[int, int, in
     return model_box_and_centre(im, prep)[0]
 
 
-def model_box_and_centre(im: Image.Image, prep: Preprocessing | None
-                         ) -> tuple[tuple[int, int, int, int], tuple[float, float] | None]:
+def model_box_and_centre(
+    im: Image.Image, prep: Preprocessing | None
+) -> tuple[tuple[int, int, int, int], tuple[float, float] | None]:
     """:func:`model_box` and the nucleus it is centred on (None without the cell crop), from one search."""
     if prep is None or prep.crop != "cell":
         return (0, 0) + im.size, None
@@ -169,8 +170,9 @@ def model_box_and_centre(im: Image.Image, prep: Preprocessing | None
     return box_around(im.size, centre, prep), centre
 
 
-def box_around(size: tuple[int, int], centre: tuple[float, float] | None,
-               prep: Preprocessing | None) -> tuple[int, int, int, int]:
+def box_around(
+    size: tuple[int, int], centre: tuple[float, float] | None, prep: Preprocessing | None
+) -> tuple[int, int, int, int]:
     """The model's square for an image of ``size`` whose nucleus is at ``centre`` (one search, many crops)."""
     w, h = size
     if prep is None or prep.crop != "cell" or centre is None:
@@ -252,9 +254,7 @@ def open_image(source: PathLike | IO[bytes], draft_size: tuple[int, int] | None 
                 if w <= 0 or h <= 0:
                     raise ImageError("image has no pixels")
                 if w * h > MAX_PIXELS:
-                    raise ImageError(
-                        f"image too large ({w} x {h} = {w * h / 1e6:.0f} MP; limit {MAX_PIXELS / 1e6:.0f} MP)"
-                    )
+                    raise ImageError(f"image too large ({w} x {h} = {w * h / 1e6:.0f} MP; limit {MAX_PIXELS / 1e6:.0f} MP)")
                 if draft_size is not None and im.format == "JPEG":
                     # Only reduce while the result stays >= 2x the target on both axes.
                     tw, th = draft_size
@@ -273,8 +273,18 @@ def open_image(source: PathLike | IO[bytes], draft_size: tuple[int, int] | None 
         raise ImageError(_unidentified_message(source)) from None
     except Image.DecompressionBombError as exc:  # pragma: no cover - limit disabled above
         raise ImageError(f"image too large ({exc})") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError,
-            ZeroDivisionError, MemoryError, RuntimeError) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        struct.error,
+        IndexError,
+        TypeError,
+        ZeroDivisionError,
+        MemoryError,
+        RuntimeError,
+    ) as exc:
         text = str(exc) or exc.__class__.__name__
         if "truncated" in text.lower() or isinstance(exc, EOFError):
             raise ImageError("image file is truncated (incomplete copy or transfer?)") from None
@@ -355,8 +365,9 @@ def load_rgb(path: PathLike, size: tuple[int, int] | None = None) -> Image.Image
     return open_image(Path(path), draft_size=size)
 
 
-def resize_for_model(im: Image.Image, size: tuple[int, int], prep: Preprocessing | None = None,
-                     box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def resize_for_model(
+    im: Image.Image, size: tuple[int, int], prep: Preprocessing | None = None, box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
     """The stated resize policy (crop per ``prep``, then to (w, h), bilinear); uint8 HxWx3.
 
     ``box``: the region :func:`model_box` already found for this image (saves a second nucleus search).

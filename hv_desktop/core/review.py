@@ -25,11 +25,15 @@ def awaiting_review(r: Result) -> bool:
 def flag_reason(r: Result) -> tuple[str, str]:
     """(a few words a technologist uses, a sentence for the tooltip) for a flagged cell."""
     if (r.confidence or 0.0) < LOW_CONFIDENCE:
-        return ("Low confidence",
-                f"The model is not sure which class this is (its best guess has {100 * (r.confidence or 0):.0f} %).")
-    return ("Unlike the cells the model was trained on",
-            "The model names a class, but the cell looks unlike its training cells: possibly a cell of another "
-            "type (a basophil, a blast, an erythroblast), an artefact, or another lab's stain or magnification.")
+        return (
+            "Low confidence",
+            f"The model is not sure which class this is (its best guess has {100 * (r.confidence or 0):.0f} %).",
+        )
+    return (
+        "Unlike the cells the model was trained on",
+        "The model names a class, but the cell looks unlike its training cells: possibly a cell of another "
+        "type (a basophil, a blast, an erythroblast), an artefact, or another lab's stain or magnification.",
+    )
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,19 @@ EXTRA_CLASSES = (
     ReviewClass("platelet clump", "T", per_100=True),
 )
 #: The order a haematology differential is read in (classes not listed follow, then the per-100 counts).
-CLINICAL_ORDER = ("neutrophil", "band neutrophil", "lymphocyte", "variant lymphocyte", "monocyte", "eosinophil",
-                  "basophil", "immature granulocyte", "blast", "plasma cell", "unidentified")
+CLINICAL_ORDER = (
+    "neutrophil",
+    "band neutrophil",
+    "lymphocyte",
+    "variant lymphocyte",
+    "monocyte",
+    "eosinophil",
+    "basophil",
+    "immature granulocyte",
+    "blast",
+    "plasma cell",
+    "unidentified",
+)
 
 
 def review_classes(model_labels: Sequence[str], extras: Sequence[ReviewClass] | None = None) -> list[ReviewClass]:
@@ -123,8 +138,9 @@ class ReviewedDifferential:
     reviewed: int
 
 
-def reviewed_differential(results: Iterable[Result], model_labels: Sequence[str],
-                          extras: Sequence[ReviewClass] | None = None) -> ReviewedDifferential:
+def reviewed_differential(
+    results: Iterable[Result], model_labels: Sequence[str], extras: Sequence[ReviewClass] | None = None
+) -> ReviewedDifferential:
     counts: Counter[str] = Counter()
     reviewed = 0
     for r in results:
@@ -164,8 +180,13 @@ class SignOff:
         try:
             texts = {k: d.get(k, "") for k in ("operator", "at", "override_reason")}
             n = d.get("unreviewed_flagged", 0)
-            if not all(isinstance(v, str) and len(v) <= 2000 for v in texts.values()) or not texts["operator"] \
-                    or isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            if (
+                not all(isinstance(v, str) and len(v) <= 2000 for v in texts.values())
+                or not texts["operator"]
+                or isinstance(n, bool)
+                or not isinstance(n, int)
+                or n < 0
+            ):
                 return None
             return cls(texts["operator"], texts["at"], texts["override_reason"], n)
         except (TypeError, ValueError):
@@ -184,8 +205,10 @@ def sign_off(results: Iterable[Result], operator: str, at: str, override_reason:
         raise ValueError("give the name of the person signing off")
     left = sign_off_blockers(results)
     if left and not override_reason.strip():
-        raise ValueError(f"{left} flagged cell{'s' if left != 1 else ''} not reviewed: review "
-                         f"{'them' if left != 1 else 'it'}, or give a reason to sign off anyway")
+        raise ValueError(
+            f"{left} flagged cell{'s' if left != 1 else ''} not reviewed: review "
+            f"{'them' if left != 1 else 'it'}, or give a reason to sign off anyway"
+        )
     return SignOff(operator.strip(), at, override_reason.strip() if left else "", left)
 
 
@@ -273,8 +296,11 @@ class ReviewSession:
     def accept_unflagged(self) -> list[int]:
         """Confirm the model's class for every unflagged, unreviewed cell of the current case (one undo step)."""
         self._check()
-        rows = [i for i, r in enumerate(self.results) if r.ok and not r.needs_review and not r.reviewer_label
-                and (not self.current or r.case == self.current)]
+        rows = [
+            i
+            for i, r in enumerate(self.results)
+            if r.ok and not r.needs_review and not r.reviewer_label and (not self.current or r.case == self.current)
+        ]
         if rows:
             self._push([(i, None) for i in rows])
             for i in rows:
@@ -296,7 +322,7 @@ class ReviewSession:
 
     def _push(self, step: list[tuple[int, str | None]]) -> None:
         self._undo.append(step)
-        del self._undo[:-self.UNDO_DEPTH]
+        del self._undo[: -self.UNDO_DEPTH]
 
     def awaiting(self) -> int:
         return sign_off_blockers(self.case_results())
@@ -316,8 +342,9 @@ class ReviewSession:
             return
         if not reason.strip():
             raise ValueError("give a reason: it is kept with the case")
-        self.audit.append({"event": "unlocked", "case": self.current, "at": at, "reason": reason.strip(),
-                           "was_signed_by": signed.operator})
+        self.audit.append(
+            {"event": "unlocked", "case": self.current, "at": at, "reason": reason.strip(), "was_signed_by": signed.operator}
+        )
         del self.signoffs[self.current]
 
     def clear(self) -> None:
@@ -330,9 +357,13 @@ class ReviewSession:
 
     def to_extra(self) -> dict:
         """What the session file keeps besides the results."""
-        return {"cases": [c.__dict__ for c in self.cases.values()], "current_case": self.current,
-                "sign_offs": {k: v.as_dict() for k, v in self.signoffs.items()},
-                "sign_off": self.signed.as_dict() if self.signed else None, "audit": list(self.audit)}
+        return {
+            "cases": [c.__dict__ for c in self.cases.values()],
+            "current_case": self.current,
+            "sign_offs": {k: v.as_dict() for k, v in self.signoffs.items()},
+            "sign_off": self.signed.as_dict() if self.signed else None,
+            "audit": list(self.audit),
+        }
 
     def load_extra(self, extra) -> None:
         """Cases, sign-offs and audit read back from a session file, type-checked."""
@@ -347,7 +378,7 @@ class ReviewSession:
         self.current = current if isinstance(current, str) and current in self.cases else ""
         self.signoffs = {}
         signoffs = extra.get("sign_offs")
-        for k, v in (signoffs.items() if isinstance(signoffs, dict) else []):
+        for k, v in signoffs.items() if isinstance(signoffs, dict) else []:
             s = SignOff.from_dict(v)
             if s is not None and isinstance(k, str):
                 self.signoffs[k] = s

@@ -24,15 +24,36 @@ from typing import Iterable, Iterator
 from hv_desktop.core.files import not_regular_reason, read_regular
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".gif",
-     ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".ico"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".jp2",
+        ".j2k",
+        ".ico",
+    }
 )
 
 _SIGNATURES: tuple[bytes, ...] = (
     b"\xff\xd8\xff",  # JPEG
     b"\x89PNG\r\n\x1a\n",
-    b"GIF87a", b"GIF89a",
-    b"II*\x00", b"MM\x00*",  # TIFF
+    b"GIF87a",
+    b"GIF89a",
+    b"II*\x00",
+    b"MM\x00*",  # TIFF
     b"BM",  # BMP
     b"\x00\x00\x00\x0cjP  ",  # JPEG 2000
 )
@@ -180,8 +201,10 @@ def describe_skipped(paths: Iterable[str | os.PathLike], limit: int = 10_000) ->
         return " (the folder is empty)"
     parts = []
     if other:
-        parts.append(f"skipped {len(other)} file{'s' if len(other) != 1 else ''} that "
-                     f"{'are' if len(other) != 1 else 'is'} not an image, e.g. {other[0]}")
+        parts.append(
+            f"skipped {len(other)} file{'s' if len(other) != 1 else ''} that "
+            f"{'are' if len(other) != 1 else 'is'} not an image, e.g. {other[0]}"
+        )
     if hidden:
         parts.append(f"{hidden} hidden file{'s' if hidden != 1 else ''}")
     return " (" + "; ".join(parts) + ")"

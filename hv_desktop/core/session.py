@@ -26,9 +26,19 @@ class SessionError(Exception):
 
 
 def _encode(r: Result) -> dict:
-    return {"path": path_to_text(r.path), "label": r.label, "confidence": r.confidence, "probabilities": r.probabilities,
-            "needs_review": r.needs_review, "typicality": r.typicality, "error": r.error, "sha256": r.sha256,
-            "timestamp": r.timestamp, "reviewer_label": r.reviewer_label, "case": r.case}
+    return {
+        "path": path_to_text(r.path),
+        "label": r.label,
+        "confidence": r.confidence,
+        "probabilities": r.probabilities,
+        "needs_review": r.needs_review,
+        "typicality": r.typicality,
+        "error": r.error,
+        "sha256": r.sha256,
+        "timestamp": r.timestamp,
+        "reviewer_label": r.reviewer_label,
+        "case": r.case,
+    }
 
 
 #: A session file larger than this is not read (10,000 results take about 5 MB).
@@ -68,11 +78,19 @@ def _decode(d) -> Result:
     needs = d.get("needs_review", False)
     if not isinstance(needs, bool):
         raise TypeError("needs_review is not true/false")
-    return Result(path=text_to_path(path), label=texts["label"], confidence=checked_number(d.get("confidence")),
-                  probabilities={checked_text(k) or "": checked_number(v) or 0.0 for k, v in probs.items()},
-                  needs_review=needs, typicality=checked_number(d.get("typicality")), error=texts["error"],
-                  sha256=texts["sha256"], timestamp=texts["timestamp"] or "", reviewer_label=texts["reviewer_label"],
-                  case=texts["case"] or "")
+    return Result(
+        path=text_to_path(path),
+        label=texts["label"],
+        confidence=checked_number(d.get("confidence")),
+        probabilities={checked_text(k) or "": checked_number(v) or 0.0 for k, v in probs.items()},
+        needs_review=needs,
+        typicality=checked_number(d.get("typicality")),
+        error=texts["error"],
+        sha256=texts["sha256"],
+        timestamp=texts["timestamp"] or "",
+        reviewer_label=texts["reviewer_label"],
+        case=texts["case"] or "",
+    )
 
 
 def result_json(r: Result) -> str:
@@ -95,13 +113,23 @@ def session_json(results: Iterable[Result], model_name: str = "", model_version:
     with the window and stalled its event loop by up to 75 ms at the end of a run. The window encodes each
     result as it arrives (``result_json``), so the autosave only joins strings.
     """
-    head = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "model_name": model_name,
-                       "model_version": model_version, "extra": extra or {}, "results": []}, ensure_ascii=False)
+    head = json.dumps(
+        {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "model_name": model_name,
+            "model_version": model_version,
+            "extra": extra or {},
+            "results": [],
+        },
+        ensure_ascii=False,
+    )
     return head[:-3] + "[" + ", ".join(result_json(r) for r in results) + "]}"
 
 
-def save_session(path: str | os.PathLike, results: Iterable[Result], model_name: str = "",
-                 model_version: str = "", extra: dict | None = None) -> None:
+def save_session(
+    path: str | os.PathLike, results: Iterable[Result], model_name: str = "", model_version: str = "", extra: dict | None = None
+) -> None:
     atomic_write_text(path, session_json(results, model_name, model_version, extra))
 
 

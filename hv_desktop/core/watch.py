@@ -98,8 +98,15 @@ class SettleTracker:
 class FolderWatcher:
     """Poll ``folder``, classify complete new images, keep ``csv_path`` up to date."""
 
-    def __init__(self, folder: Path, model: Model, csv_path: Path, interval: float = 0.25,
-                 settle: float = 0.4, on_result: Callable[[Result], None] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        model: Model,
+        csv_path: Path,
+        interval: float = 0.25,
+        settle: float = 0.4,
+        on_result: Callable[[Result], None] | None = None,
+    ) -> None:
         self.folder, self.model, self.csv_path = Path(folder), model, Path(csv_path)
         self.interval = interval
         self.tracker = SettleTracker(settle=settle)

@@ -41,8 +41,7 @@ class _AdaptWorker(QObject):
 
     def run(self) -> None:
         try:
-            result = adapt(self.model, self.cells, self.site, progress=self.progress.emit,
-                           cancel=self.cancel_event.is_set)
+            result = adapt(self.model, self.cells, self.site, progress=self.progress.emit, cancel=self.cancel_event.is_set)
             self.done.emit(result, "")
         except AdaptError as exc:
             self.done.emit(None, str(exc))
@@ -80,12 +79,15 @@ class AdaptDialog(QDialog):
         intro = QLabel(
             "HematoVision learns your lab's microscope, stain and magnification from the cells you reviewed. "
             f"About 10 per class are enough; a class with fewer than {MIN_PER_CLASS} keeps the shipped model's "
-            "answer. The shipped model is not changed: Review ▸ Use Shipped Model switches back.")
+            "answer. The shipped model is not changed: Review ▸ Use Shipped Model switches back."
+        )
         intro.setWordWrap(True)
         lay.addWidget(intro)
         form = QFormLayout()
-        self.counts_label = QLabel(", ".join(f"{k} {v}" for k, v in counts.items())
-                                   + (f"; other cell types {other} (used to check flags)" if other else ""))
+        self.counts_label = QLabel(
+            ", ".join(f"{k} {v}" for k, v in counts.items())
+            + (f"; other cell types {other} (used to check flags)" if other else "")
+        )
         self.counts_label.setObjectName("adapt-counts")
         form.addRow("Reviewed cells:", self.counts_label)
         self.site_edit = QLineEdit()
@@ -111,8 +113,7 @@ class AdaptDialog(QDialog):
         self.save_button.setEnabled(False)
         self.adapt_button.setEnabled(max(counts.values(), default=0) >= MIN_PER_CLASS)
         if not self.adapt_button.isEnabled():
-            self.report.setPlainText(f"Review at least {MIN_PER_CLASS} cells of a class first "
-                                     "(keys 1–4 in the main window).")
+            self.report.setPlainText(f"Review at least {MIN_PER_CLASS} cells of a class first (keys 1–4 in the main window).")
         self.adapt_button.clicked.connect(self.start)
         self.save_button.clicked.connect(self.save)
         self.close_button.clicked.connect(self.reject)

@@ -55,25 +55,43 @@ def install_excepthook(log_path: Path) -> None:
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("unexpected error\n%s", text)
         if QApplication.instance() is not None and not os.environ.get("HV_NO_ERROR_DIALOG"):
-            QMessageBox.critical(None, "Unexpected error",
-                                 f"{exc_type.__name__}: {exc}\n\nYour work is autosaved. Details were written to\n{log_path}")
+            QMessageBox.critical(
+                None,
+                "Unexpected error",
+                f"{exc_type.__name__}: {exc}\n\nYour work is autosaved. Details were written to\n{log_path}",
+            )
 
     sys.excepthook = hook
 
 
 #: Debian/Ubuntu packages for the libraries Qt's X11 plugin loads (soname -> package).
 _PACKAGES = {
-    "libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4",
-    "libxcb-keysyms.so.1": "libxcb-keysyms1", "libxcb-image.so.0": "libxcb-image0",
-    "libxcb-render-util.so.0": "libxcb-render-util0", "libxcb-xkb.so.1": "libxcb-xkb1",
-    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0", "libxkbcommon.so.0": "libxkbcommon0",
-    "libxcb-randr.so.0": "libxcb-randr0", "libxcb-shape.so.0": "libxcb-shape0",
-    "libxcb-xfixes.so.0": "libxcb-xfixes0", "libxcb-xinerama.so.0": "libxcb-xinerama0",
-    "libxcb-sync.so.1": "libxcb-sync1", "libxcb-shm.so.0": "libxcb-shm0", "libxcb-render.so.0": "libxcb-render0",
-    "libxcb-util.so.1": "libxcb-util1", "libX11-xcb.so.1": "libx11-xcb1", "libxcb.so.1": "libxcb1",
-    "libEGL.so.1": "libegl1", "libGL.so.1": "libgl1", "libOpenGL.so.0": "libopengl0",
-    "libfontconfig.so.1": "libfontconfig1", "libdbus-1.so.3": "libdbus-1-3", "libSM.so.6": "libsm6",
-    "libICE.so.6": "libice6", "libX11.so.6": "libx11-6",
+    "libxcb-cursor.so.0": "libxcb-cursor0",
+    "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libxcb-randr.so.0": "libxcb-randr0",
+    "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-xfixes.so.0": "libxcb-xfixes0",
+    "libxcb-xinerama.so.0": "libxcb-xinerama0",
+    "libxcb-sync.so.1": "libxcb-sync1",
+    "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-render.so.0": "libxcb-render0",
+    "libxcb-util.so.1": "libxcb-util1",
+    "libX11-xcb.so.1": "libx11-xcb1",
+    "libxcb.so.1": "libxcb1",
+    "libEGL.so.1": "libegl1",
+    "libGL.so.1": "libgl1",
+    "libOpenGL.so.0": "libopengl0",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libdbus-1.so.3": "libdbus-1-3",
+    "libSM.so.6": "libsm6",
+    "libICE.so.6": "libice6",
+    "libX11.so.6": "libx11-6",
 }
 
 
@@ -147,8 +165,10 @@ def platform_problem(screenshot: bool = False) -> str | None:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         return None
     if not display and not wayland:
-        return ("no display to open the window on (DISPLAY and WAYLAND_DISPLAY are not set); run it on the "
-                "desktop, or use 'hematovision classify' for work without a window")
+        return (
+            "no display to open the window on (DISPLAY and WAYLAND_DISPLAY are not set); run it on the "
+            "desktop, or use 'hematovision classify' for work without a window"
+        )
     if wayland and not display:
         return None
     if not _x_display_reachable(display or ""):
@@ -156,8 +176,10 @@ def platform_problem(screenshot: bool = False) -> str | None:
     missing = missing_linux_libraries()
     if missing:
         packages = sorted({_PACKAGES.get(m, m) for m in missing})
-        return (f"the window needs system libraries that are missing: {', '.join(missing)} "
-                f"(Debian/Ubuntu: sudo apt install {' '.join(packages)}); 'hematovision classify' works without them")
+        return (
+            f"the window needs system libraries that are missing: {', '.join(missing)} "
+            f"(Debian/Ubuntu: sudo apt install {' '.join(packages)}); 'hematovision classify' works without them"
+        )
     return None
 
 
@@ -182,12 +204,14 @@ def run_gui(paths: list[str] | None = None, model_path: Path | None = None, scre
     folder = data_dir()
     log_path = setup_logging(folder)
     install_excepthook(log_path)
-    window = MainWindow(model_path=model_path, autosave_path=folder / "autosave.json",
-                        restore=screenshot is None)
+    window = MainWindow(model_path=model_path, autosave_path=folder / "autosave.json", restore=screenshot is None)
     window.show()
     if window.model is None and screenshot is None:
-        QMessageBox.critical(window, "No model", window.statusBar().currentMessage()
-                             + "\n\nUse File ▸ Load Model… to choose a HematoVision .onnx file.")
+        QMessageBox.critical(
+            window,
+            "No model",
+            window.statusBar().currentMessage() + "\n\nUse File ▸ Load Model… to choose a HematoVision .onnx file.",
+        )
 
     if screenshot is not None:
         window.autosave_path = None  # a screenshot run must not replace the user's session

@@ -19,11 +19,39 @@ import numpy as np
 
 from PySide6.QtCore import QByteArray, QEvent, QFileSystemWatcher, QItemSelectionModel, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
-                               QFileDialog, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QListView, QMainWindow, QMenu, QMessageBox, QPlainTextEdit, QProgressBar,
-                               QPushButton, QScrollArea, QSlider, QSplitter, QTableView, QTableWidget,
-                               QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSplitter,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from hv_desktop import __version__
 from hv_desktop.core.batch import Result
@@ -32,11 +60,30 @@ from hv_desktop.core.heatmap import PNG_OPACITY
 from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model_path
 from hv_desktop.core.preprocess import ImageError, at_image_edge, model_box_and_centre, open_image
 from hv_desktop.core.session import SessionError, load_session, save_session
-from hv_desktop.gui.results_model import (COL_SENDER, COL_CLASS, COL_CONF, COL_FILE, COL_REVIEW, COL_STATUS, RESULT_ROLE,
-                                          GalleryFilter, ResultsFilter, ResultsModel, to_pixmap)
+from hv_desktop.gui.results_model import (
+    COL_SENDER,
+    COL_CLASS,
+    COL_CONF,
+    COL_FILE,
+    COL_REVIEW,
+    COL_STATUS,
+    RESULT_ROLE,
+    GalleryFilter,
+    ResultsFilter,
+    ResultsModel,
+    to_pixmap,
+)
 from hv_desktop.gui.worker import ClassifyJob
-from hv_desktop.core.review import (ReviewSession, SignOff, awaiting_review, flag_reason, key_map,
-                                    review_classes, reviewed_differential, sign_off_blockers)
+from hv_desktop.core.review import (
+    ReviewSession,
+    SignOff,
+    awaiting_review,
+    flag_reason,
+    key_map,
+    review_classes,
+    reviewed_differential,
+    sign_off_blockers,
+)
 
 log = logging.getLogger("hematovision")
 
@@ -47,8 +94,10 @@ def default_window_size() -> QSize:
     if screen is None:
         return QSize(1280, 800)
     avail = screen.availableGeometry()
-    return QSize(min(1600, max(1280, int(avail.width() * 0.9)), avail.width()),
-                 min(1000, max(800, int(avail.height() * 0.9)), avail.height()))
+    return QSize(
+        min(1600, max(1280, int(avail.width() * 0.9)), avail.width()),
+        min(1000, max(800, int(avail.height() * 0.9)), avail.height()),
+    )
 
 
 def cell_view_box(box: tuple[int, int, int, int], size: tuple[int, int], margin: float = 0.15) -> tuple[int, int, int, int]:
@@ -57,6 +106,7 @@ def cell_view_box(box: tuple[int, int, int, int], size: tuple[int, int], margin:
     left, top, right, bottom = box
     m = round(margin * max(right - left, bottom - top))
     return max(0, left - m), max(0, top - m), min(size[0], right + m), min(size[1], bottom + m)
+
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.gif *.webp);;All files (*)"
 MAX_RECENT = 8
@@ -84,8 +134,7 @@ class ReportDialog(QDialog):
         form.addRow(buttons)
 
 
-def ask_case_details(parent, title: str, operator: str = "", case_id: str = "",
-                     heatmaps: bool = True) -> ReportDialog | None:
+def ask_case_details(parent, title: str, operator: str = "", case_id: str = "", heatmaps: bool = True) -> ReportDialog | None:
     """The case ID / operator / note dialog the report, the consultation export and a new case all use;
     None when cancelled."""
     dlg = ReportDialog(parent, operator=operator)
@@ -106,9 +155,11 @@ class SignOffDialog(QDialog):
         self.reason = QPlainTextEdit()
         form.addRow("Signed off by:", self.operator)
         if unreviewed:
-            warn = QLabel(f"<b>{unreviewed} flagged cell{'s are' if unreviewed != 1 else ' is'} not reviewed.</b> "
-                          "Review them first, or give the reason for signing off anyway (it is recorded and "
-                          "printed on the report).")
+            warn = QLabel(
+                f"<b>{unreviewed} flagged cell{'s are' if unreviewed != 1 else ' is'} not reviewed.</b> "
+                "Review them first, or give the reason for signing off anyway (it is recorded and "
+                "printed on the report)."
+            )
             warn.setWordWrap(True)
             form.addRow(warn)
             form.addRow("Reason:", self.reason)
@@ -130,8 +181,13 @@ class MainWindow(QMainWindow):
     sessionLoaded = Signal(object, str)  # ((results, header) or None, error message)
     sessionRestored = Signal(int)
 
-    def __init__(self, model_path: Path | None = None, settings: QSettings | None = None,
-                 autosave_path: Path | None = None, restore: bool = True) -> None:
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        settings: QSettings | None = None,
+        autosave_path: Path | None = None,
+        restore: bool = True,
+    ) -> None:
         super().__init__()
         self.settings = settings or QSettings("HematoVision", "HematoVision")
         self.autosave_path = autosave_path
@@ -204,38 +260,80 @@ class MainWindow(QMainWindow):
         self.act_open = act("&Open Images…", self.open_images, QKeySequence.Open, "Classify image files")
         self.act_open_folder = act("Open &Folder…", self.open_folder, "Ctrl+Shift+O", "Classify every image in a folder")
         self.act_export = act("&Export CSV…", self.export_csv, "Ctrl+E", "Save the results, with reviews, as CSV")
-        self.act_report = act("Export &Report (PDF)…", self.export_report, "Ctrl+R",
-                              "A printable report: differential, flagged and failed cells, gallery")
+        self.act_report = act(
+            "Export &Report (PDF)…",
+            self.export_report,
+            "Ctrl+R",
+            "A printable report: differential, flagged and failed cells, gallery",
+        )
         self.act_model = act("Load &Model…", self.choose_model, "Ctrl+M", "Use another HematoVision ONNX model")
-        self.act_send = act("Export Case for &Consultation…", self.export_consultation, None,
-                            "One .zip with the images, reviews, CSV and report, for a consultant (or your reply)")
-        self.act_open_package = act("Open Consultation &Package…", self.open_package, None,
-                                    "Open a case a lab sent for consultation, or a consultant's reply")
+        self.act_send = act(
+            "Export Case for &Consultation…",
+            self.export_consultation,
+            None,
+            "One .zip with the images, reviews, CSV and report, for a consultant (or your reply)",
+        )
+        self.act_open_package = act(
+            "Open Consultation &Package…",
+            self.open_package,
+            None,
+            "Open a case a lab sent for consultation, or a consultant's reply",
+        )
         self.act_new = act("&New Session", self.new_session, QKeySequence.New, "Clear the results")
-        self.act_new_case = act("New &Case…", self.new_case, "Ctrl+Shift+N",
-                                "Start a new case (sample): the next images opened join it")
+        self.act_new_case = act(
+            "New &Case…", self.new_case, "Ctrl+Shift+N", "Start a new case (sample): the next images opened join it"
+        )
         self.act_quit = act("&Quit", self.close, QKeySequence.Quit)
         self.act_cancel = act("&Cancel", self.cancel_run, "Esc", "Stop classifying (results so far are kept)")
         self.act_about = act("&About HematoVision", self.about)
-        self.act_watch = act("&Watch Folder…", self.toggle_watch, "Ctrl+W",
-                             "Classify new images as a camera or scanner saves them into a folder")
+        self.act_watch = act(
+            "&Watch Folder…", self.toggle_watch, "Ctrl+W", "Classify new images as a camera or scanner saves them into a folder"
+        )
         self.act_watch.setCheckable(True)
-        self.act_practice = act("&Practice Mode…", self.open_practice, "Ctrl+P",
-                                "Classify labelled cells yourself and get instant feedback (teaching)")
-        self.act_accept = act("&Accept All Unflagged Cells", self.accept_unflagged, "Ctrl+Shift+A",
-                              "Confirm the model's class for every cell that is not flagged, leaving the flagged ones")
+        self.act_practice = act(
+            "&Practice Mode…",
+            self.open_practice,
+            "Ctrl+P",
+            "Classify labelled cells yourself and get instant feedback (teaching)",
+        )
+        self.act_accept = act(
+            "&Accept All Unflagged Cells",
+            self.accept_unflagged,
+            "Ctrl+Shift+A",
+            "Confirm the model's class for every cell that is not flagged, leaving the flagged ones",
+        )
         self.act_next_flag = act("Next &Flagged Cell", self.next_flagged, "F", "Jump to the next cell that needs review")
         self.act_undo = act("&Undo Review", self.undo_review, QKeySequence.Undo, "Take back the last review (or accept-all)")
-        self.act_adapt = act("A&dapt to This Lab…", self.adapt_to_lab, None,
-                             "Learn this lab's microscope and stain from the cells you reviewed (a new site model)")
-        self.act_cell_types = act("Cell &Types…", self.edit_cell_types, None,
-                                  "The further cell types a reviewer can assign, with their keys (preferences)")
-        self.act_sign = act("&Sign Off Case…", self.sign_off_case, "Ctrl+Shift+S",
-                            "Sign the case off: every flagged cell reviewed (or a reason), then locked")
-        self.act_unlock = act("&Unlock Signed-Off Case…", self.unlock_case, None,
-                              "Allow changes to a signed-off case again (recorded, with a reason)")
-        self.act_shipped = act("Use &Shipped Model", self.use_shipped_model, None,
-                               "Switch back from a site model to the model that came with HematoVision")
+        self.act_adapt = act(
+            "A&dapt to This Lab…",
+            self.adapt_to_lab,
+            None,
+            "Learn this lab's microscope and stain from the cells you reviewed (a new site model)",
+        )
+        self.act_cell_types = act(
+            "Cell &Types…",
+            self.edit_cell_types,
+            None,
+            "The further cell types a reviewer can assign, with their keys (preferences)",
+        )
+        self.act_sign = act(
+            "&Sign Off Case…",
+            self.sign_off_case,
+            "Ctrl+Shift+S",
+            "Sign the case off: every flagged cell reviewed (or a reason), then locked",
+        )
+        self.act_unlock = act(
+            "&Unlock Signed-Off Case…",
+            self.unlock_case,
+            None,
+            "Allow changes to a signed-off case again (recorded, with a reason)",
+        )
+        self.act_shipped = act(
+            "Use &Shipped Model",
+            self.use_shipped_model,
+            None,
+            "Switch back from a site model to the model that came with HematoVision",
+        )
 
         mb = self.menuBar()
         m = mb.addMenu("&File")
@@ -245,8 +343,15 @@ class MainWindow(QMainWindow):
         self._refresh_recent()
         m.addAction(self.act_watch)
         m.addSeparator()
-        for a in (self.act_export, self.act_report, self.act_send, self.act_open_package, self.act_model,
-                  self.act_new_case, self.act_new):
+        for a in (
+            self.act_export,
+            self.act_report,
+            self.act_send,
+            self.act_open_package,
+            self.act_model,
+            self.act_new_case,
+            self.act_new,
+        ):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_quit)
@@ -272,16 +377,14 @@ class MainWindow(QMainWindow):
         tb.setObjectName("main-toolbar")
         tb.setMovable(False)
         tb.setToolButtonStyle(Qt.ToolButtonTextOnly)
-        for a in (self.act_open, self.act_open_folder, self.act_watch, self.act_export, self.act_report,
-                  self.act_cancel):
+        for a in (self.act_open, self.act_open_folder, self.act_watch, self.act_export, self.act_report, self.act_cancel):
             tb.addAction(a)
 
     def _build_ui(self) -> None:
         # Filter bar
         self.class_combo = QComboBox()
         self.class_combo.setAccessibleName("Filter by class")
-        self.class_combo.currentIndexChanged.connect(
-            lambda _: self.proxy.set_filters(cls=self.class_combo.currentData() or ""))
+        self.class_combo.currentIndexChanged.connect(lambda _: self.proxy.set_filters(cls=self.class_combo.currentData() or ""))
         self.state_combo = QComboBox()
         self.state_combo.addItems(ResultsFilter.STATES)
         self.state_combo.setAccessibleName("Filter by state")
@@ -344,8 +447,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.table, "Table")
         self.tabs.addTab(self.gallery, "Gallery (by class)")
 
-        self.empty_hint = QLabel("Drop images or folders here, or use File ▸ Open Images… (Ctrl+O) "
-                                 "and File ▸ Open Folder… (Ctrl+Shift+O).")
+        self.empty_hint = QLabel(
+            "Drop images or folders here, or use File ▸ Open Images… (Ctrl+O) and File ▸ Open Folder… (Ctrl+Shift+O)."
+        )
         self.empty_hint.setAlignment(Qt.AlignCenter)
         self.empty_hint.setWordWrap(True)
         self.empty_hint.setStyleSheet("color: #555; font-size: 14px; padding: 24px;")
@@ -522,13 +626,11 @@ class MainWindow(QMainWindow):
         if extras:
             other = QToolButton()
             other.setText("Other…")
-            other.setToolTip("Review this cell as another cell type (basophil, blast, nucleated red cell, …); "
-                             "each has a key")
+            other.setToolTip("Review this cell as another cell type (basophil, blast, nucleated red cell, …); each has a key")
             other.setPopupMode(QToolButton.InstantPopup)
             menu = QMenu(other)
             for c in extras:
-                a = menu.addAction(f"{c.name.capitalize()} ({c.key})"
-                                   + ("  · per 100 white cells" if c.per_100 else ""))
+                a = menu.addAction(f"{c.name.capitalize()} ({c.key})" + ("  · per 100 white cells" if c.per_100 else ""))
                 a.triggered.connect(lambda _=False, name=c.name: self.assign_current(name))
             other.setMenu(menu)
             self.review_row.addWidget(other)
@@ -556,9 +658,11 @@ class MainWindow(QMainWindow):
             dlg = QDialog(self)
             dlg.setWindowTitle("Cell types for review")
             lay = QVBoxLayout(dlg)
-            hint = QLabel("Besides the model's classes, the cell types a reviewer can assign: one per line, "
-                          "<i>name, KEY</i>, and <i>, per 100</i> for types counted per 100 white cells outside "
-                          "the differential (nucleated red cells, smudge cells…).")
+            hint = QLabel(
+                "Besides the model's classes, the cell types a reviewer can assign: one per line, "
+                "<i>name, KEY</i>, and <i>, per 100</i> for types counted per 100 white cells outside "
+                "the differential (nucleated red cells, smudge cells…)."
+            )
             hint.setWordWrap(True)
             edit = QPlainTextEdit(format_extra_classes(self.extra_classes()))
             lay.addWidget(hint)
@@ -567,7 +671,8 @@ class MainWindow(QMainWindow):
             buttons.accepted.connect(dlg.accept)
             buttons.rejected.connect(dlg.reject)
             buttons.button(QDialogButtonBox.RestoreDefaults).clicked.connect(
-                lambda: edit.setPlainText(format_extra_classes(EXTRA_CLASSES)))
+                lambda: edit.setPlainText(format_extra_classes(EXTRA_CLASSES))
+            )
             lay.addWidget(buttons)
             dlg.resize(480, 380)
             if dlg.exec() != QDialog.Accepted:
@@ -589,8 +694,7 @@ class MainWindow(QMainWindow):
     def _review_help(self) -> str:
         labels = self.model.labels if getattr(self, "model", None) else ()
         model_keys = " ".join(c.key for c in review_classes(labels) if c.name in labels)
-        return (f"Review keys: {model_keys or '1–4'} assign, other cell types by letter (Other…), "
-                "Enter confirms, Backspace clears")
+        return f"Review keys: {model_keys or '1–4'} assign, other cell types by letter (Other…), Enter confirms, Backspace clears"
 
     # ------------------------------------------------------------------ model
     def load_model(self, path: Path, quiet: bool = False) -> bool:
@@ -632,8 +736,11 @@ class MainWindow(QMainWindow):
     def classify(self, paths: list[Path]) -> None:
         """Queue paths; the run starts now or when the current one ends."""
         if self.signed is not None and not self._reclassifying:
-            QMessageBox.information(self, "Case signed off", "This case is signed off. Start a new session "
-                                    "(File ▸ New Session) for new images, or unlock the case first.")
+            QMessageBox.information(
+                self,
+                "Case signed off",
+                "This case is signed off. Start a new session (File ▸ New Session) for new images, or unlock the case first.",
+            )
             return
         if self.model is None:
             QMessageBox.warning(self, "No model", "Load a model first (File ▸ Load Model…).")
@@ -752,9 +859,11 @@ class MainWindow(QMainWindow):
         if self.model is None or self.job is not None:
             return None
         if not self.model.info.extra.get("embedding_output"):
-            QMessageBox.information(self, "Adapt to This Lab",
-                                    "This model cannot be adapted (it has no embedding output). "
-                                    "Review ▸ Use Shipped Model first.")
+            QMessageBox.information(
+                self,
+                "Adapt to This Lab",
+                "This model cannot be adapted (it has no embedding output). Review ▸ Use Shipped Model first.",
+            )
             return None
         dlg = AdaptDialog(self.model, self.reviewed_cells(), self._models_folder(), self)
         dlg.modelSaved.connect(self._use_site_model)
@@ -770,8 +879,7 @@ class MainWindow(QMainWindow):
         if self.job is not None:
             return
         if self.load_model(bundled_model_path()):
-            self.statusBar().showMessage(f"Using the shipped model {self.model.info.name} v{self.model.info.version}",
-                                         8000)
+            self.statusBar().showMessage(f"Using the shipped model {self.model.info.name} v{self.model.info.version}", 8000)
             self.reclassify_session()
 
     def reclassify_session(self) -> None:
@@ -865,14 +973,14 @@ class MainWindow(QMainWindow):
         if not self.case_results() or self.model is None:
             return False
         if info is None:
-            dlg = ask_case_details(self, "Export case for consultation", self._operator(), self.review.current,
-                                   heatmaps=False)
+            dlg = ask_case_details(self, "Export case for consultation", self._operator(), self.review.current, heatmaps=False)
             if dlg is None:
                 return False
             info = ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text())
         kind = "reply" if self.consultation else "case"
-        path = self._save_target(path, "Export for consultation", f"{info.case_id or kind}-{kind}.zip",
-                                 "Consultation packages (*.zip)")
+        path = self._save_target(
+            path, "Export for consultation", f"{info.case_id or kind}-{kind}.zip", "Consultation packages (*.zip)"
+        )
         if path is None:
             return False
         import tempfile
@@ -881,14 +989,35 @@ class MainWindow(QMainWindow):
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 pdf = Path(tmp) / "report.pdf"
-                write_pdf(pdf, self.case_results(), list(self.model.labels), self.model.info.name,
-                          self.model.info.version, info, self.model, False, signed=self.signed,
-                          extras=self.extra_classes())
-                case = {"case_id": info.case_id, "operator": info.operator, "note": info.note,
-                        "signed_off": self.signed.as_dict() if self.signed else None}
-                write_package(path, self.case_results(), self.model.labels, self.model.info.name,
-                              self.model.info.version, case, kind="reply" if self.consultation else "request",
-                              package_id=(self.consultation or {}).get("package_id", ""), report_pdf=pdf.read_bytes())
+                write_pdf(
+                    pdf,
+                    self.case_results(),
+                    list(self.model.labels),
+                    self.model.info.name,
+                    self.model.info.version,
+                    info,
+                    self.model,
+                    False,
+                    signed=self.signed,
+                    extras=self.extra_classes(),
+                )
+                case = {
+                    "case_id": info.case_id,
+                    "operator": info.operator,
+                    "note": info.note,
+                    "signed_off": self.signed.as_dict() if self.signed else None,
+                }
+                write_package(
+                    path,
+                    self.case_results(),
+                    self.model.labels,
+                    self.model.info.name,
+                    self.model.info.version,
+                    case,
+                    kind="reply" if self.consultation else "request",
+                    package_id=(self.consultation or {}).get("package_id", ""),
+                    report_pdf=pdf.read_bytes(),
+                )
         except (OSError, PackageError) as exc:
             QMessageBox.critical(self, "Not exported", f"The package could not be written: {exc}")
             return False
@@ -903,8 +1032,9 @@ class MainWindow(QMainWindow):
         from hv_desktop.core.package import PackageError, disagreements, read_package
 
         if path is None:
-            name, _ = QFileDialog.getOpenFileName(self, "Open consultation package", self._last_dir(),
-                                                  "Consultation packages (*.zip)")
+            name, _ = QFileDialog.getOpenFileName(
+                self, "Open consultation package", self._last_dir(), "Consultation packages (*.zip)"
+            )
             if not name:
                 return False
             path = Path(name)
@@ -916,17 +1046,28 @@ class MainWindow(QMainWindow):
             return False
         if c.kind == "reply":
             self.last_disagreements = disagreements(self.case_results(), c)
-            lines = [f"{n}: you {mine or '(not reviewed)'}, consultant {theirs}" for n, mine, theirs
-                     in self.last_disagreements]
-            QMessageBox.information(self, "Consultant's reply",
-                                    ("The consultant disagrees on:\n" + "\n".join(lines[:40])
-                                     + (f"\n… and {len(lines) - 40} more" if len(lines) > 40 else ""))
-                                    if lines else "The consultant agrees with every review of this case.")
+            lines = [f"{n}: you {mine or '(not reviewed)'}, consultant {theirs}" for n, mine, theirs in self.last_disagreements]
+            QMessageBox.information(
+                self,
+                "Consultant's reply",
+                (
+                    "The consultant disagrees on:\n"
+                    + "\n".join(lines[:40])
+                    + (f"\n… and {len(lines) - 40} more" if len(lines) > 40 else "")
+                )
+                if lines
+                else "The consultant agrees with every review of this case.",
+            )
             return True
         if self.results.results and replace is None:
-            replace = QMessageBox.question(self, "Open consultation", "Open the package as a new session? "
-                                           "The current results are cleared (export them first if needed).") \
+            replace = (
+                QMessageBox.question(
+                    self,
+                    "Open consultation",
+                    "Open the package as a new session? The current results are cleared (export them first if needed).",
+                )
                 == QMessageBox.Yes
+            )
         if self.results.results and not replace:
             return False
         self.results.clear()
@@ -934,8 +1075,11 @@ class MainWindow(QMainWindow):
         self._seen.clear()
         self.results.sender_labels = dict(c.sender_labels)
         self.consultation = {"kind": c.kind, "package_id": c.package_id, "case": c.case}
-        cid = self.review.new_case(str(c.case.get("case_id") or c.package_id or "Consultation")[:200],
-                                   str(c.case.get("operator") or "")[:200], str(c.case.get("note") or "")[:4000])
+        cid = self.review.new_case(
+            str(c.case.get("case_id") or c.package_id or "Consultation")[:200],
+            str(c.case.get("operator") or "")[:200],
+            str(c.case.get("note") or "")[:4000],
+        )
         for r in c.results:
             r.case = cid
         self.results.append(c.results)
@@ -945,9 +1089,12 @@ class MainWindow(QMainWindow):
         self._show_signed()
         self.update_differential()
         self.autosave()
-        self.statusBar().showMessage(f"Consultation {c.case.get('case_id') or c.package_id}: the sender's reviews "
-                                     "are in 'Sender's review'; export your reply with File ▸ Export Case for "
-                                     "Consultation", 12000)
+        self.statusBar().showMessage(
+            f"Consultation {c.case.get('case_id') or c.package_id}: the sender's reviews "
+            "are in 'Sender's review'; export your reply with File ▸ Export Case for "
+            "Consultation",
+            12000,
+        )
         return True
 
     # ------------------------------------------------------------------ sign-off
@@ -977,8 +1124,9 @@ class MainWindow(QMainWindow):
         if reason is None:
             from PySide6.QtWidgets import QInputDialog
 
-            reason, ok = QInputDialog.getText(self, "Unlock signed-off case",
-                                              "Why is the signed-off case being changed? (recorded)")
+            reason, ok = QInputDialog.getText(
+                self, "Unlock signed-off case", "Why is the signed-off case being changed? (recorded)"
+            )
             if not ok:
                 return False
         try:
@@ -996,8 +1144,11 @@ class MainWindow(QMainWindow):
             return
         labels = {str(k)[:64]: (v if isinstance(v, str) else None) for k, v in list(c["sender_labels"].items())[:100_000]}
         self.results.sender_labels = labels
-        self.consultation = {"kind": str(c.get("kind", "request")), "package_id": str(c.get("package_id", ""))[:64],
-                             "case": c.get("case") if isinstance(c.get("case"), dict) else {}}
+        self.consultation = {
+            "kind": str(c.get("kind", "request")),
+            "package_id": str(c.get("package_id", ""))[:64],
+            "case": c.get("case") if isinstance(c.get("case"), dict) else {},
+        }
         self.table.setColumnHidden(COL_SENDER, False)
 
     def _show_signed(self) -> None:
@@ -1055,8 +1206,9 @@ class MainWindow(QMainWindow):
         if self.model is None:
             return None
         if folder is None:
-            chosen = QFileDialog.getExistingDirectory(self, "Practice set: a folder with one subfolder per class",
-                                                      self._last_dir())
+            chosen = QFileDialog.getExistingDirectory(
+                self, "Practice set: a folder with one subfolder per class", self._last_dir()
+            )
             if not chosen:
                 return None
             folder = Path(chosen)
@@ -1106,8 +1258,10 @@ class MainWindow(QMainWindow):
                     box, centre = model_box_and_centre(im, self.model.info.preprocessing)
                     if at_image_edge(box, centre):
                         edge = "<br><small>Cell at the image edge: may be cut off.</small>"
-                        tip += ("\n\n" if tip else "") + ("The classified square had to stay inside the image, so "
-                                                           "the cell is off-centre in it and may be cut by the edge.")
+                        tip += ("\n\n" if tip else "") + (
+                            "The classified square had to stay inside the image, so "
+                            "the cell is off-centre in it and may be cut by the edge."
+                        )
                     view = view_for(self.model, im, self.heat_box.isChecked(), k, self.heat_opacity.value() / 100, box)
                     if self._zooms_to_cell():
                         view = view.crop(cell_view_box(box, im.size))
@@ -1117,8 +1271,9 @@ class MainWindow(QMainWindow):
                 self._preview_pixmap = to_pixmap(r.thumbnail) if r.thumbnail is not None else None
                 self.statusBar().showMessage(f"Preview unavailable: {exc}", 5000)
         self.preview_title.setToolTip(tip)
-        self.preview_title.setText(f"<b>{html.escape(r.path.name)}</b><br><small>{html.escape(str(r.path.parent))}"
-                                   f"</small>{why}{edge}")
+        self.preview_title.setText(
+            f"<b>{html.escape(r.path.name)}</b><br><small>{html.escape(str(r.path.parent))}</small>{why}{edge}"
+        )
         self._render_preview()
         self.error_label.setText(f"Could not classify: {r.error}" if r.error else "")
         for lab, bar in self.prob_bars.items():
@@ -1142,8 +1297,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("No heatmap for this cell", 4000)
             return False
         if path is None:
-            name, _ = QFileDialog.getSaveFileName(self, "Save heatmap", str(r.path.with_suffix(".heatmap.png").name),
-                                                  "PNG images (*.png)")
+            name, _ = QFileDialog.getSaveFileName(
+                self, "Save heatmap", str(r.path.with_suffix(".heatmap.png").name), "PNG images (*.png)"
+            )
             if not name:
                 return False
             path = Path(name)
@@ -1224,8 +1380,9 @@ class MainWindow(QMainWindow):
             return False
         case = self.review.results[row].case if row is not None else self.review.current
         s = self.review.signoffs[case]
-        self.statusBar().showMessage(f"Case {case or ''} signed off by {s.operator} at {s.at}: "
-                                     "Review ▸ Unlock Signed-Off Case to change it", 6000)
+        self.statusBar().showMessage(
+            f"Case {case or ''} signed off by {s.operator} at {s.at}: Review ▸ Unlock Signed-Off Case to change it", 6000
+        )
         return True
 
     def assign_current(self, label: str | None) -> None:
@@ -1260,10 +1417,16 @@ class MainWindow(QMainWindow):
         if not n:
             self.statusBar().showMessage("No unflagged, unreviewed cells", 4000)
             return 0
-        if ask and QMessageBox.question(
-                self, "Accept unflagged cells",
+        if (
+            ask
+            and QMessageBox.question(
+                self,
+                "Accept unflagged cells",
                 f"Confirm the model's class for {n} cells that are not flagged?\n"
-                "Flagged cells stay for you to review (Ctrl+Z takes this back).") != QMessageBox.Yes:
+                "Flagged cells stay for you to review (Ctrl+Z takes this back).",
+            )
+            != QMessageBox.Yes
+        ):
             return 0
         rows = self.review.accept_unflagged()
         self.results.rows_changed(rows)
@@ -1286,8 +1449,7 @@ class MainWindow(QMainWindow):
         if len(rows) == 1:  # back to the cell, so the reviewer sees what changed
             src = self.results.index(rows[0], 0)
             idx = self._view().model().mapFromSource(src) if hasattr(self._view().model(), "mapFromSource") else src
-            self._view().selectionModel().setCurrentIndex(idx, QItemSelectionModel.ClearAndSelect
-                                                          | QItemSelectionModel.Rows)
+            self._view().selectionModel().setCurrentIndex(idx, QItemSelectionModel.ClearAndSelect | QItemSelectionModel.Rows)
         self.statusBar().showMessage(f"Undone: {len(rows)} review{'s' if len(rows) != 1 else ''}", 3000)
 
     def next_flagged(self) -> None:
@@ -1329,8 +1491,9 @@ class MainWindow(QMainWindow):
         # Every row shows by default; dragging the preview's splitter down lets the table scroll instead.
         self.diff_table.setMaximumHeight(full)
         self.diff_table.setMinimumHeight(min(full, self.diff_table.horizontalHeader().height() + 24 * 3 + 4))
-        self.review_progress.setText(f"Reviewed {d.reviewed} of {d.classified} cells"
-                                     + (f" · {d.flagged} still need review" if d.flagged else ""))
+        self.review_progress.setText(
+            f"Reviewed {d.reviewed} of {d.classified} cells" + (f" · {d.flagged} still need review" if d.flagged else "")
+        )
         self.empty_hint.setVisible(d.total == 0)
 
     # ------------------------------------------------------------------ export / session
@@ -1338,8 +1501,7 @@ class MainWindow(QMainWindow):
         if not self.case_results():
             QMessageBox.information(self, "Nothing to export", "Classify some images first.")
             return False
-        path = self._save_target(path, "Export CSV", f"hematovision-{self.review.current or 'results'}.csv",
-                                 "CSV files (*.csv)")
+        path = self._save_target(path, "Export CSV", f"hematovision-{self.review.current or 'results'}.csv", "CSV files (*.csv)")
         if path is None:
             return False
         info = self.model.info if self.model else None
@@ -1347,11 +1509,20 @@ class MainWindow(QMainWindow):
             case = {"case": self.review.current} if self.review.current else {}
             if self.signed:
                 case.update(signed_off_by=self.signed.operator, signed_off_at=self.signed.at)
-            write_csv(path, self.case_results(), list(self.model.labels) if self.model else [],
-                      info.name if info else "", info.version if info else "", case)
+            write_csv(
+                path,
+                self.case_results(),
+                list(self.model.labels) if self.model else [],
+                info.name if info else "",
+                info.version if info else "",
+                case,
+            )
         except OSError as exc:
-            QMessageBox.critical(self, "Export failed", f"Could not write {path}:\n{exc.strerror or exc}\n\n"
-                                                        "Nothing was lost; choose another location.")
+            QMessageBox.critical(
+                self,
+                "Export failed",
+                f"Could not write {path}:\n{exc.strerror or exc}\n\nNothing was lost; choose another location.",
+            )
             return False
         self.statusBar().showMessage(f"Exported {len(self.case_results())} rows to {path}", 8000)
         return True
@@ -1391,15 +1562,23 @@ class MainWindow(QMainWindow):
             info = ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text())
             heatmaps = dlg.heatmaps.isChecked()
             self.settings.setValue("operator", info.operator)
-        path = self._save_target(path, "Export report", f"hematovision-{info.case_id or 'report'}.pdf",
-                                 "PDF files (*.pdf)")
+        path = self._save_target(path, "Export report", f"hematovision-{info.case_id or 'report'}.pdf", "PDF files (*.pdf)")
         if path is None:
             return False
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
-            pages = write_pdf(path, self.case_results(), list(self.model.labels), self.model.info.name,
-                              self.model.info.version, self._case_info(info), self.model, heatmaps, signed=self.signed,
-                              extras=self.extra_classes())
+            pages = write_pdf(
+                path,
+                self.case_results(),
+                list(self.model.labels),
+                self.model.info.name,
+                self.model.info.version,
+                self._case_info(info),
+                self.model,
+                heatmaps,
+                signed=self.signed,
+                extras=self.extra_classes(),
+            )
         except OSError as exc:
             QMessageBox.critical(self, "Report not written", f"Could not write {path}:\n{exc}")
             return False
@@ -1484,14 +1663,18 @@ class MainWindow(QMainWindow):
             self.results.append(fresh)
             self._seen.update(self._key(r) for r in fresh)
             # thumbnails are not saved with the session: rebuild them in the background
-            self.thumbnailsReady.connect(lambda: self.results.dataChanged.emit(
-                self.results.index(0, 0), self.results.index(self.results.rowCount() - 1, 0)))
+            self.thumbnailsReady.connect(
+                lambda: self.results.dataChanged.emit(
+                    self.results.index(0, 0), self.results.index(self.results.rowCount() - 1, 0)
+                )
+            )
             threading.Thread(target=self._rebuild_thumbnails, args=(list(fresh),), daemon=True).start()
             reviewed = sum(1 for r in fresh if r.reviewer_label)
             skipped = f"; {header['skipped']} unreadable entries left out" if header.get("skipped") else ""
             self.statusBar().showMessage(
-                f"Restored the previous session: {len(fresh)} files, {reviewed} reviewed{skipped} "
-                "(File ▸ New Session clears it)", 10000)
+                f"Restored the previous session: {len(fresh)} files, {reviewed} reviewed{skipped} (File ▸ New Session clears it)",
+                10000,
+            )
             self.update_differential()
             self._update_actions()
         else:
@@ -1535,9 +1718,15 @@ class MainWindow(QMainWindow):
         if self.job is not None:
             return
         unsaved = sum(1 for r in self.results.results if r.reviewer_label)
-        if unsaved and QMessageBox.question(
-                self, "New session", f"Clear {len(self.results.results)} results ({unsaved} reviewed)?\n"
-                                     "Export them first if you need them.") != QMessageBox.Yes:
+        if (
+            unsaved
+            and QMessageBox.question(
+                self,
+                "New session",
+                f"Clear {len(self.results.results)} results ({unsaved} reviewed)?\nExport them first if you need them.",
+            )
+            != QMessageBox.Yes
+        ):
             return
         self.results.clear()
         self.review.clear()
@@ -1566,8 +1755,9 @@ class MainWindow(QMainWindow):
         self.act_send.setEnabled(bool(self.results.results) and has_model and not running)
         self.act_open_package.setEnabled(not running)
         self.act_unlock.setEnabled(self.signed is not None)
-        self.act_shipped.setEnabled(not running and (self.model is None
-                                                     or self.model.path.resolve() != bundled_model_path().resolve()))
+        self.act_shipped.setEnabled(
+            not running and (self.model is None or self.model.path.resolve() != bundled_model_path().resolve())
+        )
 
     def _recent(self) -> list[str]:
         recent = self.settings.value("recent_folders", []) or []
@@ -1592,11 +1782,14 @@ class MainWindow(QMainWindow):
 
     def about(self) -> None:
         info = self.model.info if self.model else None
-        QMessageBox.about(self, "About HematoVision",
-                          f"<h3>HematoVision {__version__}</h3>"
-                          f"<p>Model: {info.name + ' v' + info.version if info else 'none loaded'}</p>"
-                          f"<p><b>Intended use.</b> {INTENDED_USE}</p>"
-                          "<p>Runs fully offline; images never leave this computer.</p>")
+        QMessageBox.about(
+            self,
+            "About HematoVision",
+            f"<h3>HematoVision {__version__}</h3>"
+            f"<p>Model: {info.name + ' v' + info.version if info else 'none loaded'}</p>"
+            f"<p><b>Intended use.</b> {INTENDED_USE}</p>"
+            "<p>Runs fully offline; images never leave this computer.</p>",
+        )
 
     # drag and drop -------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
@@ -1623,9 +1816,11 @@ class MainWindow(QMainWindow):
 
     def restore_layout(self) -> None:
         """The saved layout; a missing or damaged entry leaves the default (Qt validates the bytes)."""
-        for key, apply in ((self.LAYOUT_KEYS["geometry"], self.restoreGeometry),
-                           (self.LAYOUT_KEYS["main"], self.main_split.restoreState),
-                           (self.LAYOUT_KEYS["preview"], self.preview_split.restoreState)):
+        for key, apply in (
+            (self.LAYOUT_KEYS["geometry"], self.restoreGeometry),
+            (self.LAYOUT_KEYS["main"], self.main_split.restoreState),
+            (self.LAYOUT_KEYS["preview"], self.preview_split.restoreState),
+        ):
             value = self.settings.value(key)
             if isinstance(value, (QByteArray, bytes)) and value:
                 apply(QByteArray(value))

@@ -7,8 +7,17 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
 from hv_desktop.core.heatmap import explain
 from hv_desktop.core.model import Model
@@ -103,8 +112,9 @@ class PracticeWindow(QDialog):
             probs, view = explain(self.model, self._image, heat=True)  # one inference for answer and heatmap
             if probs is None:  # a model without a heatmap output
                 prep = self.model.info.preprocessing
-                probs = self.model.probabilities(normalise(resize_for_model(self._image, self.model.input_size,
-                                                                            prep)[None], prep))[0]
+                probs = self.model.probabilities(
+                    normalise(resize_for_model(self._image, self.model.input_size, prep)[None], prep)
+                )[0]
             else:
                 heat_img = view
             k = int(probs.argmax())
@@ -113,11 +123,11 @@ class PracticeWindow(QDialog):
         self.awaiting_answer = False
         verdict = "✓ Correct" if a.correct else f"✗ Not quite — this is a <b>{a.reference}</b>"
         model_text = f"The model says <b>{model_label}</b> ({conf * 100:.0f} %)" if model_label else ""
-        self.feedback.setText(f"<span style='font-size: 18px;'>{verdict}</span><br>You answered {label}. {model_text}"
-                              + ("<br><small>Heatmap: where the model found evidence for its answer.</small>"
-                                 if heat_img is not None else ""))
-        self.feedback.setStyleSheet("font-size: 15px; padding: 6px; background: %s;"
-                                    % ("#dff5df" if a.correct else "#fde2e2"))
+        self.feedback.setText(
+            f"<span style='font-size: 18px;'>{verdict}</span><br>You answered {label}. {model_text}"
+            + ("<br><small>Heatmap: where the model found evidence for its answer.</small>" if heat_img is not None else "")
+        )
+        self.feedback.setStyleSheet("font-size: 15px; padding: 6px; background: %s;" % ("#dff5df" if a.correct else "#fde2e2"))
         if heat_img is not None:
             self._set_image(np.asarray(heat_img))
         for b in self.buttons.values():
@@ -139,8 +149,10 @@ class PracticeWindow(QDialog):
         self.counter.setText(f"Finished: {c} of {n} correct ({100 * c / max(n, 1):.0f} %)")
         labels = self.model.labels
         grid = self.session.confusion()
-        html = ["<b>Your confusion matrix</b> (rows: true class, columns: your answer)<table border=1 cellpadding=4>",
-                "<tr><th></th>" + "".join(f"<th>{lab[:4]}</th>" for lab in labels) + "</tr>"]
+        html = [
+            "<b>Your confusion matrix</b> (rows: true class, columns: your answer)<table border=1 cellpadding=4>",
+            "<tr><th></th>" + "".join(f"<th>{lab[:4]}</th>" for lab in labels) + "</tr>",
+        ]
         for lab, row in zip(labels, grid):
             html.append(f"<tr><th>{lab}</th>" + "".join(f"<td align=right>{v}</td>" for v in row) + "</tr>")
         html.append("</table>")

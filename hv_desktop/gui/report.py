@@ -57,8 +57,16 @@ def _thumb(r: Result, model: Model | None, heatmaps: bool) -> QImage | None:
     return _qimage(np.asarray(im.convert("RGB")))
 
 
-def _summary_html(results: Sequence[Result], labels: Sequence[str], model_name: str, model_version: str,
-                  info: ReportInfo, now: str, signed: SignOff | None = None, extras=None) -> str:
+def _summary_html(
+    results: Sequence[Result],
+    labels: Sequence[str],
+    model_name: str,
+    model_version: str,
+    info: ReportInfo,
+    now: str,
+    signed: SignOff | None = None,
+    extras=None,
+) -> str:
     e = html.escape
     by_model = differential(results, labels)
     by_review = differential(results, labels, reviewed=True)
@@ -67,14 +75,22 @@ def _summary_html(results: Sequence[Result], labels: Sequence[str], model_name: 
     rows = []
     # white cells in clinical order, by review as % of white cells; the model's columns for its own classes
     for name, n, pct in rd.white:
-        model_cols = (f"<td align=right>{by_model.counts[name]}</td><td align=right>{by_model.percent(name):.1f} %</td>"
-                      if name in by_model.counts else "<td></td><td></td>")
-        review = (f"<td align=right>{n}</td><td align=right>{pct:.1f} %</td>"
-                  if reviewed_any else "<td align=center>–</td><td align=center>–</td>")
+        model_cols = (
+            f"<td align=right>{by_model.counts[name]}</td><td align=right>{by_model.percent(name):.1f} %</td>"
+            if name in by_model.counts
+            else "<td></td><td></td>"
+        )
+        review = (
+            f"<td align=right>{n}</td><td align=right>{pct:.1f} %</td>"
+            if reviewed_any
+            else "<td align=center>–</td><td align=center>–</td>"
+        )
         rows.append(f"<tr><td>{e(name.capitalize())}</td>{model_cols}{review}</tr>")
     for name, n, per in rd.per_100:
-        rows.append(f"<tr><td>{e(name.capitalize())}</td><td></td><td></td><td align=right>{n}</td>"
-                    f"<td align=right>{per:.1f} /100 WBC</td></tr>")
+        rows.append(
+            f"<tr><td>{e(name.capitalize())}</td><td></td><td></td><td align=right>{n}</td>"
+            f"<td align=right>{per:.1f} /100 WBC</td></tr>"
+        )
     parts = [
         "<h1 style='font-size: 16pt;'>HematoVision — white blood cell report</h1>",
         "<table cellspacing=0 cellpadding=3>",
@@ -86,16 +102,22 @@ def _summary_html(results: Sequence[Result], labels: Sequence[str], model_name: 
         "</table>",
     ]
     if signed is not None:
-        parts.append(f"<p style='color:#006400; font-weight:bold;'>FINAL: signed off by {e(signed.operator)}, "
-                     f"{e(signed.at.replace('T', ' '))}.</p>")
+        parts.append(
+            f"<p style='color:#006400; font-weight:bold;'>FINAL: signed off by {e(signed.operator)}, "
+            f"{e(signed.at.replace('T', ' '))}.</p>"
+        )
         if signed.unreviewed_flagged:
-            parts.append(f"<p><b>Signed off with {signed.unreviewed_flagged} flagged cell"
-                         f"{'s' if signed.unreviewed_flagged != 1 else ''} not reviewed.</b> Reason: "
-                         f"{e(signed.override_reason)}</p>")
+            parts.append(
+                f"<p><b>Signed off with {signed.unreviewed_flagged} flagged cell"
+                f"{'s' if signed.unreviewed_flagged != 1 else ''} not reviewed.</b> Reason: "
+                f"{e(signed.override_reason)}</p>"
+            )
     elif by_model.flagged:
-        parts.append(f"<p style='color:#a00000; font-weight:bold;'>PRELIMINARY: {by_model.flagged} cell"
-                     f"{'s' if by_model.flagged != 1 else ''} flagged for review "
-                     f"{'have' if by_model.flagged != 1 else 'has'} not been reviewed.</p>")
+        parts.append(
+            f"<p style='color:#a00000; font-weight:bold;'>PRELIMINARY: {by_model.flagged} cell"
+            f"{'s' if by_model.flagged != 1 else ''} flagged for review "
+            f"{'have' if by_model.flagged != 1 else 'has'} not been reviewed.</p>"
+        )
     if info.note:
         parts.append(f"<p><b>Note:</b> {e(info.note).replace(chr(10), '<br>')}</p>")
     parts += [
@@ -110,8 +132,10 @@ def _summary_html(results: Sequence[Result], labels: Sequence[str], model_name: 
         f" &nbsp;·&nbsp; files that failed: <b>{by_model.failed}</b></p>",
     ]
     if signed is None:
-        parts.append("<p style='margin-top: 12px;'>Not signed off. &nbsp; Signed off by: "
-                     "______________________ &nbsp; Date: ______________</p>")
+        parts.append(
+            "<p style='margin-top: 12px;'>Not signed off. &nbsp; Signed off by: "
+            "______________________ &nbsp; Date: ______________</p>"
+        )
     return "".join(parts)
 
 
@@ -139,21 +163,33 @@ def gallery_order(members: list[Result]) -> tuple[list[Result], int]:
     return must + rest[:room], max(0, len(rest) - room)
 
 
-def _blocks(results: Sequence[Result], labels: Sequence[str], model_name: str, model_version: str,
-            info: ReportInfo, model: Model | None, heatmaps: bool, now: str,
-            signed: SignOff | None = None, extras=None) -> list[_Block]:
+def _blocks(
+    results: Sequence[Result],
+    labels: Sequence[str],
+    model_name: str,
+    model_version: str,
+    info: ReportInfo,
+    model: Model | None,
+    heatmaps: bool,
+    now: str,
+    signed: SignOff | None = None,
+    extras=None,
+) -> list[_Block]:
     e = html.escape
-    blocks = [_Block(_html_block(_summary_html(results, labels, model_name, model_version, info, now, signed,
-                                               extras)))]
+    blocks = [_Block(_html_block(_summary_html(results, labels, model_name, model_version, info, now, signed, extras)))]
     failed = [r for r in results if not r.ok]
     for i in range(0, min(len(failed), 50), 25):
         head = "<h3 style='font-size: 11pt;'>Files that could not be classified</h3>" if i == 0 else ""
-        items = "".join(f"<li>{e(r.path.name)}: {e(r.error or '')}</li>" for r in failed[i:i + 25])
-        more = (f"<li>… and {len(failed) - 50} more (see the CSV export)</li>"
-                if i + 25 >= min(len(failed), 50) and len(failed) > 50 else "")
+        items = "".join(f"<li>{e(r.path.name)}: {e(r.error or '')}</li>" for r in failed[i : i + 25])
+        more = (
+            f"<li>… and {len(failed) - 50} more (see the CSV export)</li>"
+            if i + 25 >= min(len(failed), 50) and len(failed) > 50
+            else ""
+        )
         blocks.append(_Block(_html_block(f"{head}<ul>{items}{more}</ul>")))
-    names = list(labels) + sorted({r.reviewer_label for r in results if r.ok and r.reviewer_label
-                                   and r.reviewer_label not in labels})
+    names = list(labels) + sorted(
+        {r.reviewer_label for r in results if r.ok and r.reviewer_label and r.reviewer_label not in labels}
+    )
     for lab in names:
         members = [r for r in results if r.ok and (r.reviewer_label or r.label) == lab]
         if not members:
@@ -165,7 +201,7 @@ def _blocks(results: Sequence[Result], labels: Sequence[str], model_name: str, m
         heading = f"<h2 style='font-size: 13pt;'>{e(title)}{' with heatmaps' if heatmaps else ''}</h2>"
         blocks.append(_Block(_html_block(heading), keep_with_next=True))
         for i in range(0, len(shown), 5):
-            blocks.append(_Block(_thumb_row(shown[i:i + 5], model, heatmaps), section=lab.capitalize()))
+            blocks.append(_Block(_thumb_row(shown[i : i + 5], model, heatmaps), section=lab.capitalize()))
     return blocks
 
 
@@ -186,15 +222,19 @@ def _thumb_row(row: list[Result], model: Model | None, heatmaps: bool) -> QTextD
             scale = THUMB_PX / max(img.width(), img.height(), 1)  # fit a square box, keep aspect
             w, h = max(1, round(img.width() * scale)), max(1, round(img.height() * scale))
             picture = f"<img src='{url}' width={w} height={h}><br>"
-        cells.append(f"<td align=center valign=top width={THUMB_PX + 8}>{picture}"
-                     f"<span style='font-size: 7pt;'>{caption}</span></td>")
-    doc.setHtml("<html><body style='font-family: sans-serif; font-size: 10pt;'>"
-                f"<table cellspacing=4 cellpadding=2><tr>{''.join(cells)}</tr></table></body></html>")
+        cells.append(
+            f"<td align=center valign=top width={THUMB_PX + 8}>{picture}<span style='font-size: 7pt;'>{caption}</span></td>"
+        )
+    doc.setHtml(
+        "<html><body style='font-family: sans-serif; font-size: 10pt;'>"
+        f"<table cellspacing=4 cellpadding=2><tr>{''.join(cells)}</tr></table></body></html>"
+    )
     return doc
 
 
-def _paginate(heights: list[float], keep: list[bool], body: float, carried: list[bool] | None = None,
-              carry_h: float = 0.0) -> list[list[int]]:
+def _paginate(
+    heights: list[float], keep: list[bool], body: float, carried: list[bool] | None = None, carry_h: float = 0.0
+) -> list[list[int]]:
     """Block indices per page: greedy; a block marked keep-with-next never ends a page; a block taller than a
     page is cut at the page's end. ``carried[i]``: block i, when it opens a page, needs ``carry_h`` above it
     (its class named again)."""
@@ -212,9 +252,18 @@ def _paginate(heights: list[float], keep: list[bool], body: float, carried: list
     return pages
 
 
-def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequence[str], model_name: str,
-              model_version: str, info: ReportInfo | None = None, model: Model | None = None,
-              heatmaps: bool = False, signed: SignOff | None = None, extras=None) -> int:
+def write_pdf(
+    path: str | os.PathLike,
+    results: Sequence[Result],
+    labels: Sequence[str],
+    model_name: str,
+    model_version: str,
+    info: ReportInfo | None = None,
+    model: Model | None = None,
+    heatmaps: bool = False,
+    signed: SignOff | None = None,
+    extras=None,
+) -> int:
     """Write the report atomically; returns the page count. ``signed``: the case's sign-off (a signed report
     is final; an unsigned one is PRELIMINARY and has an empty signature line).
 
@@ -258,17 +307,25 @@ def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequen
                 writer.newPage()
             painter.setFont(small)
             painter.setPen(QColor(90, 90, 90))
-            painter.drawText(QRectF(0, 0, width, band * 0.8), Qt.AlignLeft | Qt.AlignVCenter,
-                             f"HematoVision report · Case {info.case_id or '—'} · {now}")
+            painter.drawText(
+                QRectF(0, 0, width, band * 0.8),
+                Qt.AlignLeft | Qt.AlignVCenter,
+                f"HematoVision report · Case {info.case_id or '—'} · {now}",
+            )
             painter.drawText(QRectF(0, 0, width, band * 0.8), Qt.AlignRight | Qt.AlignVCenter, status)
-            painter.drawText(QRectF(0, height - band * 0.8, width, band * 0.8), Qt.AlignRight | Qt.AlignVCenter,
-                             f"Page {pi + 1} of {len(pages)}")
-            painter.drawText(QRectF(0, height - band * 0.8, width, band * 0.8), Qt.AlignLeft | Qt.AlignVCenter,
-                             "Decision support, not a diagnosis")
+            painter.drawText(
+                QRectF(0, height - band * 0.8, width, band * 0.8),
+                Qt.AlignRight | Qt.AlignVCenter,
+                f"Page {pi + 1} of {len(pages)}",
+            )
+            painter.drawText(
+                QRectF(0, height - band * 0.8, width, band * 0.8),
+                Qt.AlignLeft | Qt.AlignVCenter,
+                "Decision support, not a diagnosis",
+            )
             y = band
             if blocks[page[0]].section:  # this class began on an earlier page: say which it is
-                cont = _html_block(f"<h2 style='font-size: 13pt;'>{html.escape(blocks[page[0]].section)} "
-                                   "(continued)</h2>")
+                cont = _html_block(f"<h2 style='font-size: 13pt;'>{html.escape(blocks[page[0]].section)} (continued)</h2>")
                 cont.documentLayout().setPaintDevice(writer)
                 cont.setTextWidth(width)
                 painter.save()
@@ -294,5 +351,3 @@ def write_pdf(path: str | os.PathLike, results: Sequence[Result], labels: Sequen
 
 def pdf_bytes_ok(data: bytes) -> bool:
     return data.startswith(b"%PDF") and b"%%EOF" in data[-1024:]
-
-

@@ -159,8 +159,9 @@ class ResultsFilter(QSortFilterProxyModel):
         self.setSortRole(SORT_ROLE)
         self.setDynamicSortFilter(True)
 
-    def set_filters(self, cls: str | None = None, state: str | None = None, text: str | None = None,
-                    case: str | None = None) -> None:
+    def set_filters(
+        self, cls: str | None = None, state: str | None = None, text: str | None = None, case: str | None = None
+    ) -> None:
         new_api = hasattr(self, "beginFilterChange")  # Qt >= 6.9 replaces invalidateFilter()
         if new_api:
             self.beginFilterChange()
@@ -198,8 +199,7 @@ class ResultsFilter(QSortFilterProxyModel):
 
 
 #: the usual differential-count abbreviations, so a caption fits under a thumbnail
-SHORT_NAMES = {"eosinophil": "Eos", "lymphocyte": "Lymph", "monocyte": "Mono", "neutrophil": "Neut",
-               "basophil": "Baso"}
+SHORT_NAMES = {"eosinophil": "Eos", "lymphocyte": "Lymph", "monocyte": "Mono", "neutrophil": "Neut", "basophil": "Baso"}
 
 
 class GalleryFilter(ResultsFilter):

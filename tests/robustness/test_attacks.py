@@ -31,8 +31,9 @@ LATIN1 = os.fsdecode(b"caf\xe9.png")  # a Latin-1 name: not valid UTF-8
 
 def run(*args, cwd=ROOT, timeout=60):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "hv_desktop", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hv_desktop", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
 
 
 def _png(path: Path, colour=(250, 5, 5), size=(24, 24)) -> Path:
@@ -46,6 +47,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------- 1. names that are not UTF-8
+
 
 def test_path_text_round_trips_any_bytes():
     for raw in (b"/data/caf\xe9.jpg", b"rel/\xff\xfe%41.png", b"/ok/caf\xc3\xa9 100%.jpg"):
@@ -128,6 +130,7 @@ def test_gui_autosave_keeps_a_non_utf8_name(qtbot, tmp_path, tiny_model_path):
 
 # ---------------------------------------------------------------- 2. special files
 
+
 @pytest.mark.skipif(not POSIX, reason="FIFOs and sockets are POSIX")
 def test_special_files_get_rows_and_never_block(tmp_path, tiny_model_path):
     folder = tmp_path / "odd"
@@ -171,6 +174,7 @@ def test_fifo_model_and_preview_do_not_block(tmp_path):
 
 # ---------------------------------------------------------------- 3-4. models
 
+
 def _external_model(folder: Path) -> Path:
     path = tiny_model(folder / "ext.onnx")
     proto = onnx.load(str(path))
@@ -207,18 +211,21 @@ def _with_raw_metadata(folder: Path, text: str) -> Path:
 BASE_META = {"labels": ["eosinophil", "lymphocyte", "monocyte", "neutrophil"], "scores_output": "logits"}
 
 
-@pytest.mark.parametrize("text", [
-    json.dumps(dict(BASE_META, preprocessing=[])),
-    json.dumps(dict(BASE_META, preprocessing="whole")),
-    json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32})).replace('"width": 32', '"width": Infinity'),
-    json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32})).replace('"width": 32', '"width": 1e400'),
-    json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32}, scores_output=["logits"])),
-    json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32}, review_output={"a": 1})),
-    json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32}, temperature="hot")),
-    json.dumps(dict(BASE_META, labels="eosinophil")),
-    "[" * 100_000 + "]" * 100_000,
-], ids=["prep-list", "prep-str", "width-inf", "width-1e400", "output-list", "output-object", "temp-str",
-        "labels-str", "deep"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps(dict(BASE_META, preprocessing=[])),
+        json.dumps(dict(BASE_META, preprocessing="whole")),
+        json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32})).replace('"width": 32', '"width": Infinity'),
+        json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32})).replace('"width": 32', '"width": 1e400'),
+        json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32}, scores_output=["logits"])),
+        json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32}, review_output={"a": 1})),
+        json.dumps(dict(BASE_META, preprocessing={"width": 32, "height": 32}, temperature="hot")),
+        json.dumps(dict(BASE_META, labels="eosinophil")),
+        "[" * 100_000 + "]" * 100_000,
+    ],
+    ids=["prep-list", "prep-str", "width-inf", "width-1e400", "output-list", "output-object", "temp-str", "labels-str", "deep"],
+)
 def test_wrongly_typed_metadata_is_a_model_error(tmp_path, text):
     path = _with_raw_metadata(tmp_path, text)
     with pytest.raises(ModelError):
@@ -231,10 +238,14 @@ def test_endless_loop_model_is_refused(tmp_path):
     path = tiny_model(tmp_path / "loop.onnx")
     proto = onnx.load(str(path))
     body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
-        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])])
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])],
+    )
     proto.graph.node.append(helper.make_node("Loop", ["", "true"], [], body=body))
     proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array(True), "true"))
     onnx.save(proto, str(path))
@@ -246,22 +257,35 @@ def test_endless_loop_model_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- 5. sessions
 
-GOOD = {"path": "/x/a.png", "label": "monocyte", "confidence": 0.9, "probabilities": {"monocyte": 0.9},
-        "needs_review": False, "typicality": 0.5, "error": None, "sha256": "a" * 64, "timestamp": "",
-        "reviewer_label": None}
+GOOD = {
+    "path": "/x/a.png",
+    "label": "monocyte",
+    "confidence": 0.9,
+    "probabilities": {"monocyte": 0.9},
+    "needs_review": False,
+    "typicality": 0.5,
+    "error": None,
+    "sha256": "a" * 64,
+    "timestamp": "",
+    "reviewer_label": None,
+}
 
 
 def _session(results, **head) -> str:
     return json.dumps({"format": "hematovision-session", "version": 1, "results": results, **head})
 
 
-@pytest.mark.parametrize("text", [
-    _session([GOOD]).replace('"version": 1', '"version": Infinity'),
-    '{"format": "hematovision-session", "version": 1, "results": ' + "[" * 200_000 + "]" * 200_000 + "}",
-    _session([GOOD])[:40],  # truncated
-    _session([GOOD], version=99),  # a newer HematoVision
-    "[]",
-], ids=["version-inf", "deep", "truncated", "newer", "not-object"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        _session([GOOD]).replace('"version": 1', '"version": Infinity'),
+        '{"format": "hematovision-session", "version": 1, "results": ' + "[" * 200_000 + "]" * 200_000 + "}",
+        _session([GOOD])[:40],  # truncated
+        _session([GOOD], version=99),  # a newer HematoVision
+        "[]",
+    ],
+    ids=["version-inf", "deep", "truncated", "newer", "not-object"],
+)
 def test_unrestorable_sessions_are_session_errors(tmp_path, text):
     (tmp_path / "s.json").write_text(text)
     with pytest.raises(SessionError):
@@ -269,18 +293,27 @@ def test_unrestorable_sessions_are_session_errors(tmp_path, text):
 
 
 def test_wrongly_typed_results_are_left_out(tmp_path):
-    bad = [dict(GOOD, label=3), dict(GOOD, label={"x": 1}), dict(GOOD, confidence="high"),
-           dict(GOOD, reviewer_label=["monocyte"]), dict(GOOD, confidence=float("nan"))]
+    bad = [
+        dict(GOOD, label=3),
+        dict(GOOD, label={"x": 1}),
+        dict(GOOD, confidence="high"),
+        dict(GOOD, reviewer_label=["monocyte"]),
+        dict(GOOD, confidence=float("nan")),
+    ]
     (tmp_path / "s.json").write_text(_session([GOOD, *bad]).replace("NaN", "1e999"))
     results, header = load_session(tmp_path / "s.json")
     assert len(results) == 1 and header["skipped"] == 5
 
 
-@pytest.mark.parametrize("text", [
-    _session([GOOD]).replace('"version": 1', '"version": Infinity'),
-    _session([GOOD])[:40],
-    _session([GOOD], version=99),
-], ids=["version-inf", "truncated", "newer"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        _session([GOOD]).replace('"version": 1', '"version": Infinity'),
+        _session([GOOD])[:40],
+        _session([GOOD], version=99),
+    ],
+    ids=["version-inf", "truncated", "newer"],
+)
 def test_gui_starts_and_keeps_an_unrestorable_session(qtbot, tmp_path, tiny_model_path, text):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QSettings
@@ -309,14 +342,16 @@ def test_large_session_restores_off_the_gui_thread(qtbot, tmp_path, tiny_model_p
 
     autosave = tmp_path / "autosave.json"
     autosave.write_text(_session([dict(GOOD, path=f"/gone/{i}.png", sha256=f"{i:064d}") for i in range(10_000)]))
-    w = MainWindow(model_path=tiny_model_path, settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat),
-                   autosave_path=autosave)
+    w = MainWindow(
+        model_path=tiny_model_path, settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), autosave_path=autosave
+    )
     qtbot.addWidget(w)
     assert w.results.rowCount() == 0  # the constructor returned before the session was read
     qtbot.waitUntil(lambda: w.results.rowCount() == 10_000, timeout=30000)
 
 
 # ---------------------------------------------------------------- 6. watch
+
 
 def test_watch_waits_for_a_camera_that_pauses_after_the_header(tmp_path, tiny_model_path):
     folder, out = tmp_path / "cam", tmp_path / "w.csv"
@@ -354,6 +389,7 @@ def test_watch_classifies_a_file_replaced_under_the_same_name(tmp_path, tiny_mod
 
 # ---------------------------------------------------------------- 7. outputs that destroy data
 
+
 def test_outputs_never_overwrite_inputs_or_each_other(tmp_path, tiny_model_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -389,6 +425,7 @@ def test_outputs_never_replace_links_or_special_files(tmp_path, tiny_model_path)
 
 # ---------------------------------------------------------------- 8. resources
 
+
 def test_eps_named_jpg_never_reaches_the_eps_decoder(tmp_path, tiny_model_path):
     (tmp_path / "x.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
     (r,) = list(classify_paths([tmp_path / "x.jpg"], Model(tiny_model_path)))
@@ -414,12 +451,29 @@ def test_80_megapixel_pngs_stay_under_1_gb(tmp_path, tiny_model_path):
     for i in range(1, 6):
         os.link(folder / "h0.png", folder / f"h{i}.png")
     # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would carry pytest's own size (1.1 GB with TF loaded)
-    code = ("import sys;from hv_desktop.cli import main;rc=main(sys.argv[1:]);"
-            "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')));sys.exit(rc)")
+    code = (
+        "import sys;from hv_desktop.cli import main;rc=main(sys.argv[1:]);"
+        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')));sys.exit(rc)"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-c", code, "--model", str(tiny_model_path), "classify", str(folder),
-                        "--csv", str(tmp_path / "o.csv"), "-q"], capture_output=True, text=True, env=env,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--model",
+            str(tiny_model_path),
+            "classify",
+            str(folder),
+            "--csv",
+            str(tmp_path / "o.csv"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     peak_mb = int(r.stdout.strip().splitlines()[-1]) / 1024
     print(f"peak RSS {peak_mb:.0f} MB")

@@ -54,8 +54,7 @@ def _kill_many(tmp_path: Path, kind: str, check, rounds: int = 12) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     rng = random.Random(1)
     for _ in range(rounds):
-        p = subprocess.Popen([sys.executable, "-c", WRITER, str(target), kind], env=env, cwd=ROOT,
-                             stdout=subprocess.PIPE)
+        p = subprocess.Popen([sys.executable, "-c", WRITER, str(target), kind], env=env, cwd=ROOT, stdout=subprocess.PIPE)
         assert p.stdout.readline().strip() == b"ready"
         time.sleep(rng.uniform(0.05, 0.6))
         p.send_signal(signal.SIGKILL)
@@ -80,9 +79,20 @@ def test_review_state_round_trips_exactly(tmp_path):
     from hv_desktop.core.batch import Result
     from hv_desktop.core.session import load_session, save_session
 
-    rs = [Result(Path("/d/ünï cødé\n.png"), "eosinophil", 0.91234567, {"eosinophil": 0.91234567, "x": 0.08765433},
-                 True, None, "ab" * 32, "2026-01-01T00:00:00+00:00", "monocyte"),
-          Result(Path("/d/bad.jpg"), error="empty file (0 bytes)", timestamp="t")]
+    rs = [
+        Result(
+            Path("/d/ünï cødé\n.png"),
+            "eosinophil",
+            0.91234567,
+            {"eosinophil": 0.91234567, "x": 0.08765433},
+            True,
+            None,
+            "ab" * 32,
+            "2026-01-01T00:00:00+00:00",
+            "monocyte",
+        ),
+        Result(Path("/d/bad.jpg"), error="empty file (0 bytes)", timestamp="t"),
+    ]
     save_session(tmp_path / "s.json", rs, "m", "1")
     back, header = load_session(tmp_path / "s.json")
     assert back == rs and header["model_name"] == "m"

@@ -34,8 +34,15 @@ def case(tmp_path, tiny_model_path):
 
 def test_request_review_reply_and_disagreements(tmp_path, case):
     model, results = case
-    pkg = write_package(tmp_path / "case.zip", results, model.labels, model.info.name, model.info.version,
-                        {"case_id": "S-1", "note": "please check cell 3"}, report_pdf=b"%PDF-1.4 test %%EOF")
+    pkg = write_package(
+        tmp_path / "case.zip",
+        results,
+        model.labels,
+        model.info.name,
+        model.info.version,
+        {"case_id": "S-1", "note": "please check cell 3"},
+        report_pdf=b"%PDF-1.4 test %%EOF",
+    )
     opened = read_package(pkg, tmp_path / "consultant" / "S-1")
     assert opened.kind == "request" and opened.case["case_id"] == "S-1"
     assert len(opened.results) == 5 and sum(1 for r in opened.results if r.ok) == 4
@@ -51,8 +58,16 @@ def test_request_review_reply_and_disagreements(tmp_path, case):
     got = {r.path.name: r for r in opened.results}
     got["cell_0.png"].reviewer_label = "eosinophil"  # agrees
     got["cell_3.png"].reviewer_label = "monocyte"  # disagrees with the sender's basophil
-    reply = write_package(tmp_path / "reply.zip", opened.results, model.labels, model.info.name,
-                          model.info.version, opened.case, kind="reply", package_id=opened.package_id)
+    reply = write_package(
+        tmp_path / "reply.zip",
+        opened.results,
+        model.labels,
+        model.info.name,
+        model.info.version,
+        opened.case,
+        kind="reply",
+        package_id=opened.package_id,
+    )
     back = read_package(reply, tmp_path / "lab" / "reply")
     assert back.kind == "reply" and back.package_id == opened.package_id
     assert disagreements(results, back) == [("cell_3.png", "basophil", "monocyte")]
@@ -63,8 +78,7 @@ def _zip(path: Path, members: dict[str, bytes], manifest: bool = True, extra=Non
         for name, data in members.items():
             z.writestr(name, data)
         if manifest:
-            z.writestr("MANIFEST.sha256", "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n"
-                                                  for n, d in members.items()))
+            z.writestr("MANIFEST.sha256", "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in members.items()))
         if extra:
             extra(z)
     return path
@@ -92,13 +106,33 @@ HOSTILE = {
     "bad_checksum": lambda p: _bad_checksum(p),
     "unlisted_member": lambda p: _unlisted(p),
     "not_a_zip": lambda p: (p.write_bytes(b"PK\x03\x04 but not really"), p)[1],
-    "wrong_types": lambda p: _zip(p, {"case.json": json.dumps(
-        {"format": "hematovision-consultation", "version": 1, "kind": "request",
-         "results": [{"file_name": 3, "label": {"x": 1}, "member": None}]}).encode()}),
+    "wrong_types": lambda p: _zip(
+        p,
+        {
+            "case.json": json.dumps(
+                {
+                    "format": "hematovision-consultation",
+                    "version": 1,
+                    "kind": "request",
+                    "results": [{"file_name": 3, "label": {"x": 1}, "member": None}],
+                }
+            ).encode()
+        },
+    ),
     "deep_json": lambda p: _zip(p, {"case.json": b"[" * 100_000 + b"]" * 100_000}),
-    "member_not_held": lambda p: _zip(p, {"case.json": json.dumps(
-        {"format": "hematovision-consultation", "version": 1, "kind": "request",
-         "results": [{"file_name": "a.png", "member": "../../etc/passwd"}]}).encode()}),
+    "member_not_held": lambda p: _zip(
+        p,
+        {
+            "case.json": json.dumps(
+                {
+                    "format": "hematovision-consultation",
+                    "version": 1,
+                    "kind": "request",
+                    "results": [{"file_name": "a.png", "member": "../../etc/passwd"}],
+                }
+            ).encode()
+        },
+    ),
 }
 
 
@@ -106,8 +140,10 @@ def _bad_checksum(p: Path) -> Path:
     with zipfile.ZipFile(p, "w") as z:
         z.writestr("case.json", CASE)
         z.writestr("images/a.png", b"tampered")
-        z.writestr("MANIFEST.sha256", f"{hashlib.sha256(CASE).hexdigest()}  case.json\n"
-                                      f"{hashlib.sha256(b'original').hexdigest()}  images/a.png\n")
+        z.writestr(
+            "MANIFEST.sha256",
+            f"{hashlib.sha256(CASE).hexdigest()}  case.json\n{hashlib.sha256(b'original').hexdigest()}  images/a.png\n",
+        )
     return p
 
 
@@ -165,14 +201,16 @@ def test_corrupted_packages_only_ever_give_a_package_error(tmp_path, case):
     from hypothesis import strategies as st
 
     model, results = case
-    good = write_package(tmp_path / "good.zip", results, model.labels, model.info.name, model.info.version,
-                         {"case_id": "P"}).read_bytes()
+    good = write_package(
+        tmp_path / "good.zip", results, model.labels, model.info.name, model.info.version, {"case_id": "P"}
+    ).read_bytes()
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(st.lists(st.tuples(st.integers(0, len(good) - 1), st.integers(0, 255)), min_size=1, max_size=8),
-           st.integers(0, len(good)))
+    @given(
+        st.lists(st.tuples(st.integers(0, len(good) - 1), st.integers(0, 255)), min_size=1, max_size=8), st.integers(0, len(good))
+    )
     def check(flips, cut):
-        data = bytearray(good[:max(cut, 22)] if cut < len(good) // 2 else good)
+        data = bytearray(good[: max(cut, 22)] if cut < len(good) // 2 else good)
         for pos, value in flips:
             if pos < len(data):
                 data[pos] = value

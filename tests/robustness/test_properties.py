@@ -49,15 +49,20 @@ def test_random_bytes_never_raise(model, workdir, data, ext):
 
 
 @SETTINGS
-@given(w=st.integers(1, 300), h=st.integers(1, 300),
-       mode=st.sampled_from(["RGB", "L", "1", "P", "RGBA", "LA", "CMYK", "I;16", "I", "F"]),
-       fmt=st.sampled_from(["PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP"]), seed=st.integers(0, 2**16))
+@given(
+    w=st.integers(1, 300),
+    h=st.integers(1, 300),
+    mode=st.sampled_from(["RGB", "L", "1", "P", "RGBA", "LA", "CMYK", "I;16", "I", "F"]),
+    fmt=st.sampled_from(["PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP"]),
+    seed=st.integers(0, 2**16),
+)
 def test_random_valid_images_classify(model, workdir, w, h, mode, fmt, seed):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    im = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).convert(mode if mode in (
-        "RGB", "L", "1", "P", "RGBA", "LA", "CMYK") else "L")
+    im = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).convert(
+        mode if mode in ("RGB", "L", "1", "P", "RGBA", "LA", "CMYK") else "L"
+    )
     if mode in ("I;16", "I", "F"):
         im = Image.fromarray(np.asarray(im).astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]) * 3)
     buf = io.BytesIO()

@@ -64,7 +64,7 @@ def channel_stats(model_bytes: bytes, x: np.ndarray, names: list[str], input_nam
     session = ort.InferenceSession(probe.to_bytes(), providers=["CPUExecutionProvider"])
     outs: list[list[np.ndarray]] = [[] for _ in names]
     for i in range(0, len(x), 16):
-        for j, o in enumerate(session.run(names, {input_name: x[i:i + 16]})):
+        for j, o in enumerate(session.run(names, {input_name: x[i : i + 16]})):
             outs[j].append(o)
     stats = []
     for o in outs:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return normalise(np.stack([load_for_model(q, base.input_size, p) for q in paths]), p)
 
     src = [p for p, _ in list_labelled(data / src_rel)]
-    src = src[::max(1, len(src) // 200)][:200]
+    src = src[:: max(1, len(src) // 200)][:200]
     t0 = time.time()
     source = channel_stats(f.to_bytes(), load(src, prep), [u[0] for u in units], base.input_name)
     print(f"source statistics in {time.time() - t0:.1f} s")
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cur.set_initializer(a_name, (a * k.reshape(a.shape)).astype(np.float32))
             shape = c.shape
-            cur.set_initializer(c_name, ((c - mt.reshape(shape)) * k.reshape(shape) + ms.reshape(shape))
-                                .astype(np.float32))
+            cur.set_initializer(c_name, ((c - mt.reshape(shape)) * k.reshape(shape) + ms.reshape(shape)).astype(np.float32))
     print(f"re-estimated in graph order in {time.time() - t0:.1f} s")
     meta = json.loads(cur.metadata()["hematovision"])
     meta["preprocessing"] = dict(meta["preprocessing"], crop_fraction=target_prep.crop_fraction)

@@ -39,7 +39,7 @@ POOL_PER_CLASS = 100  # reviewed cells are drawn from the first this many of eac
 
 def _cast(im: Image.Image, gains: tuple[float, float, float], gamma: float = 1.0) -> Image.Image:
     a = np.asarray(im, np.float32) / 255.0
-    a = np.clip(a ** gamma * np.asarray(gains, np.float32), 0, 1)
+    a = np.clip(a**gamma * np.asarray(gains, np.float32), 0, 1)
     return Image.fromarray((a * 255 + 0.5).astype(np.uint8))
 
 
@@ -87,8 +87,7 @@ def _score(model: Model, paths: list[Path], labels: list[int] | None) -> dict:
     return out
 
 
-def run(model_path: Path, lab: str, ks: list[int], draws: int, synthetic: str | None, cache: Path,
-        limit: int = 0) -> list[dict]:
+def run(model_path: Path, lab: str, ks: list[int], draws: int, synthetic: str | None, cache: Path, limit: int = 0) -> list[dict]:
     data = shared_root() / "data"
     pool_rel, eval_rel, has_other = LABS[lab]
     rng = np.random.default_rng(1234)
@@ -100,15 +99,21 @@ def run(model_path: Path, lab: str, ks: list[int], draws: int, synthetic: str | 
     ev = list_labelled(data / eval_rel)
     other = list_other(data)[1::2] if has_other else []
     if limit:
-        ev, other = ev[::max(1, len(ev) // limit)], other[::max(1, len(other) // limit)]
+        ev, other = ev[:: max(1, len(ev) // limit)], other[:: max(1, len(other) // limit)]
     pool_paths, ev_paths, other_paths = [p for p, _ in pool], [p for p, _ in ev], list(other)
     if synthetic:
         pool_paths = _materialise(synthetic, pool_paths, cache)
         ev_paths = _materialise(synthetic, ev_paths, cache)
         other_paths = _materialise(synthetic, other_paths, cache)
     base = Model(model_path)
-    rows = [{"setting": "base", "k": 0, **_score(base, ev_paths, [y for _, y in ev]),
-             **({"other_flagged": _score(base, other_paths, None)["flagged"]} if other_paths else {})}]
+    rows = [
+        {
+            "setting": "base",
+            "k": 0,
+            **_score(base, ev_paths, [y for _, y in ev]),
+            **({"other_flagged": _score(base, other_paths, None)["flagged"]} if other_paths else {}),
+        }
+    ]
     print(json.dumps(rows[-1]), flush=True)
     ys = np.asarray([y for _, y in pool])
     for k in ks:
@@ -122,18 +127,27 @@ def run(model_path: Path, lab: str, ks: list[int], draws: int, synthetic: str | 
             with tempfile.TemporaryDirectory() as tmp:
                 site = a.save(Path(tmp) / "site.onnx", base)
                 m = Model(site)
-                row = {"setting": "adapted", "k": k, "draw": d, "scale": a.scale, "seconds": round(secs, 2),
-                       **_score(m, ev_paths, [y for _, y in ev]),
-                       **({"other_flagged": _score(m, other_paths, None)["flagged"]} if other_paths else {}),
-                       "cv_after": a.after.as_dict()}
+                row = {
+                    "setting": "adapted",
+                    "k": k,
+                    "draw": d,
+                    "scale": a.scale,
+                    "seconds": round(secs, 2),
+                    **_score(m, ev_paths, [y for _, y in ev]),
+                    **({"other_flagged": _score(m, other_paths, None)["flagged"]} if other_paths else {}),
+                    "cv_after": a.after.as_dict(),
+                }
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
 
 
 def summarise(rows: list[dict], title: str) -> str:
-    lines = [f"## {title}", "| k | accuracy | flagged | non-target flagged | unflagged correct | scale | s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {title}",
+        "| k | accuracy | flagged | non-target flagged | unflagged correct | scale | s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k in sorted({r["k"] for r in rows}):
         rs = [r for r in rows if r["k"] == k]
 
@@ -143,9 +157,12 @@ def summarise(rows: list[dict], title: str) -> str:
                 return "-"
             f = 100 if pct else 1
             return f"{f * v.mean():.1f}" + (f" ± {f * v.std():.1f}" if len(v) > 1 else "")
+
         scales = ",".join(f"{s:g}" for s in sorted({r["scale"] for r in rs if "scale" in r})) or "-"
-        lines.append(f"| {k or 'base'} | {ms('accuracy')} | {ms('flagged')} | {ms('other_flagged')} | "
-                     f"{ms('unflagged_correct')} | {scales} | {ms('seconds', False)} |")
+        lines.append(
+            f"| {k or 'base'} | {ms('accuracy')} | {ms('flagged')} | {ms('other_flagged')} | "
+            f"{ms('unflagged_correct')} | {scales} | {ms('seconds', False)} |"
+        )
     return "\n".join(lines)
 
 
@@ -161,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write every row here")
     args = ap.parse_args(argv)
     every = []
-    for syn in (args.synthetic or [None]):
+    for syn in args.synthetic or [None]:
         rows = run(args.model, args.lab, args.k, args.draws, syn, args.cache, args.limit)
         title = f"{args.model.name} at {args.lab}" + (f" as synthetic lab '{syn}'" if syn else "")
         print(summarise(rows, title), flush=True)

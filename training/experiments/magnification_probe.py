@@ -27,7 +27,7 @@ def assess_at(model: Model, images: list, scale: float, seed: int = 0) -> tuple[
     rng = np.random.default_rng(seed)
     prep = model.info.preprocessing
     x = normalise(np.stack([model_input_at(im, scale, rng, model.input_size, prep) for im in images]), prep)
-    parts = [model.assess(x[i:i + 32]) for i in range(0, len(x), 32)]
+    parts = [model.assess(x[i : i + 32]) for i in range(0, len(x), 32)]
     predicted = np.concatenate([p.argmax(1) for p, _ in parts])
     flagged = np.concatenate([r for _, r in parts]) < model.info.review_threshold
     return predicted, flagged
@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             predicted, flagged = assess_at(model, images, scale)
             right = predicted == labels
             unflagged = f"{np.mean(right[~flagged]):.1%}" if (~flagged).any() else "-"
-            print(f"{rel:<24} magnification x{scale:<4g} accuracy {np.mean(right):.1%}, flagged for review "
-                  f"{np.mean(flagged):.1%}, unflagged correct {unflagged} ({len(labels)} images)")
+            print(
+                f"{rel:<24} magnification x{scale:<4g} accuracy {np.mean(right):.1%}, flagged for review "
+                f"{np.mean(flagged):.1%}, unflagged correct {unflagged} ({len(labels)} images)"
+            )
     return 0
 
 

@@ -64,8 +64,12 @@ def score(wc: float, combo: tuple[str, ...]) -> float:
     return round(auroc(so, sg), 3)
 
 
-best = [(score(wc, combo), wc, list(combo))
-        for n in range(1, len(keys) + 1) for combo in itertools.combinations(keys, n) for wc in (0.0, 0.25, 0.5)]
+best = [
+    (score(wc, combo), wc, list(combo))
+    for n in range(1, len(keys) + 1)
+    for combo in itertools.combinations(keys, n)
+    for wc in (0.0, 0.25, 0.5)
+]
 for b in sorted(best, key=lambda b: b[0])[-8:]:
     print(b)
 print("ALL five, by w:", [(wc, score(wc, keys)) for wc in (0.0, 0.25, 0.5, 0.75)])

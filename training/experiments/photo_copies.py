@@ -44,8 +44,12 @@ def descriptor(im: Image.Image) -> np.ndarray:
     y0 = np.clip(np.floor(ys).astype(int), 0, h - 2)
     fx = np.clip(xs - x0, 0, 1)[..., None]
     fy = np.clip(ys - y0, 0, 1)[..., None]
-    ring = (a[y0, x0] * (1 - fx) * (1 - fy) + a[y0, x0 + 1] * fx * (1 - fy)
-            + a[y0 + 1, x0] * (1 - fx) * fy + a[y0 + 1, x0 + 1] * fx * fy)
+    ring = (
+        a[y0, x0] * (1 - fx) * (1 - fy)
+        + a[y0, x0 + 1] * fx * (1 - fy)
+        + a[y0 + 1, x0] * (1 - fx) * fy
+        + a[y0 + 1, x0 + 1] * fx * fy
+    )
     # A rotation shifts each circle's samples, a flip reverses them: neither changes |FFT|.
     mag = np.abs(np.fft.rfft(ring, axis=1))[:, :HARMONICS, :] / len(ANGLES)
     return np.log1p(mag).ravel()
@@ -69,7 +73,7 @@ def group(unit: np.ndarray, threshold: float) -> np.ndarray:
         return i
 
     for start in range(0, len(unit), 1024):  # blocks keep the similarity matrix small
-        sims = unit[start:start + 1024] @ unit.T
+        sims = unit[start : start + 1024] @ unit.T
         for i, j in zip(*np.nonzero(sims > threshold)):
             a, b = root(start + int(i)), root(int(j))
             if a != b:
@@ -108,8 +112,13 @@ def main(argv: list[str] | None = None) -> None:
                 predicted[key] = row["predicted_label"]
                 if all(f"p_{c}" in row and row[f"p_{c}"] for c in CLASSES):
                     probs[key] = [float(row[f"p_{c}"]) for c in CLASSES]
-    correct = np.array([predicted.get(str(p.resolve())) == CLASSES[y] if str(p.resolve()) in predicted else np.nan
-                        for p, y in zip(paths, labels)], dtype=float)
+    correct = np.array(
+        [
+            predicted.get(str(p.resolve())) == CLASSES[y] if str(p.resolve()) in predicted else np.nan
+            for p, y in zip(paths, labels)
+        ],
+        dtype=float,
+    )
     print(f"{args.split}: {len(paths)} files; groups at cosine > {args.threshold}")
     for c, name in enumerate(CLASSES):
         mask = labels == c
@@ -138,8 +147,10 @@ def _without_worst_group(p: np.ndarray, labels: np.ndarray, groups: np.ndarray) 
     worst = ids[np.argmax(errors)]
     keep = groups != worst
     print(f"whole split: accuracy {np.mean(~wrong):.2%}, ECE {ece(p, labels)[0]:.3f}")
-    print(f"without the group with most errors ({np.sum(~keep)} copies, {errors.max()} errors): "
-          f"accuracy {np.mean(~wrong[keep]):.2%}, ECE {ece(p[keep], labels[keep])[0]:.3f}")
+    print(
+        f"without the group with most errors ({np.sum(~keep)} copies, {errors.max()} errors): "
+        f"accuracy {np.mean(~wrong[keep]):.2%}, ECE {ece(p[keep], labels[keep])[0]:.3f}"
+    )
 
 
 if __name__ == "__main__":
