@@ -151,6 +151,45 @@ def cell_centre(im: Image.Image) -> tuple[float, float]:
     return (x + 0.5) * w / sw, (y + 0.5) * h / sh
 
 
+def nucleus_radius(im: Image.Image, centre: tuple[float, float] | None = None, side: int = 160, frac: float = 0.5) -> float:
+    """Radius of gyration of the stained nucleus of the cell :func:`cell_centre` finds, in ``im``'s pixels.
+
+    A ruler for the lab's magnification (issue 17): a crop of a fixed multiple of it shows every lab's cell at one
+    scale. Second moments scale with magnification by construction and need no connectivity (a lobed nucleus
+    counts whole); the window follows its own centroid and settles at three radii, so a second cell in the field
+    drops out. Stable within +-10 % for 88-100 % of real images from 0.5x to 2x, and 1-2 ms for a 360 px
+    capture (``python -m training.analysis.scale_probe``). nan when the image has no stain to measure
+    (nothing purple, or a single stained pixel).
+    """
+    w, h = im.size
+    k = max(1, max(w, h) // side)
+    small = im.reduce(k) if k > 1 else im
+    a = np.asarray(small, dtype=np.float32)
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    purple = (b - g) - 0.35 * np.maximum(r - g, 0)
+    purple[(r + g + b) <= 30] = 0
+    top = float(np.percentile(purple, 99.5))
+    if top <= 10:
+        return float("nan")
+    ys, xs = np.nonzero(purple > frac * top)
+    cx, cy = centre if centre is not None else cell_centre(im)
+    cx, cy = cx / k - 0.5, cy / k - 0.5
+    # Start from a quarter of the short side around the search peak: wide enough to grow onto a nucleus larger
+    # than it (the window becomes three radii), narrow enough that a second cell's nucleus is not averaged in.
+    limit = (min(small.size) / 4) ** 2
+    r2 = float("nan")
+    for _ in range(8):
+        d2 = (xs - cx) ** 2 + (ys - cy) ** 2
+        inside = d2 <= limit
+        if not inside.any():
+            return float("nan")
+        # The window's own centroid, so a search peak off the middle of a large nucleus does not inflate the radius.
+        cx, cy = float(xs[inside].mean()), float(ys[inside].mean())
+        r2 = float(((xs[inside] - cx) ** 2 + (ys[inside] - cy) ** 2).mean())
+        limit = 9 * r2
+    return float(np.sqrt(r2)) * k if r2 > 0 else float("nan")
+
+
 def model_box(im: Image.Image, prep: Preprocessing | None) -> tuple[int, int, int, int]:
     """The region (left, top, right, bottom) of ``im`` the model is shown.
 
