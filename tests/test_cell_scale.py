@@ -54,3 +54,46 @@ def test_the_ruler_follows_magnification_on_real_images(shared_data, folder):
         ratios_arr = np.array(ratios)
         assert abs(np.median(ratios_arr) - 1) <= 0.05, (scale, ratios)
         assert np.mean(np.abs(ratios_arr - 1) <= 0.10) >= 0.8, (scale, ratios)
+
+
+def test_a_nucleus_square_is_its_multiple_of_the_radius_and_follows_magnification():
+    from hv_desktop.core.preprocess import Preprocessing, model_box
+
+    prep = Preprocessing(crop="nucleus", crop_radii=6.0, crop_fraction=0.75)
+    sides = {}
+    for r in (10, 20):
+        box = model_box(_disc_image(r, size=(400, 300), centre=(200, 150)), prep)
+        sides[r] = box[2] - box[0]
+        assert sides[r] == pytest.approx(6.0 * r / math.sqrt(2), rel=0.08)
+    assert sides[20] / sides[10] == pytest.approx(2.0, rel=0.08)
+    # Nothing to measure: the "cell" square's fallback, a fraction of the short side.
+    box = model_box(Image.new("RGB", (400, 300), (200, 200, 200)), prep)
+    assert (box[2] - box[0], box[3] - box[1]) == (225, 225)
+
+
+def test_a_nucleus_square_wider_than_the_field_is_padded_with_its_background():
+    from hv_desktop.core.preprocess import Preprocessing, model_box, resize_for_model
+
+    im = _disc_image(30, size=(200, 150), centre=(100, 75))
+    prep = Preprocessing(crop="nucleus", crop_radii=12.0)
+    box = model_box(im, prep)
+    assert box[2] - box[0] > 200  # 12 x 21 px radius
+    arr = resize_for_model(im, (64, 64), prep)
+    assert tuple(arr[0, 0]) == (235, 225, 215)
+
+
+def test_models_declare_the_nucleus_crop_and_out_of_range_multiples_are_refused(tmp_path):
+    from onnx_factory import tiny_model
+
+    from hv_desktop.core.model import Model, ModelError
+
+    ok = tiny_model(
+        tmp_path / "ok.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "nucleus", "crop_radii": 8}}
+    )
+    prep = Model(ok).info.preprocessing
+    assert (prep.crop, prep.crop_radii) == ("nucleus", 8.0)
+    bad = tiny_model(
+        tmp_path / "bad.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "nucleus", "crop_radii": 0.5}}
+    )
+    with pytest.raises(ModelError, match="crop_radii"):
+        Model(bad)

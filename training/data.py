@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.preprocess import CELL_SEARCH_VERSION, ImageError, Preprocessing, load_for_model
+from hv_desktop.core.preprocess import CELL_SEARCH_VERSION, NUCLEUS_RULER_VERSION, ImageError, Preprocessing, load_for_model
 from hv_desktop.core.scan import is_image_name
 
 CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
@@ -52,6 +52,7 @@ def preprocessing_for(cfg: dict) -> Preprocessing:
         height=cfg["image_size"],
         crop=crop.get("kind", "none"),
         crop_fraction=float(crop.get("fraction", 1.0)),
+        crop_radii=float(crop.get("radii", 7.0)),
     )
 
 
@@ -62,8 +63,10 @@ def load_arrays(
     tag = f"@{size}"
     if prep is not None and prep.crop != "none":
         tag += f"/{prep.crop}:{prep.crop_fraction:g}"
-        if prep.crop == "cell":
+        if prep.crop in ("cell", "nucleus"):
             tag += f"/search{CELL_SEARCH_VERSION}"  # a changed search must not reuse old crops
+        if prep.crop == "nucleus":
+            tag += f"/radii{prep.crop_radii:g}/ruler{NUCLEUS_RULER_VERSION}"
     key = hashlib.sha256(("|".join(f"{p}:{y}" for p, y in items) + tag).encode()).hexdigest()[:16]
     if cache_dir is not None:
         cache = cache_dir / f"{key}.npz"

@@ -35,6 +35,13 @@ def base_metadata(cfg: dict, version: str) -> dict:
             "the image), then to width x height, bilinear (antialiased); EXIF orientation applied; alpha "
             "composited on white"
         )
+    elif prep.crop == "nucleus":
+        resize = (
+            f"square of {prep.crop_radii:g} x the stained nucleus's radius of gyration, centred on it (padded with the "
+            f"field's background where wider than the image; {prep.crop_fraction:g} x the short side where no nucleus "
+            "is measured), then to width x height, bilinear (antialiased); EXIF orientation applied; alpha composited "
+            "on white"
+        )
     else:
         resize = (
             "whole image to width x height, bilinear (antialiased), aspect not kept; "
@@ -53,6 +60,7 @@ def base_metadata(cfg: dict, version: str) -> dict:
             "layout": "NHWC",
             "crop": prep.crop,
             "crop_fraction": prep.crop_fraction,
+            "crop_radii": prep.crop_radii,
             "resize": resize,
         },
         "output_kind": "logits",

@@ -42,7 +42,15 @@ from hv_desktop.core.model import METADATA_KEY, Model
 from hv_desktop.core.files import read_regular
 from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.paths import text_to_path
-from hv_desktop.core.preprocess import ImageError, Preprocessing, box_around, cell_centre, normalise, open_image
+from hv_desktop.core.preprocess import (
+    ImageError,
+    Preprocessing,
+    box_around,
+    cell_centre,
+    normalise,
+    nucleus_radius,
+    open_image,
+)
 from hv_desktop.core.preprocess import resize_for_model
 
 #: Magnifications of the lab relative to the model's training labs that are tried (the crop's side is the
@@ -483,13 +491,18 @@ def adapt(
     lap("read")
     prep = base.info.preprocessing
     scales = SCALES if prep.crop == "cell" else (1.0,)
-    centres = [cell_centre(im) if prep.crop == "cell" else None for im in ims]
+    # A "nucleus" crop already shows every lab's cell at one scale: it keeps its square, measured per cell.
+    centres = [cell_centre(im) if prep.crop in ("cell", "nucleus") else None for im in ims]
+    radii = [nucleus_radius(im, c) if prep.crop == "nucleus" and c else None for im, c in zip(ims, centres)]
     folds = _folds(y, min(FOLDS, max(2, int(np.bincount(y)[np.bincount(y) > 0].min()))))
 
     def features(s: float, idx: np.ndarray) -> dict[str, np.ndarray]:
         p = _at_scale(prep, s)
         x = normalise(
-            np.stack([resize_for_model(ims[i], base.input_size, p, box_around(ims[i].size, centres[i], p)) for i in idx]), p
+            np.stack(
+                [resize_for_model(ims[i], base.input_size, p, box_around(ims[i].size, centres[i], p, radii[i])) for i in idx]
+            ),
+            p,
         )
         out = probe.run(x)
         lap("features")
@@ -654,8 +667,11 @@ def _site_metadata(
         "layout": prep.layout,
         "crop": prep.crop,
         "crop_fraction": prep.crop_fraction,
+        "crop_radii": prep.crop_radii,
         "resize": f"as the base model, with the square's side {prep.crop_fraction:.3g} x the image's short side "
-        f"(this lab's magnification x{scale:g}; padded with the image's background colour beyond it)",
+        f"(this lab's magnification x{scale:g}; padded with the image's background colour beyond it)"
+        if prep.crop == "cell"
+        else f"as the base model: a square of {prep.crop_radii:g} x the stained nucleus's radius of gyration",
     }
     base_version = str(base.info.version)
     meta.update(

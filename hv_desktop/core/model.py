@@ -26,6 +26,8 @@ MAX_MODEL_BYTES = 512 * 1024 * 1024
 DEFAULT_REVIEW_THRESHOLD = 0.6
 #: A "cell" square up to twice the short side (padded with background): a site model for a lab whose cells
 #: fill more of the frame than the training labs' (hv_desktop.core.adapt chooses it).
+#: A "nucleus" square: from a cell and its rim up to a field of many cells, in nucleus radii.
+MIN_CROP_RADII, MAX_CROP_RADII = 2.0, 40.0
 MAX_CROP_FRACTION = 2.0
 
 #: Stated wherever a result is shown or exported.
@@ -172,6 +174,7 @@ def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
             layout=_str(p.get("layout", "NHWC"), "layout", 8).upper(),
             crop=_str(p.get("crop", "none"), "crop", 32).lower(),
             crop_fraction=_num(p.get("crop_fraction", 1.0), "crop_fraction", 0.2, MAX_CROP_FRACTION),
+            crop_radii=_num(p.get("crop_radii", 7.0), "crop_radii", MIN_CROP_RADII, MAX_CROP_RADII),
         )
         for key in ("scores_output", "cam_output", "review_output", "embedding_output"):
             if key in meta and meta[key] is not None:

@@ -94,12 +94,13 @@ class Preprocessing:
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
     channel_order: str = "RGB"  # or "BGR"
     layout: str = "NHWC"  # or "NCHW"
-    crop: str = "none"  # or "cell": a square around the stained nucleus
+    crop: str = "none"  # "cell": a square around the stained nucleus; "nucleus": the same, sized by the nucleus
     crop_fraction: float = 1.0  # side of the "cell" square / the image's short side (up to 2: padded)
+    crop_radii: float = 7.0  # side of the "nucleus" square in nucleus radii (crop_fraction where none is measured)
 
 
 #: Crop kinds this version of the app can apply (a model asking for another is refused).
-CROPS = ("none", "cell")
+CROPS = ("none", "cell", "nucleus")
 
 # The nucleus search runs on a copy about this many pixels on its long side:
 # enough to place a 60-200 px cell to within a few pixels.
@@ -108,6 +109,8 @@ _SEARCH_SIDE = 96
 _SEARCH_SIGMA = 6.0
 #: Bumped whenever the search changes where a square lands, so cached training arrays are rebuilt.
 CELL_SEARCH_VERSION = 2
+#: Bumped whenever nucleus_radius changes what it measures (cached "nucleus" crops are rebuilt).
+NUCLEUS_RULER_VERSION = 1
 
 
 def cell_centre(im: Image.Image) -> tuple[float, float]:
@@ -157,7 +160,7 @@ def nucleus_radius(im: Image.Image, centre: tuple[float, float] | None = None, s
     A ruler for the lab's magnification (issue 17): a crop of a fixed multiple of it shows every lab's cell at one
     scale. Second moments scale with magnification by construction and need no connectivity (a lobed nucleus
     counts whole); the window follows its own centroid and settles at three radii, so a second cell in the field
-    drops out. Stable within +-10 % for 88-100 % of real images from 0.5x to 2x, and 1-2 ms for a 360 px
+    drops out. Stable within +-10 % for 90-100 % of real images from 0.5x to 2x, and 1-2 ms for a 360 px
     capture (``python -m training.analysis.scale_probe``). nan when the image has no stain to measure
     (nothing purple, or a single stained pixel).
     """
@@ -168,9 +171,11 @@ def nucleus_radius(im: Image.Image, centre: tuple[float, float] | None = None, s
     r, g, b = a[..., 0], a[..., 1], a[..., 2]
     purple = (b - g) - 0.35 * np.maximum(r - g, 0)
     purple[(r + g + b) <= 30] = 0
-    top = float(np.percentile(purple, 99.5))
-    if top <= 10:
+    stained = purple[purple > 20]
+    if stained.size < 2:
         return float("nan")
+    # The strongest stain, read among stained pixels only, so a small nucleus in a wide field still sets it.
+    top = float(np.percentile(stained, 90))
     ys, xs = np.nonzero(purple > frac * top)
     cx, cy = centre if centre is not None else cell_centre(im)
     cx, cy = cx / k - 0.5, cy / k - 0.5
@@ -202,21 +207,32 @@ def model_box(im: Image.Image, prep: Preprocessing | None) -> tuple[int, int, in
 def model_box_and_centre(
     im: Image.Image, prep: Preprocessing | None
 ) -> tuple[tuple[int, int, int, int], tuple[float, float] | None]:
-    """:func:`model_box` and the nucleus it is centred on (None without the cell crop), from one search."""
-    if prep is None or prep.crop != "cell":
+    """:func:`model_box` and the nucleus it is centred on (None without a cell crop), from one search."""
+    if prep is None or prep.crop not in ("cell", "nucleus"):
         return (0, 0) + im.size, None
     centre = cell_centre(im)
-    return box_around(im.size, centre, prep), centre
+    radius = nucleus_radius(im, centre) if prep.crop == "nucleus" else None
+    return box_around(im.size, centre, prep, radius), centre
 
 
 def box_around(
-    size: tuple[int, int], centre: tuple[float, float] | None, prep: Preprocessing | None
+    size: tuple[int, int],
+    centre: tuple[float, float] | None,
+    prep: Preprocessing | None,
+    radius: float | None = None,
 ) -> tuple[int, int, int, int]:
-    """The model's square for an image of ``size`` whose nucleus is at ``centre`` (one search, many crops)."""
+    """The model's square for an image of ``size`` whose nucleus is at ``centre`` (one search, many crops).
+
+    ``radius``: the nucleus's (:func:`nucleus_radius`), which sizes a "nucleus" square; without one (no stain to
+    measure) that square falls back to ``crop_fraction`` of the short side, as a "cell" square.
+    """
     w, h = size
-    if prep is None or prep.crop != "cell" or centre is None:
+    if prep is None or prep.crop not in ("cell", "nucleus") or centre is None:
         return (0, 0, w, h)
-    side = max(1, round(prep.crop_fraction * min(w, h)))
+    if prep.crop == "nucleus" and radius is not None and math.isfinite(radius) and radius > 0:
+        side = max(1, round(prep.crop_radii * radius))
+    else:
+        side = max(1, round(prep.crop_fraction * min(w, h)))
     cx, cy = centre
     # Inside the image when the square fits; a square wider than the image (crop_fraction > 1: a lab whose
     # cells fill more of the frame) is centred on the cell as far as it can be while covering the image.
