@@ -434,6 +434,9 @@ def _unknown_command(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hv_desktop.core.runtime import configure_process
+
+    configure_process()
     argv = sys.argv[1:] if argv is None else argv
     unknown = _unknown_command(argv)
     if unknown:
