@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hv_desktop import __version__
 from hv_desktop.core.export import Tally
@@ -430,13 +431,20 @@ def unknown_command(word: str, rest: list[str]) -> str | None:
     return f"'{word}' is neither a command ({', '.join(COMMANDS)}) nor a file or folder"
 
 
+class _EveryWord(dict):
+    """The subcommands' choices as argparse checks them: every first word is one (a PATH when no command)."""
+
+    def __contains__(self, key: Any) -> bool:
+        return True
+
+
 class _Commands(argparse._SubParsersAction):
     """The subcommands, where a first word that names none is the first PATH of the default command (the desktop
     app): ``hematovision a.png`` is ``hematovision open a.png``, and a mistyped command is a usage error."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.choices = None  # any first word is accepted; __call__ routes it
+        self.choices = _EveryWord()  # any first word passes argparse's check; __call__ routes it
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         word, *rest = values

@@ -73,6 +73,11 @@ def _optional_name(meta: dict, key: str) -> str | None:
     return None if value is None else _str(value, key, 256)
 
 
+def _optional_text(meta: dict, key: str) -> str | None:
+    value = meta.get(key)
+    return None if value is None else _str(value, key, 2000)
+
+
 def _optional_object(meta: dict, key: str) -> dict | None:
     value = meta.get(key)
     if value is not None and not isinstance(value, dict):
@@ -176,9 +181,6 @@ class ModelMetadata:
             raise ValueError(f"labels must be a list of 2 to {MAX_LABELS} names")
         labels = tuple(_str(x, "each label", 100) for x in labels_raw)
         prep, notes = _preprocessing(meta.get("preprocessing", {}))
-        names = {k: _optional_name(meta, k) for k in ("scores_output", "cam_output", "review_output", "embedding_output")}
-        texts = {k: meta.get(k) for k in ("intended_use", "app_version_at_export", "exported", "architecture")}
-        objects = {k: _optional_object(meta, k) for k in ("review_score", "head", "site_adaptation", "training_data", "metrics")}
         return cls(
             name=_str(meta.get("name", default_name), "name"),
             version=_str(meta.get("version", "unknown"), "version", 64),
@@ -188,9 +190,19 @@ class ModelMetadata:
             temperature=_num(meta.get("temperature", 1.0), "temperature", 1e-3, 1e3),
             review_threshold=_num(meta.get("review_threshold", DEFAULT_REVIEW_THRESHOLD), "review_threshold", 0, 1),
             output_kind=_str(meta.get("output_kind", "logits"), "output_kind", 32),
-            **names,
-            **{k: None if v is None else _str(v, k, 2000) for k, v in texts.items()},
-            **objects,
+            scores_output=_optional_name(meta, "scores_output"),
+            cam_output=_optional_name(meta, "cam_output"),
+            review_output=_optional_name(meta, "review_output"),
+            review_score=_optional_object(meta, "review_score"),
+            embedding_output=_optional_name(meta, "embedding_output"),
+            head=_optional_object(meta, "head"),
+            site_adaptation=_optional_object(meta, "site_adaptation"),
+            intended_use=_optional_text(meta, "intended_use"),
+            app_version_at_export=_optional_text(meta, "app_version_at_export"),
+            exported=_optional_text(meta, "exported"),
+            architecture=_optional_text(meta, "architecture"),
+            training_data=_optional_object(meta, "training_data"),
+            metrics=_optional_object(meta, "metrics"),
             extra={k: v for k, v in meta.items() if k not in _KNOWN},
         )
 

@@ -35,7 +35,7 @@ def keep_freed_buffers() -> bool:
     No effect off glibc, or when MALLOC_MMAP_THRESHOLD_ is set by the user.
     """
     try:
-        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
             return False
     except (AttributeError, ValueError, OSError):  # not a glibc system (Windows, macOS, musl)
         return False

@@ -118,7 +118,7 @@ def render_pdf(report: Report, path: str | os.PathLike) -> int:
     finally:
         painter.end()
     del pages, writer  # finishes the document
-    data = bytes(buffer.data())
+    data = bytes(buffer.data().data())
     if not pdf_bytes_ok(data):
         raise OSError("the PDF writer produced no document")
     atomic_write_bytes(path, data)
