@@ -71,15 +71,11 @@ def check_structure(data: bytes, name: str) -> None:
             raise ModelError(f"{name} defines its own functions, which HematoVision models do not use")
         for field_ in f.graph:
             if field_.number == 5:  # initializer: external_data (13) or data_location EXTERNAL (14 = 1)
-                tensor = parse(bytes(field_.value))  # type: ignore[arg-type]
+                tensor = parse(bytes(field_.value))
                 if any(t.number == 13 or (t.number == 14 and t.value == 1) for t in tensor):
                     raise ModelError(f"{name} refers to external data files, which are not allowed")
             elif field_.number == 1:
-                ops = {
-                    bytes(t.value).decode("utf-8", "replace")
-                    for t in parse(bytes(field_.value))  # type: ignore[arg-type]
-                    if t.number == 4
-                }
+                ops = {bytes(t.value).decode("utf-8", "replace") for t in parse(bytes(field_.value)) if t.number == 4}
                 bad = ops & _CONTROL_FLOW
                 if bad:
                     raise ModelError(f"{name} uses control flow ({', '.join(sorted(bad))}), which HematoVision models never need")

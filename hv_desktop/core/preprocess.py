@@ -311,7 +311,7 @@ def _read_path(path: PathLike) -> io.BytesIO:
     if not data:
         raise ImageError("empty file (0 bytes)")
     buf = io.BytesIO(data)
-    buf.name = os.fspath(path)  # type: ignore[attr-defined]
+    buf.name = os.fspath(path)
     return buf
 
 
