@@ -85,6 +85,15 @@ def _optional_object(meta: dict, key: str) -> dict | None:
     return value
 
 
+def _optional_fields(meta: dict) -> dict[str, Any]:
+    """The optional fields: output names, descriptive texts and objects (None when absent)."""
+    names = ("scores_output", "cam_output", "review_output", "embedding_output")
+    out: dict[str, Any] = {k: _optional_name(meta, k) for k in names}
+    out.update({k: _optional_text(meta, k) for k in ("intended_use", "app_version_at_export", "exported", "architecture")})
+    out.update({k: _optional_object(meta, k) for k in ("review_score", "head", "site_adaptation", "training_data", "metrics")})
+    return out
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
@@ -190,19 +199,7 @@ class ModelMetadata:
             temperature=_num(meta.get("temperature", 1.0), "temperature", 1e-3, 1e3),
             review_threshold=_num(meta.get("review_threshold", DEFAULT_REVIEW_THRESHOLD), "review_threshold", 0, 1),
             output_kind=_str(meta.get("output_kind", "logits"), "output_kind", 32),
-            scores_output=_optional_name(meta, "scores_output"),
-            cam_output=_optional_name(meta, "cam_output"),
-            review_output=_optional_name(meta, "review_output"),
-            review_score=_optional_object(meta, "review_score"),
-            embedding_output=_optional_name(meta, "embedding_output"),
-            head=_optional_object(meta, "head"),
-            site_adaptation=_optional_object(meta, "site_adaptation"),
-            intended_use=_optional_text(meta, "intended_use"),
-            app_version_at_export=_optional_text(meta, "app_version_at_export"),
-            exported=_optional_text(meta, "exported"),
-            architecture=_optional_text(meta, "architecture"),
-            training_data=_optional_object(meta, "training_data"),
-            metrics=_optional_object(meta, "metrics"),
+            **_optional_fields(meta),
             extra={k: v for k, v in meta.items() if k not in _KNOWN},
         )
 
