@@ -1,4 +1,4 @@
-"""The ``hematovision`` command: the GUI with no arguments, ``classify`` headless.
+"""The ``hematovision`` command: the GUI with no command (``open``, on any PATHs given), ``classify`` headless.
 
 User errors (a bad path, an unusable model, an unwritable output) end with one
 line on stderr and a non-zero exit, never a traceback. Bad image files are not
@@ -12,12 +12,19 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hv_desktop import __version__
+from hv_desktop.core.export import Tally
+from hv_desktop.core.model import Model, ModelError, bundled_model_path
+from hv_desktop.core.outputs import output_problem
 
 EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_NO_IMAGES, EXIT_CANCELLED = 0, 2, 3, 4, 5, 130
+#: The commands a mistyped first word is matched against; any other first word is a PATH for the desktop app.
 COMMANDS = ("classify", "watch", "adapt")
+OPEN = "open"
 
 
 class _Progress:
@@ -48,18 +55,36 @@ class _Progress:
         self.stream.flush()
 
 
-def _fail(code: int, message: str) -> int:
-    print(f"hematovision: {message}", file=sys.stderr)
-    return code
+class CliError(Exception):
+    """A user error: one line on stderr (``technical``: a second, indented line) and exit ``code``."""
+
+    def __init__(self, code: int, message: str, technical: str = "") -> None:
+        super().__init__(message)
+        self.code, self.message, self.technical = code, message, technical
+
+    def report(self) -> int:
+        print(f"hematovision: {self.message}", file=sys.stderr)
+        if self.technical:
+            print(f"  technical reason: {self.technical}", file=sys.stderr)
+        return self.code
 
 
-def _model_fail(exc) -> int:
+def _model_error(exc: ModelError) -> CliError:
     """A model that cannot be used: a plain first line; the technical reason, if any, on a second."""
-    if getattr(exc, "technical", ""):
-        print(f"hematovision: {exc.plain}", file=sys.stderr)
-        print(f"  technical reason: {exc.technical}", file=sys.stderr)
-        return EXIT_MODEL
-    return _fail(EXIT_MODEL, str(exc))
+    if exc.technical:
+        return CliError(EXIT_MODEL, exc.plain, exc.technical)
+    return CliError(EXIT_MODEL, str(exc))
+
+
+def _load_model(path: Path | None, threads: int | None) -> Model:
+    try:
+        return Model(path or bundled_model_path(), threads=threads)
+    except ModelError as exc:
+        raise _model_error(exc) from None
+
+
+def _output_error(what: str, exc: OSError) -> CliError:
+    return CliError(EXIT_OUTPUT, f"could not write {what}: {exc.strerror or exc}")
 
 
 def _threads(text: str) -> int:
@@ -77,114 +102,121 @@ THREADS_HELP = (
 )
 
 
-def _writable_target(path: Path) -> str | None:
+def _check_writable(path: Path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        return f"{path} is a folder; give a file name"
+        raise CliError(EXIT_OUTPUT, f"{path} is a folder; give a file name")
     if not folder.is_dir():
-        return f"output folder does not exist: {folder}"
+        raise CliError(EXIT_OUTPUT, f"output folder does not exist: {folder}")
     if not os.access(folder, os.W_OK):
-        return f"output folder is not writable: {folder}"
-    return None
+        raise CliError(EXIT_OUTPUT, f"output folder is not writable: {folder}")
 
 
-def _outputs_and_model(args: argparse.Namespace, targets: list, inputs: list | None = None):
-    """Check every output can be written (and destroys nothing), then load the model: the Model, or an exit code."""
-    from hv_desktop.core.model import Model, ModelError, bundled_model_path
-    from hv_desktop.core.outputs import output_problem
-
+def _outputs_and_model(args: argparse.Namespace, targets: list, inputs: list | None = None) -> Model:
+    """Check every output can be written (and destroys nothing), then load the model."""
     named = [t for t in targets if t]
     for k, target in enumerate(named):
-        problem = _writable_target(target)
-        if problem:
-            return _fail(EXIT_OUTPUT, problem)
+        _check_writable(target)
         clash = output_problem(target, inputs or [], named[:k])
         if clash:
-            return _fail(EXIT_USAGE, clash)
-    try:
-        return Model(args.model or bundled_model_path(), threads=args.threads)
-    except ModelError as exc:
-        return _model_fail(exc)
+            raise CliError(EXIT_USAGE, clash)
+    return _load_model(args.model, args.threads)
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    from hv_desktop.core.batch import classify_stream
-    from hv_desktop.core.export import StreamingCsv, Tally, atomic_write_text, summary_csv, summary_text
-    from hv_desktop.core.scan import count_images, scan
+def _check_inputs(args: argparse.Namespace, model: Model) -> int:
+    """The heatmap folder, the paths and the number of images to classify (a CliError when there is nothing)."""
+    from hv_desktop.core.scan import count_images, describe_skipped
 
-    model = _outputs_and_model(args, [args.csv, args.summary, args.report], [*args.paths, args.model])
-    if isinstance(model, int):
-        return model
     if args.heatmaps is not None:
         try:
             args.heatmaps.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            return _fail(EXIT_OUTPUT, f"cannot create heatmap folder {args.heatmaps}: {exc.strerror or exc}")
+            raise CliError(EXIT_OUTPUT, f"cannot create heatmap folder {args.heatmaps}: {exc.strerror or exc}") from None
         if not model.cam_name:
-            return _fail(EXIT_MODEL, "this model has no class-activation output; heatmaps are not available")
+            raise CliError(EXIT_MODEL, "this model has no class-activation output; heatmaps are not available")
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing and len(missing) == len(args.paths):
-        return _fail(EXIT_USAGE, f"nothing to classify: {missing[0]} not found")
-
+        raise CliError(EXIT_USAGE, f"nothing to classify: {missing[0]} not found")
     total = count_images(args.paths)
     if total == 0:
-        from hv_desktop.core.scan import describe_skipped
-
         where = ", ".join(str(p) for p in args.paths[:3]) + (" ..." if len(args.paths) > 3 else "")
-        return _fail(EXIT_NO_IMAGES, f"no images found in {where}{describe_skipped(args.paths)}; nothing written")
-    progress = None if args.quiet else _Progress(total)
-    cancel = threading.Event()
-    tally = Tally(model.labels)
-    info = model.info
-    kept: list = []  # results for the PDF report only
-    heat_failures = 0
-    t0 = time.monotonic()
+        raise CliError(EXIT_NO_IMAGES, f"no images found in {where}{describe_skipped(args.paths)}; nothing written")
+    return total
+
+
+@dataclass
+class _Batch:
+    """What a classify run gathered while streaming rows into the CSV."""
+
+    tally: Tally
+    kept: list = field(default_factory=list)  # results for the PDF report only
+    heat_failures: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+def _classify_into_csv(args: argparse.Namespace, model: Model, total: int) -> _Batch:
+    """Stream every image's row into the CSV (and its heatmap beside); Ctrl+C keeps the rows written so far."""
+    from hv_desktop.core.batch import classify_stream
+    from hv_desktop.core.export import StreamingCsv
+    from hv_desktop.core.scan import scan
+
+    run = _Batch(Tally(model.labels))
+    extra = ["heatmap"] if args.heatmaps is not None else []
+    stream = classify_stream(
+        scan(args.paths),
+        model,
+        batch_size=args.batch_size,
+        progress=None if args.quiet else _Progress(total),
+        cancel=run.cancel,
+        thumbnail=96 if args.report else 0,
+    )
     try:
-        extra = ["heatmap"] if args.heatmaps is not None else []
-        with StreamingCsv(args.csv, model.labels, info.name, info.version, extra=extra) as out:
+        with StreamingCsv(args.csv, model.labels, model.info.name, model.info.version, extra=extra) as out:
             try:
-                for result in classify_stream(
-                    scan(args.paths),
-                    model,
-                    batch_size=args.batch_size,
-                    progress=progress,
-                    cancel=cancel,
-                    thumbnail=96 if args.report else 0,
-                ):
+                for result in stream:
                     heat = ""
                     if args.heatmaps is not None and result.ok:
                         written = _write_heatmap(model, result, args.heatmaps)
-                        heat_failures += written is None
+                        run.heat_failures += written is None
                         heat = str(written or "")
                     out.write(result, [heat] if extra else None)
-                    tally.add(result)
+                    run.tally.add(result)
                     if args.report:
-                        kept.append(result)
+                        run.kept.append(result)
             except KeyboardInterrupt:
-                cancel.set()
+                run.cancel.set()
                 print(f"\nhematovision: cancelled; {out.rows} rows written to {args.csv}", file=sys.stderr)
     except OSError as exc:
-        return _fail(EXIT_OUTPUT, f"could not write {args.csv}: {exc.strerror or exc}")
-    diff = tally.result()
+        raise _output_error(str(args.csv), exc) from None
+    return run
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from hv_desktop.core.export import atomic_write_text, summary_csv, summary_text
+
+    model = _outputs_and_model(args, [args.csv, args.summary, args.report], [*args.paths, args.model])
+    total = _check_inputs(args, model)
+    t0 = time.monotonic()
+    run = _classify_into_csv(args, model, total)
+    diff = run.tally.result()
     if args.summary:
         try:
             atomic_write_text(args.summary, summary_csv(diff))
         except OSError as exc:
-            return _fail(EXIT_OUTPUT, f"could not write {args.summary}: {exc.strerror or exc}")
+            raise _output_error(str(args.summary), exc) from None
     if args.report:
         try:
-            pages = _write_report(args, kept, model)
+            pages = _write_report(args, run.kept, model)
         except Exception as exc:  # Qt missing or the file cannot be written: say so, keep the CSV
-            return _fail(EXIT_OUTPUT, f"could not write the report {args.report}: {exc}")
+            raise CliError(EXIT_OUTPUT, f"could not write the report {args.report}: {exc}") from None
         if not args.quiet:
             print(f"report: {args.report} ({pages} pages)", file=sys.stderr)
-    if heat_failures:
-        print(f"hematovision: {heat_failures} heatmaps could not be written", file=sys.stderr)
+    if run.heat_failures:
+        print(f"hematovision: {run.heat_failures} heatmaps could not be written", file=sys.stderr)
     if not args.quiet:
-        secs = time.monotonic() - t0
         print(summary_text(diff), file=sys.stderr)
-        print(f"{diff.total} files in {secs:.1f} s -> {args.csv}", file=sys.stderr)
-    return EXIT_CANCELLED if cancel.is_set() else EXIT_OK
+        print(f"{diff.total} files in {time.monotonic() - t0:.1f} s -> {args.csv}", file=sys.stderr)
+    return EXIT_CANCELLED if run.cancel.is_set() else EXIT_OK
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -193,10 +225,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from hv_desktop.core.watch import FolderWatcher
 
     if not args.folder.is_dir():
-        return _fail(EXIT_USAGE, f"not a folder: {args.folder}")
+        raise CliError(EXIT_USAGE, f"not a folder: {args.folder}")
     model = _outputs_and_model(args, [args.csv], [args.model])
-    if isinstance(model, int):
-        return model
 
     def show(r) -> None:
         text = f"{r.label} {r.confidence * 100:.1f} %{' NEEDS REVIEW' if r.needs_review else ''}" if r.ok else f"ERROR {r.error}"
@@ -205,7 +235,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     try:
         watcher = FolderWatcher(args.folder, model, args.csv, interval=args.interval, on_result=show)
     except (ValueError, OSError) as exc:
-        return _fail(EXIT_OUTPUT, str(exc))
+        raise CliError(EXIT_OUTPUT, str(exc)) from None
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
     print(f"watching {args.folder} -> {args.csv} (Ctrl+C stops)", file=sys.stderr)
     try:
@@ -213,7 +243,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         watcher.stop()
     except OSError as exc:
-        return _fail(EXIT_OUTPUT, f"watch stopped: {exc.strerror or exc}")
+        raise CliError(EXIT_OUTPUT, f"watch stopped: {exc.strerror or exc}") from None
     print(f"stopped; {len(watcher.rows)} rows in {args.csv}", file=sys.stderr)
     return EXIT_OK
 
@@ -221,37 +251,25 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_adapt(args: argparse.Namespace) -> int:
     """Fit a site model from reviewed cells and write it beside (never over) the base model."""
     from hv_desktop.core.adapt import AdaptError, adapt, read_labelled_csv
-    from hv_desktop.core.model import Model, ModelError, bundled_model_path
-
-    from hv_desktop.core.outputs import output_problem
 
     out: Path = args.out
     clash = output_problem(out, [*args.csv, args.model or bundled_model_path()])
     if clash:
-        return _fail(EXIT_USAGE, clash)
-    problem = _writable_target(out)
-    if problem:
-        return _fail(EXIT_OUTPUT, problem)
-    try:
-        base = Model(args.model or bundled_model_path(), threads=args.threads)
-    except ModelError as exc:
-        return _model_fail(exc)
+        raise CliError(EXIT_USAGE, clash)
+    _check_writable(out)
+    base = _load_model(args.model, args.threads)
     if out.exists() and out.resolve() == base.path.resolve():
-        return _fail(EXIT_USAGE, "--out must not be the base model: the site model is a new file")
+        raise CliError(EXIT_USAGE, "--out must not be the base model: the site model is a new file")
     t0 = time.monotonic()
     try:
         cells = read_labelled_csv(args.csv)
-        result = adapt(
-            base,
-            cells,
-            site_name=args.site_name,
-            progress=None if args.quiet else (lambda msg, _f: print(f"  {msg}", file=sys.stderr)),
-        )
+        progress = None if args.quiet else (lambda msg, _f: print(f"  {msg}", file=sys.stderr))
+        result = adapt(base, cells, site_name=args.site_name, progress=progress)
         result.save(out, base)
     except AdaptError as exc:
-        return _fail(EXIT_USAGE, str(exc))
+        raise CliError(EXIT_USAGE, str(exc)) from None
     except OSError as exc:
-        return _fail(EXIT_OUTPUT, f"could not write {out}: {exc.strerror or exc}")
+        raise _output_error(str(out), exc) from None
     for line in result.summary_lines():
         print(line)
     print(
@@ -259,6 +277,15 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         f"use it with --model {out} or File > Load Model"
     )
     return EXIT_OK
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """The desktop app (the default command), optionally on PATHs."""
+    try:
+        from hv_desktop.gui.app import run_gui
+    except ImportError as exc:
+        raise CliError(EXIT_USAGE, f"the desktop app is not available ({exc}); use 'hematovision classify'") from None
+    return run_gui(paths=args.paths, model_path=args.model, screenshot=args.screenshot)
 
 
 def heatmap_name(result) -> str:
@@ -279,127 +306,18 @@ def _write_heatmap(model, result, folder: Path) -> Path | None:
         return None
 
 
-def _write_report(args: argparse.Namespace, results: list, model) -> int:
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtGui import QGuiApplication
+def _write_report(args: argparse.Namespace, results: list, model: Model) -> int:
+    """The batch's PDF report: its content from the core, rendered by the GUI's one headless entry point."""
+    from hv_desktop.core.report import ReportInfo, build_report
+    from hv_desktop.gui.headless import render_report_pdf
 
-    from hv_desktop.gui.report import ReportInfo, write_pdf
-
-    app = QGuiApplication.instance() or QGuiApplication(["hematovision"])  # noqa: F841 - fonts need it
     info = ReportInfo(case_id=args.case_id or "", note=args.note or "", operator=args.operator or "")
-    return write_pdf(
-        args.report, results, model.labels, model.info.name, model.info.version, info, model, heatmaps=args.report_heatmaps
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="hematovision",
-        description="Classify white blood cells (eosinophil, lymphocyte, monocyte, neutrophil) in microscope "
-        "images, offline. With no command, opens the desktop app.",
-        epilog="Decision support for trained staff, not a diagnosis.",
-    )
-    ap.add_argument("--version", action=_VersionAction)
-    ap.add_argument(
-        "--screenshot",
-        type=Path,
-        metavar="OUT.png",
-        help="open the window, classify PATHs, save a screenshot of it and exit "
-        "(usage: hematovision [--model M] [--screenshot OUT.png] [PATH...])",
-    )
-    ap.add_argument("--model", type=Path, help="ONNX model file (default: the shipped model)")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    c = sub.add_parser("classify", help="classify images and folders into a CSV file")
-    c.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (searched recursively)")
-    c.add_argument("--csv", type=Path, required=True, metavar="OUT.csv", help="results, one row per file")
-    c.add_argument("--summary", type=Path, metavar="OUT.csv", help="the differential: count and %% per class")
-    c.add_argument(
-        "--model", type=Path, dest="model", default=argparse.SUPPRESS, help="ONNX model file (default: the shipped model)"
-    )
-    c.add_argument("--heatmaps", type=Path, metavar="DIR", help="write a class-activation heatmap PNG per image")
-    c.add_argument("--report", type=Path, metavar="OUT.pdf", help="write a printable PDF report of the batch")
-    c.add_argument("--case-id", help="sample or case ID printed on the report")
-    c.add_argument("--operator", help="operator name printed on the report")
-    c.add_argument("--note", help="free text printed on the report")
-    c.add_argument("--report-heatmaps", action="store_true", help="show heatmaps in the report's gallery")
-    c.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
-    c.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
-    c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
-    wp = sub.add_parser(
-        "watch",
-        help="classify images as they appear in a folder (a camera's output)",
-        description="Watch a folder a camera or scanner saves into: each image is classified once it is "
-        "completely written (a file still growing, or one that does not decode yet, is waited for), "
-        "and a row is added to the CSV, which is rewritten atomically. Rows are keyed on the image's "
-        "content, so restarting on the same CSV never repeats a row. Ctrl+C stops.",
-    )
-    wp.add_argument(
-        "folder", type=Path, metavar="DIR", help="the folder to watch (new files, and files replaced in it, are classified)"
-    )
-    wp.add_argument(
-        "--csv",
-        type=Path,
-        required=True,
-        metavar="OUT.csv",
-        help="results; grows as images arrive (an existing one from an earlier watch is continued)",
-    )
-    wp.add_argument(
-        "--model", type=Path, dest="model", default=argparse.SUPPRESS, help="ONNX model file (default: the shipped model)"
-    )
-    wp.add_argument(
-        "--interval",
-        type=float,
-        default=0.25,
-        metavar="SECONDS",
-        help="seconds between looks at the folder (default: %(default)s)",
-    )
-    wp.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
-    ad = sub.add_parser(
-        "adapt",
-        help="adapt the model to your lab from reviewed cells (writes a new model file)",
-        description="Fit a site model from cells your lab reviewed: the results CSV of 'classify' or the app "
-        "with the reviewer_label column filled (or any CSV with 'path' and 'reviewer_label'; relative "
-        "paths are read from the CSV's folder). About 10 reviewed cells per class are enough; the "
-        "shipped model is never changed.",
-    )
-    ad.add_argument("csv", nargs="+", type=Path, metavar="LABELLED.csv")
-    ad.add_argument("--out", type=Path, required=True, metavar="SITE.onnx", help="the site model to write")
-    ad.add_argument("--site-name", default="this lab", help="the lab's name, stored in the model and shown")
-    ad.add_argument(
-        "--model", type=Path, dest="model", default=argparse.SUPPRESS, help="the model to adapt (default: the shipped model)"
-    )
-    ad.add_argument("--threads", type=_threads, default=None, help=argparse.SUPPRESS)
-    ad.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    return ap
-
-
-def _gui_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="hematovision", description="Open the desktop app (optionally on PATHs).")
-    ap.add_argument("--version", action=_VersionAction)
-    ap.add_argument("--screenshot", type=Path, metavar="OUT.png")
-    ap.add_argument("--model", type=Path)
-    ap.add_argument("paths", nargs="*", metavar="PATH")
-    return ap
-
-
-def _command(argv: list[str]) -> str | None:
-    """The first positional word, skipping the values of options that take one."""
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--model", "--screenshot"):
-            skip = True
-        elif not a.startswith("-"):
-            return a
-    return None
+    report = build_report(results, model.labels, model.info.name, model.info.version, info, model, args.report_heatmaps)
+    return render_report_pdf(report, args.report)
 
 
 def version_text(model_path: Path | None = None) -> str:
     """The app's release and the model it would use: one story for --version, About, CSV and report."""
-    from hv_desktop.core.model import Model, ModelError, bundled_model_path
-
     try:
         m = Model(model_path or bundled_model_path(), threads=1)
         model = f"model {m.info.name} v{m.info.version}"
@@ -418,41 +336,159 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def _unknown_command(argv: list[str]) -> str | None:
-    """A message when the first word is neither a command nor an existing file or folder."""
+MODEL_HELP = "ONNX model file (default: the shipped model)"
+
+
+def _add_classify(sub) -> None:
+    c = sub.add_parser("classify", help="classify images and folders into a CSV file")
+    c.set_defaults(run=cmd_classify)
+    c.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (searched recursively)")
+    c.add_argument("--csv", type=Path, required=True, metavar="OUT.csv", help="results, one row per file")
+    c.add_argument("--summary", type=Path, metavar="OUT.csv", help="the differential: count and %% per class")
+    c.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS, help=MODEL_HELP)
+    c.add_argument("--heatmaps", type=Path, metavar="DIR", help="write a class-activation heatmap PNG per image")
+    c.add_argument("--report", type=Path, metavar="OUT.pdf", help="write a printable PDF report of the batch")
+    c.add_argument("--case-id", help="sample or case ID printed on the report")
+    c.add_argument("--operator", help="operator name printed on the report")
+    c.add_argument("--note", help="free text printed on the report")
+    c.add_argument("--report-heatmaps", action="store_true", help="show heatmaps in the report's gallery")
+    c.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
+    c.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+
+
+def _add_watch(sub) -> None:
+    wp = sub.add_parser(
+        "watch",
+        help="classify images as they appear in a folder (a camera's output)",
+        description="Watch a folder a camera or scanner saves into: each image is classified once it is "
+        "completely written (a file still growing, or one that does not decode yet, is waited for), "
+        "and a row is added to the CSV, which is rewritten atomically. Rows are keyed on the image's "
+        "content, so restarting on the same CSV never repeats a row. Ctrl+C stops.",
+    )
+    wp.set_defaults(run=cmd_watch)
+    wp.add_argument(
+        "folder", type=Path, metavar="DIR", help="the folder to watch (new files, and files replaced in it, are classified)"
+    )
+    wp.add_argument(
+        "--csv",
+        type=Path,
+        required=True,
+        metavar="OUT.csv",
+        help="results; grows as images arrive (an existing one from an earlier watch is continued)",
+    )
+    wp.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS, help=MODEL_HELP)
+    wp.add_argument(
+        "--interval",
+        type=float,
+        default=0.25,
+        metavar="SECONDS",
+        help="seconds between looks at the folder (default: %(default)s)",
+    )
+    wp.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
+
+
+def _add_adapt(sub) -> None:
+    ad = sub.add_parser(
+        "adapt",
+        help="adapt the model to your lab from reviewed cells (writes a new model file)",
+        description="Fit a site model from cells your lab reviewed: the results CSV of 'classify' or the app "
+        "with the reviewer_label column filled (or any CSV with 'path' and 'reviewer_label'; relative "
+        "paths are read from the CSV's folder). About 10 reviewed cells per class are enough; the "
+        "shipped model is never changed.",
+    )
+    ad.set_defaults(run=cmd_adapt)
+    ad.add_argument("csv", nargs="+", type=Path, metavar="LABELLED.csv")
+    ad.add_argument("--out", type=Path, required=True, metavar="SITE.onnx", help="the site model to write")
+    ad.add_argument("--site-name", default="this lab", help="the lab's name, stored in the model and shown")
+    ad.add_argument(
+        "--model", type=Path, dest="model", default=argparse.SUPPRESS, help="the model to adapt (default: the shipped model)"
+    )
+    ad.add_argument("--threads", type=_threads, default=None, help=argparse.SUPPRESS)
+    ad.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
+def _add_open(sub) -> None:
+    op = sub.add_parser(OPEN, help="open the desktop app, optionally on PATHs (the default: hematovision [PATH...])")
+    op.set_defaults(run=cmd_open)
+    op.add_argument("paths", nargs="*", metavar="PATH")
+    op.add_argument("--model", type=Path, default=argparse.SUPPRESS, help=MODEL_HELP)
+    op.add_argument("--screenshot", type=Path, metavar="OUT.png", default=argparse.SUPPRESS)
+    op.add_argument("--version", action=_VersionAction)
+
+
+def unknown_command(word: str, rest: list[str]) -> str | None:
+    """A message when the first word is neither a command nor an existing file or folder (then it is a PATH)."""
     import difflib
 
-    word = _command(argv)
-    if word is None or word in COMMANDS or os.path.lexists(word):
+    if word in COMMANDS or os.path.lexists(word):
         return None
     close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
     if close:
         return f"unknown command '{word}'; did you mean '{close[0]}'?"
-    if len(argv) > 1 and any(a.startswith("--") and a not in ("--model", "--screenshot") for a in argv):
+    if any(a.startswith("--") and a not in ("--model", "--screenshot") for a in rest):
         return f"unknown command '{word}' (commands: {', '.join(COMMANDS)})"
     return f"'{word}' is neither a command ({', '.join(COMMANDS)}) nor a file or folder"
 
 
+class _EveryWord(dict):
+    """The subcommands' choices as argparse checks them: every first word is one (a PATH when no command)."""
+
+    def __contains__(self, key: Any) -> bool:
+        return True
+
+
+class _Commands(argparse._SubParsersAction):
+    """The subcommands, where a first word that names none is the first PATH of the default command (the desktop
+    app): ``hematovision a.png`` is ``hematovision open a.png``, and a mistyped command is a usage error."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = _EveryWord()  # any first word passes argparse's check; __call__ routes it
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        word, *rest = values
+        if word not in self._name_parser_map:
+            problem = unknown_command(word, rest)
+            if problem:
+                raise CliError(EXIT_USAGE, problem)
+            values = [OPEN, *values]
+        super().__call__(parser, namespace, values, option_string)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The one parser: classify, watch, adapt and the desktop app (the default, with or without PATHs)."""
+    ap = argparse.ArgumentParser(
+        prog="hematovision",
+        description="Classify white blood cells (eosinophil, lymphocyte, monocyte, neutrophil) in microscope "
+        "images, offline. With no command, opens the desktop app.",
+        epilog="Decision support for trained staff, not a diagnosis.",
+    )
+    ap.set_defaults(run=cmd_open, paths=[])
+    ap.add_argument("--version", action=_VersionAction)
+    ap.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="OUT.png",
+        help="open the window, classify PATHs, save a screenshot of it and exit "
+        "(usage: hematovision [--model M] [--screenshot OUT.png] [PATH...])",
+    )
+    ap.add_argument("--model", type=Path, help=MODEL_HELP)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", action=_Commands)
+    for add in (_add_classify, _add_watch, _add_adapt, _add_open):
+        add(sub)
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    unknown = _unknown_command(argv)
-    if unknown:
-        return _fail(EXIT_USAGE, unknown)
-    if _command(argv) in COMMANDS or any(a in ("-h", "--help", "--version") for a in argv):
-        args = build_parser().parse_args(argv)
-        if args.command == "classify":
-            return cmd_classify(args)
-        if args.command == "watch":
-            return cmd_watch(args)
-        if args.command == "adapt":
-            return cmd_adapt(args)
-        return EXIT_OK
-    args = _gui_parser().parse_args(argv)
+    from hv_desktop.core.runtime import configure_process
+
+    configure_process()
     try:
-        from hv_desktop.gui.app import run_gui
-    except ImportError as exc:
-        return _fail(EXIT_USAGE, f"the desktop app is not available ({exc}); use 'hematovision classify'")
-    return run_gui(paths=args.paths, model_path=args.model, screenshot=args.screenshot)
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        return args.run(args)
+    except CliError as exc:
+        return exc.report()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from onnx_factory import tiny_model  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def process_settings():
+    """The process-wide settings every entry point applies at start-up (Pillow's limits, glibc's buffers)."""
+    from hv_desktop.core.runtime import configure_process
+
+    return configure_process()
+
+
 def shared_root() -> Path:
     return Path(os.environ.get("HV_SHARED", ROOT.parent / "shared"))
 

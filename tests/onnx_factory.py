@@ -14,6 +14,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from hv_desktop.core.metadata import ModelMetadata
+from hv_desktop.core.preprocess import Preprocessing
+
 LABELS = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 
 
@@ -78,23 +81,16 @@ def tiny_model(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
-    meta = {
-        "name": "tiny-test",
-        "version": "0.0.1",
-        "labels": list(labels),
-        "preprocessing": {
-            "width": size,
-            "height": size,
-            "mean": [127.5] * 3,
-            "std": [127.5] * 3,
-            "channel_order": "RGB",
-            "layout": "NHWC",
-        },
-        "temperature": 1.0,
-        "review_threshold": 0.5,
-        "scores_output": "logits",
-        "cam_output": "cam",
-    }
+    meta = ModelMetadata(
+        name="tiny-test",
+        version="0.0.1",
+        labels=tuple(labels),
+        preprocessing=Preprocessing(width=size, height=size),
+        temperature=1.0,
+        review_threshold=0.5,
+        scores_output="logits",
+        cam_output="cam",
+    ).to_dict()
     if typicality:
         meta["review_output"] = "typicality"
     if metadata:

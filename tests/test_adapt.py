@@ -37,23 +37,23 @@ def test_onnx_file_round_trips_byte_for_byte_and_edits_load(shipped_model):
     data = shipped_model.read_bytes()
     f = OnnxFile(data)
     assert f.to_bytes() == data
-    meta = Model(shipped_model).info.extra
-    w = f.initializer(meta["head"]["weight"])
+    head = Model(shipped_model).info.head
+    w = f.initializer(head["weight"])
     assert w.shape == (1280, 4) and w.dtype == np.float32
-    f.set_initializer(meta["head"]["weight"], np.zeros_like(w))
+    f.set_initializer(head["weight"], np.zeros_like(w))
     f.add_output("review/l0_f")
     sess = ort.InferenceSession(f.to_bytes(), providers=["CPUExecutionProvider"])
     outs = {o.name for o in sess.get_outputs()}
     assert {"logits", "embedding", "typicality", "review/l0_f"} <= outs
     x = np.zeros((1, 224, 224, 3), np.float32)
     logits = sess.run(["logits"], {"image": x})[0]
-    bias = f.initializer(meta["head"]["bias"])
+    bias = f.initializer(head["bias"])
     np.testing.assert_allclose(logits[0], bias, atol=1e-6)  # zero weights: the logits are the bias alone
 
 
 def test_shipped_model_states_embedding_and_head(shipped_model):
     m = Model(shipped_model)
-    assert m.info.extra["embedding_output"] == "embedding"
+    assert m.info.embedding_output == "embedding"
     names = {o.name for o in m.session.get_outputs()}
     assert "embedding" in names
 
@@ -155,7 +155,7 @@ def test_adapt_cli_end_to_end(lab, shipped_model, tmp_path):
     assert hashlib.sha256(shipped_model.read_bytes()).hexdigest() == before_sha  # never overwritten
 
     site = Model(out)  # the normal loader
-    meta = site.info.extra["site_adaptation"]
+    meta = site.info.site_adaptation
     assert meta["site"] == "Test Lab" and meta["base_model"]["version"] == Model(shipped_model).info.version
     assert meta["cells_per_class"] == {c: 10 for c in CLASSES}
     assert len(meta["cells_sha256"]) == 43  # 40 cells and 3 basophils, each by content
@@ -247,7 +247,7 @@ def test_a_class_with_few_cells_keeps_the_base_head(shared_data, shipped_model):
     assert result.kept_base == ["monocyte"]
     assert any("base weights kept: monocyte" in line for line in result.summary_lines())
     site = OnnxFile(result.model_bytes)
-    head = base.info.extra["head"]
+    head = base.info.head
     w0 = OnnxFile(base.path.read_bytes()).initializer(head["weight"])
     np.testing.assert_array_equal(site.initializer(head["weight"])[:, 2], w0[:, 2])
 

@@ -128,3 +128,74 @@ def test_typicality_output_drives_needs_review(tmp_path):
 def test_missing_typicality_output_is_refused(tmp_path):
     with pytest.raises(ModelError, match="typicality"):
         Model(tiny_model(tmp_path / "m.onnx", metadata={"review_output": "typicality"}))
+
+
+def _shipped_metadata_text(path) -> str:
+    proto = onnx.load(str(path), load_external_data=False)
+    return next(p.value for p in proto.metadata_props if p.key == "hematovision")
+
+
+def test_metadata_round_trips_the_shipped_model(shipped_model):
+    """The shipped file's metadata reads into ModelMetadata and writes back as the same JSON object."""
+    import json
+
+    from hv_desktop.core.metadata import ModelMetadata
+
+    text = _shipped_metadata_text(shipped_model)
+    meta = ModelMetadata.from_json(text, shipped_model.name)
+    assert meta.to_dict() == json.loads(text)
+    assert ModelMetadata.from_json(meta.to_json()) == meta
+    assert meta.head and meta.embedding_output == "embedding" and meta.review_output == "typicality"
+    assert meta.preprocessing.crop == "cell" and meta.preprocessing_notes["resize"].startswith("square of")
+    assert Model(shipped_model).info == meta
+
+
+def test_metadata_keeps_keys_it_does_not_know():
+    from hv_desktop.core.metadata import ModelMetadata
+
+    text = (
+        '{"labels": ["a", "b"], "future_rule": {"k": [1, 2]}, "name": "n", "version": "9",'
+        ' "preprocessing": {"width": 32, "height": 32, "future_crop_hint": "x"}}'
+    )
+    meta = ModelMetadata.from_json(text, "m.onnx")
+    assert meta.extra == {"future_rule": {"k": [1, 2]}}
+    out = meta.to_dict()
+    assert out["future_rule"] == {"k": [1, 2]} and out["preprocessing"]["future_crop_hint"] == "x"
+    assert ModelMetadata.from_json(meta.to_json(), "m.onnx") == meta
+    updated = meta.with_updates(temperature=2.0, another="y")
+    assert updated.temperature == 2.0 and updated.extra == {"future_rule": {"k": [1, 2]}, "another": "y"}
+
+
+def test_metadata_defaults_name_from_the_file():
+    from hv_desktop.core.metadata import ModelMetadata
+    from hv_desktop.core.preprocess import NORMALISATION
+
+    meta = ModelMetadata.from_json('{"labels": ["a", "b"]}', "lab-model.onnx")
+    assert meta.name == "lab-model" and meta.version == "unknown" and meta.temperature == 1.0
+    assert meta.preprocessing.mean == (NORMALISATION,) * 3 and meta.preprocessing.std == (NORMALISATION,) * 3
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[1, 2]", "not a JSON object"),
+        ('{"labels": ["a"]}', "labels must be a list of 2 to 64 names"),
+        ('{"labels": ["a", "a"]}', "distinct"),
+        ('{"labels": ["a", "b"], "temperature": "hot"}', "temperature must be a number"),
+        ('{"labels": ["a", "b"], "temperature": NaN}', "NaN is not allowed"),
+        ('{"labels": ["a", "b"], "preprocessing": {"crop": "ring"}}', "needs a newer HematoVision"),
+        ('{"labels": ["a", "b"], "preprocessing": {"crop_fraction": 3}}', "crop_fraction must be a number"),
+        ('{"labels": ["a", "b"], "preprocessing": {"std": [1, 0, 1]}}', "std non-zero"),
+        ('{"labels": ["a", "b"], "preprocessing": []}', "preprocessing must be an object"),
+        ('{"labels": ["a", "b"], "head": "w"}', "head must be an object"),
+        ('{"labels": ["a", "b"], "output_kind": "votes"}', "output_kind"),
+        ("{" * 100_000, "malformed"),
+        ("{not json", "malformed"),
+    ],
+)
+def test_metadata_validation_is_a_model_error_with_a_plain_message(text, needle):
+    from hv_desktop.core.metadata import ModelMetadata
+
+    with pytest.raises(ModelError, match="^m.onnx: ") as err:
+        ModelMetadata.from_json(text, "m.onnx")
+    assert needle in str(err.value)

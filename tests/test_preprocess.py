@@ -121,12 +121,32 @@ def test_pillow_block_cache_stays_off_and_glibc_keeps_buffers():
 
     from PIL import Image
 
-    import hv_desktop.core.preprocess as pp
+    from hv_desktop.core.runtime import configure_process
 
+    settings = configure_process()
     assert Image.core.get_blocks_max() == 0
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
     except (AttributeError, ValueError, OSError):
         glibc = False
     if glibc and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        assert pp.KEEPS_FREED_BUFFERS
+        assert settings.keeps_freed_buffers
+
+
+def test_importing_the_core_changes_no_process_state():
+    """Pillow's limits and glibc's allocator are set by configure_process() at start-up, never by an import."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "from PIL import Image; default = Image.MAX_IMAGE_PIXELS; import hv_desktop.core.preprocess, hv_desktop.core; "
+        "assert Image.MAX_IMAGE_PIXELS == default and default is not None, Image.MAX_IMAGE_PIXELS; "
+        "from hv_desktop.core.runtime import configure_process; configure_process(); "
+        "assert Image.MAX_IMAGE_PIXELS is None; print('ok')"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -31,8 +31,8 @@ def test_shipped_model_metadata(model):
     w, h = model.input_size
     assert w == h and 96 <= w <= 512 and model.cam_name == "cam"
     assert 0.1 < info.temperature < 10 and 0 < info.review_threshold < 1
-    assert "not a diagnosis" in info.extra["intended_use"].lower()
-    assert info.extra["metrics"]["test_accuracy"] > 0.8
+    assert "not a diagnosis" in info.intended_use.lower()
+    assert info.metrics["test_accuracy"] > 0.8
 
 
 def test_cli_on_test_simple_writes_71_rows(tmp_path, shared_data):

@@ -177,7 +177,7 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     with_five = Model(five)
     p5, typ5 = with_five.assess(xn[:32])
     assert np.allclose(p5, onnx_p[:32], atol=1e-6) and typ5.shape == (32,)
-    assert len(with_five.info.extra["review_score"]["layers"]) == 5
+    assert len(with_five.info.review_score["layers"]) == 5
     import onnx
 
     stored = {i.name for i in onnx.load(str(five)).graph.initializer}

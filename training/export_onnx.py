@@ -19,12 +19,13 @@ from pathlib import Path
 
 
 from hv_desktop import __version__ as APP_VERSION
-from hv_desktop.core.model import INTENDED_USE, METADATA_KEY
+from hv_desktop.core.metadata import METADATA_KEY, ModelError, ModelMetadata
+from hv_desktop.core.model import INTENDED_USE
 
 OPSET = 17
 
 
-def base_metadata(cfg: dict, version: str) -> dict:
+def base_metadata(cfg: dict, version: str) -> ModelMetadata:
     from training.data import CLASSES, preprocessing_for
 
     size = cfg["image_size"]
@@ -47,36 +48,26 @@ def base_metadata(cfg: dict, version: str) -> dict:
             "whole image to width x height, bilinear (antialiased), aspect not kept; "
             "EXIF orientation applied; alpha composited on white"
         )
-    return {
-        "name": f"HematoVision MobileNetV2-{cfg['alpha']}-{size}",
-        "version": version,
-        "labels": list(CLASSES),
-        "preprocessing": {
-            "width": size,
-            "height": size,
-            "mean": [127.5] * 3,
-            "std": [127.5] * 3,
-            "channel_order": "RGB",
-            "layout": "NHWC",
-            "crop": prep.crop,
-            "crop_fraction": prep.crop_fraction,
-            "crop_radii": prep.crop_radii,
-            "resize": resize,
-        },
-        "output_kind": "logits",
-        "scores_output": "logits",
-        "cam_output": "cam",
-        "temperature": 1.0,
-        "review_threshold": 0.5,
-        "architecture": f"MobileNetV2 alpha {cfg['alpha']}, {size} px, ImageNet init, fine-tuned",
-        "training_data": {k: v for k, v in cfg["source_weights"].items()},
-        "intended_use": INTENDED_USE,
-        "app_version_at_export": APP_VERSION,
-        "exported": time.strftime("%Y-%m-%d"),
-    }
+    return ModelMetadata(
+        name=f"HematoVision MobileNetV2-{cfg['alpha']}-{size}",
+        version=version,
+        labels=tuple(CLASSES),
+        preprocessing=prep,
+        preprocessing_notes={"resize": resize},
+        output_kind="logits",
+        scores_output="logits",
+        cam_output="cam",
+        temperature=1.0,
+        review_threshold=0.5,
+        architecture=f"MobileNetV2 alpha {cfg['alpha']}, {size} px, ImageNet init, fine-tuned",
+        training_data=dict(cfg["source_weights"]),
+        intended_use=INTENDED_USE,
+        app_version_at_export=APP_VERSION,
+        exported=time.strftime("%Y-%m-%d"),
+    )
 
 
-def export(core, cfg: dict, out_path: Path, metadata: dict) -> Path:
+def export(core, cfg: dict, out_path: Path, metadata: ModelMetadata) -> Path:
     import onnx
     import tensorflow as tf
     import tf2onnx
@@ -103,8 +94,7 @@ def export(core, cfg: dict, out_path: Path, metadata: dict) -> Path:
         node.input[:] = [rename.get(x, x) for x in node.input]
     for o in proto.graph.output:
         o.name = rename.get(o.name, o.name)
-    metadata = dict(metadata, **add_embedding_output(proto))
-    set_metadata(proto, metadata)
+    set_metadata(proto, metadata.with_updates(**add_embedding_output(proto)))
     onnx.checker.check_model(proto)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".tmp.onnx")
@@ -138,13 +128,12 @@ def add_embedding_output(proto) -> dict:
     return {"embedding_output": EMBEDDING, "head": {"weight": weight, "bias": bias}}
 
 
-def upgrade_contract(path: Path) -> dict:
+def upgrade_contract(path: Path) -> ModelMetadata:
     """Give an already exported model the embedding output and head names (no retraining; same outputs)."""
     import onnx
 
     proto = onnx.load(str(path))
-    meta = get_metadata(proto)
-    meta.update(add_embedding_output(proto))
+    meta = read_metadata(proto).with_updates(**add_embedding_output(proto))
     set_metadata(proto, meta)
     onnx.checker.check_model(proto)
     tmp = path.with_suffix(".tmp.onnx")
@@ -153,30 +142,41 @@ def upgrade_contract(path: Path) -> dict:
     return meta
 
 
-def set_metadata(proto, metadata: dict) -> None:
+def set_metadata(proto, metadata: ModelMetadata | dict) -> None:
+    """Store the metadata in the model (a dict is validated as the app will read it: a ModelError if unusable)."""
     from onnx import helper
 
+    meta = metadata if isinstance(metadata, ModelMetadata) else ModelMetadata.from_dict(metadata, proto.graph.name or "model")
     del proto.metadata_props[:]
-    helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    helper.set_model_props(proto, {METADATA_KEY: meta.to_json()})
     proto.producer_name = "hematovision-training"
     proto.doc_string = "HematoVision white-blood-cell classifier. " + INTENDED_USE
 
 
+def _metadata_text(proto) -> str | None:
+    return next((p.value for p in proto.metadata_props if p.key == METADATA_KEY), None)
+
+
 def get_metadata(proto) -> dict:
-    """The HematoVision metadata of a loaded ONNX model ({} when it has none)."""
-    for p in proto.metadata_props:
-        if p.key == METADATA_KEY:
-            return json.loads(p.value)
-    return {}
+    """The HematoVision metadata of a loaded ONNX model as a plain object ({} when it has none)."""
+    text = _metadata_text(proto)
+    return json.loads(text) if text is not None else {}
 
 
-def update_metadata(path: Path, updates: dict) -> dict:
+def read_metadata(proto) -> ModelMetadata:
+    """The HematoVision metadata of a loaded ONNX model, validated (a ModelError when missing or unusable)."""
+    text = _metadata_text(proto)
+    if text is None:
+        raise ModelError(f"{proto.graph.name or 'the model'} has no '{METADATA_KEY}' metadata")
+    return ModelMetadata.from_json(text, proto.graph.name or "model")
+
+
+def update_metadata(path: Path, updates: dict) -> ModelMetadata:
     """Merge ``updates`` into a saved model's metadata (temperature, threshold, metrics)."""
     import onnx
 
     proto = onnx.load(str(path))
-    meta = get_metadata(proto)
-    meta.update(updates)
+    meta = read_metadata(proto).with_updates(**updates)
     set_metadata(proto, meta)
     tmp = path.with_suffix(".tmp.onnx")
     onnx.save(proto, str(tmp))
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.add_embedding:
         meta = upgrade_contract(args.add_embedding)
-        print(f"{args.add_embedding}: embedding output '{meta['embedding_output']}', head {meta['head']}")
+        print(f"{args.add_embedding}: embedding output '{meta.embedding_output}', head {meta.head}")
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     core, cfg = load_core(args.run, args.weights)

@@ -256,7 +256,7 @@ def add_output(proto, layers: list[tuple[str, tuple[int, int] | None, Distance]]
 def main(argv: list[str] | None = None) -> int:
     import onnx
 
-    from training.export_onnx import get_metadata, set_metadata
+    from training.export_onnx import read_metadata, set_metadata
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("assets/model/hematovision.onnx"))
@@ -348,8 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     add_output(proto, [(layer_tensor(proto, k), ax, d) for k, ax, d in zip(keys, axes, dists)], params, t)
-    meta = get_metadata(proto)
-    meta.update(
+    meta = read_metadata(proto).with_updates(
         review_output=OUTPUT,
         review_threshold=threshold,
         review_score={

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import math
 import os
 import time
@@ -38,8 +37,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hv_desktop.core.model import METADATA_KEY, Model
 from hv_desktop.core.files import read_regular
+from hv_desktop.core.metadata import MAX_CROP_FRACTION, METADATA_KEY, ModelMetadata
+from hv_desktop.core.model import Model
 from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.paths import text_to_path
 from hv_desktop.core.preprocess import (
@@ -101,7 +101,7 @@ class Adaptation:
     """What :func:`adapt` fitted; :meth:`save` writes it as a model file."""
 
     model_bytes: bytes
-    metadata: dict
+    metadata: ModelMetadata
     counts: dict[str, int]
     scale: float
     before: Estimate
@@ -137,7 +137,7 @@ class Adaptation:
                 f"{self.skipped[0][0].name}: {self.skipped[0][1]}"
             )
         lines.append(
-            f"magnification chosen: x{self.scale:g} (crop {self.metadata['preprocessing']['crop_fraction']:.3g} x the short side)"
+            f"magnification chosen: x{self.scale:g} (crop {self.metadata.preprocessing.crop_fraction:.3g} x the short side)"
         )
 
         def est(e: Estimate) -> str:
@@ -206,9 +206,8 @@ class _Probe:
     def __init__(self, base: Model) -> None:
         import onnxruntime as ort
 
-        meta = base.info.extra
-        self.embedding = meta.get("embedding_output")
-        head = meta.get("head") if isinstance(meta.get("head"), dict) else {}
+        self.embedding = base.info.embedding_output
+        head = base.info.head or {}
         if not self.embedding or not head.get("weight") or not head.get("bias"):
             raise AdaptError(
                 f"{base.path.name} cannot be adapted: it names no embedding output and head "
@@ -562,7 +561,7 @@ def adapt(
     after = _estimate(y_all, after_pred, after_typ, thr)
 
     meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen)
-    out.set_metadata(METADATA_KEY, json.dumps(meta, sort_keys=True))
+    out.set_metadata(METADATA_KEY, meta.to_json())
     data = out.to_bytes()
     lap("fit")
     say("done", 1.0)
@@ -636,8 +635,6 @@ def _estimate(y_all: np.ndarray, pred: np.ndarray, typ: np.ndarray, thr: float) 
 
 
 def _at_scale(prep: Preprocessing, s: float) -> Preprocessing:
-    from hv_desktop.core.model import MAX_CROP_FRACTION
-
     if prep.crop != "cell":
         return prep
     return replace(prep, crop_fraction=float(min(MAX_CROP_FRACTION, max(0.2, prep.crop_fraction * s))))
@@ -654,36 +651,28 @@ def _site_metadata(
     before: Estimate,
     after: Estimate,
     frozen: list[int],
-) -> dict:
-    meta = json.loads(json.dumps(base.info.extra))  # a deep copy of everything but labels and preprocessing
-    meta.pop("metrics", None)  # the base model's test figures do not describe the site model
-    prep = _at_scale(base.info.preprocessing, scale)
-    p = {
-        "width": prep.width,
-        "height": prep.height,
-        "mean": list(prep.mean),
-        "std": list(prep.std),
-        "channel_order": prep.channel_order,
-        "layout": prep.layout,
-        "crop": prep.crop,
-        "crop_fraction": prep.crop_fraction,
-        "crop_radii": prep.crop_radii,
-        "resize": f"as the base model, with the square's side {prep.crop_fraction:.3g} x the image's short side "
+) -> ModelMetadata:
+    """The base model's metadata with the site's crop, temperature, name and provenance (its test figures,
+    which do not describe the site model, left out)."""
+    info = base.info
+    prep = _at_scale(info.preprocessing, scale)
+    resize = (
+        f"as the base model, with the square's side {prep.crop_fraction:.3g} x the image's short side "
         f"(this lab's magnification x{scale:g}; padded with the image's background colour beyond it)"
         if prep.crop == "cell"
-        else f"as the base model: a square of {prep.crop_radii:g} x the stained nucleus's radius of gyration",
-    }
-    base_version = str(base.info.version)
-    meta.update(
-        labels=list(base.labels),
-        preprocessing=p,
+        else info.preprocessing_notes.get("resize", "as the base model")
+    )
+    return info.with_updates(
+        metrics=None,
+        preprocessing=prep,
+        preprocessing_notes={**info.preprocessing_notes, "resize": resize},
         temperature=t,
-        name=f"{base.info.name} adapted to {site}",
-        version=f"{base_version}+site",
+        name=f"{info.name} adapted to {site}",
+        version=f"{info.version}+site",
         site_adaptation={
             "site": site,
             "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
-            "base_model": {"name": base.info.name, "version": base_version, "sha256": base_sha256},
+            "base_model": {"name": info.name, "version": info.version, "sha256": base_sha256},
             "magnification": scale,
             "cells_per_class": counts,
             "classes_kept_from_base": [base.labels[i] for i in frozen],
@@ -693,4 +682,3 @@ def _site_metadata(
             "cells_sha256": sorted(set(shas)),
         },
     )
-    return meta

@@ -10,25 +10,18 @@ therefore refused instead of reading arbitrary paths beside it.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hv_desktop.core.files import NotRegularFile, not_regular_reason, read_regular
-from hv_desktop.core.preprocess import CROPS, Preprocessing
+from hv_desktop.core.metadata import DEFAULT_REVIEW_THRESHOLD as DEFAULT_REVIEW_THRESHOLD
+from hv_desktop.core.metadata import MAX_CROP_FRACTION as MAX_CROP_FRACTION
+from hv_desktop.core.metadata import METADATA_KEY, ModelMetadata
+from hv_desktop.core.metadata import ModelError as ModelError
 
-METADATA_KEY = "hematovision"
 MAX_MODEL_BYTES = 512 * 1024 * 1024
-DEFAULT_REVIEW_THRESHOLD = 0.6
-#: A "cell" square up to twice the short side (padded with background): a site model for a lab whose cells
-#: fill more of the frame than the training labs' (hv_desktop.core.adapt chooses it).
-#: A "nucleus" square: from a cell and its rim up to a field of many cells, in nucleus radii.
-MIN_CROP_RADII, MAX_CROP_RADII = 2.0, 40.0
-MAX_CROP_FRACTION = 2.0
 
 #: Stated wherever a result is shown or exported.
 INTENDED_USE = (
@@ -37,35 +30,10 @@ INTENDED_USE = (
 )
 
 
-class ModelError(Exception):
-    """A model file that cannot be used, with a message fit for a dialog.
-
-    ``plain`` and ``technical``: for a file that is not a model at all, the one line for a person and the
-    parser's own reason, which a terminal shows on a second line."""
-
-    def __init__(self, message: str, plain: str = "", technical: str = "") -> None:
-        super().__init__(message)
-        self.plain, self.technical = plain or message, technical
-
-
 def _not_a_model(name: str, reason: str) -> ModelError:
     return ModelError(
         f"{name} is not a valid ONNX model ({reason})", plain=f"{name} is not a HematoVision model file", technical=reason
     )
-
-
-@dataclass
-class ModelInfo:
-    """What the metadata says about a model (shown in About and stamped on exports)."""
-
-    name: str
-    version: str
-    labels: tuple[str, ...]
-    preprocessing: Preprocessing
-    temperature: float = 1.0
-    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
-    output_kind: str = "logits"  # or "probabilities"
-    extra: dict = field(default_factory=dict)
 
 
 def decode_workers(cores: int | None = None) -> int:
@@ -89,7 +57,6 @@ def default_threads(cores: int | None = None) -> int:
 
 
 _CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
-MAX_LABELS = 64
 
 
 def check_structure(data: bytes, name: str) -> None:
@@ -104,15 +71,11 @@ def check_structure(data: bytes, name: str) -> None:
             raise ModelError(f"{name} defines its own functions, which HematoVision models do not use")
         for field_ in f.graph:
             if field_.number == 5:  # initializer: external_data (13) or data_location EXTERNAL (14 = 1)
-                tensor = parse(bytes(field_.value))  # type: ignore[arg-type]
+                tensor = parse(bytes(field_.value))
                 if any(t.number == 13 or (t.number == 14 and t.value == 1) for t in tensor):
                     raise ModelError(f"{name} refers to external data files, which are not allowed")
             elif field_.number == 1:
-                ops = {
-                    bytes(t.value).decode("utf-8", "replace")
-                    for t in parse(bytes(field_.value))  # type: ignore[arg-type]
-                    if t.number == 4
-                }
+                ops = {bytes(t.value).decode("utf-8", "replace") for t in parse(bytes(field_.value)) if t.number == 4}
                 bad = ops & _CONTROL_FLOW
                 if bad:
                     raise ModelError(f"{name} uses control flow ({', '.join(sorted(bad))}), which HematoVision models never need")
@@ -120,95 +83,11 @@ def check_structure(data: bytes, name: str) -> None:
         raise _not_a_model(name, str(exc)) from None
 
 
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not allowed")
-
-
-def _num(v, what: str, lo: float, hi: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-        raise ValueError(f"{what} must be a number in [{lo:g}, {hi:g}]")
-    return float(v)
-
-
-def _int(v, what: str, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v or not lo <= v <= hi:
-        raise ValueError(f"{what} must be a whole number in [{lo}, {hi}]")
-    return int(v)
-
-
-def _str(v, what: str, limit: int = 200) -> str:
-    if not isinstance(v, str) or len(v) > limit:
-        raise ValueError(f"{what} must be a text of at most {limit} characters")
-    return v
-
-
-def _triple(v, what: str) -> tuple[float, float, float]:
-    if not isinstance(v, list) or len(v) != 3:
-        raise ValueError(f"{what} needs three values")
-    return tuple(_num(x, what, -1e6, 1e6) for x in v)  # type: ignore[return-value]
-
-
-def _parse_metadata(raw: dict[str, str], path: Path) -> ModelInfo:
-    """The metadata, every field type-checked and bounded: a wrong type is a ModelError, never a traceback."""
+def read_metadata(raw: dict[str, str], path: Path) -> ModelMetadata:
+    """The model's :class:`ModelMetadata` from onnxruntime's metadata map (a ModelError when unusable)."""
     if METADATA_KEY not in raw:
         raise ModelError(f"{path.name} is an ONNX model but not a HematoVision model (no '{METADATA_KEY}' metadata)")
-    if len(raw[METADATA_KEY]) > 8 * 1024 * 1024:
-        raise ModelError(f"{path.name}: model metadata is too large")
-    try:
-        meta = json.loads(raw[METADATA_KEY], parse_constant=_refuse_constant)
-        if not isinstance(meta, dict):
-            raise ValueError("metadata is not a JSON object")
-        labels_raw = meta.get("labels")
-        if not isinstance(labels_raw, list) or not 2 <= len(labels_raw) <= MAX_LABELS:
-            raise ValueError(f"labels must be a list of 2 to {MAX_LABELS} names")
-        labels = tuple(_str(x, "each label", 100) for x in labels_raw)
-        p = meta.get("preprocessing", {})
-        if not isinstance(p, dict):
-            raise ValueError("preprocessing must be an object")
-        prep = Preprocessing(
-            width=_int(p.get("width", 224), "width", 8, 4096),
-            height=_int(p.get("height", 224), "height", 8, 4096),
-            mean=_triple(p.get("mean", [127.5] * 3), "mean"),
-            std=_triple(p.get("std", [127.5] * 3), "std"),
-            channel_order=_str(p.get("channel_order", "RGB"), "channel_order", 8).upper(),
-            layout=_str(p.get("layout", "NHWC"), "layout", 8).upper(),
-            crop=_str(p.get("crop", "none"), "crop", 32).lower(),
-            crop_fraction=_num(p.get("crop_fraction", 1.0), "crop_fraction", 0.2, MAX_CROP_FRACTION),
-            crop_radii=_num(p.get("crop_radii", 7.0), "crop_radii", MIN_CROP_RADII, MAX_CROP_RADII),
-        )
-        for key in ("scores_output", "cam_output", "review_output", "embedding_output"):
-            if key in meta and meta[key] is not None:
-                _str(meta[key], key, 256)
-        info = ModelInfo(
-            name=_str(meta.get("name", path.stem), "name"),
-            version=_str(meta.get("version", "unknown"), "version", 64),
-            labels=labels,
-            preprocessing=prep,
-            temperature=_num(meta.get("temperature", 1.0), "temperature", 1e-3, 1e3),
-            review_threshold=_num(meta.get("review_threshold", DEFAULT_REVIEW_THRESHOLD), "review_threshold", 0, 1),
-            output_kind=_str(meta.get("output_kind", "logits"), "output_kind", 32),
-            extra={k: v for k, v in meta.items() if k not in ("labels", "preprocessing")},
-        )
-    except RecursionError:
-        raise ModelError(f"{path.name}: model metadata is malformed (nested too deeply)") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{path.name}: model metadata is malformed ({exc})") from None
-    problems = []
-    if len(set(labels)) != len(labels):
-        problems.append("labels must be at least two distinct names")
-    if prep.channel_order not in ("RGB", "BGR") or prep.layout not in ("NHWC", "NCHW"):
-        problems.append("channel order must be RGB/BGR and layout NHWC/NCHW")
-    if prep.crop not in CROPS:
-        problems.append(
-            f"crop '{prep.crop}' is not one this app knows ({', '.join(CROPS)}): the model needs a newer HematoVision"
-        )
-    if any(s == 0 for s in prep.std):
-        problems.append("mean and std need three values, std non-zero")
-    if info.output_kind not in ("logits", "probabilities"):
-        problems.append("output_kind must be 'logits' or 'probabilities'")
-    if problems:
-        raise ModelError(f"{path.name}: " + "; ".join(problems))
-    return info
+    return ModelMetadata.from_json(raw[METADATA_KEY], path.name)
 
 
 def _telemetry_off(ort) -> None:
@@ -263,7 +142,7 @@ class Model:
                 raise ModelError(f"{self.path.name} refers to external data files, which are not allowed") from None
             raise _not_a_model(self.path.name, text) from None
 
-        self.info = _parse_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self.info = read_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         self._check_signature()
 
     def _check_signature(self) -> None:
@@ -282,17 +161,17 @@ class Model:
         self.max_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         outs = {o.name: o for o in self.session.get_outputs()}
         names = list(outs)
-        self.scores_name = self.info.extra.get("scores_output", names[0])
+        self.scores_name = self.info.scores_output or names[0]
         if self.scores_name not in outs:
             raise ModelError(f"{self.path.name}: output '{self.scores_name}' named in metadata is missing")
         oshape = outs[self.scores_name].shape
         if len(oshape) != 2 or (isinstance(oshape[1], int) and oshape[1] != len(self.info.labels)):
             raise ModelError(f"{self.path.name}: output shape {oshape} does not fit {len(self.info.labels)} labels")
-        cam = self.info.extra.get("cam_output")
+        cam = self.info.cam_output
         self.cam_name = cam if cam in outs else None
         # Optional per-image typicality in [0, 1] (higher = more like the training cells), which the
         # needs-review threshold then applies to instead of the calibrated confidence.
-        review = self.info.extra.get("review_output")
+        review = self.info.review_output
         if review is not None and review not in outs:
             raise ModelError(f"{self.path.name}: output '{review}' named in metadata is missing")
         self.review_name = review

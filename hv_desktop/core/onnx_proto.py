@@ -63,6 +63,7 @@ def parse(buf: bytes) -> list[Field]:
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 2:
@@ -87,7 +88,7 @@ def encode(fields: list[Field]) -> bytes:
         if f.wire == 0:
             out += _enc_varint(int(f.value))
         elif f.wire == 2:
-            data = bytes(f.value)  # type: ignore[arg-type]
+            data = bytes(f.value)
             out += _enc_varint(len(data)) + data
         elif f.wire == 1:
             out += int(f.value).to_bytes(8, "little")
@@ -106,7 +107,7 @@ def _first(fields: list[Field], number: int) -> Field | None:
 
 def tensor_name(raw: bytes) -> str:
     f = _first(parse(raw), 8)
-    return bytes(f.value).decode("utf-8") if f else ""  # type: ignore[arg-type]
+    return bytes(f.value).decode("utf-8") if f else ""
 
 
 def tensor_to_array(raw: bytes) -> np.ndarray:
@@ -115,21 +116,21 @@ def tensor_to_array(raw: bytes) -> np.ndarray:
     dims: list[int] = []
     for f in fields:
         if f.number == 1 and f.wire == 0:
-            dims.append(int(f.value))  # type: ignore[arg-type]
+            dims.append(int(f.value))
         elif f.number == 1 and f.wire == 2:
-            data, pos = bytes(f.value), 0  # type: ignore[arg-type]
+            data, pos = bytes(f.value), 0
             while pos < len(data):
                 d, pos = _varint(data, pos)
                 dims.append(d)
     dtype_f = _first(fields, 2)
-    code = int(dtype_f.value) if dtype_f else 0  # type: ignore[arg-type]
+    code = int(dtype_f.value) if dtype_f else 0
     if code not in _DTYPES:
         raise ProtoError(f"tensor data type {code} is not supported here")
     rawdata = _first(fields, 9)
     if rawdata is not None:
-        arr = np.frombuffer(bytes(rawdata.value), dtype=np.dtype(_DTYPES[code]).newbyteorder("<"))  # type: ignore[arg-type]
+        arr = np.frombuffer(bytes(rawdata.value), dtype=np.dtype(_DTYPES[code]).newbyteorder("<"))
     elif code == 1:
-        packed = b"".join(bytes(f.value) for f in fields if f.number == 4 and f.wire == 2)  # type: ignore[arg-type]
+        packed = b"".join(bytes(f.value) for f in fields if f.number == 4 and f.wire == 2)
         arr = np.frombuffer(packed, dtype="<f4")
     else:
         raise ProtoError("tensor without raw data")
@@ -157,12 +158,8 @@ class OnnxFile:
         g = _first(self.model, 7)
         if g is None:
             raise ProtoError("not an ONNX model (no graph)")
-        self.graph = parse(bytes(g.value))  # type: ignore[arg-type]
-        self._index = {
-            tensor_name(bytes(f.value)): i
-            for i, f in enumerate(self.graph)  # type: ignore[arg-type]
-            if f.number == 5
-        }
+        self.graph = parse(bytes(g.value))
+        self._index = {tensor_name(bytes(f.value)): i for i, f in enumerate(self.graph) if f.number == 5}
 
     @property
     def initializer_names(self) -> list[str]:
@@ -173,8 +170,8 @@ class OnnxFile:
         names = []
         for f in self.graph:
             if f.number == 12:
-                n = _first(parse(bytes(f.value)), 1)  # type: ignore[arg-type]
-                names.append(bytes(n.value).decode("utf-8") if n else "")  # type: ignore[arg-type]
+                n = _first(parse(bytes(f.value)), 1)
+                names.append(bytes(n.value).decode("utf-8") if n else "")
         return names
 
     def nodes(self) -> list[tuple[str, list[str], list[str]]]:
@@ -182,7 +179,7 @@ class OnnxFile:
         out = []
         for f in self.graph:
             if f.number == 1:
-                fs = parse(bytes(f.value))  # type: ignore[arg-type]
+                fs = parse(bytes(f.value))
                 text = [(x.number, bytes(x.value).decode("utf-8", "replace")) for x in fs if x.wire == 2]
                 out.append(
                     (next((t for n, t in text if n == 4), ""), [t for n, t in text if n == 1], [t for n, t in text if n == 2])
@@ -192,7 +189,7 @@ class OnnxFile:
     def initializer(self, name: str) -> np.ndarray:
         if name not in self._index:
             raise KeyError(name)
-        return tensor_to_array(bytes(self.graph[self._index[name]].value))  # type: ignore[arg-type]
+        return tensor_to_array(bytes(self.graph[self._index[name]].value))
 
     def set_initializer(self, name: str, arr: np.ndarray) -> None:
         if name not in self._index:
@@ -215,15 +212,15 @@ class OnnxFile:
         out = {}
         for f in self.model:
             if f.number == 14:
-                kv = parse(bytes(f.value))  # type: ignore[arg-type]
+                kv = parse(bytes(f.value))
                 k, v = _first(kv, 1), _first(kv, 2)
-                out[bytes(k.value).decode("utf-8") if k else ""] = bytes(v.value).decode("utf-8") if v else ""  # type: ignore[arg-type]
+                out[bytes(k.value).decode("utf-8") if k else ""] = bytes(v.value).decode("utf-8") if v else ""
         return out
 
     def set_metadata(self, key: str, value: str) -> None:
         entry = Field(14, 2, encode([_string(1, key), _string(2, value)]))
         for i, f in enumerate(self.model):
-            if f.number == 14 and tensor_key(bytes(f.value)) == key:  # type: ignore[arg-type]
+            if f.number == 14 and tensor_key(bytes(f.value)) == key:
                 self.model[i] = entry
                 return
         self.model.append(entry)
@@ -235,4 +232,4 @@ class OnnxFile:
 
 def tensor_key(raw: bytes) -> str:
     k = _first(parse(raw), 1)
-    return bytes(k.value).decode("utf-8") if k else ""  # type: ignore[arg-type]
+    return bytes(k.value).decode("utf-8") if k else ""

@@ -32,50 +32,15 @@ from pathlib import Path
 from typing import IO, Union
 
 import numpy as np
-from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 #: Images with more pixels than this are refused before decoding (decompression
 #: bombs: a tiny file can declare a 50,000 x 50,000 canvas). 80 MP is larger than
 #: any whole-slide tile or camera frame a clinic sends to a cell classifier.
 MAX_PIXELS = 80_000_000
-
-# We enforce our own limit (with a clear message) instead of Pillow's warning.
-Image.MAX_IMAGE_PIXELS = None
-# Truncated files must fail loudly, never be silently padded with grey.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-def _keep_freed_buffers() -> bool:
-    """Let glibc reuse freed image buffers instead of returning them to the OS.
-
-    glibc serves each ~0.3 MB decode, copy, crop and resize buffer with a fresh
-    mmap by default, and every one costs page faults: ~0.4 ms of a ~1.6 ms image
-    here (benchmarks/RESULTS.md). Raising the mmap and trim thresholds keeps them
-    in the heap. Pillow's own block cache (PILLOW_BLOCKS_MAX) would do the same
-    but is not thread-safe (python-pillow/Pillow#9600: it segfaulted a test
-    here), and the decoders run in threads. glibc's allocator is thread-safe.
-    No effect off glibc, or when MALLOC_MMAP_THRESHOLD_ is set by the user.
-    """
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
-            return False
-    except (AttributeError, ValueError, OSError):  # not a glibc system (Windows, macOS, musl)
-        return False
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 64 << 20))
-    except (OSError, AttributeError):
-        return False
-
-
-KEEPS_FREED_BUFFERS = _keep_freed_buffers()
-# ... and Pillow's racy cache stays off even if PILLOW_BLOCKS_MAX asks for it: the decoders are threads.
-Image.core.set_blocks_max(0)
+#: Pixel values v become (v - NORMALISATION) / NORMALISATION, in [-1, 1]: MobileNetV2's input range. The one
+#: statement of the constant (the model file's default mean and std; training's Rescaling layer matches it).
+NORMALISATION = 127.5
 
 PathLike = Union[str, os.PathLike]
 
@@ -90,8 +55,8 @@ class Preprocessing:
 
     width: int = 224
     height: int = 224
-    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    mean: tuple[float, float, float] = (NORMALISATION,) * 3
+    std: tuple[float, float, float] = (NORMALISATION,) * 3
     channel_order: str = "RGB"  # or "BGR"
     layout: str = "NHWC"  # or "NCHW"
     crop: str = "none"  # "cell": a square around the stained nucleus; "nucleus": the same, sized by the nucleus
@@ -326,7 +291,7 @@ def open_image(source: PathLike | IO[bytes], draft_size: tuple[int, int] | None 
         raise
     except UnidentifiedImageError:
         raise ImageError(_unidentified_message(source)) from None
-    except Image.DecompressionBombError as exc:  # pragma: no cover - limit disabled above
+    except Image.DecompressionBombError as exc:  # only without configure_process(), which turns Pillow's limit off
         raise ImageError(f"image too large ({exc})") from None
     except (
         OSError,
@@ -401,7 +366,7 @@ def _read_path(path: PathLike) -> io.BytesIO:
     if not data:
         raise ImageError("empty file (0 bytes)")
     buf = io.BytesIO(data)
-    buf.name = os.fspath(path)  # type: ignore[attr-defined]
+    buf.name = os.fspath(path)
     return buf
 
 

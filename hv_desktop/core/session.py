@@ -102,7 +102,7 @@ def result_json(r: Result) -> str:
     if cached is not None and cached[0] == key:
         return cached[1]
     text = json.dumps(_encode(r), ensure_ascii=False)
-    r._json = (key, text)  # type: ignore[assignment]
+    r._json = (key, text)
     return text
 
 
@@ -169,7 +169,7 @@ def load_session(path: str | os.PathLike) -> tuple[list[Result], dict]:
             results.append(_decode(d))
         except (TypeError, ValueError):
             skipped += 1
-    header = {k: v for k, v in data.items() if k != "results" and isinstance(v, (str, int, float, type(None)))}
+    header: dict[str, object] = {k: v for k, v in data.items() if k != "results" and isinstance(v, (str, int, float, type(None)))}
     extra = data.get("extra")
     header["extra"] = extra if isinstance(extra, dict) else {}  # its readers type-check what they take
     header["skipped"] = skipped

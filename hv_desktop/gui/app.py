@@ -184,6 +184,9 @@ def platform_problem(screenshot: bool = False) -> str | None:
 
 
 def run_gui(paths: list[str] | None = None, model_path: Path | None = None, screenshot: Path | None = None) -> int:
+    from hv_desktop.core.runtime import configure_process
+
+    configure_process()
     problem = platform_problem(screenshot=screenshot is not None)
     if problem:
         print(f"hematovision: {problem}", file=sys.stderr)

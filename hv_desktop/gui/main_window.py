@@ -858,7 +858,7 @@ class MainWindow(QMainWindow):
 
         if self.model is None or self.job is not None:
             return None
-        if not self.model.info.extra.get("embedding_output"):
+        if not self.model.info.embedding_output:
             QMessageBox.information(
                 self,
                 "Adapt to This Lab",
