@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from test_cell_crop import smear
-from training.experiments.photo_copies import descriptor, group, unit_rows
+from training.analysis.photo_copies import descriptor, group, unit_rows
 
 
 def _shift(im: Image.Image, dx: int, dy: int) -> Image.Image:

@@ -141,7 +141,7 @@ def test_another_magnification_alone_does_not_flag_most_cells(shared_data, model
     they should (see the model card's magnification probe)."""
     from hv_desktop.core.preprocess import open_image
     from training.data import list_labelled
-    from training.experiments.magnification_probe import assess_at
+    from training.analysis.magnification_probe import assess_at
 
     images = [open_image(p).convert("RGB") for p, _ in list_labelled(shared_data / "pbc" / "val")[::8]]  # 100 cells
     flagged = {scale: float(np.mean(assess_at(model, images, scale)[1])) for scale in (0.7, 1.4, 0.5)}

@@ -1,6 +1,6 @@
 """How a model copes with another lab's magnification, simulated on validation images.
 
-    python -m training.experiments.magnification_probe [--model M.onnx] [--scales 1.4 1.0 0.7 0.5]
+    python -m training.analysis.magnification_probe [--model M.onnx] [--scales 1.4 1.0 0.7 0.5]
 
 Higher magnification (> 1): the central 1/s of the field, enlarged back to full size. Lower magnification
 (< 1): the field shrunk by s and pasted at a random place on a canvas of its own background colour (the

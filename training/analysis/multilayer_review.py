@@ -1,6 +1,6 @@
 """Experiment: does Mahalanobis distance on earlier layers help the needs-review score?
 
-    python -m training.experiments.multilayer_review runs/cell/cell_base.onnx
+    python -m training.analysis.multilayer_review runs/cell/cell_base.onnx
 
 Per-channel mean and std of five layers (``training.review.LAYER_SETS["five"]``), a
 Mahalanobis distance per layer to the nearest class/source centre (as training.review),

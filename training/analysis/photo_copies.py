@@ -1,7 +1,7 @@
 """How many distinct cells a blood-cells split really holds, and accuracy per cell rather than per file.
 
     hematovision classify ../shared/data/blood-cells/TEST/MONOCYTE --csv mono.csv
-    python -m training.experiments.photo_copies blood-cells/TEST --csv mono.csv [--threshold 0.75]
+    python -m training.analysis.photo_copies blood-cells/TEST --csv mono.csv [--threshold 0.75]
 
 The blood-cells set is ~366 smear photos copied by rotation, flips and shifts into ~12,500 files, so
 one hard cell can be a hundred test files. Pooled CNN features do not find the copies (rotation moves

@@ -1,6 +1,6 @@
 """Fit the temperature on validation only (pbc/val + TEST_SIMPLE) and store it in the model, without reading TEST.
 
-    python -m training.experiments.fit_temperature_on_validation MODEL.onnx
+    python -m training.analysis.fit_temperature_on_validation MODEL.onnx
 
 training.review needs a temperature; training.evaluate would fit one too but also
 scores TEST, which a candidate model must not see before it passes its rule.
