@@ -6,7 +6,9 @@ training.review needs a temperature; training.evaluate would fit one too but als
 scores TEST, which a candidate model must not see before it passes its rule.
 """
 
-import sys
+from __future__ import annotations
+
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +18,30 @@ from training.data import list_labelled, shared_root
 from training.evaluate import fit_temperature, predict
 from training.export_onnx import update_metadata
 
-path = Path(sys.argv[1])
-m = Model(path)
-m.info.temperature = 1.0
-lp, ys = [], []
-for rel in ("pbc/val", "blood-cells/TEST_SIMPLE"):
-    items = list_labelled(shared_root() / "data" / rel)
-    lp.append(np.log(np.clip(predict(m, [p for p, _ in items]), 1e-12, 1)))
-    ys.append(np.array([y for _, y in items]))
-t = fit_temperature(np.concatenate(lp), np.concatenate(ys))
-update_metadata(path, {"temperature": t})
-print("temperature", t)
+SPLITS = ("pbc/val", "blood-cells/TEST_SIMPLE")
+
+
+def validation_temperature(path: Path) -> float:
+    """The temperature that best calibrates the model at ``path`` on the validation splits alone."""
+    m = Model(path)
+    m.info.temperature = 1.0
+    lp, ys = [], []
+    for rel in SPLITS:
+        items = list_labelled(shared_root() / "data" / rel)
+        lp.append(np.log(np.clip(predict(m, [p for p, _ in items]), 1e-12, 1)))
+        ys.append(np.array([y for _, y in items]))
+    return fit_temperature(np.concatenate(lp), np.concatenate(ys))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path, help="the ONNX model; its metadata is updated in place")
+    args = ap.parse_args(argv)
+    t = validation_temperature(args.model)
+    update_metadata(args.model, {"temperature": t})
+    print("temperature", t)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
