@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
+
 onnx = (
     pytest.importorskip("onnx", reason="the train extra is not installed")
     if os.environ.get("CI") != "true"

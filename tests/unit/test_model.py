@@ -6,7 +6,7 @@ import pytest
 
 from hv_desktop.core.model import Model, ModelError
 from hv_desktop.core.preprocess import normalise
-from onnx_factory import tiny_model
+from tests.support.onnx_factory import tiny_model
 
 
 def test_metadata_drives_the_model(tiny_model_path):

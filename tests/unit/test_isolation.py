@@ -1,8 +1,7 @@
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
 
 
 def test_core_imports_neither_qt_nor_tensorflow():

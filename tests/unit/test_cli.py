@@ -8,10 +8,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from badfiles import make_bad_files, make_odd_good_files
+from tests.support.badfiles import make_bad_files, make_odd_good_files
 from hv_desktop import __version__
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
 
 
 def run(*args, env=None):

@@ -5,7 +5,7 @@ import threading
 import pytest
 from PIL import Image
 
-from badfiles import make_bad_files, make_odd_good_files
+from tests.support.badfiles import make_bad_files, make_odd_good_files
 from hv_desktop.core.batch import classify_paths, classify_stream
 from hv_desktop.core.model import Model
 

@@ -18,9 +18,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
 from hv_desktop.gui.results_model import COL_SENDER  # noqa: E402
 
-from pathlib import Path  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT  # noqa: E402
 
 
 def _images(folder, n, start=0):
@@ -305,7 +303,7 @@ def test_no_display_is_one_line_and_screenshot_goes_offscreen(tmp_path):
 
 def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):
     """With a model that has a typicality output, a confident but atypical cell is flagged and the preview says so."""
-    from onnx_factory import tiny_model
+    from tests.support.onnx_factory import tiny_model
 
     model = tiny_model(tmp_path / "typ.onnx", typicality=True, metadata={"review_threshold": 0.5})
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
@@ -333,8 +331,8 @@ def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):
 
 def _cropping_window(qtbot, tmp_path, nucleus):
     """A window with a model that asks for the cell crop, after classifying one synthetic field."""
-    from onnx_factory import tiny_model
-    from test_cell_crop import smear
+    from tests.support.onnx_factory import tiny_model
+    from tests.support.images import smear
 
     model = tiny_model(
         tmp_path / "crop.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}}
@@ -505,7 +503,7 @@ def test_sign_off_blocked_then_overridden_locked_unlocked_and_restored(qtbot, tm
     and the report carry who and when, unlocking is recorded, and a restart keeps it all."""
     from pypdf import PdfReader
 
-    from onnx_factory import tiny_model
+    from tests.support.onnx_factory import tiny_model
 
     model = tiny_model(tmp_path / "typ.onnx", typicality=True, metadata={"review_threshold": 0.5})
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)

@@ -64,14 +64,3 @@ def test_adapt_dialog_loads_site_model_reclassifies_and_switches_back(qtbot, tmp
     assert w.model.path.resolve() == bundled_model_path().resolve()
     assert "adapted" not in w.model_label.text()
     assert w.results.rowCount() == 24
-
-
-def test_adapt_needs_reviewed_cells(qtbot, tmp_path):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    w = MainWindow(model_path=bundled_model_path(), settings=settings, autosave_path=tmp_path / "a.json")
-    qtbot.addWidget(w)
-    dlg = w.adapt_to_lab()
-    qtbot.addWidget(dlg)
-    assert not dlg.adapt_button.isEnabled()
-    assert "Review at least 5" in dlg.report.toPlainText()
-    dlg.reject()

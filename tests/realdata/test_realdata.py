@@ -15,8 +15,8 @@ from PIL import Image
 from hv_desktop.core.batch import classify_paths
 from hv_desktop.core.export import csv_columns
 from hv_desktop.core.model import Model
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.realdata
 
 
@@ -88,7 +88,7 @@ def _nucleus_mask(rgb: np.ndarray) -> np.ndarray:
 
 def test_heatmaps_peak_on_the_white_cell(shared_data, model):
     """On cell-centred images (pbc) the heat's peak lies on or next to the stained nucleus."""
-    from scipy_free_dilate import dilate  # local helper below
+    from tests.support.scipy_free_dilate import dilate  # local helper below
 
     from hv_desktop.core.heatmap import cam_for, upsample
     from hv_desktop.core.preprocess import model_box, open_image

@@ -9,14 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from PIL import Image
 
 from hv_desktop.core.model import Model
 from hv_desktop.core.watch import FolderWatcher, SettleTracker
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
 
 
 def _png(colour) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from test_cell_crop import smear
+from tests.support.images import smear
 from training.analysis.photo_copies import descriptor, group, unit_rows
 
 

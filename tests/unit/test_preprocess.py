@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from badfiles import bomb_png, make_odd_good_files
+from tests.support.badfiles import bomb_png, make_odd_good_files
 from hv_desktop.core.preprocess import ImageError, Preprocessing, load_for_model, normalise, open_image, resize_for_model
 
 
