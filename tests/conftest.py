@@ -1,19 +1,27 @@
+"""Fixtures every test may use, and the layout rule: tests/unit needs neither Qt nor data, tests/gui needs Qt,
+tests/realdata reads ../shared/data (and is marked realdata), tests/robustness is the hostile-input suite (Qt
+allowed, no data)."""
+
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.support import ROOT
+from tests.support.onnx_factory import tiny_model
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from onnx_factory import tiny_model  # noqa: E402
+TESTS = Path(__file__).resolve().parent
+#: folder -> fixtures its tests may not use, and why
+LAYOUT = {
+    "unit": {"qtbot": "needs Qt: tests/gui", "qapp": "needs Qt: tests/gui", "shared_data": "reads ../shared: tests/realdata"},
+    "gui": {"shared_data": "reads ../shared: tests/realdata"},
+    "robustness": {"shared_data": "reads ../shared: tests/realdata"},
+    "realdata": {},
+}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,6 +34,22 @@ def process_settings():
 
 def shared_root() -> Path:
     return Path(os.environ.get("HV_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the realdata marker
+def pytest_collection_modifyitems(items):
+    misplaced = []
+    for item in items:
+        path = Path(item.path).resolve()
+        folder = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
+        if folder not in LAYOUT:
+            misplaced.append(f"{item.nodeid}: a test module belongs in tests/{{{','.join(LAYOUT)}}}/")
+            continue
+        if folder == "realdata":
+            item.add_marker(pytest.mark.realdata)
+        misplaced += [f"{item.nodeid}: {why}" for name, why in LAYOUT[folder].items() if name in item.fixturenames]
+    if misplaced:
+        raise pytest.UsageError("tests in the wrong folder:\n" + "\n".join(sorted(set(misplaced))))
 
 
 @pytest.fixture(scope="session")
@@ -48,15 +72,4 @@ def tiny_model_path(tmp_path_factory) -> Path:
 def shipped_model() -> Path:
     path = ROOT / "assets" / "model" / "hematovision.onnx"
     assert path.is_file(), "the shipped model assets/model/hematovision.onnx is missing"
-    return path
-
-
-def solid(path: Path, color, size=(40, 30), fmt=None, mode="RGB") -> Path:
-    Image.new(mode, size, color).save(path, fmt)
-    return path
-
-
-def noise_image(path: Path, seed: int = 0, size=(64, 48)) -> Path:
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
     return path

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: Fixed when the hypothesis was written down (runs/headrefit_rule.txt); not tuned on any figure.
+#: Fixed when the hypothesis was written down (docs/research/rules/headrefit.txt); not tuned on any figure.
 L2, STEPS, LEARNING_RATE = 1e-4, 400, 0.05
 SOURCES = (("pbc/train", 1), ("blood-cells/TRAIN", 4))
 

@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 
 def load_config(path: Path | None = None) -> dict:
     """A training config; one with ``"extends": "other.json"`` is that file (relative to it) with these keys
-    replacing its own, so an experiment states only what it changes."""
+    replacing its own (whole values: a dict such as ``augment`` is replaced, not merged), and a key set to
+    ``null`` removed, so an experiment states only what it changes."""
     path = Path(path or HERE / "config.json")
     with open(path, encoding="utf-8") as fh:
         cfg = json.load(fh)
@@ -35,7 +36,7 @@ def load_config(path: Path | None = None) -> dict:
         base = load_config(path.parent / parent)
         base.update(cfg)
         cfg = base
-    return cfg
+    return {key: value for key, value in cfg.items() if value is not None}
 
 
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n: int) -> float:

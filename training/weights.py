@@ -2,7 +2,7 @@
 
 ``keras.applications.MobileNetV2(weights="imagenet")`` fetches from the
 internet, which clinic and CI machines do not have, so the two offline files
-described in ``shared/weights/README.md`` are imported here by hand.
+described in ``../shared/weights/README.md`` are imported here by hand.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from hv_desktop.core.model import Model, ModelError
 from hv_desktop.core.paths import path_to_text, text_to_path
 from hv_desktop.core.session import SessionError, load_session, save_session
 from hv_desktop.core.watch import FolderWatcher
-from onnx_factory import tiny_model
+from tests.support.onnx_factory import tiny_model
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 POSIX = os.name == "posix"
 LATIN1 = os.fsdecode(b"caf\xe9.png")  # a Latin-1 name: not valid UTF-8
 
@@ -456,24 +456,8 @@ def test_80_megapixel_pngs_stay_under_1_gb(tmp_path, tiny_model_path):
         "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')));sys.exit(rc)"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            code,
-            "--model",
-            str(tiny_model_path),
-            "classify",
-            str(folder),
-            "--csv",
-            str(tmp_path / "o.csv"),
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    args = ["--model", tiny_model_path, "classify", folder, "--csv", tmp_path / "o.csv", "-q"]
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     peak_mb = int(r.stdout.strip().splitlines()[-1]) / 1024
     print(f"peak RSS {peak_mb:.0f} MB")

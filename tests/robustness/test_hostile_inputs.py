@@ -6,19 +6,17 @@ import errno
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from badfiles import make_bad_files, make_odd_good_files
+from tests.support.badfiles import make_bad_files, make_odd_good_files
 from hv_desktop import cli
 from hv_desktop.core import batch as batch_mod
 from hv_desktop.core import export as export_mod
 from hv_desktop.core.batch import classify_paths, classify_stream
 from hv_desktop.core.model import Model
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 
 @pytest.fixture(scope="module")

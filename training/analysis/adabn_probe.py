@@ -14,8 +14,8 @@ docs/research/site_adaptation.md.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -74,9 +74,16 @@ def channel_stats(model_bytes: bytes, x: np.ndarray, names: list[str], input_nam
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    model_path, src_rel, tgt_pool, tgt_eval = args[:4]
-    scale, n_target = float(args[4]), int(args[5])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="the base ONNX model")
+    ap.add_argument("source", help="a labelled folder under data/ of the lab the model was trained on")
+    ap.add_argument("target_pool", help="a folder under data/ of the new lab: unlabelled images to re-estimate on")
+    ap.add_argument("target_eval", help="a labelled folder under data/ of the new lab to score on")
+    ap.add_argument("scale", type=float, help="the new lab's magnification relative to the source's")
+    ap.add_argument("n_target", type=int, help="how many target images to re-estimate on")
+    args = ap.parse_args(argv)
+    model_path, src_rel, tgt_pool, tgt_eval = args.model, args.source, args.target_pool, args.target_eval
+    scale, n_target = args.scale, args.n_target
     data = shared_root() / "data"
     base = Model(model_path)
     prep = base.info.preprocessing

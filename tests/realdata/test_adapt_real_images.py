@@ -1,0 +1,169 @@
+"""Site adaptation on real images: `hematovision adapt` end to end, the review graph it writes, and how it counts
+the reviewed cells (pbc/train and pbc/val from ../shared)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hv_desktop.core import adapt as A
+from hv_desktop.core.batch import classify_paths
+from hv_desktop.core.model import Model
+from hv_desktop.core.onnx_proto import OnnxFile
+from tests.support.cli import run_hematovision as run
+
+CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
+
+
+def _lab_look(im: Image.Image) -> Image.Image:
+    """Another lab: a warm (yellow) cast and 1.5x the magnification."""
+    w, h = im.size
+    cw, ch = round(w / 1.5), round(h / 1.5)
+    im = im.crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch)).resize((w, h))
+    a = np.asarray(im, np.float32) * np.asarray([1.0, 0.95, 0.72], np.float32)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def lab(shared_data, tmp_path_factory):
+    """A synthetic lab made from PBC: 10 reviewed cells per class (pbc/train) and 15 more per class to score
+    (pbc/val), and 3 basophils the reviewer labelled as such."""
+    root = tmp_path_factory.mktemp("lab")
+    rows, score = [], []
+    for c in CLASSES:
+        train = sorted((shared_data / "pbc" / "train" / c).iterdir())[::23][:10]
+        val = sorted((shared_data / "pbc" / "val" / c).iterdir())[::13][:15]
+        for split, files in (("reviewed", train), ("score", val)):
+            (root / split / c).mkdir(parents=True)
+            for f in files:
+                out = root / split / c / (f.stem + ".png")
+                _lab_look(Image.open(f).convert("RGB")).save(out)
+                if split == "reviewed":
+                    rows.append([f"{split}/{c}/{out.name}", c])
+                else:
+                    score.append((out, c))
+    for f in sorted((shared_data / "pbc" / "other" / "basophil").iterdir())[:3]:
+        out = root / "reviewed" / f"baso_{f.stem}.png"
+        _lab_look(Image.open(f).convert("RGB")).save(out)
+        rows.append([f"reviewed/{out.name}", "basophil"])
+    rows.append(["reviewed/missing.png", "monocyte"])
+    (root / "reviewed" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    rows.append(["reviewed/broken.png", "lymphocyte"])
+    with open(root / "labelled.csv", "w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "file_name", "predicted_label", "reviewer_label"])
+        w.writerows([[p, Path(p).name, "", lab] for p, lab in rows])
+    return root, score
+
+
+def _accuracy_and_flags(model: Model, score):
+    res = list(classify_paths([p for p, _ in score], model))
+    acc = np.mean([r.label == c for r, (_, c) in zip(res, score)])
+    return acc, np.mean([r.needs_review for r in res])
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_adapt_cli_end_to_end(lab, shipped_model, tmp_path):
+    root, score = lab
+    before_sha = hashlib.sha256(shipped_model.read_bytes()).hexdigest()
+    out = tmp_path / "site.onnx"
+    r = run("adapt", root / "labelled.csv", "--out", out, "--site-name", "Test Lab", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "eosinophil 10" in r.stdout and "basophil 3" in r.stdout
+    assert "skipped 2" in r.stdout
+    assert hashlib.sha256(shipped_model.read_bytes()).hexdigest() == before_sha  # never overwritten
+
+    site = Model(out)  # the normal loader
+    meta = site.info.site_adaptation
+    assert meta["site"] == "Test Lab" and meta["base_model"]["version"] == Model(shipped_model).info.version
+    assert meta["cells_per_class"] == {c: 10 for c in CLASSES}
+    assert len(meta["cells_sha256"]) == 43  # 40 cells and 3 basophils, each by content
+    assert meta["estimate_after_cross_validated"]["accuracy"] >= 0.9
+    assert site.info.preprocessing.crop_fraction > 0.75  # a higher magnification: a wider square
+    assert "Test Lab" in site.info.name
+
+    base_acc, base_flags = _accuracy_and_flags(Model(shipped_model), score)
+    acc, flags = _accuracy_and_flags(site, score)
+    assert acc >= 0.9 and acc >= base_acc - 0.02
+    assert flags <= 0.4 and flags < base_flags
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_written_review_graph_matches_the_numpy_mirror(lab, shipped_model, tmp_path):
+    """The lab centres written into the graph give exactly the distances, and typicality, that adapt() used."""
+    from hv_desktop.core.preprocess import normalise, resize_for_model
+
+    root, score = lab
+    base = Model(shipped_model)
+    cells = [
+        c
+        for c in A.read_labelled_csv([root / "labelled.csv"])
+        if c.label in CLASSES and c.path.is_file() and c.path.name != "broken.png"
+    ]
+    site = Model(A.adapt(base, cells, site_name="x").save(tmp_path / "s.onnx", base))
+    prep = site.info.preprocessing
+
+    def tensor(paths):
+        ims = [Image.open(p).convert("RGB") for p in paths]
+        return normalise(np.stack([resize_for_model(i, site.input_size, prep) for i in ims]), prep)
+
+    probe_base, probe_site = A._Probe(base), A._Probe(site)
+    rv = probe_base.review
+    assert rv is not None
+    fl = probe_base.run(tensor([c.path for c in cells]))
+    y = np.asarray([CLASSES.index(c.label) for c in cells])
+    x = tensor([p for p, _ in score[::6]])
+    fb, fs = probe_base.run(x), probe_site.run(x)
+    dists = []
+    for i in range(rv.layers):
+        lf = fl[f"review/l{i}_f"]
+        centres = np.stack([lf[y == c].mean(0) for c in range(4)])
+        want = np.minimum(fb[f"review/l{i}_dist"], rv.lab_distance(i, fb[f"review/l{i}_f"], centres))
+        np.testing.assert_allclose(fs[f"review/l{i}_dist"], want, rtol=2e-3, atol=1e-3)
+        dists.append(fs[f"review/l{i}_dist"])
+    t = float(OnnxFile(site.path.read_bytes()).initializer("review/temperature"))
+    assert t == pytest.approx(site.info.temperature, rel=1e-5)
+    np.testing.assert_allclose(site.assess(x)[1], rv.typicality(fs["logits"], t, dists), atol=1e-4)
+
+
+def test_a_class_with_few_cells_keeps_the_base_head(shared_data, shipped_model):
+    cells = []
+    for c, n in zip(CLASSES, (6, 6, 2, 6)):
+        files = sorted((shared_data / "pbc" / "train" / c).iterdir())[:n]
+        cells += [A.LabelledCell(f, c) for f in files]
+    base = Model(shipped_model)
+    result = A.adapt(base, cells, site_name="few")
+    assert result.kept_base == ["monocyte"]
+    assert any("base weights kept: monocyte" in line for line in result.summary_lines())
+    site = OnnxFile(result.model_bytes)
+    head = base.info.head
+    w0 = OnnxFile(base.path.read_bytes()).initializer(head["weight"])
+    np.testing.assert_array_equal(site.initializer(head["weight"])[:, 2], w0[:, 2])
+
+
+def test_duplicate_pictures_count_once(shared_data, shipped_model, tmp_path):
+    cells = []
+    for c in CLASSES:
+        for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[:5]:
+            cells.append(A.LabelledCell(f, c))
+            copy = tmp_path / f"copy_{f.name}"
+            copy.write_bytes(f.read_bytes())
+            cells.append(A.LabelledCell(copy, c))
+    result = A.adapt(Model(shipped_model), cells)
+    assert result.counts == {c: 5 for c in CLASSES}
+
+
+def test_huge_csv_reads_a_bounded_class_balanced_subset(shared_data, shipped_model, tmp_path):
+    real = [A.LabelledCell(f, c) for c in CLASSES for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[:6]]
+    ghosts = [A.LabelledCell(tmp_path / f"gone_{i}.png", "neutrophil") for i in range(5000)]
+    result = A.adapt(Model(shipped_model), ghosts + real)
+    assert len(result.skipped) + sum(result.counts.values()) <= A.MAX_CELLS  # never 5,024 reads
+    assert [result.counts[c] for c in CLASSES[:3]] == [6, 6, 6]  # the rare classes are all kept

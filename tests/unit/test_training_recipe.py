@@ -1,0 +1,91 @@
+"""Training recipe pieces that need TensorFlow but no data: early stopping, zoom range, the refitted head, the
+L2-SP pull and the stain augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.support import import_tensorflow
+
+import_tensorflow()  # skips this module where the train extra is missing
+pytestmark = pytest.mark.training
+
+
+def test_early_stopping_waits_for_the_cosine_tail():
+    from training.train import should_stop
+
+    cfg = {"epochs": 16, "patience": 6, "early_stop_from": 0.6}  # the tail is epochs 10-16
+    assert not should_stop(10, 3, cfg)  # 7 epochs without gain, but only 1 of them in the tail
+    assert not should_stop(14, 3, cfg)  # 5 tail epochs without gain
+    assert should_stop(15, 3, cfg)  # 6 tail epochs (10-15) without gain
+    assert should_stop(14, 3, dict(cfg, patience=5))
+    assert not should_stop(16, 12, cfg)  # a tail improvement restarts the count
+    assert not should_stop(16, 3, dict(cfg, patience=0))
+    assert should_stop(9, 2, dict(cfg, early_stop_from=0.0))  # the old rule when asked for
+
+
+def test_zoom_range_symmetric_or_asymmetric():
+    from training.model import _zoom_range
+
+    assert _zoom_range(0.25) == (-0.25, 0.25)
+    assert _zoom_range([-0.5, 0.25]) == (-0.5, 0.25)  # zoom in up to 2x, out up to 1.25x
+    for bad in ([0.3, -0.3], [-1.0, 0.2]):
+        with pytest.raises(ValueError):
+            _zoom_range(bad)
+
+
+def test_softmax_regression_learns_and_ignores_feature_scale():
+    """The refitted head standardises features: rescaling one channel must not change a prediction."""
+    from training.head_refit import fit_softmax_regression
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 16))
+    y = rng.integers(0, 4, 800)
+    x = centres[y] + rng.normal(0, 0.8, (800, 16))
+    x[:, 3] *= 1000.0  # one channel with a huge range, as a few ReLU6 channels have
+    w, b = fit_softmax_regression(x[:600], y[:600], 4)
+    held_out = np.argmax(x[600:] @ w + b, 1)
+    assert np.mean(held_out == y[600:]) > 0.9
+    x2 = x.copy()
+    x2[:, 3] /= 1000.0
+    w2, b2 = fit_softmax_regression(x2[:600], y[:600], 4)
+    assert np.array_equal(np.argmax(x2[600:] @ w2 + b2, 1), held_out)
+
+
+def test_l2sp_pull_moves_base_kernels_back_toward_their_start():
+    import keras
+
+    from training.model import build_core
+    from training.train import pull_to_pretrained
+
+    core = build_core(0.35, 96, 0.2, None)
+    base = next(layer for layer in core.layers if isinstance(layer, keras.Model))
+    kernels = [v for v in base.trainable_variables if len(v.shape) == 4]
+    assert len(kernels) >= 50  # every convolution and depthwise kernel of MobileNetV2
+    start = [v.numpy().copy() for v in kernels]
+    opt = keras.optimizers.SGD()
+    pull = pull_to_pretrained(core, lambda step: 0.01, opt, strength=5.0)  # 5 % of the way back per step
+    for v in kernels:
+        v.assign(v + 1.0)
+    pull.on_train_batch_end(0)
+    for v, s in zip(kernels, start):
+        assert np.allclose(v.numpy() - s, 0.95, atol=1e-5)
+
+
+@pytest.mark.training
+def test_random_stain_changes_colour_only_while_training():
+    pytest.importorskip("tensorflow")
+    import numpy as np
+
+    from training.model import RandomStain
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 255, (4, 16, 16, 3)).astype(np.float32)
+    layer = RandomStain(seed=3)
+    assert np.array_equal(np.asarray(layer(x, training=False)), x)  # inactive at inference (the export)
+    out = np.asarray(layer(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    assert np.abs(out - x).mean() > 1.0  # it does change the colour
+    still = np.asarray(RandomStain(0, 0, 0, 0, seed=3)(x, training=True))
+    np.testing.assert_allclose(still, x, atol=1e-3)  # zero jitter: the optical-density round trip is exact
