@@ -63,7 +63,7 @@ class AdaptDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Adapt to This Lab")
         self.model, self.cells, self.folder = model, cells, folder
-        self.result: Adaptation | None = None
+        self.adaptation: Adaptation | None = None
         self._thread: QThread | None = None
         self._worker: _AdaptWorker | None = None
         counts = {lab: 0 for lab in model.labels}
@@ -107,9 +107,9 @@ class AdaptDialog(QDialog):
         self.adapt_button = QPushButton("Adapt")
         self.save_button = QPushButton("Save and Use")
         self.close_button = QPushButton("Close")
-        self.buttons.addButton(self.adapt_button, QDialogButtonBox.ActionRole)
-        self.buttons.addButton(self.save_button, QDialogButtonBox.AcceptRole)
-        self.buttons.addButton(self.close_button, QDialogButtonBox.RejectRole)
+        self.buttons.addButton(self.adapt_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.buttons.addButton(self.save_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.addButton(self.close_button, QDialogButtonBox.ButtonRole.RejectRole)
         self.save_button.setEnabled(False)
         self.adapt_button.setEnabled(max(counts.values(), default=0) >= MIN_PER_CLASS)
         if not self.adapt_button.isEnabled():
@@ -126,7 +126,7 @@ class AdaptDialog(QDialog):
     def start(self) -> None:
         if self._thread is not None:
             return
-        self.result = None
+        self.adaptation = None
         self.save_button.setEnabled(False)
         self.adapt_button.setEnabled(False)
         self.close_button.setText("Cancel")
@@ -159,7 +159,7 @@ class AdaptDialog(QDialog):
         if result is None:
             self.report.setPlainText(f"Not adapted: {error}")
             return
-        self.result = result
+        self.adaptation = result
         self.report.setPlainText("\n".join(result.summary_lines()))
         self.save_button.setEnabled(True)
 
@@ -171,12 +171,12 @@ class AdaptDialog(QDialog):
         super().reject()
 
     def save(self, path: Path | None = None) -> Path | None:
-        if self.result is None:
+        if self.adaptation is None:
             return None
         target = path or self.folder / "site-models" / site_file_name(self.site_name())
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.result.save(target, self.model)
+            self.adaptation.save(target, self.model)
         except (OSError, AdaptError) as exc:
             QMessageBox.critical(self, "Not saved", f"The site model could not be saved: {exc}")
             return None
