@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 from PySide6.QtCore import QObject, QThread, Signal
 from PySide6.QtWidgets import (
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QVBoxLayout,
+    QWidget,
 )
 
 from hv_desktop.core.adapt import MIN_PER_CLASS, Adaptation, AdaptError, LabelledCell, adapt
@@ -54,27 +56,33 @@ def site_file_name(site: str) -> str:
     return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}.onnx"
 
 
+def count_cells(labels: Sequence[str], cells: list[LabelledCell]) -> tuple[dict[str, int], int]:
+    """Reviewed cells per model class (names matched case-insensitively), and how many are other cell types."""
+    counts = {lab: 0 for lab in labels}
+    other = 0
+    for c in cells:
+        key = next((lab for lab in labels if lab.lower() == c.label.lower()), None)
+        if key:
+            counts[key] += 1
+        else:
+            other += 1
+    return counts, other
+
+
 class AdaptDialog(QDialog):
     """Cells per class, a site name, Adapt (with progress and Cancel), the before/after estimate, Save and Use."""
 
     modelSaved = Signal(Path)
 
-    def __init__(self, model: Model, cells: list[LabelledCell], folder: Path, parent=None) -> None:
+    def __init__(self, model: Model, cells: list[LabelledCell], folder: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Adapt to This Lab")
         self.model, self.cells, self.folder = model, cells, folder
         self.adaptation: Adaptation | None = None
         self._thread: QThread | None = None
         self._worker: _AdaptWorker | None = None
-        counts = {lab: 0 for lab in model.labels}
-        other = 0
-        for c in cells:
-            key = next((lab for lab in model.labels if lab.lower() == c.label.lower()), None)
-            if key:
-                counts[key] += 1
-            else:
-                other += 1
-        self.counts = counts
+        self.counts, other = count_cells(model.labels, cells)
+        counts = self.counts
         lay = QVBoxLayout(self)
         intro = QLabel(
             "HematoVision learns your lab's microscope, stain and magnification from the cells you reviewed. "
