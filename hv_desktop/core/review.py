@@ -193,6 +193,17 @@ class SignOff:
             return None
 
 
+def next_awaiting(shown: Sequence[Result], after: int) -> int | None:
+    """Review navigation: the position in ``shown`` (the rows as the view lists them) of the first cell after
+    ``after`` that awaits review, wrapping around; None when none is left."""
+    n = len(shown)
+    for k in range(n):
+        row = (after + 1 + k) % n
+        if awaiting_review(shown[row]):
+            return row
+    return None
+
+
 def sign_off_blockers(results: Iterable[Result]) -> int:
     """Flagged cells still awaiting review: sign-off needs none, or a reason to override."""
     return sum(1 for r in results if awaiting_review(r))
@@ -293,14 +304,19 @@ class ReviewSession:
         self._push([(index, r.reviewer_label)])
         r.reviewer_label = label
 
-    def accept_unflagged(self) -> list[int]:
-        """Confirm the model's class for every unflagged, unreviewed cell of the current case (one undo step)."""
-        self._check()
-        rows = [
+    def unflagged_rows(self) -> list[int]:
+        """The indices of the current case's cells that accept-all would confirm: classified, not flagged,
+        not yet reviewed (the one definition; the window asks with its count)."""
+        return [
             i
             for i, r in enumerate(self.results)
             if r.ok and not r.needs_review and not r.reviewer_label and (not self.current or r.case == self.current)
         ]
+
+    def accept_unflagged(self) -> list[int]:
+        """Confirm the model's class for every unflagged, unreviewed cell of the current case (one undo step)."""
+        self._check()
+        rows = self.unflagged_rows()
         if rows:
             self._push([(i, None) for i in rows])
             for i in rows:

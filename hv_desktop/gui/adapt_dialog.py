@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 from PySide6.QtCore import QObject, QThread, Signal
 from PySide6.QtWidgets import (
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QVBoxLayout,
+    QWidget,
 )
 
 from hv_desktop.core.adapt import MIN_PER_CLASS, Adaptation, AdaptError, LabelledCell, adapt
@@ -54,27 +56,33 @@ def site_file_name(site: str) -> str:
     return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}.onnx"
 
 
+def count_cells(labels: Sequence[str], cells: list[LabelledCell]) -> tuple[dict[str, int], int]:
+    """Reviewed cells per model class (names matched case-insensitively), and how many are other cell types."""
+    counts = {lab: 0 for lab in labels}
+    other = 0
+    for c in cells:
+        key = next((lab for lab in labels if lab.lower() == c.label.lower()), None)
+        if key:
+            counts[key] += 1
+        else:
+            other += 1
+    return counts, other
+
+
 class AdaptDialog(QDialog):
     """Cells per class, a site name, Adapt (with progress and Cancel), the before/after estimate, Save and Use."""
 
     modelSaved = Signal(Path)
 
-    def __init__(self, model: Model, cells: list[LabelledCell], folder: Path, parent=None) -> None:
+    def __init__(self, model: Model, cells: list[LabelledCell], folder: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Adapt to This Lab")
         self.model, self.cells, self.folder = model, cells, folder
-        self.result: Adaptation | None = None
+        self.adaptation: Adaptation | None = None
         self._thread: QThread | None = None
         self._worker: _AdaptWorker | None = None
-        counts = {lab: 0 for lab in model.labels}
-        other = 0
-        for c in cells:
-            key = next((lab for lab in model.labels if lab.lower() == c.label.lower()), None)
-            if key:
-                counts[key] += 1
-            else:
-                other += 1
-        self.counts = counts
+        self.counts, other = count_cells(model.labels, cells)
+        counts = self.counts
         lay = QVBoxLayout(self)
         intro = QLabel(
             "HematoVision learns your lab's microscope, stain and magnification from the cells you reviewed. "
@@ -107,9 +115,9 @@ class AdaptDialog(QDialog):
         self.adapt_button = QPushButton("Adapt")
         self.save_button = QPushButton("Save and Use")
         self.close_button = QPushButton("Close")
-        self.buttons.addButton(self.adapt_button, QDialogButtonBox.ActionRole)
-        self.buttons.addButton(self.save_button, QDialogButtonBox.AcceptRole)
-        self.buttons.addButton(self.close_button, QDialogButtonBox.RejectRole)
+        self.buttons.addButton(self.adapt_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.buttons.addButton(self.save_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.addButton(self.close_button, QDialogButtonBox.ButtonRole.RejectRole)
         self.save_button.setEnabled(False)
         self.adapt_button.setEnabled(max(counts.values(), default=0) >= MIN_PER_CLASS)
         if not self.adapt_button.isEnabled():
@@ -126,7 +134,7 @@ class AdaptDialog(QDialog):
     def start(self) -> None:
         if self._thread is not None:
             return
-        self.result = None
+        self.adaptation = None
         self.save_button.setEnabled(False)
         self.adapt_button.setEnabled(False)
         self.close_button.setText("Cancel")
@@ -159,7 +167,7 @@ class AdaptDialog(QDialog):
         if result is None:
             self.report.setPlainText(f"Not adapted: {error}")
             return
-        self.result = result
+        self.adaptation = result
         self.report.setPlainText("\n".join(result.summary_lines()))
         self.save_button.setEnabled(True)
 
@@ -171,12 +179,12 @@ class AdaptDialog(QDialog):
         super().reject()
 
     def save(self, path: Path | None = None) -> Path | None:
-        if self.result is None:
+        if self.adaptation is None:
             return None
         target = path or self.folder / "site-models" / site_file_name(self.site_name())
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.result.save(target, self.model)
+            self.adaptation.save(target, self.model)
         except (OSError, AdaptError) as exc:
             QMessageBox.critical(self, "Not saved", f"The site model could not be saved: {exc}")
             return None

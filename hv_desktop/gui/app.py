@@ -9,6 +9,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import QStandardPaths, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -23,7 +24,7 @@ def data_dir() -> Path:
     env = os.environ.get("HV_DATA_DIR")
     if env:
         return Path(env)
-    loc = QStandardPaths.writableLocation(QStandardPaths.GenericDataLocation)
+    loc = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
     folder = Path(loc) / "HematoVision" if loc else Path.home() / ".hematovision"
     old = folder / "HematoVision"
     if old.is_dir() and not (folder / "autosave.json").exists():
@@ -193,7 +194,8 @@ def run_gui(paths: list[str] | None = None, model_path: Path | None = None, scre
         return 1
     from hv_desktop.gui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # instance() is typed as QCoreApplication; here it can only be the QApplication made below or by a caller
+    app = cast(QApplication, QApplication.instance()) or QApplication(sys.argv[:1])
     app.setApplicationName("HematoVision")
     app.setStyle("Fusion")  # the same look on every platform and desktop theme
     icon = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2])) / "assets" / "icons" / "hematovision.png"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
@@ -38,7 +39,7 @@ class PracticeWindow(QDialog):
 
         self.counter = QLabel()
         self.image = QLabel()
-        self.image.setAlignment(Qt.AlignCenter)
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setMinimumSize(QSize(420, 320))
         self.feedback = QLabel("Which cell is this? Press 1–4 or E/L/M/N, or click a class.")
         self.feedback.setWordWrap(True)
@@ -60,7 +61,7 @@ class PracticeWindow(QDialog):
         self.score_table.setVerticalHeaderLabels([lab.capitalize() for lab in model.labels])
         self.score_table.setMaximumHeight(160)
         self.score_table.horizontalHeader().setStretchLastSection(True)
-        self.score_table.setFocusPolicy(Qt.NoFocus)
+        self.score_table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.counter)
@@ -89,7 +90,7 @@ class PracticeWindow(QDialog):
         self.feedback.setText("Which cell is this? Press 1–4 or E/L/M/N, or click a class.")
         self.feedback.setStyleSheet("font-size: 15px; padding: 6px;")
         try:
-            self._image = open_image(path, draft_size=(600, 600))
+            self._image: Image.Image | None = open_image(path, draft_size=(600, 600))
             self._set_image(np.asarray(self._image))
         except ImageError as exc:
             self._image = None
@@ -101,7 +102,11 @@ class PracticeWindow(QDialog):
 
     def _set_image(self, arr: np.ndarray) -> None:
         pm: QPixmap = to_pixmap(arr)
-        self.image.setPixmap(pm.scaled(self.image.size() - QSize(8, 8), Qt.KeepAspectRatio, Qt.SmoothTransformation))
+        self.image.setPixmap(
+            pm.scaled(
+                self.image.size() - QSize(8, 8), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
+        )
 
     def submit(self, label: str) -> None:
         if not self.awaiting_answer or self.session.finished:
@@ -122,7 +127,7 @@ class PracticeWindow(QDialog):
         a = self.session.answer(label, model_label, conf)
         self.awaiting_answer = False
         verdict = "✓ Correct" if a.correct else f"✗ Not quite — this is a <b>{a.reference}</b>"
-        model_text = f"The model says <b>{model_label}</b> ({conf * 100:.0f} %)" if model_label else ""
+        model_text = f"The model says <b>{model_label}</b> ({conf * 100:.0f} %)" if model_label and conf is not None else ""
         self.feedback.setText(
             f"<span style='font-size: 18px;'>{verdict}</span><br>You answered {label}. {model_text}"
             + ("<br><small>Heatmap: where the model found evidence for its answer.</small>" if heat_img is not None else "")
@@ -184,7 +189,7 @@ class PracticeWindow(QDialog):
             if name in self.model.labels:
                 self.submit(name)
                 return
-        elif event.key() in (Qt.Key_Space, Qt.Key_Return, Qt.Key_Enter, Qt.Key_Right):
+        elif event.key() in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Right):
             self.next_item()
             return
         super().keyPressEvent(event)

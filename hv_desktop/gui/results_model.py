@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
 from hv_desktop.core.batch import Result
@@ -10,8 +13,8 @@ from hv_desktop.core.review import awaiting_review
 
 COLUMNS = ("File", "Model class", "Confidence", "Reviewed as", "Status", "Sender's review")
 COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_STATUS, COL_SENDER = range(6)
-SORT_ROLE = Qt.UserRole + 1
-RESULT_ROLE = Qt.UserRole + 2
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+RESULT_ROLE = Qt.ItemDataRole.UserRole + 2
 
 FLAG_TEXT = "⚑ Needs review"
 REVIEWED_TEXT = "✓ Reviewed"
@@ -34,14 +37,14 @@ def effective_label(r: Result, reviewed: bool) -> str:
     return (r.reviewer_label or r.label or "") if reviewed else (r.label or "")
 
 
-def to_pixmap(arr) -> QPixmap:
+def to_pixmap(arr: np.ndarray) -> QPixmap:
     h, w, _ = arr.shape
-    img = QImage(arr.tobytes(), w, h, 3 * w, QImage.Format_RGB888)
+    img = QImage(arr.tobytes(), w, h, 3 * w, QImage.Format.Format_RGB888)
     return QPixmap.fromImage(img.copy())
 
 
 class ResultsModel(QAbstractTableModel):
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.results: list[Result] = []
         self._pixmaps: dict[int, QPixmap] = {}
@@ -51,27 +54,27 @@ class ResultsModel(QAbstractTableModel):
         self._bold.setBold(True)
 
     # --- Qt API ---
-    def rowCount(self, parent=QModelIndex()) -> int:
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.results)
 
-    def columnCount(self, parent=QModelIndex()) -> int:
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return COLUMNS[section]
         return None
 
-    def data(self, index, role=Qt.DisplayRole):
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         r = self.results[index.row()]
         col = index.column()
         if role == RESULT_ROLE:
             return r
-        if role in (Qt.DisplayRole, Qt.ToolTipRole):
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             if col == COL_FILE:
-                return r.path.name if role == Qt.DisplayRole else str(r.path)
+                return r.path.name if role == Qt.ItemDataRole.DisplayRole else str(r.path)
             if col == COL_CLASS:
                 return (r.label or "").capitalize() if r.ok else ""
             if col == COL_CONF:
@@ -79,22 +82,22 @@ class ResultsModel(QAbstractTableModel):
             if col == COL_REVIEW:
                 return (r.reviewer_label or "").capitalize()
             if col == COL_STATUS:
-                return status_of(r) if (r.ok or role == Qt.DisplayRole) else r.error
+                return status_of(r) if (r.ok or role == Qt.ItemDataRole.DisplayRole) else r.error
             if col == COL_SENDER:  # a consultation: the sending lab's review, beside the model's and yours
                 return (self.sender_labels.get(r.sha256 or r.path.name) or "").capitalize()
         if role == SORT_ROLE:
             if col == COL_CONF:
                 return r.confidence if r.confidence is not None else -1.0
-            return self.data(index, Qt.DisplayRole)
-        if role == Qt.DecorationRole and col == COL_FILE and r.thumbnail is not None:
+            return self.data(index, Qt.ItemDataRole.DisplayRole)
+        if role == Qt.ItemDataRole.DecorationRole and col == COL_FILE and r.thumbnail is not None:
             key = id(r)
             pm = self._pixmaps.get(key)
             if pm is None:
                 pm = self._pixmaps[key] = to_pixmap(r.thumbnail)
             return pm
-        if role == Qt.FontRole and awaiting_review(r):
+        if role == Qt.ItemDataRole.FontRole and awaiting_review(r):
             return self._bold
-        if role == Qt.BackgroundRole:
+        if role == Qt.ItemDataRole.BackgroundRole:
             if not r.ok:
                 return QBrush(QColor(255, 228, 228))
             if awaiting_review(r):
@@ -149,7 +152,7 @@ class ResultsFilter(QSortFilterProxyModel):
 
     STATES = ("All", "Needs review", "Unreviewed", "Reviewed", "Errors")
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.class_filter = ""
         self.case_filter = ""  # "" shows every case
@@ -178,8 +181,11 @@ class ResultsFilter(QSortFilterProxyModel):
         else:
             self.invalidateFilter()
 
-    def filterAcceptsRow(self, row, parent) -> bool:
-        r: Result = self.sourceModel().results[row]
+    def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        model = self.sourceModel()
+        if not isinstance(model, ResultsModel):
+            return True
+        r: Result = model.results[row]
         if self.case_filter and r.case != self.case_filter:
             return False
         if self.class_filter and effective_label(r, self.reviewed_view) != self.class_filter:
@@ -205,8 +211,8 @@ SHORT_NAMES = {"eosinophil": "Eos", "lymphocyte": "Lymph", "monocyte": "Mono", "
 class GalleryFilter(ResultsFilter):
     """The gallery: sorted by class, each tile captioned with class and confidence, so groups read at a glance."""
 
-    def data(self, index, role=Qt.DisplayRole):
-        if role == Qt.DisplayRole and index.column() == COL_FILE:
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and index.column() == COL_FILE:
             r: Result = super().data(index, RESULT_ROLE)
             if r is not None:
                 if not r.ok:
@@ -214,5 +220,6 @@ class GalleryFilter(ResultsFilter):
                 label = effective_label(r, self.reviewed_view)
                 label = SHORT_NAMES.get(label, label.capitalize())
                 flag = "⚑ " if awaiting_review(r) else ("✓ " if r.reviewer_label else "")
-                return f"{flag}{label} {r.confidence * 100:.0f}%"  # the file name is in the tooltip
+                conf = f" {r.confidence * 100:.0f}%" if r.confidence is not None else ""
+                return f"{flag}{label}{conf}"  # the file name is in the tooltip
         return super().data(index, role)

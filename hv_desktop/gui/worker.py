@@ -59,17 +59,17 @@ class ClassifyJob(QObject):
 
     def __init__(self, model: Model, paths: list[Path], parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.thread = QThread()
+        self._thread = QThread()
         self.worker = ClassifyWorker(model, paths)
-        self.worker.moveToThread(self.thread)
-        self.thread.started.connect(self.worker.run)
-        self.worker.finished.connect(self.thread.quit)
+        self.worker.moveToThread(self._thread)
+        self._thread.started.connect(self.worker.run)
+        self.worker.finished.connect(self._thread.quit)
 
     def start(self) -> None:
-        self.thread.start()
+        self._thread.start()
 
     def cancel(self) -> None:
         self.worker.cancel()
 
     def wait(self, ms: int = 10000) -> bool:
-        return self.thread.wait(ms)
+        return self._thread.wait(ms)

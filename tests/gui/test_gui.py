@@ -47,11 +47,16 @@ def _run(qtbot, w, action):
         action()
 
 
+def _preview_ready(qtbot, w):
+    """The preview is made off the GUI thread: wait for the answer to the latest request."""
+    qtbot.waitUntil(lambda: not w.preview_pane.loader.pending, timeout=10000)
+
+
 def test_open_folder_classifies_in_background(qtbot, window, tmp_path, monkeypatch):
     folder = _images(tmp_path / "imgs", 12)
     (folder / "broken.jpg").write_bytes(b"garbage")
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    _run(qtbot, window, window.act_open_folder.trigger)
+    _run(qtbot, window, window.commands.open_folder.trigger)
     assert window.results.rowCount() == 13
     assert sum(1 for r in window.results.results if r.error) == 1
     labels = [r.label for r in window.results.results if r.ok]
@@ -105,7 +110,7 @@ def test_review_by_keys_and_export(qtbot, window, tmp_path, monkeypatch):
     assert window.diff_table.item(1, 0).text() == "2"  # two lymphocytes after review
     out = tmp_path / "export.csv"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "CSV files (*.csv)"))
-    window.act_export.trigger()
+    window.commands.export.trigger()
     with open(out, encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["reviewer_label"] for r in rows] == ["lymphocyte", rows[1]["predicted_label"], "monocyte", ""]
@@ -118,7 +123,7 @@ def test_bad_model_shows_dialog_and_keeps_current(qtbot, window, tmp_path, monke
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
     monkeypatch.setattr(QMessageBox, "critical", lambda *a, **k: shown.append(a[2]))
     before = window.model
-    window.act_model.trigger()
+    window.commands.model.trigger()
     assert shown and "not a valid ONNX model" in shown[0]
     assert window.model is before and "tiny-test" in window.model_label.text()
 
@@ -162,7 +167,7 @@ def test_watch_folder_classifies_new_files_written_in_chunks(qtbot, window, tmp_
     folder.mkdir()
     Image.new("RGB", (24, 24), (250, 5, 5)).save(folder / "already_there.png")
     window.toggle_watch(folder)
-    assert window.act_watch.isChecked()
+    assert window.commands.watch.isChecked()
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (5, 5, 250)).save(buf, "PNG")
     data = buf.getvalue()
@@ -178,7 +183,7 @@ def test_watch_folder_classifies_new_files_written_in_chunks(qtbot, window, tmp_
     assert window.results.results[0].path.name == "new_cell.png"
     assert window.results.results[0].label == "lymphocyte"
     window.toggle_watch()
-    assert not window.act_watch.isChecked()
+    assert not window.commands.watch.isChecked()
 
 
 def test_practice_mode_feedback_and_summary(qtbot, window, tmp_path):
@@ -216,14 +221,52 @@ def test_heatmap_toggle_and_save(qtbot, window, tmp_path):
     im.save(folder / "cell.png")
     _run(qtbot, window, lambda: window.classify([folder]))
     window.table.selectRow(0)
+    _preview_ready(qtbot, window)
     assert window.results.results[0].label == "eosinophil"
-    plain = window._preview_pixmap.toImage()
+    plain = window.preview_pane.pixmap.toImage()
     window.heat_opacity.setValue(80)
     window.heat_box.setChecked(True)
-    assert window._preview_pixmap.toImage() != plain  # the overlay changed the picture
+    _preview_ready(qtbot, window)
+    assert window.preview_pane.pixmap.toImage() != plain  # the overlay changed the picture
     out = tmp_path / "heat.png"
     assert window.save_heatmap(out)
     assert Image.open(out).size == (24, 24 + 22)  # with its legend strip
+
+
+def test_preview_is_decoded_off_the_gui_thread_and_cached(qtbot, window, tmp_path, monkeypatch):
+    """Issue 19: choosing a cell never decodes (nor runs the heatmap) on the GUI thread; going back to a cell
+    is served from the cache; an answer for a cell no longer selected is dropped."""
+    import threading
+
+    from hv_desktop.core import heatmap, preview
+
+    _run(qtbot, window, lambda: window.classify([_images(tmp_path / "pv", 3)]))
+    _preview_ready(qtbot, window)  # the first row, selected when the results came in
+    decoded, explained = [], []
+    real_decode, real_view = preview.decode, heatmap.view_for
+
+    def decode(path, prep):
+        decoded.append((path.name, threading.current_thread() is threading.main_thread()))
+        return real_decode(path, prep)
+
+    def view_for(*a, **k):
+        explained.append(threading.current_thread() is threading.main_thread())
+        return real_view(*a, **k)
+
+    monkeypatch.setattr(preview, "decode", decode)
+    monkeypatch.setattr(heatmap, "view_for", view_for)
+    window.heat_box.setChecked(True)
+    for row in (1, 2, 1):
+        window.table.selectRow(row)
+        _preview_ready(qtbot, window)
+        assert window.preview_pane.result is window.results.results[row]
+    assert [name for name, _ in decoded] == ["cell_0001.png", "cell_0002.png"]  # the repeat came from the cache
+    assert not any(on_gui for _, on_gui in decoded) and explained and not any(explained)
+    shown = window.preview_pane.pixmap
+    window.table.selectRow(0)
+    window.table.selectRow(2)  # row 0's answer, if it comes, is for a cell no longer selected
+    _preview_ready(qtbot, window)
+    assert window.preview_pane.result is window.results.results[2] and window.preview_pane.pixmap is not shown
 
 
 def test_report_from_gui(qtbot, window, tmp_path):
@@ -355,7 +398,8 @@ def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path
     w, im, _, _ = _cropping_window(qtbot, tmp_path, nucleus=(230, 70))
     w.cell_zoom.setChecked(False)  # the whole field
     w.table.selectRow(0)
-    shown = w._preview_pixmap.toImage()
+    _preview_ready(qtbot, w)
+    shown = w.preview_pane.pixmap.toImage()
     assert (shown.width(), shown.height()) == im.size
     left, top, right, _ = model_box(im, Preprocessing(crop="cell", crop_fraction=0.5))
     on_edge = shown.pixelColor((left + right) // 2, top)
@@ -419,14 +463,15 @@ def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_m
     """A cropping model's preview shows the outlined square with a margin (the cell large); the choice is remembered.
     A model that does not crop always shows the whole field."""
     from hv_desktop.core.preprocess import Preprocessing, model_box
-    from hv_desktop.gui.main_window import cell_view_box
+    from hv_desktop.core.preview import cell_view_box
 
     w, im, model, settings = _cropping_window(qtbot, tmp_path, nucleus=(150, 120))
     assert w.cell_zoom.isChecked() and w.cell_zoom.isEnabled()
     w.table.selectRow(0)
+    _preview_ready(qtbot, w)
     box = model_box(im, Preprocessing(crop="cell", crop_fraction=0.5))
     left, top, right, bottom = cell_view_box(box, im.size)
-    shown = w._preview_pixmap.toImage()
+    shown = w.preview_pane.pixmap.toImage()
     assert (shown.width(), shown.height()) == (right - left, bottom - top)
     assert right - left < im.size[0] / 2  # the cell, not the field
     edge = shown.pixelColor((box[0] + box[2]) // 2 - left, box[1] - top)  # the outline, shifted into the view
@@ -435,7 +480,8 @@ def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_m
     assert (corner.red(), corner.green(), corner.blue()) == im.getpixel((left, top))  # the margin: the field
 
     w.cell_zoom.setChecked(False)
-    assert (w._preview_pixmap.width(), w._preview_pixmap.height()) == im.size
+    _preview_ready(qtbot, w)
+    assert (w.preview_pane.pixmap.width(), w.preview_pane.pixmap.height()) == im.size
     w.close()
     w2 = MainWindow(model_path=model, settings=settings, autosave_path=tmp_path / "a2.json", restore=False)
     qtbot.addWidget(w2)
@@ -448,7 +494,7 @@ def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_m
     )
     qtbot.addWidget(plain)
     assert plain.cell_zoom.isChecked() and not plain.cell_zoom.isEnabled()
-    assert not plain._zooms_to_cell()
+    assert not plain.preview_pane.zooms_to_cell()
 
 
 @pytest.mark.parametrize("nucleus, at_edge", [((300, 20), True), ((150, 120), False)])
@@ -457,6 +503,7 @@ def test_preview_says_when_the_cell_is_at_the_edge_of_the_picture(qtbot, tmp_pat
     outlined square looks off and that part of the cell may be missing."""
     w, _, _, _ = _cropping_window(qtbot, tmp_path, nucleus=nucleus)
     w.table.selectRow(0)
+    _preview_ready(qtbot, w)
     assert ("Cell at the image edge" in w.preview_title.text()) is at_edge
     assert ("may be cut by the edge" in w.preview_title.toolTip()) is at_edge
 
@@ -556,7 +603,7 @@ def test_ctrl_z_takes_back_the_last_review(qtbot, window, tmp_path):
     window.table.selectRow(0)
     qtbot.keyClick(window.table, "3")
     assert window.results.results[0].reviewer_label == "monocyte"
-    window.act_undo.trigger()
+    window.commands.undo.trigger()
     assert window.results.results[0].reviewer_label is None
     assert window.table.currentIndex().row() == 0  # back on the cell that changed
 

@@ -38,7 +38,7 @@ def test_adapt_dialog_loads_site_model_reclassifies_and_switches_back(qtbot, tmp
     with qtbot.waitSignal(w.runFinished, timeout=60000):
         w.classify([folder])
     assert w.results.rowCount() == 24
-    assert not w.act_shipped.isEnabled()  # already the shipped model
+    assert not w.commands.shipped.isEnabled()  # already the shipped model
     for i, r in enumerate(w.results.results):
         w.results.set_reviewer_label(i, truth[r.path.name])
 
@@ -57,10 +57,10 @@ def test_adapt_dialog_loads_site_model_reclassifies_and_switches_back(qtbot, tmp
     assert w.results.rowCount() == 24  # re-classified in place, not appended
     assert all(r.reviewer_label == truth[r.path.name] for r in w.results.results)  # reviews kept
     assert all(r.label for r in w.results.results)
-    assert w.act_shipped.isEnabled()
+    assert w.commands.shipped.isEnabled()
 
     with qtbot.waitSignal(w.runFinished, timeout=60000):
-        w.act_shipped.trigger()
+        w.commands.shipped.trigger()
     assert w.model.path.resolve() == bundled_model_path().resolve()
     assert "adapted" not in w.model_label.text()
     assert w.results.rowCount() == 24

@@ -1,0 +1,317 @@
+"""What the window writes and reads besides its autosave: the CSV, the PDF report, the heatmap PNG and
+consultation packages (a case sent out, or a consultant's reply). Writing goes through hv_desktop.core (and
+the report renderer); this module asks where and says what happened."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+
+from hv_desktop.core.export import write_csv
+from hv_desktop.core.model import Model
+from hv_desktop.core.outputs import output_problem
+from hv_desktop.core.package import Consultation, PackageError, disagreements, read_package
+from hv_desktop.core.preprocess import ImageError
+from hv_desktop.gui import dialogs
+
+if TYPE_CHECKING:
+    from hv_desktop.gui.main_window import MainWindow
+    from hv_desktop.gui.report import ReportInfo
+
+T = TypeVar("T")
+
+
+class Exports:
+    def __init__(self, w: MainWindow) -> None:
+        self.w = w
+        self.consultation: dict[str, Any] | None = None  # {"kind", "package_id", "case"} when the session came in one
+        self.last_disagreements: list[tuple[str, str | None, str | None]] = []
+
+    # --- where to write
+    def save_target(self, path: Path | None, title: str, suggested: str, filters: str) -> Path | None:
+        """``path``, or the file a save dialog gives; None when cancelled or when writing there would destroy
+        something (hv_desktop.core.outputs)."""
+        if path is None:
+            suggested = suggested.replace("/", "_")
+            name, _ = QFileDialog.getSaveFileName(self.w, title, str(Path(self.w.last_dir()) / suggested), filters)
+            if not name:
+                return None
+            path = Path(name)
+        problem = output_problem(path, [r.path for r in self.w.results.results])
+        if problem:  # never over one of the session's images, a link or a device
+            QMessageBox.warning(self.w, "Choose another file", f"{problem}.\n\nNothing was written.")
+            return None
+        return path
+
+    def _busy(
+        self,
+        write: Callable[[], T],
+        title: str,
+        message: Callable[[Exception], str],
+        errors: tuple[type[Exception], ...] = (OSError,),
+    ) -> T | None:
+        """``write()`` under a wait cursor; a failure is a dialog and None."""
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            return write()
+        except errors as exc:
+            QMessageBox.critical(self.w, title, message(exc))
+            return None
+        finally:
+            QApplication.restoreOverrideCursor()
+
+    # --- CSV, report, heatmap
+    def export_csv(self, path: Path | None = None) -> bool:
+        w = self.w
+        if not w.case_results():
+            QMessageBox.information(w, "Nothing to export", "Classify some images first.")
+            return False
+        path = self.save_target(path, "Export CSV", f"hematovision-{w.review.current or 'results'}.csv", "CSV files (*.csv)")
+        if path is None:
+            return False
+        info = w.model.info if w.model else None
+        case = {"case": w.review.current} if w.review.current else {}
+        if w.signed:
+            case.update(signed_off_by=w.signed.operator, signed_off_at=w.signed.at)
+        labels = list(w.model.labels) if w.model else []
+        try:
+            write_csv(path, w.case_results(), labels, info.name if info else "", info.version if info else "", case)
+        except OSError as exc:
+            QMessageBox.critical(
+                w,
+                "Export failed",
+                f"Could not write {path}:\n{exc.strerror or exc}\n\nNothing was lost; choose another location.",
+            )
+            return False
+        w.statusBar().showMessage(f"Exported {len(w.case_results())} rows to {path}", 8000)
+        return True
+
+    def _write_pdf(self, path: Path, model: Model, info: ReportInfo, heatmaps: bool) -> int:
+        from hv_desktop.gui.report import write_pdf
+
+        w = self.w
+        return write_pdf(
+            path,
+            w.case_results(),
+            list(model.labels),
+            model.info.name,
+            model.info.version,
+            info,
+            model,
+            heatmaps,
+            signed=w.signed,
+            extras=w.extra_classes(),
+        )
+
+    def _ask_info(self, title: str, case_id: str = "", heatmaps: bool = True) -> tuple[ReportInfo, bool] | None:
+        from hv_desktop.gui.report import ReportInfo
+
+        dlg = dialogs.ask_case_details(self.w, title, self.w.operator(), case_id, heatmaps=heatmaps)
+        if dlg is None:
+            return None
+        return ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text()), dlg.heatmaps.isChecked()
+
+    def export_report(self, path: Path | None = None, info: ReportInfo | None = None) -> bool:
+        w = self.w
+        if not w.case_results() or w.model is None:
+            QMessageBox.information(w, "Nothing to report", "Classify some images first.")
+            return False
+        heatmaps = False
+        if info is None:
+            answer = self._ask_info("Export report")
+            if answer is None:
+                return False
+            info, heatmaps = answer
+            w.settings.setValue("operator", info.operator)
+        path = self.save_target(path, "Export report", f"hematovision-{info.case_id or 'report'}.pdf", "PDF files (*.pdf)")
+        if path is None:
+            return False
+        model, target = w.model, path
+        pages = self._busy(
+            lambda: self._write_pdf(target, model, self.case_info(info), heatmaps),
+            "Report not written",
+            lambda exc: f"Could not write {target}:\n{exc}",
+        )
+        if pages is None:
+            return False
+        w.statusBar().showMessage(f"Report written: {path} ({pages} pages)", 8000)
+        return True
+
+    def case_info(self, info: ReportInfo) -> ReportInfo:
+        """Report details for the current case: its ID, operator and note unless the dialog gave others."""
+        from hv_desktop.gui.report import ReportInfo
+
+        c = self.w.review.cases.get(self.w.review.current)
+        if c is None:
+            return info
+        return ReportInfo(info.case_id or c.case_id, info.note or c.note, info.operator or c.operator)
+
+    def save_heatmap(self, path: Path | None = None) -> bool:
+        """The current cell with its class-activation overlay, as a PNG (atomic)."""
+        from hv_desktop.core.heatmap import heatmap_png
+
+        w = self.w
+        r, _ = w.results_pane.current()
+        if r is None or not r.ok or w.model is None or not w.model.cam_name:
+            w.statusBar().showMessage("No heatmap for this cell", 4000)
+            return False
+        if path is None:
+            name, _ = QFileDialog.getSaveFileName(
+                w, "Save heatmap", str(r.path.with_suffix(".heatmap.png").name), "PNG images (*.png)"
+            )
+            if not name:
+                return False
+            path = Path(name)
+        try:
+            heatmap_png(w.model, r.path, path, opacity=w.preview_pane.heat_opacity.value() / 100, result=r)
+        except (ImageError, OSError, ValueError) as exc:
+            QMessageBox.critical(w, "Heatmap not saved", f"Could not save {path}:\n{exc}")
+            return False
+        w.statusBar().showMessage(f"Heatmap saved: {path}", 6000)
+        return True
+
+    # --- consultation packages
+    def export_consultation(self, path: Path | None = None, info: ReportInfo | None = None) -> bool:
+        """Write the session as a consultation package (a reply, when the session came in one)."""
+        w = self.w
+        if not w.case_results() or w.model is None:
+            return False
+        if info is None:
+            answer = self._ask_info("Export case for consultation", w.review.current, heatmaps=False)
+            if answer is None:
+                return False
+            info = answer[0]
+        kind = "reply" if self.consultation else "case"
+        target = self.save_target(
+            path, "Export for consultation", f"{info.case_id or kind}-{kind}.zip", "Consultation packages (*.zip)"
+        )
+        if target is None:
+            return False
+        model, details = w.model, info
+        written = self._busy(
+            lambda: self._write_package(target, model, details),
+            "Not exported",
+            lambda exc: f"The package could not be written: {exc}",
+            (OSError, PackageError),
+        )
+        if written is None:
+            return False
+        w.statusBar().showMessage(f"Consultation package written: {target}", 8000)
+        return True
+
+    def _write_package(self, path: Path, model: Model, info: ReportInfo) -> Path:
+        from hv_desktop.core.package import write_package
+
+        w = self.w
+        case = {
+            "case_id": info.case_id,
+            "operator": info.operator,
+            "note": info.note,
+            "signed_off": w.signed.as_dict() if w.signed else None,
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            pdf = Path(tmp) / "report.pdf"
+            self._write_pdf(pdf, model, info, False)
+            write_package(
+                path,
+                w.case_results(),
+                model.labels,
+                model.info.name,
+                model.info.version,
+                case,
+                kind="reply" if self.consultation else "request",
+                package_id=(self.consultation or {}).get("package_id", ""),
+                report_pdf=pdf.read_bytes(),
+            )
+        return path
+
+    def open_package(self, path: Path | None = None, replace: bool | None = None) -> bool:
+        """Open a case sent for consultation (it becomes this session, the sender's reviews in their own
+        column) or a consultant's reply (its disagreements with this session's reviews are listed)."""
+        w = self.w
+        if path is None:
+            name, _ = QFileDialog.getOpenFileName(w, "Open consultation package", w.last_dir(), "Consultation packages (*.zip)")
+            if not name:
+                return False
+            path = Path(name)
+        dest = w.data_folder() / "consultations" / f"{path.stem[:60]}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            c = read_package(path, dest)
+        except PackageError as exc:
+            QMessageBox.warning(w, "Package refused", f"{path.name}: {exc}")
+            return False
+        if c.kind == "reply":
+            self._show_reply(c)
+            return True
+        if w.results.results and replace is None:
+            replace = dialogs.confirm(
+                w,
+                "Open consultation",
+                "Open the package as a new session? The current results are cleared (export them first if needed).",
+            )
+        if w.results.results and not replace:
+            return False
+        w.clear_session()
+        self._open_case(c)
+        return True
+
+    def _show_reply(self, c: Consultation) -> None:
+        self.last_disagreements = disagreements(self.w.case_results(), c)
+        lines = [f"{n}: you {mine or '(not reviewed)'}, consultant {theirs}" for n, mine, theirs in self.last_disagreements]
+        more = f"\n… and {len(lines) - 40} more" if len(lines) > 40 else ""
+        QMessageBox.information(
+            self.w,
+            "Consultant's reply",
+            "The consultant disagrees on:\n" + "\n".join(lines[:40]) + more
+            if lines
+            else "The consultant agrees with every review of this case.",
+        )
+
+    def _open_case(self, c: Consultation) -> None:
+        w = self.w
+        w.results.sender_labels = dict(c.sender_labels)
+        self.consultation = {"kind": c.kind, "package_id": c.package_id, "case": c.case}
+        cid = w.review.new_case(
+            str(c.case.get("case_id") or c.package_id or "Consultation")[:200],
+            str(c.case.get("operator") or "")[:200],
+            str(c.case.get("note") or "")[:4000],
+        )
+        for r in c.results:
+            r.case = cid
+        w.results.append(c.results)
+        w.refresh_cases()
+        w.runner.queue.remember(c.results)
+        w.results_pane.show_sender(True)
+        w.show_signed()
+        w.update_differential()
+        w.autosave()
+        w.statusBar().showMessage(
+            f"Consultation {c.case.get('case_id') or c.package_id}: the sender's reviews "
+            "are in 'Sender's review'; export your reply with File ▸ Export Case for "
+            "Consultation",
+            12000,
+        )
+
+    def to_extra(self) -> dict[str, Any] | None:
+        """The consultation as the session file keeps it (None: the session did not come in a package)."""
+        if not self.consultation:
+            return None
+        return dict(self.consultation, sender_labels=dict(self.w.results.sender_labels))
+
+    def restore(self, c: object) -> None:
+        """The consultation this session came in, read back from the session file, type-checked."""
+        if not isinstance(c, dict) or not isinstance(c.get("sender_labels"), dict):
+            return
+        labels = {str(k)[:64]: (v if isinstance(v, str) else None) for k, v in list(c["sender_labels"].items())[:100_000]}
+        self.w.results.sender_labels = labels
+        self.consultation = {
+            "kind": str(c.get("kind", "request")),
+            "package_id": str(c.get("package_id", ""))[:64],
+            "case": c.get("case") if isinstance(c.get("case"), dict) else {},
+        }
+        self.w.results_pane.show_sender(True)

@@ -1,0 +1,158 @@
+"""What the window keeps between starts: the autosaved session (saved and read off the GUI thread; the rules
+are hv_desktop.core.autosave's) and its own layout (size and split handles)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QByteArray, QObject, QTimer, Signal
+
+from hv_desktop.core.autosave import Autosaver, Snapshot, read_session, rebuild_thumbnails, set_aside
+from hv_desktop.core.batch import Result
+from hv_desktop.gui.dialogs import confirm
+from hv_desktop.gui.worker import THUMBNAIL_SIDE
+
+if TYPE_CHECKING:
+    from hv_desktop.gui.main_window import MainWindow
+
+log = logging.getLogger("hematovision")
+
+#: QSettings keys of what the window remembers about its own layout
+LAYOUT_KEYS = {"geometry": "layout/geometry", "main": "layout/main_split", "preview": "layout/preview_split"}
+
+
+class Persistence(QObject):
+    failed = Signal(str)
+    again = Signal()
+    loaded = Signal(object, str)  # ((results, header) or None, error message)
+    restored = Signal(int)
+    thumbnailsReady = Signal()
+
+    def __init__(self, w: MainWindow, path: Path | None) -> None:
+        super().__init__(w)
+        self.w = w
+        self.closing = False
+        self.saver = Autosaver(path, self._snapshot, self.failed.emit, self.again.emit)
+        self.failed.connect(lambda msg: w.statusBar().showMessage(f"Autosave failed: {msg}", 8000))
+        self.again.connect(lambda: None if self.closing else self.save())
+        self.loaded.connect(self._loaded)
+        self.thumbnailsReady.connect(self._repaint)
+        self.timer = QTimer(self, singleShot=True, interval=400)
+        self.timer.timeout.connect(self.save)
+
+    # --- autosave
+    def _snapshot(self) -> Snapshot:
+        w = self.w
+        info = w.model.info if w.model else None
+        extra = w.review.to_extra()
+        consultation = w.exports.to_extra()
+        if consultation:
+            extra["consultation"] = consultation
+        return Snapshot(list(w.results.results), info.name if info else "", info.version if info else "", extra)
+
+    def save(self, wait: bool = False) -> None:
+        self.saver.save(wait)
+
+    def restore(self) -> None:
+        """Read the autosaved session off the GUI thread (10,000 results take seconds to check); autosave waits
+        until it is in, so a slow restore is never overwritten by an empty session."""
+        path = self.saver.path
+        if path is None or not path.exists():
+            return
+        self.saver.restoring = True
+        self.w.statusBar().showMessage("Restoring the previous session…")
+        threading.Thread(target=lambda: self.loaded.emit(*read_session(path)), daemon=True).start()
+
+    def _loaded(self, payload: tuple[list[Result], dict] | None, error: str) -> None:
+        w = self.w
+        self.saver.restoring = False
+        if payload is None:
+            kept = set_aside(self.saver.path)
+            log.warning("autosave not restored: %s; kept as %s", error, kept)
+            where = f"; it was kept as {kept}" if kept else ""
+            w.statusBar().showMessage(f"Previous session could not be restored ({error}){where}", 15000)
+            self.restored.emit(0)
+            return
+        restored, header = payload
+        w.review.load_extra(header.get("extra"))
+        w.exports.restore((header.get("extra") or {}).get("consultation"))
+        fresh = w.runner.queue.unseen(restored)
+        if fresh:
+            self._add_restored(fresh, header)
+        else:
+            w.statusBar().clearMessage()
+        w.refresh_cases()
+        if self.saver.pending:
+            self.save()
+        self.restored.emit(len(fresh))
+
+    def _add_restored(self, fresh: list[Result], header: dict) -> None:
+        w = self.w
+        w.results.append(fresh)
+        w.runner.queue.remember(fresh)
+        # thumbnails are not saved with the session: rebuild them in the background
+        threading.Thread(
+            target=rebuild_thumbnails, args=(list(fresh), THUMBNAIL_SIDE, self.thumbnailsReady.emit), daemon=True
+        ).start()
+        reviewed = sum(1 for r in fresh if r.reviewer_label)
+        skipped = f"; {header['skipped']} unreadable entries left out" if header.get("skipped") else ""
+        w.statusBar().showMessage(
+            f"Restored the previous session: {len(fresh)} files, {reviewed} reviewed{skipped} (File ▸ New Session clears it)",
+            10000,
+        )
+        w.update_differential()
+        w.update_actions()
+
+    def _repaint(self) -> None:
+        results = self.w.results
+        results.dataChanged.emit(results.index(0, 0), results.index(results.rowCount() - 1, 0))
+
+    def new_session(self) -> None:
+        """Clear the results (asked first when some are reviewed) and save the empty session."""
+        w = self.w
+        if w.is_running():
+            return
+        unsaved = sum(1 for r in w.results.results if r.reviewer_label)
+        question = f"Clear {len(w.results.results)} results ({unsaved} reviewed)?\nExport them first if you need them."
+        if unsaved and not confirm(w, "New session", question):
+            return
+        w.clear_session()
+        w.exports.consultation = None
+        w.results.sender_labels = {}
+        w.results_pane.show_sender(False)
+        w.refresh_cases()
+        w.update_differential()
+        w.autosave()
+        w.update_actions()
+
+    # --- layout
+    def save_layout(self) -> None:
+        """Window size and both split handles, so the next start looks as the user left it."""
+        w = self.w
+        w.settings.setValue(LAYOUT_KEYS["geometry"], w.saveGeometry())
+        w.settings.setValue(LAYOUT_KEYS["main"], w.main_split.saveState())
+        w.settings.setValue(LAYOUT_KEYS["preview"], w.preview_split.saveState())
+
+    def restore_layout(self) -> None:
+        """The saved layout; a missing or damaged entry leaves the default (Qt validates the bytes)."""
+        w = self.w
+        for key, apply in (
+            (LAYOUT_KEYS["geometry"], w.restoreGeometry),
+            (LAYOUT_KEYS["main"], w.main_split.restoreState),
+            (LAYOUT_KEYS["preview"], w.preview_split.restoreState),
+        ):
+            value = w.settings.value(key)
+            if isinstance(value, (QByteArray, bytes)) and value:
+                apply(QByteArray(value))
+
+    def default_preview_split(self) -> None:
+        """The cell is what a reviewer judges: by default the picture's pane takes all the height the panel
+        below can spare (the differential scrolls instead). A saved split is kept."""
+        split = self.w.preview_split
+        total = sum(split.sizes())
+        below = split.widget(1)
+        bottom = below.minimumSizeHint().height() if below is not None else 0
+        split.setSizes([max(total - bottom, total // 3), min(bottom, total - total // 3)])
