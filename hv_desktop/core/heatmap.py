@@ -21,6 +21,8 @@ from hv_desktop.core.preprocess import (
     resize_for_model,
 )
 
+NO_CAM = "this model has no class-activation output"
+
 
 def cam_for(
     model: Model, image: Image.Image, class_index: int | None = None, box: tuple[int, int, int, int] | None = None
@@ -31,10 +33,12 @@ def cam_for(
     ``model_box(image, model.info.preprocessing)`` (pass it to :func:`overlay`).
     """
     if model.cam_name is None:
-        raise ValueError("this model has no class-activation output")
+        raise ValueError(NO_CAM)
     prep = model.info.preprocessing
     x = normalise(resize_for_model(image, model.input_size, prep, box)[None], prep)
     probs, cams = model.run(x, with_cam=True)
+    if cams is None:  # pragma: no cover - run() returns the maps whenever the model has a cam output
+        raise ValueError(NO_CAM)
     k = int(probs[0].argmax()) if class_index is None else class_index
     return normalise_heat(cams[0, :, :, k]), probs[0]
 

@@ -416,10 +416,9 @@ def normalise(batch_uint8: np.ndarray, prep: Preprocessing, out: np.ndarray | No
     """
     bgr = prep.channel_order.upper() == "BGR"
     nchw = prep.layout.upper() == "NCHW"
-    direct = out is not None and not nchw and out.flags.c_contiguous and out.shape == batch_uint8.shape
-    if direct:
+    if out is not None and not nchw and out.flags.c_contiguous and out.shape == batch_uint8.shape:
         np.copyto(out, batch_uint8[..., ::-1] if bgr else batch_uint8, casting="unsafe")
-        x = out
+        x = out  # normalised in place below
     else:
         x = batch_uint8.astype(np.float32)
         if bgr:
@@ -441,7 +440,7 @@ def normalise(batch_uint8: np.ndarray, prep: Preprocessing, out: np.ndarray | No
     if nchw:
         axes = (0, 3, 1, 2) if x.ndim == 4 else (2, 0, 1)
         x = np.ascontiguousarray(x.transpose(axes))
-    if out is not None and not direct:
+    if out is not None and x is not out:
         out[...] = x
         return out
     return x
