@@ -337,11 +337,29 @@ class _VersionAction(argparse.Action):
 
 
 MODEL_HELP = "ONNX model file (default: the shipped model)"
+WATCH_ABOUT = (
+    "Watch a folder a camera or scanner saves into: each image is classified once it is "
+    "completely written (a file still growing, or one that does not decode yet, is waited for), "
+    "and a row is added to the CSV, which is rewritten atomically. Rows are keyed on the image's "
+    "content, so restarting on the same CSV never repeats a row. Ctrl+C stops."
+)
+ADAPT_ABOUT = (
+    "Fit a site model from cells your lab reviewed: the results CSV of 'classify' or the app "
+    "with the reviewer_label column filled (or any CSV with 'path' and 'reviewer_label'; relative "
+    "paths are read from the CSV's folder). About 10 reviewed cells per class are enough; the "
+    "shipped model is never changed."
+)
+
+
+def _command(sub, name: str, run, summary: str, about: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand's parser that runs ``run``: ``summary`` in the command list, ``about`` atop its own help."""
+    parser = sub.add_parser(name, help=summary, description=about)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def _add_classify(sub) -> None:
-    c = sub.add_parser("classify", help="classify images and folders into a CSV file")
-    c.set_defaults(run=cmd_classify)
+    c = _command(sub, "classify", cmd_classify, "classify images and folders into a CSV file")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (searched recursively)")
     c.add_argument("--csv", type=Path, required=True, metavar="OUT.csv", help="results, one row per file")
     c.add_argument("--summary", type=Path, metavar="OUT.csv", help="the differential: count and %% per class")
@@ -358,15 +376,7 @@ def _add_classify(sub) -> None:
 
 
 def _add_watch(sub) -> None:
-    wp = sub.add_parser(
-        "watch",
-        help="classify images as they appear in a folder (a camera's output)",
-        description="Watch a folder a camera or scanner saves into: each image is classified once it is "
-        "completely written (a file still growing, or one that does not decode yet, is waited for), "
-        "and a row is added to the CSV, which is rewritten atomically. Rows are keyed on the image's "
-        "content, so restarting on the same CSV never repeats a row. Ctrl+C stops.",
-    )
-    wp.set_defaults(run=cmd_watch)
+    wp = _command(sub, "watch", cmd_watch, "classify images as they appear in a folder (a camera's output)", WATCH_ABOUT)
     wp.add_argument(
         "folder", type=Path, metavar="DIR", help="the folder to watch (new files, and files replaced in it, are classified)"
     )
@@ -389,15 +399,9 @@ def _add_watch(sub) -> None:
 
 
 def _add_adapt(sub) -> None:
-    ad = sub.add_parser(
-        "adapt",
-        help="adapt the model to your lab from reviewed cells (writes a new model file)",
-        description="Fit a site model from cells your lab reviewed: the results CSV of 'classify' or the app "
-        "with the reviewer_label column filled (or any CSV with 'path' and 'reviewer_label'; relative "
-        "paths are read from the CSV's folder). About 10 reviewed cells per class are enough; the "
-        "shipped model is never changed.",
+    ad = _command(
+        sub, "adapt", cmd_adapt, "adapt the model to your lab from reviewed cells (writes a new model file)", ADAPT_ABOUT
     )
-    ad.set_defaults(run=cmd_adapt)
     ad.add_argument("csv", nargs="+", type=Path, metavar="LABELLED.csv")
     ad.add_argument("--out", type=Path, required=True, metavar="SITE.onnx", help="the site model to write")
     ad.add_argument("--site-name", default="this lab", help="the lab's name, stored in the model and shown")
@@ -409,8 +413,7 @@ def _add_adapt(sub) -> None:
 
 
 def _add_open(sub) -> None:
-    op = sub.add_parser(OPEN, help="open the desktop app, optionally on PATHs (the default: hematovision [PATH...])")
-    op.set_defaults(run=cmd_open)
+    op = _command(sub, OPEN, cmd_open, "open the desktop app, optionally on PATHs (the default: hematovision [PATH...])")
     op.add_argument("paths", nargs="*", metavar="PATH")
     op.add_argument("--model", type=Path, default=argparse.SUPPRESS, help=MODEL_HELP)
     op.add_argument("--screenshot", type=Path, metavar="OUT.png", default=argparse.SUPPRESS)

@@ -206,13 +206,14 @@ class _Probe:
     def __init__(self, base: Model) -> None:
         import onnxruntime as ort
 
-        self.embedding = base.info.embedding_output
+        embedding = base.info.embedding_output
         head = base.info.head or {}
-        if not self.embedding or not head.get("weight") or not head.get("bias"):
+        if not embedding or not head.get("weight") or not head.get("bias"):
             raise AdaptError(
                 f"{base.path.name} cannot be adapted: it names no embedding output and head "
                 "(a model exported before HematoVision 1.3)"
             )
+        self.embedding: str = embedding
         try:
             data = base.path.read_bytes()
             self.sha256 = hashlib.sha256(data).hexdigest()
@@ -240,7 +241,7 @@ class _Probe:
         self.names, self.input_name = names, base.input_name
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        out = {}
+        out: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(x), 32):
             part = self.session.run(self.names, {self.input_name: x[i : i + 32]})
             for n, a in zip(self.names, part):
@@ -396,7 +397,8 @@ ProgressFn = Callable[[str, float], None]
 def _load_cells(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Callable[[], bool] | None):
     """(images, label index or -1, sha256, outside counts, skipped); each image read once."""
     index = {lab.lower(): i for i, lab in enumerate(labels)}
-    ims, ys, shas, skipped, outside = [], [], [], [], Counter()
+    ims, ys, shas, skipped = [], [], [], []
+    outside: Counter[str] = Counter()
     seen: set[str] = set()
     for cell in cells:
         if cancel and cancel():
@@ -433,7 +435,7 @@ def _limit(y: np.ndarray, most: int) -> np.ndarray:
     """Indices of at most ``most`` cells, taking the classes in turn (deterministic)."""
     if len(y) <= most:
         return np.arange(len(y))
-    queues = [list(np.flatnonzero(y == c)) for c in np.unique(y)]
+    queues = [np.flatnonzero(y == c).tolist() for c in np.unique(y)]
     keep: list[int] = []
     while len(keep) < most:
         for q in queues:
@@ -454,27 +456,76 @@ def adapt(
     say = progress or (lambda _msg, _frac: None)
     labels = base.labels
     probe = _Probe(base)
+    cells = _within_limit(cells)
+    say("reading images", 0.0)
+    laps = _Laps()
+    ims, y_all, shas, outside, skipped = _load_cells(cells, labels, cancel)
+    counts, enough = _fitted_classes(y_all, labels, len(cells), skipped)
+    frozen = [i for i in range(len(labels)) if i not in enough]
+    target = y_all >= 0
+    laps.lap("read")
+    measure = _Measure(base, probe, ims, laps)
+    folds = _folds(y_all[target], _fold_count(y_all[target]))
+    best, scores = _choose_magnification(measure, y_all, frozen, say, cancel)
+    say("fitting", 0.9)
+    every = np.arange(len(ims))
+    f_best = measure.features(best, every)
+    f_base = f_best if best == 1.0 else measure.features(1.0, every)
+    emb = f_best[probe.embedding]
+    w, b = fit_head(emb[target], y_all[target], probe.w0, probe.b0, RIDGE, frozen)
+    out = OnnxFile(probe.file.to_bytes())
+    out.set_initializer(probe.head["weight"], w.astype(np.float32))
+    out.set_initializer(probe.head["bias"], b.astype(np.float32))
+    # before: the base model as it is; after: every cell scored by a fit that did not see it
+    if probe.review is not None:
+        cv_logits, t, base_typ, after_typ = _refit_typicality(
+            base, probe.review, out, f_best, f_base, probe, y_all, frozen, enough, folds, add_review_centres
+        )
+    else:
+        cv_logits, t, base_typ, after_typ = _refit_confidence(base, f_base, emb, probe, y_all, frozen, folds)
+    before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, base.info.review_threshold)
+    meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen)
+    out.set_metadata(METADATA_KEY, meta.to_json())
+    data = out.to_bytes()
+    laps.lap("fit")
+    say("done", 1.0)
+    return Adaptation(
+        data, meta, counts, best, before, after, [labels[i] for i in frozen], skipped, outside, scores, laps.seconds
+    )
+
+
+class _Laps:
+    """Wall seconds per stage (reading, features, fitting), added up over the stage's laps."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.clock = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self.clock
+        self.clock = now
+
+
+def _within_limit(cells: Sequence[LabelledCell]) -> Sequence[LabelledCell]:
+    """The cells, or a class-balanced subset of :data:`MAX_CELLS` of them, chosen before anything is read."""
     if not cells:
         raise AdaptError("no reviewed cells: give cells with a reviewer label (review some cells first)")
-    if len(cells) > MAX_CELLS:  # a class-balanced subset, chosen before anything is read
-        names = sorted({c.label.strip().lower() for c in cells})
-        order = np.asarray([names.index(c.label.strip().lower()) for c in cells])
-        cells = [cells[i] for i in _limit(order, MAX_CELLS)]
-    say("reading images", 0.0)
-    clock = [time.perf_counter()]
-    seconds: dict[str, float] = {}
+    if len(cells) <= MAX_CELLS:
+        return cells
+    names = sorted({c.label.strip().lower() for c in cells})
+    order = np.asarray([names.index(c.label.strip().lower()) for c in cells])
+    return [cells[i] for i in _limit(order, MAX_CELLS)]
 
-    def lap(name: str) -> None:
-        now = time.perf_counter()
-        seconds[name] = seconds.get(name, 0.0) + now - clock[0]
-        clock[0] = now
 
-    ims, y_all, shas, outside, skipped = _load_cells(cells, labels, cancel)
-    target = y_all >= 0
+def _fitted_classes(
+    y_all: np.ndarray, labels: Sequence[str], n_cells: int, skipped: list[tuple[Path, str]]
+) -> tuple[dict[str, int], list[int]]:
+    """(cells per class, the classes with enough cells to refit); an error when nothing can be fitted."""
     counts = {lab: int(np.sum(y_all == i)) for i, lab in enumerate(labels)}
-    if not target.any():
+    if not (y_all >= 0).any():
         raise AdaptError(
-            f"none of the {len(cells)} reviewed cells is one of the model's classes "
+            f"none of the {n_cells} reviewed cells is one of the model's classes "
             f"({', '.join(labels)})" + (f"; {len(skipped)} could not be read" if skipped else "")
         )
     enough = [i for i, lab in enumerate(labels) if counts[lab] >= MIN_PER_CLASS]
@@ -484,88 +535,130 @@ def adapt(
             + ", ".join(f"{k} {v}" for k, v in counts.items())
             + ")"
         )
-    frozen = [i for i in range(len(labels)) if i not in enough]
-    y = y_all[target]
+    return counts, enough
 
-    lap("read")
-    prep = base.info.preprocessing
-    scales = SCALES if prep.crop == "cell" else (1.0,)
-    # A "nucleus" crop already shows every lab's cell at one scale: it keeps its square, measured per cell.
-    centres = [cell_centre(im) if prep.crop in ("cell", "nucleus") else None for im in ims]
-    radii = [nucleus_radius(im, c) if prep.crop == "nucleus" and c else None for im, c in zip(ims, centres)]
-    folds = _folds(y, min(FOLDS, max(2, int(np.bincount(y)[np.bincount(y) > 0].min()))))
 
-    def features(s: float, idx: np.ndarray) -> dict[str, np.ndarray]:
-        p = _at_scale(prep, s)
+def _fold_count(y: np.ndarray) -> int:
+    """Cross-validation folds for labels ``y``: :data:`FOLDS`, fewer when the smallest class has fewer cells."""
+    per_class = np.bincount(y)
+    return min(FOLDS, max(2, int(per_class[per_class > 0].min())))
+
+
+class _Measure:
+    """The probe's outputs for chosen cells at a magnification; each cell's centre (and, for a nucleus crop,
+    its radius) found once. A "nucleus" crop already shows every lab's cell at one scale: it keeps its
+    square, measured per cell."""
+
+    def __init__(self, base: Model, probe: _Probe, ims: list, laps: _Laps) -> None:
+        self.prep = prep = base.info.preprocessing
+        self.scales = SCALES if prep.crop == "cell" else (1.0,)
+        self.n_labels = len(base.labels)
+        self.size, self.probe, self.ims, self.laps = base.input_size, probe, ims, laps
+        self.centres = [cell_centre(im) if prep.crop in ("cell", "nucleus") else None for im in ims]
+        self.radii = [nucleus_radius(im, c) if prep.crop == "nucleus" and c else None for im, c in zip(ims, self.centres)]
+
+    def features(self, s: float, idx: np.ndarray) -> dict[str, np.ndarray]:
+        p = _at_scale(self.prep, s)
+        ims, centres, radii = self.ims, self.centres, self.radii
         x = normalise(
-            np.stack(
-                [resize_for_model(ims[i], base.input_size, p, box_around(ims[i].size, centres[i], p, radii[i])) for i in idx]
-            ),
+            np.stack([resize_for_model(ims[i], self.size, p, box_around(ims[i].size, centres[i], p, radii[i])) for i in idx]),
             p,
         )
-        out = probe.run(x)
-        lap("features")
+        out = self.probe.run(x)
+        self.laps.lap("features")
         return out
 
-    # The magnification is chosen on at most SELECT_PER_CLASS cells per class (the choice settles well before
-    # that; this keeps 200 cells within seconds), then every cell is measured at the chosen one.
-    sel = _limit(np.where(target, y_all, len(labels)), SELECT_PER_CLASS * (len(labels) + 1))
+
+def _choose_magnification(
+    measure: _Measure, y_all: np.ndarray, frozen: list[int], say: ProgressFn, cancel: Callable[[], bool] | None
+) -> tuple[float, dict[float, float]]:
+    """(the magnification whose refitted head cross-validates best, the score of each one tried).
+
+    The choice is made on at most SELECT_PER_CLASS cells per class (it settles well before that; this keeps
+    200 cells within seconds), then every cell is measured at the chosen one."""
+    probe, scales, n_labels = measure.probe, measure.scales, measure.n_labels
+    target = y_all >= 0
+    sel = _limit(np.where(target, y_all, n_labels), SELECT_PER_CLASS * (n_labels + 1))
     sel = sel[target[sel]]
-    sel_folds = _folds(y_all[sel], min(FOLDS, max(2, int(np.bincount(y_all[sel])[np.bincount(y_all[sel]) > 0].min()))))
+    y_sel = y_all[sel]
+    sel_folds = _folds(y_sel, _fold_count(y_sel))
     scores: dict[float, float] = {}
     for si, s in enumerate(scales):
         if cancel and cancel():
             raise AdaptError("cancelled")
         say(f"measuring at magnification x{s:g}", 0.05 + 0.8 * si / len(scales))
-        emb_s = features(s, sel)[probe.embedding]
-        cv = _cv_logits(emb_s, y_all[sel], probe.w0, probe.b0, frozen, sel_folds)
+        emb_s = measure.features(s, sel)[probe.embedding]
+        cv = _cv_logits(emb_s, y_sel, probe.w0, probe.b0, frozen, sel_folds)
         # balanced accuracy, ties broken by log-loss (a lower one adds < 0.01)
-        scores[s] = _balanced_accuracy(y_all[sel], cv.argmax(1)) - 0.01 * math.tanh(_nll(cv, y_all[sel], 1.0))
-        lap("fit")
+        scores[s] = _balanced_accuracy(y_sel, cv.argmax(1)) - 0.01 * math.tanh(_nll(cv, y_sel, 1.0))
+        measure.laps.lap("fit")
     best = max(scales, key=lambda s: (round(scores[s], 6), -abs(math.log(s))))
-    say("fitting", 0.9)
-    every = np.arange(len(ims))
-    f_best = features(best, every)
-    f_base = f_best if best == 1.0 else features(1.0, every)
-    emb = f_best[probe.embedding]
-    w, b = fit_head(emb[target], y, probe.w0, probe.b0, RIDGE, frozen)
+    return best, scores
 
-    out = OnnxFile(probe.file.to_bytes())
-    out.set_initializer(probe.head["weight"], w.astype(np.float32))
-    out.set_initializer(probe.head["bias"], b.astype(np.float32))
+
+def _refit_typicality(
+    base: Model,
+    rv: _ReviewGraph,
+    out: OnnxFile,
+    f_best: dict[str, np.ndarray],
+    f_base: dict[str, np.ndarray],
+    probe: _Probe,
+    y_all: np.ndarray,
+    frozen: list[int],
+    enough: list[int],
+    folds: np.ndarray,
+    add_centres: bool,
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """A model with a typicality output: its temperature refitted to the lab's flag rate and, optionally, the
+    lab's class centres added to its typical region (both written into ``out``). Returns (cross-validated
+    logits of the target cells, temperature, typicality before, typicality after, cross-validated)."""
+    target = y_all >= 0
     thr = base.info.review_threshold
-    # before: the base model as it is; after: every cell scored by a fit that did not see it
-    base_logits = f_base[base.scores_name]
-    if probe.review is not None:
-        rv = probe.review
-        base_typ = rv.typicality(base_logits, base.info.temperature, [f_base[f"{_REVIEW}l{i}_dist"] for i in range(rv.layers)])
-        logits_cv, dists_cv = _cv_review_inputs(rv, f_best, emb, y_all, probe, frozen, folds, add_review_centres)
-        cv_logits = logits_cv[target]  # the same fold fits give the cross-validated predictions
-        t = review_temperature(rv, logits_cv[target], [d[target] for d in dists_cv], thr)
-        after_typ = rv.typicality(logits_cv, t, dists_cv)
-        out.set_initializer(f"{_REVIEW}temperature", np.asarray(t, np.float32))
-        if add_review_centres:
-            for i in range(rv.layers):
-                f = f_best[f"{_REVIEW}l{i}_f"]
-                rv.add_centres(out, i, np.stack([f[y_all == c].mean(0) for c in enough]))
-    else:
-        cv_logits = _cv_logits(emb[target], y, probe.w0, probe.b0, frozen, folds)
-        t = fit_temperature(cv_logits, y)
-        base_typ = _softmax(base_logits / base.info.temperature).max(1)
-        full = np.zeros((len(y_all), len(labels)))
-        full[target] = cv_logits
-        after_typ = _softmax(full / t).max(1)
+    base_layers = [f_base[f"{_REVIEW}l{i}_dist"] for i in range(rv.layers)]
+    base_typ = rv.typicality(f_base[base.scores_name], base.info.temperature, base_layers)
+    emb = f_best[probe.embedding]
+    logits_cv, dists_cv = _cv_review_inputs(rv, f_best, emb, y_all, probe, frozen, folds, add_centres)
+    t = review_temperature(rv, logits_cv[target], [d[target] for d in dists_cv], thr)
+    after_typ = rv.typicality(logits_cv, t, dists_cv)
+    out.set_initializer(f"{_REVIEW}temperature", np.asarray(t, np.float32))
+    if add_centres:
+        for i in range(rv.layers):
+            f = f_best[f"{_REVIEW}l{i}_f"]
+            rv.add_centres(out, i, np.stack([f[y_all == c].mean(0) for c in enough]))
+    # the same fold fits give the cross-validated predictions
+    return logits_cv[target], t, base_typ, after_typ
+
+
+def _refit_confidence(
+    base: Model,
+    f_base: dict[str, np.ndarray],
+    emb: np.ndarray,
+    probe: _Probe,
+    y_all: np.ndarray,
+    frozen: list[int],
+    folds: np.ndarray,
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """A model whose review rule is its confidence: the log-loss temperature on cross-validated logits.
+    Returns (cross-validated logits of the target cells, temperature, confidence before, confidence after)."""
+    target = y_all >= 0
+    y = y_all[target]
+    cv_logits = _cv_logits(emb[target], y, probe.w0, probe.b0, frozen, folds)
+    t = fit_temperature(cv_logits, y)
+    base_typ = _softmax(f_base[base.scores_name] / base.info.temperature).max(1)
+    full = np.zeros((len(y_all), len(base.labels)))
+    full[target] = cv_logits
+    after_typ = _softmax(full / t).max(1)
+    return cv_logits, t, base_typ, after_typ
+
+
+def _before_after(
+    y_all: np.ndarray, base_logits: np.ndarray, base_typ: np.ndarray, cv_logits: np.ndarray, after_typ: np.ndarray, thr: float
+) -> tuple[Estimate, Estimate]:
+    """The base model as it is, and the adapted one with every target cell scored by a fit that did not see it."""
     before = _estimate(y_all, base_logits.argmax(1), base_typ, thr)
     after_pred = np.full(len(y_all), -1)
-    after_pred[target] = cv_logits.argmax(1)
-    after = _estimate(y_all, after_pred, after_typ, thr)
-
-    meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen)
-    out.set_metadata(METADATA_KEY, meta.to_json())
-    data = out.to_bytes()
-    lap("fit")
-    say("done", 1.0)
-    return Adaptation(data, meta, counts, best, before, after, [labels[i] for i in frozen], skipped, outside, scores, seconds)
+    after_pred[y_all >= 0] = cv_logits.argmax(1)
+    return before, _estimate(y_all, after_pred, after_typ, thr)
 
 
 def _cv_review_inputs(

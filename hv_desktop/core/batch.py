@@ -18,15 +18,16 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from hv_desktop.core.files import NotRegularFile, read_regular
 from hv_desktop.core.model import Model
 from hv_desktop.core.model import decode_workers as default_decoders
-from hv_desktop.core.preprocess import ImageError, normalise, open_image, resize_for_model
+from hv_desktop.core.preprocess import ImageError, Preprocessing, normalise, open_image, resize_for_model
 from hv_desktop.core.scan import ScanItem, scan
 
 #: Files larger than this are refused unread (no microscope capture is 512 MB).
@@ -79,7 +80,9 @@ def _thumbnail(im, side: int) -> np.ndarray:
     return np.asarray(t, dtype=np.uint8)
 
 
-def read_and_decode(path: Path, size: tuple[int, int], thumb: int = 0, prep=None, out: np.ndarray | None = None) -> _Decoded:
+def read_and_decode(
+    path: Path, size: tuple[int, int], thumb: int = 0, prep: Preprocessing | None = None, out: np.ndarray | None = None
+) -> _Decoded:
     """Read the bytes once (hash and decode the same bytes), never raise.
 
     ``out``: where the normalised pixels go (a row of the runner's batch buffer).
@@ -137,102 +140,155 @@ def classify_stream(
     run before the next image (results already yielded stand). ``thumbnail``
     > 0 attaches a preview of at most that many pixels a side (for the GUI).
     """
-    size = model.input_size
     workers = decode_workers or default_decoders()
     lookahead = max(2 * batch_size, 4 * workers)
-    labels = model.labels
     prep = model.info.preprocessing
-    threshold = model.info.review_threshold
+    buffers = _BatchBuffers(batch_size, lookahead, model.input_size, prep)
+    decode = partial(read_and_decode, size=model.input_size, thumb=thumbnail, prep=prep)
+    labels, threshold = model.labels, model.info.review_threshold
     done = 0
-    # Item i is decoded straight into row i % batch_size of buffer (i // batch_size) % len(buffers), so a
-    # batch is never assembled by copying (np.stack of 8 images cost the inference thread ~0.05 ms an
-    # image). Chunks are consecutive, aligned runs of batch_size items; with lookahead items in flight a
-    # buffer is reused only after its batch has been through the model.
-    row_shape = (3, size[1], size[0]) if prep.layout.upper() == "NCHW" else (size[1], size[0], 3)
-    buffers: list[np.ndarray | None] = [None] * (lookahead // batch_size + 2)
-    submitted = 0
-
-    def row(index: int) -> np.ndarray:
-        k = (index // batch_size) % len(buffers)
-        if buffers[k] is None:
-            buffers[k] = np.zeros((batch_size,) + row_shape, np.float32)
-        return buffers[k][index % batch_size]
 
     def cancelled() -> bool:
         return cancel is not None and cancel.is_set()
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hv-decode") as pool:
-        pending: deque[Future[_Decoded] | _Decoded] = deque()
-        source = iter(items)
-        exhausted = False
-
-        def refill() -> None:
-            nonlocal exhausted, submitted
-            while not exhausted and len(pending) < lookahead and not cancelled():
-                try:
-                    item = next(source)
-                except StopIteration:
-                    exhausted = True
-                    return
-                if not isinstance(item, ScanItem):
-                    item = ScanItem(Path(item))
-                if item.error:
-                    pending.append(_Decoded(item.path, None, None, item.error))
-                else:
-                    pending.append(pool.submit(read_and_decode, item.path, size, thumbnail, prep, row(submitted)))
-                submitted += 1
-
+        ahead = _DecodeAhead(items, pool, decode, buffers, lookahead, cancelled)
         try:
-            refill()
-            while pending and not cancelled():
-                # Take up to batch_size decoded items (one buffer's rows), keep the decoders fed.
-                first = done
-                chunk: list[_Decoded] = []
-                while pending and len(chunk) < batch_size:
-                    head = pending.popleft()
-                    chunk.append(head.result() if isinstance(head, Future) else head)
-                    refill()
-                good = [j for j, d in enumerate(chunk) if d.pixels is not None]
-                scored: dict[int, tuple[np.ndarray, float]] = {}
-                if good:
-                    # Rows of failed files hold stale pixels; they are classified and ignored.
-                    batch = buffers[(first // batch_size) % len(buffers)][: len(chunk)]
-                    try:
-                        p, typical = model.assess(batch)
-                        for j in good:
-                            scored[j] = (p[j], float(typical[j]))
-                    except Exception as exc:  # model failure: every image of the batch gets the message
-                        for j in good:
-                            chunk[j].error = f"model failed on this image ({str(exc)[:120]})"
+            ahead.refill()
+            while ahead.pending and not cancelled():
+                first, chunk = ahead.take(batch_size)
+                scored = _score(model, buffers, first, chunk)
                 stamp = _now()
                 for j, d in enumerate(chunk):
                     if cancelled():
                         break
-                    got = scored.get(j)
-                    if got is not None:
-                        row_p, typical = got
-                        k = int(np.argmax(row_p))
-                        result = Result(
-                            d.path,
-                            labels[k],
-                            float(row_p[k]),
-                            {lab: float(v) for lab, v in zip(labels, row_p)},
-                            needs_review=typical < threshold,
-                            typicality=typical,
-                            sha256=d.sha256,
-                            timestamp=stamp,
-                            thumbnail=d.thumbnail,
-                        )
-                    else:
-                        result = Result(d.path, error=d.error or "not classified", sha256=d.sha256, timestamp=stamp)
                     done += 1
-                    yield result
+                    yield _result(d, scored.get(j), labels, threshold, stamp)
                     if progress is not None:
                         progress(done)
         finally:
-            for f in pending:
-                if isinstance(f, Future):
-                    f.cancel()
+            ahead.cancel()
+
+
+class _BatchBuffers:
+    """The float32 batches images are decoded into, reused in turn.
+
+    Item i is decoded straight into row i % batch_size of buffer (i // batch_size) % count, so a batch is never
+    assembled by copying (np.stack of 8 images cost the inference thread ~0.05 ms an image). Chunks are
+    consecutive, aligned runs of batch_size items; with ``lookahead`` items in flight a buffer is reused only
+    after its batch has been through the model.
+    """
+
+    def __init__(self, batch_size: int, lookahead: int, size: tuple[int, int], prep: Preprocessing) -> None:
+        self.batch_size = batch_size
+        self.row_shape = (3, size[1], size[0]) if prep.layout.upper() == "NCHW" else (size[1], size[0], 3)
+        self.arrays: list[np.ndarray | None] = [None] * (lookahead // batch_size + 2)
+
+    def _array(self, index: int) -> np.ndarray:
+        k = (index // self.batch_size) % len(self.arrays)
+        array = self.arrays[k]
+        if array is None:  # allocated on first use: a run of a few files needs one buffer
+            array = self.arrays[k] = np.zeros((self.batch_size,) + self.row_shape, np.float32)
+        return array
+
+    def row(self, index: int) -> np.ndarray:
+        """Where item ``index``'s normalised pixels go."""
+        return self._array(index)[index % self.batch_size]
+
+    def batch(self, first: int, n: int) -> np.ndarray:
+        """The n rows of the chunk that starts at item ``first`` (a multiple of batch_size), as one tensor."""
+        return self._array(first)[:n]
+
+
+class _DecodeAhead:
+    """Items submitted to the decode pool at most ``lookahead`` ahead of inference, handed back in input order.
+
+    A scan's error becomes a decoded failure at once (nothing to read); cancelling stops new submissions.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[ScanItem | str | os.PathLike],
+        pool: ThreadPoolExecutor,
+        decode: Callable[..., _Decoded],
+        buffers: _BatchBuffers,
+        lookahead: int,
+        cancelled: Callable[[], bool],
+    ) -> None:
+        self.source, self.pool, self.decode, self.buffers = iter(items), pool, decode, buffers
+        self.lookahead, self.cancelled = lookahead, cancelled
+        self.pending: deque[Future[_Decoded] | _Decoded] = deque()
+        self.submitted = self.taken = 0
+        self.exhausted = False
+
+    def refill(self) -> None:
+        while not self.exhausted and len(self.pending) < self.lookahead and not self.cancelled():
+            try:
+                item = next(self.source)
+            except StopIteration:
+                self.exhausted = True
+                return
+            if not isinstance(item, ScanItem):
+                item = ScanItem(Path(item))
+            if item.error:
+                self.pending.append(_Decoded(item.path, None, None, item.error))
+            else:
+                self.pending.append(self.pool.submit(self.decode, item.path, out=self.buffers.row(self.submitted)))
+            self.submitted += 1
+
+    def take(self, n: int) -> tuple[int, list[_Decoded]]:
+        """(index of the first item, up to n decoded items: one buffer's rows), keeping the decoders fed."""
+        first = self.taken
+        chunk: list[_Decoded] = []
+        while self.pending and len(chunk) < n:
+            head = self.pending.popleft()
+            chunk.append(head.result() if isinstance(head, Future) else head)
+            self.refill()
+        self.taken += len(chunk)
+        return first, chunk
+
+    def cancel(self) -> None:
+        """Drop the decodes not started yet (the run is over or was stopped)."""
+        for f in self.pending:
+            if isinstance(f, Future):
+                f.cancel()
+
+
+def _score(model: Model, buffers: _BatchBuffers, first: int, chunk: list[_Decoded]) -> dict[int, tuple[np.ndarray, float]]:
+    """{chunk index: (probabilities, review value)} for the chunk's items that decoded (the chunk starts at item
+    ``first``); if the model fails, each of them gets its message instead."""
+    good = [j for j, d in enumerate(chunk) if d.pixels is not None]
+    scored: dict[int, tuple[np.ndarray, float]] = {}
+    if good:
+        # Rows of failed files hold stale pixels; they are classified and ignored.
+        batch = buffers.batch(first, len(chunk))
+        try:
+            p, typical = model.assess(batch)
+            for j in good:
+                scored[j] = (p[j], float(typical[j]))
+        except Exception as exc:  # model failure: every image of the batch gets the message
+            for j in good:
+                chunk[j].error = f"model failed on this image ({str(exc)[:120]})"
+    return scored
+
+
+def _result(d: _Decoded, scored: tuple[np.ndarray, float] | None, labels: Sequence[str], threshold: float, stamp: str) -> Result:
+    """One file's row: its prediction when it was scored, else its error."""
+    if scored is None:
+        return Result(d.path, error=d.error or "not classified", sha256=d.sha256, timestamp=stamp)
+    probs, typical = scored
+    k = int(np.argmax(probs))
+    return Result(
+        d.path,
+        labels[k],
+        float(probs[k]),
+        {lab: float(v) for lab, v in zip(labels, probs)},
+        needs_review=typical < threshold,
+        typicality=typical,
+        sha256=d.sha256,
+        timestamp=stamp,
+        thumbnail=d.thumbnail,
+    )
 
 
 def classify_paths(paths: Iterable[str | os.PathLike], model: Model, **kwargs) -> Iterator[Result]:

@@ -15,15 +15,20 @@ from PIL import Image
 
 from hv_desktop.core.model import Model
 from hv_desktop.core.preprocess import (
+    Box,
     model_box,
     normalise,
     open_image,
     resize_for_model,
 )
 
+NO_CAM = "this model has no class-activation output"
+#: How strongly the heatmap is laid over the image on screen (0: not at all, 1: opaque where the evidence is strong).
+OPACITY = 0.45
+
 
 def cam_for(
-    model: Model, image: Image.Image, class_index: int | None = None, box: tuple[int, int, int, int] | None = None
+    model: Model, image: Image.Image, class_index: int | None = None, box: Box | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(heat in [0, 1] at the cam's resolution, probabilities) for one RGB image.
 
@@ -31,10 +36,12 @@ def cam_for(
     ``model_box(image, model.info.preprocessing)`` (pass it to :func:`overlay`).
     """
     if model.cam_name is None:
-        raise ValueError("this model has no class-activation output")
+        raise ValueError(NO_CAM)
     prep = model.info.preprocessing
     x = normalise(resize_for_model(image, model.input_size, prep, box)[None], prep)
     probs, cams = model.run(x, with_cam=True)
+    if cams is None:  # pragma: no cover - run() returns the maps whenever the model has a cam output
+        raise ValueError(NO_CAM)
     k = int(probs[0].argmax()) if class_index is None else class_index
     return normalise_heat(cams[0, :, :, k]), probs[0]
 
@@ -63,9 +70,7 @@ def _colormap(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def overlay(
-    image: Image.Image, heat: np.ndarray, opacity: float = 0.45, box: tuple[int, int, int, int] | None = None
-) -> Image.Image:
+def overlay(image: Image.Image, heat: np.ndarray, opacity: float = OPACITY, box: Box | None = None) -> Image.Image:
     """The image with the heatmap blended on top; weak evidence stays transparent.
 
     ``box`` is the region the heat covers (a cell-cropping model sees only part of
@@ -88,8 +93,8 @@ def view_for(
     image: Image.Image,
     heat: bool = False,
     class_index: int | None = None,
-    opacity: float = 0.45,
-    box: tuple[int, int, int, int] | None = None,
+    opacity: float = OPACITY,
+    box: Box | None = None,
 ) -> Image.Image:
     """What a person should see of one image: optionally the heatmap, and for a
     model that crops, an outline of the square it classified (with two cells in
@@ -103,8 +108,8 @@ def explain(
     image: Image.Image,
     heat: bool = True,
     class_index: int | None = None,
-    opacity: float = 0.45,
-    box: tuple[int, int, int, int] | None = None,
+    opacity: float = OPACITY,
+    box: Box | None = None,
 ) -> tuple[np.ndarray | None, Image.Image]:
     """(probabilities or None, the :func:`view_for` picture) from one nucleus search and at most one
     inference: the practice window needs the answer and its heatmap together."""
@@ -118,9 +123,7 @@ def explain(
     return probs, out
 
 
-def outline(
-    image: Image.Image, box: tuple[int, int, int, int], width: int = 2, colour: tuple[int, int, int] = (0, 190, 110)
-) -> Image.Image:
+def outline(image: Image.Image, box: Box, width: int = 2, colour: tuple[int, int, int] = (0, 190, 110)) -> Image.Image:
     """A copy with a rectangle drawn just inside ``box``. Plain numpy, not ImageDraw: ImageDraw pulls in
     Pillow's font stack (FreeType, HarfBuzz), which the standalone bundle leaves out."""
     arr = np.array(image.convert("RGB"))

@@ -11,6 +11,7 @@ destination folder the app chose.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -25,7 +26,7 @@ from typing import Iterable, Sequence
 
 from hv_desktop.core.batch import Result
 from hv_desktop.core.export import atomic_write_bytes, csv_columns, result_row
-from hv_desktop.core.session import checked_number, checked_text
+from hv_desktop.core.session import checked_number, checked_text, result_fields
 
 FORMAT = "hematovision-consultation"
 FORMAT_VERSION = 1
@@ -77,66 +78,75 @@ def write_package(
     """Write a package atomically. Failed files are listed in the case but carry no image."""
     if kind not in ("request", "reply"):
         raise ValueError("kind is 'request' or 'reply'")
-    members: dict[str, bytes] = {}
-    items, used = [], set()
-    for r in results:
-        entry = {
-            "file_name": r.path.name,
-            "label": r.label,
-            "confidence": r.confidence,
-            "probabilities": r.probabilities,
-            "needs_review": r.needs_review,
-            "typicality": r.typicality,
-            "error": r.error,
-            "sha256": r.sha256,
-            "reviewer_label": r.reviewer_label,
-            "member": None,
-        }
-        if r.ok:
-            try:
-                data = Path(r.path).read_bytes()
-            except OSError as exc:
-                raise PackageError(f"{r.path.name} cannot be read for the package ({exc.strerror or exc})") from None
-            if r.sha256 and hashlib.sha256(data).hexdigest() != r.sha256:
-                raise PackageError(f"{r.path.name} changed since it was classified; classify it again first")
-            entry["member"] = _member_name(r, used)
-            members[entry["member"]] = data
-        items.append(entry)
+    items, members = _case_results(results)
     pid = package_id or hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
-    members["case.json"] = json.dumps(
-        {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "kind": kind,
-            "package_id": pid,
-            "model_name": model_name,
-            "model_version": model_version,
-            "labels": list(labels),
-            "case": case,
-            "results": items,
-        },
-        ensure_ascii=False,
-        indent=1,
-    ).encode("utf-8")
-    buf = io.StringIO()
-    import csv
+    case_file = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "kind": kind,
+        "package_id": pid,
+        "model_name": model_name,
+        "model_version": model_version,
+        "labels": list(labels),
+        "case": case,
+        "results": items,
+    }
+    members["case.json"] = json.dumps(case_file, ensure_ascii=False, indent=1).encode("utf-8")
+    members["results.csv"] = _results_csv(results, labels, model_name, model_version)
+    if report_pdf:
+        members["report.pdf"] = report_pdf
+    members["MANIFEST.sha256"] = _manifest_bytes(members)
+    atomic_write_bytes(path, _zipped(members))
+    return Path(path)
 
+
+def _case_results(results: Sequence[Result]) -> tuple[list[dict[str, object]], dict[str, bytes]]:
+    """The case file's entry for every result, and the images they name as members (read now, checked)."""
+    items: list[dict[str, object]] = []
+    images: dict[str, bytes] = {}
+    used: set[str] = set()
+    for r in results:
+        member = None
+        if r.ok:
+            data = _image_bytes(r)
+            member = _member_name(r, used)
+            images[member] = data
+        items.append({"file_name": r.path.name, **result_fields(r), "reviewer_label": r.reviewer_label, "member": member})
+    return items, images
+
+
+def _image_bytes(r: Result) -> bytes:
+    """The classified image's bytes, refused when it is gone or is no longer the image that was classified."""
+    try:
+        data = Path(r.path).read_bytes()
+    except OSError as exc:
+        raise PackageError(f"{r.path.name} cannot be read for the package ({exc.strerror or exc})") from None
+    if r.sha256 and hashlib.sha256(data).hexdigest() != r.sha256:
+        raise PackageError(f"{r.path.name} changed since it was classified; classify it again first")
+    return data
+
+
+def _results_csv(results: Sequence[Result], labels: Sequence[str], model_name: str, model_version: str) -> bytes:
+    """``results.csv``: the export's columns and rows, UTF-8 with BOM like the app's own CSV."""
+    buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(csv_columns(labels))
     for r in results:
         w.writerow(result_row(r, labels, model_name, model_version))
-    members["results.csv"] = ("\ufeff" + buf.getvalue()).encode("utf-8")
-    if report_pdf:
-        members["report.pdf"] = report_pdf
-    members["MANIFEST.sha256"] = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(members.items())).encode(
-        "utf-8"
-    )
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def _manifest_bytes(members: dict[str, bytes]) -> bytes:
+    """``MANIFEST.sha256``: one "digest  name" line per member, sorted by name (what :func:`_manifest` reads)."""
+    return "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(members.items())).encode("utf-8")
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in members.items():
             z.writestr(name, data)
-    atomic_write_bytes(path, out.getvalue())
-    return Path(path)
+    return out.getvalue()
 
 
 def _safe_name(name: str) -> str | None:

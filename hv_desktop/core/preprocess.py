@@ -43,6 +43,8 @@ MAX_PIXELS = 80_000_000
 NORMALISATION = 127.5
 
 PathLike = Union[str, os.PathLike]
+#: A region of an image in pixels: (left, top, right, bottom), right and bottom exclusive (Pillow's crop box).
+Box = tuple[int, int, int, int]
 
 
 class ImageError(Exception):
@@ -160,7 +162,7 @@ def nucleus_radius(im: Image.Image, centre: tuple[float, float] | None = None, s
     return float(np.sqrt(r2)) * k if r2 > 0 else float("nan")
 
 
-def model_box(im: Image.Image, prep: Preprocessing | None) -> tuple[int, int, int, int]:
+def model_box(im: Image.Image, prep: Preprocessing | None) -> Box:
     """The region (left, top, right, bottom) of ``im`` the model is shown.
 
     The "cell" square is moved inside the image rather than padded, so a cell
@@ -169,9 +171,7 @@ def model_box(im: Image.Image, prep: Preprocessing | None) -> tuple[int, int, in
     return model_box_and_centre(im, prep)[0]
 
 
-def model_box_and_centre(
-    im: Image.Image, prep: Preprocessing | None
-) -> tuple[tuple[int, int, int, int], tuple[float, float] | None]:
+def model_box_and_centre(im: Image.Image, prep: Preprocessing | None) -> tuple[Box, tuple[float, float] | None]:
     """:func:`model_box` and the nucleus it is centred on (None without a cell crop), from one search."""
     if prep is None or prep.crop not in ("cell", "nucleus"):
         return (0, 0) + im.size, None
@@ -185,7 +185,7 @@ def box_around(
     centre: tuple[float, float] | None,
     prep: Preprocessing | None,
     radius: float | None = None,
-) -> tuple[int, int, int, int]:
+) -> Box:
     """The model's square for an image of ``size`` whose nucleus is at ``centre`` (one search, many crops).
 
     ``radius``: the nucleus's (:func:`nucleus_radius`), which sizes a "nucleus" square; without one (no stain to
@@ -206,7 +206,7 @@ def box_around(
     return (left, top, left + side, top + side)
 
 
-def _crop_padded(im: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+def _crop_padded(im: Image.Image, box: Box) -> Image.Image:
     """``im.crop(box)``, where the box reaches outside the image filled with the image's own background colour
     (the median of its border), as a wider field of view would show it, not black."""
     left, top, right, bottom = box
@@ -219,7 +219,7 @@ def _crop_padded(im: Image.Image, box: tuple[int, int, int, int]) -> Image.Image
     return canvas
 
 
-def at_image_edge(box: tuple[int, int, int, int], centre: tuple[float, float] | None) -> bool:
+def at_image_edge(box: Box, centre: tuple[float, float] | None) -> bool:
     """Whether the nucleus sits in the outer quarter of its square: the square could not be centred on it
     because the cell lies at the edge of the field, so part of the cell may be missing from the picture."""
     if centre is None:
@@ -386,7 +386,7 @@ def load_rgb(path: PathLike, size: tuple[int, int] | None = None) -> Image.Image
 
 
 def resize_for_model(
-    im: Image.Image, size: tuple[int, int], prep: Preprocessing | None = None, box: tuple[int, int, int, int] | None = None
+    im: Image.Image, size: tuple[int, int], prep: Preprocessing | None = None, box: Box | None = None
 ) -> np.ndarray:
     """The stated resize policy (crop per ``prep``, then to (w, h), bilinear); uint8 HxWx3.
 
@@ -416,10 +416,9 @@ def normalise(batch_uint8: np.ndarray, prep: Preprocessing, out: np.ndarray | No
     """
     bgr = prep.channel_order.upper() == "BGR"
     nchw = prep.layout.upper() == "NCHW"
-    direct = out is not None and not nchw and out.flags.c_contiguous and out.shape == batch_uint8.shape
-    if direct:
+    if out is not None and not nchw and out.flags.c_contiguous and out.shape == batch_uint8.shape:
         np.copyto(out, batch_uint8[..., ::-1] if bgr else batch_uint8, casting="unsafe")
-        x = out
+        x = out  # normalised in place below
     else:
         x = batch_uint8.astype(np.float32)
         if bgr:
@@ -441,7 +440,7 @@ def normalise(batch_uint8: np.ndarray, prep: Preprocessing, out: np.ndarray | No
     if nchw:
         axes = (0, 3, 1, 2) if x.ndim == 4 else (2, 0, 1)
         x = np.ascontiguousarray(x.transpose(axes))
-    if out is not None and not direct:
+    if out is not None and x is not out:
         out[...] = x
         return out
     return x

@@ -178,7 +178,7 @@ def count_images(paths: Iterable[str | os.PathLike]) -> int:
     return sum(1 for _ in scan(paths))
 
 
-def describe_skipped(paths: Iterable[str | os.PathLike], limit: int = 10_000) -> str:
+def describe_skipped(paths: Iterable[str | os.PathLike[str]], limit: int = 10_000) -> str:
     """Why a scan found no images, for the one-line message: what it skipped, e.g.
     " (skipped 3 files that are not images, e.g. notes.txt; 2 hidden files)", or " (the folder is empty)"."""
     other: list[str] = []
@@ -187,7 +187,7 @@ def describe_skipped(paths: Iterable[str | os.PathLike], limit: int = 10_000) ->
     for raw in paths:
         if not os.path.isdir(raw):
             continue
-        for _root, dirs, names in os.walk(raw):
+        for _root, dirs, names in os.walk(os.fspath(raw)):
             for name in names:
                 seen += 1
                 if name.startswith("."):

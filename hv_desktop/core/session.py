@@ -25,9 +25,10 @@ class SessionError(Exception):
     pass
 
 
-def _encode(r: Result) -> dict:
+def result_fields(r: Result) -> dict[str, object]:
+    """One result's classification as JSON values, in the order a session file and a consultation package's case
+    file both store it (each adds its own fields around these)."""
     return {
-        "path": path_to_text(r.path),
         "label": r.label,
         "confidence": r.confidence,
         "probabilities": r.probabilities,
@@ -35,6 +36,13 @@ def _encode(r: Result) -> dict:
         "typicality": r.typicality,
         "error": r.error,
         "sha256": r.sha256,
+    }
+
+
+def _encode(r: Result) -> dict[str, object]:
+    return {
+        "path": path_to_text(r.path),
+        **result_fields(r),
         "timestamp": r.timestamp,
         "reviewer_label": r.reviewer_label,
         "case": r.case,
