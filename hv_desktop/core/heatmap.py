@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 from PIL import Image
 
@@ -88,31 +90,25 @@ def overlay(image: Image.Image, heat: np.ndarray, opacity: float = OPACITY, box:
     return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
-def view_for(
+def view_for(model: Model, image: Image.Image, **options: Any) -> Image.Image:
+    """What a person should see of one image: optionally the heatmap, and for a
+    model that crops, an outline of the square it classified (with two cells in
+    a field, this says which one the answer is about). ``options``: as :func:`explain`'s."""
+    return explain(model, image, **options)[1]
+
+
+def explain(
     model: Model,
     image: Image.Image,
     heat: bool = False,
     class_index: int | None = None,
     opacity: float = OPACITY,
     box: Box | None = None,
-) -> Image.Image:
-    """What a person should see of one image: optionally the heatmap, and for a
-    model that crops, an outline of the square it classified (with two cells in
-    a field, this says which one the answer is about). ``box``: that square, if
-    the caller already found it."""
-    return explain(model, image, heat, class_index, opacity, box)[1]
-
-
-def explain(
-    model: Model,
-    image: Image.Image,
-    heat: bool = True,
-    class_index: int | None = None,
-    opacity: float = OPACITY,
-    box: Box | None = None,
 ) -> tuple[np.ndarray | None, Image.Image]:
     """(probabilities or None, the :func:`view_for` picture) from one nucleus search and at most one
-    inference: the practice window needs the answer and its heatmap together."""
+    inference: the practice window needs the answer and its heatmap together. ``heat``: overlay the heatmap
+    of ``class_index`` (the top class by default) at ``opacity``; ``box``: the model's square, if the caller
+    already found it."""
     box = box or model_box(image, model.info.preprocessing)
     out, probs = image, None
     if heat and model.cam_name:

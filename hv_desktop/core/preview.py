@@ -106,7 +106,7 @@ def render(result: Result, model: Model | None, options: PreviewOptions, cache: 
         if model is None:
             return Preview(np.asarray(im))
         k = model.labels.index(result.label) if result.label in model.labels else None
-        view = view_for(model, im, options.heat, k, options.opacity, decoded.box)
+        view = view_for(model, im, heat=options.heat, class_index=k, opacity=options.opacity, box=decoded.box)
         if options.zoom_to_cell:
             view = view.crop(cell_view_box(decoded.box, im.size))
         return Preview(np.asarray(view), decoded.at_edge)

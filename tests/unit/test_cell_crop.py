@@ -97,7 +97,7 @@ def test_explain_gives_the_answer_and_its_picture_from_one_inference(tmp_path):
     calls = []
     run = model.run
     model.run = lambda *a, **k: calls.append(k) or run(*a, **k)
-    probs, view = explain(model, im)
+    probs, view = explain(model, im, heat=True)
     assert len(calls) == 1 and calls[0].get("with_cam")
     x = normalise(resize_for_model(im, model.input_size, model.info.preprocessing)[None], model.info.preprocessing)
     assert np.allclose(probs, run(x)[0][0], atol=1e-6)
