@@ -23,7 +23,7 @@ from hv_desktop.core.outputs import output_problem
 
 EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_NO_IMAGES, EXIT_CANCELLED = 0, 2, 3, 4, 5, 130
 #: The commands a mistyped first word is matched against; any other first word is a PATH for the desktop app.
-COMMANDS = ("classify", "watch", "adapt")
+COMMANDS = ("classify", "watch", "adapt", "calibrate")
 OPEN = "open"
 
 
@@ -250,10 +250,24 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     """Fit a site model from reviewed cells and write it beside (never over) the base model."""
-    from hv_desktop.core.adapt import AdaptError, adapt, read_labelled_csv
+    from hv_desktop.core.adapt import adapt, read_labelled_csv
+
+    return _write_site_model(args, args.csv, lambda base, say: adapt(base, read_labelled_csv(args.csv), args.site_name, say))
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Match the model's crop to the lab's magnification, measured on unlabelled images; write a site model."""
+    from hv_desktop.core.calibrate import calibrate
+
+    return _write_site_model(args, args.paths, lambda base, say: calibrate(base, args.paths, args.site_name, say))
+
+
+def _write_site_model(args: argparse.Namespace, inputs: list[Path], make) -> int:
+    """The site-model commands' shared frame: output checks, the base model, progress, errors, the summary."""
+    from hv_desktop.core.adapt import AdaptError
 
     out: Path = args.out
-    clash = output_problem(out, [*args.csv, args.model or bundled_model_path()])
+    clash = output_problem(out, [*inputs, args.model or bundled_model_path()])
     if clash:
         raise CliError(EXIT_USAGE, clash)
     _check_writable(out)
@@ -262,9 +276,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         raise CliError(EXIT_USAGE, "--out must not be the base model: the site model is a new file")
     t0 = time.monotonic()
     try:
-        cells = read_labelled_csv(args.csv)
         progress = None if args.quiet else (lambda msg, _f: print(f"  {msg}", file=sys.stderr))
-        result = adapt(base, cells, site_name=args.site_name, progress=progress)
+        result = make(base, progress)
         result.save(out, base)
     except AdaptError as exc:
         raise CliError(EXIT_USAGE, str(exc)) from None
@@ -351,6 +364,13 @@ ADAPT_ABOUT = (
 )
 
 
+CALIBRATE_ABOUT = (
+    "Measure how large cells appear in your lab's images (from the stained nuclei of a few dozen of them, no "
+    "labels needed) and write a site model whose crop shows them at the size the model was trained on. Only the "
+    "crop changes; to also fit the classes and the review flags to your lab, use 'adapt' with reviewed cells."
+)
+
+
 def _command(sub, name: str, run, summary: str, about: str | None = None) -> argparse.ArgumentParser:
     """A subcommand's parser that runs ``run``: ``summary`` in the command list, ``about`` atop its own help."""
     parser = sub.add_parser(name, help=summary, description=about)
@@ -403,13 +423,29 @@ def _add_adapt(sub) -> None:
         sub, "adapt", cmd_adapt, "adapt the model to your lab from reviewed cells (writes a new model file)", ADAPT_ABOUT
     )
     ad.add_argument("csv", nargs="+", type=Path, metavar="LABELLED.csv")
-    ad.add_argument("--out", type=Path, required=True, metavar="SITE.onnx", help="the site model to write")
-    ad.add_argument("--site-name", default="this lab", help="the lab's name, stored in the model and shown")
-    ad.add_argument(
-        "--model", type=Path, dest="model", default=argparse.SUPPRESS, help="the model to adapt (default: the shipped model)"
+    _site_model_options(ad)
+
+
+def _add_calibrate(sub) -> None:
+    ca = _command(
+        sub,
+        "calibrate",
+        cmd_calibrate,
+        "match the model to your lab's magnification from unlabelled images (writes a new model file)",
+        CALIBRATE_ABOUT,
     )
-    ad.add_argument("--threads", type=_threads, default=None, help=argparse.SUPPRESS)
-    ad.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    ca.add_argument("paths", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
+    _site_model_options(ca)
+
+
+def _site_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, metavar="SITE.onnx", help="the site model to write")
+    parser.add_argument("--site-name", default="this lab", help="the lab's name, stored in the model and shown")
+    parser.add_argument(
+        "--model", type=Path, dest="model", default=argparse.SUPPRESS, help="the base model (default: the shipped model)"
+    )
+    parser.add_argument("--threads", type=_threads, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
 def _add_open(sub) -> None:
@@ -478,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--model", type=Path, help=MODEL_HELP)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", action=_Commands)
-    for add in (_add_classify, _add_watch, _add_adapt, _add_open):
+    for add in (_add_classify, _add_watch, _add_adapt, _add_calibrate, _add_open):
         add(sub)
     return ap
 

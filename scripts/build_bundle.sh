@@ -89,6 +89,9 @@ PY
 "$BIN" adapt "$tmp/labelled.csv" --out "$tmp/site.onnx" --site-name "Smoke" -q
 QT_QPA_PLATFORM=offscreen "$BIN" classify "$IMAGES" --csv "$tmp/site.csv" --model "$tmp/site.onnx" -q
 echo "smoke: adapt wrote a site model that classifies"
+"$BIN" calibrate "$IMAGES" --out "$tmp/magnification.onnx" --site-name "Smoke" -q
+QT_QPA_PLATFORM=offscreen "$BIN" classify "$IMAGES" --csv "$tmp/calibrated.csv" --model "$tmp/magnification.onnx" -q
+echo "smoke: calibrate wrote a site model that classifies"
 head -c 5 "$tmp/report.pdf" | grep -q "%PDF-" && echo "smoke: PDF report written ($(wc -c < "$tmp/report.pdf") bytes)"
 HV_DATA_DIR="$tmp/data" QT_QPA_PLATFORM=offscreen "$BIN" --screenshot "$tmp/shot.png" "$IMAGES"
 test -s "$tmp/shot.png" && echo "smoke: --screenshot works offscreen"

@@ -97,11 +97,26 @@ class Estimate:
 
 
 @dataclass
-class Adaptation:
-    """What :func:`adapt` fitted; :meth:`save` writes it as a model file."""
+class SiteModel:
+    """A new model file made from a base model for one lab (never written over the base)."""
 
     model_bytes: bytes
     metadata: ModelMetadata
+
+    def save(self, path: str | os.PathLike, base: Model) -> Path:
+        from hv_desktop.core.export import atomic_write_bytes
+
+        target = Path(path)
+        if target.exists() and target.resolve() == base.path.resolve():
+            raise AdaptError("the site model must not replace the model it was made from; choose another file")
+        atomic_write_bytes(target, self.model_bytes)
+        return target
+
+
+@dataclass
+class Adaptation(SiteModel):
+    """What :func:`adapt` fitted; :meth:`save` writes it as a model file."""
+
     counts: dict[str, int]
     scale: float
     before: Estimate
@@ -112,15 +127,6 @@ class Adaptation:
     scale_scores: dict[float, float] = field(default_factory=dict)
     #: wall seconds per stage: reading, features (all scales), fitting (CV, head, temperature, review)
     seconds: dict[str, float] = field(default_factory=dict)
-
-    def save(self, path: str | os.PathLike, base: Model) -> Path:
-        from hv_desktop.core.export import atomic_write_bytes
-
-        target = Path(path)
-        if target.exists() and target.resolve() == base.path.resolve():
-            raise AdaptError("the site model must not replace the model it was adapted from; choose another file")
-        atomic_write_bytes(target, self.model_bytes)
-        return target
 
     def summary_lines(self) -> list[str]:
         lines = ["cells per class: " + ", ".join(f"{k} {v}" for k, v in self.counts.items())]
@@ -394,7 +400,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 ProgressFn = Callable[[str, float], None]
 
 
-def _load_cells(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Callable[[], bool] | None):
+def load_images(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Callable[[], bool] | None):
     """(images, label index or -1, sha256, outside counts, skipped); each image read once."""
     index = {lab.lower(): i for i, lab in enumerate(labels)}
     ims, ys, shas, skipped = [], [], [], []
@@ -459,7 +465,7 @@ def adapt(
     cells = _within_limit(cells)
     say("reading images", 0.0)
     laps = _Laps()
-    ims, y_all, shas, outside, skipped = _load_cells(cells, labels, cancel)
+    ims, y_all, shas, outside, skipped = load_images(cells, labels, cancel)
     counts, enough = _fitted_classes(y_all, labels, len(cells), skipped)
     frozen = [i for i in range(len(labels)) if i not in enough]
     target = y_all >= 0

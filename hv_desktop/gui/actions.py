@@ -88,6 +88,13 @@ SPECS: tuple[tuple[str, str, str, Shortcut, str], ...] = (
         "Learn this lab's microscope and stain from the cells you reviewed (a new site model)",
     ),
     (
+        "magnification",
+        "Match Lab &Magnification…",
+        "match_magnification",
+        None,
+        "Measure how large cells appear in this case's images and make a site model that shows them at the trained size",
+    ),
+    (
         "cell_types",
         "Cell &Types…",
         "edit_cell_types",
@@ -139,6 +146,7 @@ class Actions:
     next_flag: QAction
     undo: QAction
     adapt: QAction
+    magnification: QAction
     cell_types: QAction
     sign: QAction
     unlock: QAction
@@ -177,7 +185,7 @@ class Actions:
         for group in (
             (self.undo, self.next_flag, self.accept, self.cancel, self.cell_types),
             (self.sign, self.unlock),
-            (self.adapt, self.shipped, self.review_keys),
+            (self.adapt, self.magnification, self.shipped, self.review_keys),
         ):
             if group[0] is not self.undo:
                 r.addSeparator()
@@ -203,6 +211,7 @@ class Actions:
         self.export.setEnabled(s.has_results)
         self.report.setEnabled(s.has_results and s.has_model)
         self.adapt.setEnabled(s.has_model and not busy)
+        self.magnification.setEnabled(s.has_model and s.has_results and not busy)
         self.sign.setEnabled(s.has_results and not busy and not s.signed)
         self.send.setEnabled(s.has_results and s.has_model and not busy)
         self.open_package.setEnabled(not busy)

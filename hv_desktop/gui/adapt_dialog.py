@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from PySide6.QtCore import QObject, QThread, Signal
 from PySide6.QtWidgets import (
@@ -29,21 +29,26 @@ from PySide6.QtWidgets import (
 )
 
 from hv_desktop.core.adapt import MIN_PER_CLASS, Adaptation, AdaptError, LabelledCell, adapt
+from hv_desktop.core.calibrate import MIN_IMAGES, Calibration, calibrate
 from hv_desktop.core.model import Model
+
+
+#: A site-model fit: (progress callback, cancel check) -> Adaptation or Calibration; raises AdaptError.
+Fit = Callable[[Callable[[str, float], None], Callable[[], bool]], "Adaptation | Calibration"]
 
 
 class _AdaptWorker(QObject):
     progress = Signal(str, float)
-    done = Signal(object, str)  # (Adaptation or None, error message)
+    done = Signal(object, str)  # (Adaptation, Calibration or None; error message)
 
-    def __init__(self, model: Model, cells: list[LabelledCell], site: str) -> None:
+    def __init__(self, fit: Fit) -> None:
         super().__init__()
-        self.model, self.cells, self.site = model, cells, site
+        self.fit = fit
         self.cancel_event = threading.Event()
 
     def run(self) -> None:
         try:
-            result = adapt(self.model, self.cells, self.site, progress=self.progress.emit, cancel=self.cancel_event.is_set)
+            result = self.fit(self.progress.emit, self.cancel_event.is_set)
             self.done.emit(result, "")
         except AdaptError as exc:
             self.done.emit(None, str(exc))
@@ -73,31 +78,30 @@ class AdaptDialog(QDialog):
     """Cells per class, a site name, Adapt (with progress and Cancel), the before/after estimate, Save and Use."""
 
     modelSaved = Signal(Path)
+    TITLE = "Adapt to This Lab"
+    START = "Adapt"
+    INTRO = (
+        "HematoVision learns your lab's microscope, stain and magnification from the cells you reviewed. "
+        f"About 10 per class are enough; a class with fewer than {MIN_PER_CLASS} keeps the shipped model's "
+        "answer. The shipped model is not changed: Review ▸ Use Shipped Model switches back."
+    )
 
     def __init__(self, model: Model, cells: list[LabelledCell], folder: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Adapt to This Lab")
+        self.setWindowTitle(self.TITLE)
         self.model, self.cells, self.folder = model, cells, folder
-        self.adaptation: Adaptation | None = None
+        self.adaptation: Adaptation | Calibration | None = None
         self._thread: QThread | None = None
         self._worker: _AdaptWorker | None = None
-        self.counts, other = count_cells(model.labels, cells)
-        counts = self.counts
         lay = QVBoxLayout(self)
-        intro = QLabel(
-            "HematoVision learns your lab's microscope, stain and magnification from the cells you reviewed. "
-            f"About 10 per class are enough; a class with fewer than {MIN_PER_CLASS} keeps the shipped model's "
-            "answer. The shipped model is not changed: Review ▸ Use Shipped Model switches back."
-        )
+        intro = QLabel(self.INTRO)
         intro.setWordWrap(True)
         lay.addWidget(intro)
         form = QFormLayout()
-        self.counts_label = QLabel(
-            ", ".join(f"{k} {v}" for k, v in counts.items())
-            + (f"; other cell types {other} (used to check flags)" if other else "")
-        )
+        inputs_title, inputs_text, self._waiting = self._inputs()
+        self.counts_label = QLabel(inputs_text)
         self.counts_label.setObjectName("adapt-counts")
-        form.addRow("Reviewed cells:", self.counts_label)
+        form.addRow(inputs_title, self.counts_label)
         self.site_edit = QLineEdit()
         self.site_edit.setPlaceholderText("e.g. Haematology lab, Building B")
         form.addRow("Site name:", self.site_edit)
@@ -112,21 +116,34 @@ class AdaptDialog(QDialog):
         self.report.setMinimumHeight(140)
         lay.addWidget(self.report)
         self.buttons = QDialogButtonBox()
-        self.adapt_button = QPushButton("Adapt")
+        self.adapt_button = QPushButton(self.START)
         self.save_button = QPushButton("Save and Use")
         self.close_button = QPushButton("Close")
         self.buttons.addButton(self.adapt_button, QDialogButtonBox.ButtonRole.ActionRole)
         self.buttons.addButton(self.save_button, QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.addButton(self.close_button, QDialogButtonBox.ButtonRole.RejectRole)
         self.save_button.setEnabled(False)
-        self.adapt_button.setEnabled(max(counts.values(), default=0) >= MIN_PER_CLASS)
-        if not self.adapt_button.isEnabled():
-            self.report.setPlainText(f"Review at least {MIN_PER_CLASS} cells of a class first (keys 1–4 in the main window).")
+        self.adapt_button.setEnabled(not self._waiting)
+        if self._waiting:
+            self.report.setPlainText(self._waiting)
         self.adapt_button.clicked.connect(self.start)
         self.save_button.clicked.connect(self.save)
         self.close_button.clicked.connect(self.reject)
         lay.addWidget(self.buttons)
         self.resize(560, 380)
+
+    def _inputs(self) -> tuple[str, str, str]:
+        """(row title, what the fit will use, why it cannot start yet or "")."""
+        self.counts, other = count_cells(self.model.labels, self.cells)
+        text = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        text += f"; other cell types {other} (used to check flags)" if other else ""
+        ready = max(self.counts.values(), default=0) >= MIN_PER_CLASS
+        waiting = f"Review at least {MIN_PER_CLASS} cells of a class first (keys 1–4 in the main window)."
+        return "Reviewed cells:", text, "" if ready else waiting
+
+    def _fit(self, site: str) -> Fit:
+        cells, model = self.cells, self.model
+        return lambda progress, cancel: adapt(model, cells, site, progress=progress, cancel=cancel)
 
     def site_name(self) -> str:
         return self.site_edit.text().strip() or "this lab"
@@ -140,9 +157,9 @@ class AdaptDialog(QDialog):
         self.close_button.setText("Cancel")
         self.progress.setValue(0)
         self.progress.show()
-        self.report.setPlainText("Adapting…")
+        self.report.setPlainText(f"{self.TITLE}…")
         self._thread = QThread()
-        self._worker = _AdaptWorker(self.model, self.cells, self.site_name())
+        self._worker = _AdaptWorker(self._fit(self.site_name()))
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.progress.connect(self._on_progress)
@@ -154,9 +171,9 @@ class AdaptDialog(QDialog):
 
     def _on_progress(self, msg: str, frac: float) -> None:
         self.progress.setValue(int(100 * frac))
-        self.report.setPlainText(f"Adapting… {msg}")
+        self.report.setPlainText(f"{self.TITLE}… {msg}")
 
-    def _on_done(self, result: Adaptation | None, error: str) -> None:
+    def _on_done(self, result: Adaptation | Calibration | None, error: str) -> None:
         if self._thread is not None:
             self._thread.quit()
             self._thread.wait()
@@ -165,7 +182,7 @@ class AdaptDialog(QDialog):
         self.close_button.setText("Close")
         self.adapt_button.setEnabled(True)
         if result is None:
-            self.report.setPlainText(f"Not adapted: {error}")
+            self.report.setPlainText(f"No site model made: {error}")
             return
         self.adaptation = result
         self.report.setPlainText("\n".join(result.summary_lines()))
@@ -191,3 +208,30 @@ class AdaptDialog(QDialog):
         self.modelSaved.emit(target)
         self.accept()
         return target
+
+
+class MagnificationDialog(AdaptDialog):
+    """Review > Match Lab Magnification: the same dialog over :func:`hv_desktop.core.calibrate.calibrate`, which
+    needs the case's images only (no reviews)."""
+
+    TITLE = "Match Lab Magnification"
+    START = "Measure"
+    INTRO = (
+        "HematoVision measures how large cells appear in this lab's images (from their stained nuclei; no reviews "
+        "needed) and makes a site model whose crop shows them at the size it was trained on. Only the crop changes: "
+        "to also fit the classes and the review flags, use Adapt to This Lab with reviewed cells. The shipped model "
+        "is not changed: Review ▸ Use Shipped Model switches back."
+    )
+
+    def __init__(self, model: Model, images: list[Path], folder: Path, parent: QWidget | None = None) -> None:
+        self.images = images
+        super().__init__(model, [], folder, parent)
+
+    def _inputs(self) -> tuple[str, str, str]:
+        n = len(self.images)
+        waiting = "" if n >= MIN_IMAGES else f"Open at least {MIN_IMAGES} of this lab's images first."
+        return "Images:", f"{n} in this case", waiting
+
+    def _fit(self, site: str) -> Fit:
+        images, model = self.images, self.model
+        return lambda progress, cancel: calibrate(model, images, site, progress=progress, cancel=cancel)

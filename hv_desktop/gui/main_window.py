@@ -287,6 +287,9 @@ class MainWindow(QMainWindow):
     def adapt_to_lab(self) -> AdaptDialog | None:
         return self.runner.adapt_to_lab()
 
+    def match_magnification(self) -> AdaptDialog | None:
+        return self.runner.match_magnification()
+
     def open_practice(self, folder: Path | None = None) -> PracticeWindow | None:
         return self.runner.open_practice(folder)
 

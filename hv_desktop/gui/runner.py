@@ -204,6 +204,26 @@ class Runner(QObject):
         dlg.open()
         return dlg
 
+    def match_magnification(self) -> AdaptDialog | None:
+        """Open the magnification dialog on the current case's images; a saved site model is loaded at once."""
+        from hv_desktop.gui.adapt_dialog import MagnificationDialog
+
+        w = self.w
+        if w.model is None or self.job is not None:
+            return None
+        if w.model.info.preprocessing.crop != "cell":
+            QMessageBox.information(
+                w,
+                "Match Lab Magnification",
+                "This model does not crop a square around the cell, so there is no magnification to match.",
+            )
+            return None
+        images = [r.path for r in w.case_results() if r.ok]
+        dlg = MagnificationDialog(w.model, images, w.data_folder(), w)
+        dlg.modelSaved.connect(self.use_site_model)
+        dlg.open()
+        return dlg
+
     def open_practice(self, folder: Path | None = None) -> PracticeWindow | None:
         from hv_desktop.gui.practice_window import PracticeWindow
 

@@ -22,3 +22,36 @@ def test_adapt_needs_reviewed_cells(qtbot, tmp_path):
     assert not dlg.adapt_button.isEnabled()
     assert "Review at least 5" in dlg.report.toPlainText()
     dlg.reject()
+
+
+def test_match_magnification_measures_the_case_and_loads_the_site_model(qtbot, tmp_path):
+    from hv_desktop.core.calibrate import MIN_IMAGES
+    from tests.support.images import disc_image
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(model_path=bundled_model_path(), settings=settings, autosave_path=tmp_path / "a.json")
+    qtbot.addWidget(w)
+    few, lab = tmp_path / "few", tmp_path / "lab"
+    for folder, n in ((few, MIN_IMAGES - 1), (lab, MIN_IMAGES + 4)):
+        folder.mkdir()
+        for i in range(n):
+            disc_image(20 + i % 3, size=(320, 240), centre=(150 + i, 120)).save(folder / f"{folder.name}{i:02}.png")
+    with qtbot.waitSignal(w.runFinished, timeout=60000):
+        w.classify([few])
+    dlg = w.match_magnification()
+    qtbot.addWidget(dlg)
+    assert not dlg.adapt_button.isEnabled() and f"at least {MIN_IMAGES}" in dlg.report.toPlainText()
+    dlg.reject()
+    w.ask_case = lambda name: "add"
+    with qtbot.waitSignal(w.runFinished, timeout=60000):
+        w.classify([lab])
+    dlg = w.match_magnification()
+    qtbot.addWidget(dlg)
+    assert dlg.adapt_button.isEnabled() and f"{2 * MIN_IMAGES + 3} in this case" in dlg.counts_label.text()
+    dlg.start()
+    qtbot.waitUntil(lambda: not dlg.is_running(), timeout=60000)
+    assert "magnification relative to the model's training labs" in dlg.report.toPlainText()
+    site = dlg.save(tmp_path / "site.onnx")
+    assert site is not None and site.exists()
+    qtbot.waitUntil(lambda: w.model is not None and w.model.path == site and not w.is_running(), timeout=60000)
+    assert w.model.info.site_adaptation["kind"] == "magnification from unlabelled images"

@@ -1,0 +1,138 @@
+"""Match a model to a lab's magnification from the lab's own unlabelled images, and write the result as a new model.
+
+Why: a model with the "cell" crop sees each cell at a fixed fraction of the image's short side, so at a lab whose
+microscope and camera show cells larger or smaller in the frame it sees them larger or smaller than it learned
+them, and misreads them (simulated on pbc/val, the shipped model falls to 76 % at twice the magnification). No
+labels are needed to undo that: the stained nucleus is a ruler (:func:`~hv_desktop.core.preprocess.nucleus_radius`),
+and the lab's median nucleus radius, over a few dozen of its images, says how large its cells are in the frame.
+The site model's square is :data:`REFERENCE_RADII` of those radii, the size the model's training labs show their
+cells at, for every image of the lab. It is one number per lab, not per cell, so within the lab a monocyte's
+large nucleus still looks larger than a lymphocyte's (a square sized per cell loses that cue, and with it 7.6
+points on a lab it never saw: docs/research/scale_normalised_crop.md).
+
+Only the crop changes: the weights, the calibration and the needs-review rule are the base model's, so cells the
+base model flags for looking unlike its training labs may stay flagged; reviewed cells and
+:func:`hv_desktop.core.adapt.adapt` fit those. The base file is never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from hv_desktop.core.adapt import AdaptError, LabelledCell, SiteModel, load_images
+from hv_desktop.core.metadata import MAX_CROP_FRACTION, METADATA_KEY, ModelMetadata
+from hv_desktop.core.model import Model
+from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
+from hv_desktop.core.preprocess import nucleus_radius
+from hv_desktop.core.scan import scan
+
+#: The "cell" square of the shipped models' training labs, in nucleus radii: the median of 0.75 x short side /
+#: radius is 7.22 on BCCD and 6.72 on PBC training images (docs/research/scale_normalised_crop.md).
+REFERENCE_RADII = 7.0
+#: Fewer measured images than this give too rough a median (one cell's radius varies by class, +-25 %).
+MIN_IMAGES = 20
+#: More than this adds nothing to a median and only time.
+MAX_IMAGES = 400
+#: A spread (interquartile range / median) above this suggests images from more than one magnification.
+MIXED_SPREAD = 0.6
+
+
+@dataclass
+class Calibration(SiteModel):
+    """What :func:`calibrate` measured; :meth:`save` writes it as a model file."""
+
+    measured: int
+    #: the lab's median nucleus radius as a fraction of the image's short side, and its interquartile spread
+    radius_fraction: float
+    spread: float
+    scale: float
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        crop = self.metadata.preprocessing.crop_fraction
+        lines = [
+            f"images measured: {self.measured}"
+            + (f" ({len(self.skipped)} skipped, e.g. {self.skipped[0][0].name}: {self.skipped[0][1]})" if self.skipped else ""),
+            f"median nucleus radius: {self.radius_fraction:.3f} x the short side (spread {self.spread:.2f})",
+            f"magnification relative to the model's training labs: x{self.scale:.2f} (crop {crop:.3g} x the short side)",
+        ]
+        if abs(self.scale - 1) < 0.1:
+            lines.append("this lab already shows cells at about the training labs' size: the site model changes little")
+        if self.spread > MIXED_SPREAD:
+            lines.append("the images vary a lot in cell size: were they taken at more than one magnification?")
+        return lines
+
+
+def calibrate(
+    base: Model,
+    paths: Sequence[Path],
+    site_name: str = "this lab",
+    progress: Callable[[str, float], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Calibration:
+    """A site model of ``base`` whose "cell" square matches the lab's magnification, measured on the images in
+    ``paths`` (files or folders; at most :data:`MAX_IMAGES`, taken evenly)."""
+    say = progress or (lambda _msg, _frac: None)
+    prep = base.info.preprocessing
+    if prep.crop != "cell":
+        raise AdaptError(
+            f"{base.path.name} does not crop a square around the cell (crop '{prep.crop}'), so there is no magnification to match"
+        )
+    say("reading images", 0.0)
+    items = list(scan(paths))
+    files = [item.path for item in items if item.error is None]
+    chosen = files[:: max(1, math.ceil(len(files) / MAX_IMAGES))]  # evenly over the lab's images
+    ims, _, shas, _, skipped = load_images([LabelledCell(p, "") for p in chosen], [], cancel)
+    skipped = [(item.path, item.error) for item in items if item.error is not None] + skipped
+    say("measuring nuclei", 0.5)
+    fractions = np.array([nucleus_radius(im) / min(im.size) for im in ims], dtype=float)
+    fractions = fractions[np.isfinite(fractions)]
+    if len(fractions) < MIN_IMAGES:
+        raise AdaptError(f"only {len(fractions)} image(s) with a stained nucleus to measure; at least {MIN_IMAGES} are needed")
+    q1, median, q3 = (float(v) for v in np.percentile(fractions, [25, 50, 75]))
+    crop = float(min(MAX_CROP_FRACTION, max(0.2, REFERENCE_RADII * median)))
+    scale = crop / prep.crop_fraction
+    try:
+        data = base.path.read_bytes()
+        out = OnnxFile(data)
+    except (OSError, ProtoError) as exc:
+        raise AdaptError(f"{base.path.name} cannot be read ({exc})") from None
+    meta = _calibrated_metadata(base, hashlib.sha256(data).hexdigest(), site_name, crop, scale, median, len(fractions), shas)
+    out.set_metadata(METADATA_KEY, meta.to_json())
+    say("done", 1.0)
+    return Calibration(out.to_bytes(), meta, len(fractions), median, (q3 - q1) / median, scale, skipped)
+
+
+def _calibrated_metadata(
+    base: Model, base_sha256: str, site: str, crop: float, scale: float, median: float, measured: int, shas: list[str]
+) -> ModelMetadata:
+    info = base.info
+    resize = (
+        f"as the base model, with the square's side {crop:.3g} x the image's short side (this lab's magnification "
+        f"x{scale:.2f}, from its median nucleus radius; padded with the image's background colour beyond it)"
+    )
+    return info.with_updates(
+        metrics=None,
+        preprocessing=replace(info.preprocessing, crop_fraction=crop),
+        preprocessing_notes={**info.preprocessing_notes, "resize": resize},
+        name=f"{info.name} at {site}'s magnification",
+        version=f"{info.version}+site",
+        site_adaptation={
+            "kind": "magnification from unlabelled images",
+            "site": site,
+            "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "base_model": {"name": info.name, "version": info.version, "sha256": base_sha256},
+            "magnification": round(scale, 4),
+            "median_nucleus_radius_per_short_side": round(median, 5),
+            "reference_radii": REFERENCE_RADII,
+            "images_measured": measured,
+            "images_sha256": sorted(set(shas)),
+        },
+    )

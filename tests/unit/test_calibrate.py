@@ -1,0 +1,74 @@
+"""Matching a model to a lab's magnification from unlabelled images (hematovision calibrate; issue 17)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from PIL import Image
+
+from hv_desktop.core.adapt import AdaptError
+from hv_desktop.core.calibrate import MIN_IMAGES, REFERENCE_RADII, calibrate
+from hv_desktop.core.model import Model
+from tests.support.cli import run_hematovision
+from tests.support.images import disc_image
+from tests.support.onnx_factory import tiny_model
+
+CELL = {"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.75}}
+
+
+def _lab(folder, n=24, radius=20, size=(320, 240)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        disc_image(radius + (i % 3), size=size, centre=(size[0] // 2 + i, size[1] // 2)).save(folder / f"cell{i:02}.png")
+    return folder
+
+
+def test_the_crop_is_the_reference_radii_of_the_lab_median_nucleus(tmp_path):
+    base_path = tiny_model(tmp_path / "base.onnx", metadata=CELL)
+    before = base_path.read_bytes()
+    result = calibrate(Model(base_path), [_lab(tmp_path / "lab")], site_name="Ward 3")
+    # median drawn radius 21 px: radius of gyration 21 / sqrt(2) on a 240 px short side
+    expected = REFERENCE_RADII * 21 / math.sqrt(2) / 240
+    assert result.metadata.preprocessing.crop_fraction == pytest.approx(expected, rel=0.05)
+    assert result.scale == pytest.approx(result.metadata.preprocessing.crop_fraction / 0.75, rel=1e-9)
+    site = tmp_path / "site.onnx"
+    result.save(site, Model(base_path))
+    loaded = Model(site)
+    assert loaded.info.preprocessing.crop_fraction == pytest.approx(expected, rel=0.05)
+    provenance = loaded.info.site_adaptation
+    assert provenance["kind"] == "magnification from unlabelled images" and provenance["site"] == "Ward 3"
+    assert provenance["images_measured"] == 24 and len(provenance["images_sha256"]) == 24
+    assert loaded.info.version.endswith("+site") and base_path.read_bytes() == before
+
+
+def test_a_lab_at_twice_the_magnification_gets_twice_the_square(tmp_path):
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata=CELL))
+    one = calibrate(base, [_lab(tmp_path / "x1", radius=12)]).metadata.preprocessing.crop_fraction
+    two = calibrate(base, [_lab(tmp_path / "x2", radius=24)]).metadata.preprocessing.crop_fraction
+    assert two / one == pytest.approx(2.0, rel=0.08)
+
+
+def test_too_few_measurable_images_and_uncropped_models_are_refused(tmp_path):
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata=CELL))
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    for i in range(MIN_IMAGES + 5):
+        Image.new("RGB", (120, 90), (200, 200, 200)).save(blank / f"b{i}.png")
+    with pytest.raises(AdaptError, match=f"at least {MIN_IMAGES}"):
+        calibrate(base, [blank])
+    whole = Model(tiny_model(tmp_path / "whole.onnx"))
+    with pytest.raises(AdaptError, match="no\\s+magnification to match"):
+        calibrate(whole, [_lab(tmp_path / "lab")])
+
+
+def test_the_command_writes_a_new_model_and_never_over_its_inputs(tmp_path):
+    base = tiny_model(tmp_path / "base.onnx", metadata=CELL)
+    lab = _lab(tmp_path / "lab")
+    done = run_hematovision("calibrate", lab, "--model", base, "--out", tmp_path / "site.onnx", "--site-name", "Ward 3", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "magnification relative to the model's training labs" in done.stdout and (tmp_path / "site.onnx").exists()
+    over_base = run_hematovision("calibrate", lab, "--model", base, "--out", base, "-q")
+    assert over_base.returncode == 2 and base.read_bytes() == tiny_model(tmp_path / "again.onnx", metadata=CELL).read_bytes()
+    over_image = run_hematovision("calibrate", lab / "cell00.png", lab, "--model", base, "--out", lab / "cell00.png", "-q")
+    assert over_image.returncode == 2 and Image.open(lab / "cell00.png").size == (320, 240)
