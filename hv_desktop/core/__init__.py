@@ -5,7 +5,8 @@ The GUI, the CLI, the benchmarks and the tests all go through these modules:
 folders), ``batch`` (streaming classification) and ``export`` (CSV, differential).
 """
 
-from hv_desktop.core.batch import Result, classify_paths, classify_stream
+from hv_desktop.core.batch import classify_paths, classify_stream
+from hv_desktop.core.result import Result
 from hv_desktop.core.export import Differential, differential, write_csv
 from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model_path
 from hv_desktop.core.preprocess import ImageError, load_for_model

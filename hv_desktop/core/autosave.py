@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.preprocess import ImageError, open_image
 from hv_desktop.core.session import SessionError, load_session, save_session
 

@@ -16,7 +16,7 @@ import os
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -28,37 +28,11 @@ from hv_desktop.core.files import NotRegularFile, read_regular
 from hv_desktop.core.model import Model
 from hv_desktop.core.model import decode_workers as default_decoders
 from hv_desktop.core.preprocess import ImageError, Preprocessing, normalise, open_image, resize_for_model
+from hv_desktop.core.result import Result
 from hv_desktop.core.scan import ScanItem, scan
 
 #: Files larger than this are refused unread (no microscope capture is 512 MB).
 MAX_FILE_BYTES = 512 * 1024 * 1024
-
-
-@dataclass
-class Result:
-    """The outcome for one file: a prediction, or an error with a plain message."""
-
-    path: Path
-    label: str | None = None
-    confidence: float | None = None
-    probabilities: dict[str, float] = field(default_factory=dict)
-    needs_review: bool = False
-    #: the value the needs-review threshold was applied to (model typicality, or confidence)
-    typicality: float | None = None
-    error: str | None = None
-    sha256: str | None = None
-    timestamp: str = ""
-    reviewer_label: str | None = None
-    #: the case (sample) this cell belongs to in a review session ("" before cases are used)
-    case: str = ""
-    #: small RGB uint8 preview (only when asked for; never exported)
-    thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
-    #: ((reviewer_label, case), JSON text) cached by hv_desktop.core.session.result_json
-    _json: tuple[tuple[str | None, str], str] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass

@@ -58,10 +58,11 @@ class Calibration(SiteModel):
     def summary_lines(self) -> list[str]:
         crop = self.metadata.preprocessing.crop_fraction
         lines = [
+            f"cells appear x{self.scale:.2f} as large as in the model's training labs",
             f"images measured: {self.measured}"
             + (f" ({len(self.skipped)} skipped, e.g. {self.skipped[0][0].name}: {self.skipped[0][1]})" if self.skipped else ""),
-            f"median nucleus radius: {self.radius_fraction:.3f} x the short side (spread {self.spread:.2f})",
-            f"magnification relative to the model's training labs: x{self.scale:.2f} (crop {crop:.3g} x the short side)",
+            f"median nucleus radius: {self.radius_fraction:.3f} x the image's short side (spread {self.spread:.2f})",
+            f"the site model's square: {crop:.3g} x the short side (the base model's: {crop / self.scale:.3g})",
         ]
         if abs(self.scale - 1) < 0.1:
             lines.append("this lab already shows cells at about the training labs' size: the site model changes little")

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.export import atomic_write_bytes, csv_columns, result_row
-from hv_desktop.core.session import checked_number, checked_text, result_fields
+from hv_desktop.core.result import checked_number, checked_text, result_fields
 
 FORMAT = "hematovision-consultation"
 FORMAT_VERSION = 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.model import Model
 from hv_desktop.core.preprocess import ImageError, Preprocessing, at_image_edge, model_box_and_centre, open_image
 

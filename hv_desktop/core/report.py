@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from hv_desktop import __version__
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.export import Differential, differential
 from hv_desktop.core.model import INTENDED_USE, Model
 from hv_desktop.core.review import SignOff, awaiting_review, reviewed_differential

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 
 #: Below this calibrated confidence a flag is called "low confidence"; above it the cell was flagged because it
 #: lies far from the training cells in the model's feature space.

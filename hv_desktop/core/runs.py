@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 
 ResultKey = tuple[str, str | None, str | None]
 

@@ -8,14 +8,12 @@ a session file is data and can never run code when it is opened.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Iterable
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result, decode, result_json
 from hv_desktop.core.export import atomic_write_text
-from hv_desktop.core.paths import path_to_text, text_to_path
 
 FORMAT = "hematovision-session"
 FORMAT_VERSION = 1
@@ -25,93 +23,8 @@ class SessionError(Exception):
     pass
 
 
-def result_fields(r: Result) -> dict[str, object]:
-    """One result's classification as JSON values, in the order a session file and a consultation package's case
-    file both store it (each adds its own fields around these)."""
-    return {
-        "label": r.label,
-        "confidence": r.confidence,
-        "probabilities": r.probabilities,
-        "needs_review": r.needs_review,
-        "typicality": r.typicality,
-        "error": r.error,
-        "sha256": r.sha256,
-    }
-
-
-def _encode(r: Result) -> dict[str, object]:
-    return {
-        "path": path_to_text(r.path),
-        **result_fields(r),
-        "timestamp": r.timestamp,
-        "reviewer_label": r.reviewer_label,
-        "case": r.case,
-    }
-
-
 #: A session file larger than this is not read (10,000 results take about 5 MB).
 MAX_SESSION_BYTES = 512 * 1024 * 1024
-_TEXT_FIELDS = ("label", "error", "sha256", "timestamp", "reviewer_label", "case")
-
-
-def checked_text(v, limit: int = 4096) -> str | None:
-    """None, or a text of at most ``limit`` characters; TypeError otherwise (files from outside are typed)."""
-    if v is None:
-        return None
-    if not isinstance(v, str) or len(v) > limit:
-        raise TypeError("not a short text")
-    return v
-
-
-def checked_number(v) -> float | None:
-    """None, or a finite number (not a bool); TypeError otherwise."""
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise TypeError("not a finite number")
-    return float(v)
-
-
-def _decode(d) -> Result:
-    """One result, every field type-checked (TypeError when one is not what a session holds)."""
-    if not isinstance(d, dict):
-        raise TypeError("a result is not an object")
-    path = checked_text(d.get("path"), 32768)
-    if not path:
-        raise TypeError("a result has no path")
-    probs = d.get("probabilities") or {}
-    if not isinstance(probs, dict) or len(probs) > 1000:
-        raise TypeError("probabilities are not a table")
-    texts = {k: checked_text(d.get(k)) for k in _TEXT_FIELDS}
-    needs = d.get("needs_review", False)
-    if not isinstance(needs, bool):
-        raise TypeError("needs_review is not true/false")
-    return Result(
-        path=text_to_path(path),
-        label=texts["label"],
-        confidence=checked_number(d.get("confidence")),
-        probabilities={checked_text(k) or "": checked_number(v) or 0.0 for k, v in probs.items()},
-        needs_review=needs,
-        typicality=checked_number(d.get("typicality")),
-        error=texts["error"],
-        sha256=texts["sha256"],
-        timestamp=texts["timestamp"] or "",
-        reviewer_label=texts["reviewer_label"],
-        case=texts["case"] or "",
-    )
-
-
-def result_json(r: Result) -> str:
-    """One result's JSON text, cached on the result: after classification only the reviewer's label (and the case
-    it is filed under) changes,
-    so an autosave after a review re-encodes one result, not the whole session."""
-    cached = r._json
-    key = (r.reviewer_label, r.case)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    text = json.dumps(_encode(r), ensure_ascii=False)
-    r._json = (key, text)
-    return text
 
 
 def session_json(results: Iterable[Result], model_name: str = "", model_version: str = "", extra: dict | None = None) -> str:
@@ -174,7 +87,7 @@ def load_session(path: str | os.PathLike) -> tuple[list[Result], dict]:
     results, skipped = [], 0
     for d in items:
         try:
-            results.append(_decode(d))
+            results.append(decode(d))
         except (TypeError, ValueError):
             skipped += 1
     header: dict[str, object] = {k: v for k, v in data.items() if k != "results" and isinstance(v, (str, int, float, type(None)))}

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from hv_desktop.core.batch import Result, classify_stream
+from hv_desktop.core.batch import classify_stream
+from hv_desktop.core.result import Result
 from hv_desktop.core.export import atomic_write_text, csv_columns, result_row
 from hv_desktop.core.model import Model
 from hv_desktop.core.paths import text_to_path

@@ -80,6 +80,7 @@ class AdaptDialog(QDialog):
     modelSaved = Signal(Path)
     TITLE = "Adapt to This Lab"
     START = "Adapt"
+    PLACEHOLDER = "The estimate before and after adapting appears here."
     INTRO = (
         "HematoVision learns your lab's microscope, stain and magnification from the cells you reviewed. "
         f"About 10 per class are enough; a class with fewer than {MIN_PER_CLASS} keeps the shipped model's "
@@ -112,7 +113,7 @@ class AdaptDialog(QDialog):
         lay.addWidget(self.progress)
         self.report = QPlainTextEdit()
         self.report.setReadOnly(True)
-        self.report.setPlaceholderText("The estimate before and after adapting appears here.")
+        self.report.setPlaceholderText(self.PLACEHOLDER)
         self.report.setMinimumHeight(140)
         lay.addWidget(self.report)
         self.buttons = QDialogButtonBox()
@@ -216,6 +217,7 @@ class MagnificationDialog(AdaptDialog):
 
     TITLE = "Match Lab Magnification"
     START = "Measure"
+    PLACEHOLDER = "How large this lab's cells appear, against the training labs', appears here."
     INTRO = (
         "HematoVision measures how large cells appear in this lab's images (from their stained nuclei; no reviews "
         "needed) and makes a site model whose crop shows them at the size it was trained on. Only the crop changes: "

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.differential_view import differential_view
 from hv_desktop.core.model import Model, bundled_model_path
 from hv_desktop.core.review import ReviewClass, ReviewSession, SignOff, key_map, review_classes

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QByteArray, QObject, QTimer, Signal
 
 from hv_desktop.core.autosave import Autosaver, Snapshot, read_session, rebuild_thumbnails, set_aside
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.gui.dialogs import confirm
 from hv_desktop.gui.worker import THUMBNAIL_SIDE
 

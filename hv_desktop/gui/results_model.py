@@ -8,7 +8,7 @@ import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.review import awaiting_review
 
 COLUMNS = ("File", "Model class", "Confidence", "Reviewed as", "Status", "Sender's review")

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.gui.results_model import (
     COL_CLASS,
     COL_CONF,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressBar, QPushButton
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.folder_watch import WatchedFolder
 from hv_desktop.core.model import Model, ModelError, bundled_model_path
 from hv_desktop.core.runs import RunQueue, case_name

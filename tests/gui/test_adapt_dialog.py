@@ -50,7 +50,7 @@ def test_match_magnification_measures_the_case_and_loads_the_site_model(qtbot, t
     assert dlg.adapt_button.isEnabled() and f"{2 * MIN_IMAGES + 3} in this case" in dlg.counts_label.text()
     dlg.start()
     qtbot.waitUntil(lambda: not dlg.is_running(), timeout=60000)
-    assert "magnification relative to the model's training labs" in dlg.report.toPlainText()
+    assert "as large as in the model's training labs" in dlg.report.toPlainText()
     site = dlg.save(tmp_path / "site.onnx")
     assert site is not None and site.exists()
     qtbot.waitUntil(lambda: w.model is not None and w.model.path == site and not w.is_running(), timeout=60000)

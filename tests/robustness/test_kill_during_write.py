@@ -16,7 +16,7 @@ from tests.support import ROOT
 WRITER = r"""
 import sys
 from pathlib import Path
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.export import write_csv
 from hv_desktop.core.session import save_session
 target, kind = Path(sys.argv[1]), sys.argv[2]
@@ -76,7 +76,7 @@ def test_session_autosave_survives_kills(tmp_path):
 
 
 def test_review_state_round_trips_exactly(tmp_path):
-    from hv_desktop.core.batch import Result
+    from hv_desktop.core.result import Result
     from hv_desktop.core.session import load_session, save_session
 
     rs = [

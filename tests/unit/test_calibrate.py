@@ -67,7 +67,7 @@ def test_the_command_writes_a_new_model_and_never_over_its_inputs(tmp_path):
     lab = _lab(tmp_path / "lab")
     done = run_hematovision("calibrate", lab, "--model", base, "--out", tmp_path / "site.onnx", "--site-name", "Ward 3", "-q")
     assert done.returncode == 0, done.stderr
-    assert "magnification relative to the model's training labs" in done.stdout and (tmp_path / "site.onnx").exists()
+    assert "as large as in the model's training labs" in done.stdout and (tmp_path / "site.onnx").exists()
     over_base = run_hematovision("calibrate", lab, "--model", base, "--out", base, "-q")
     assert over_base.returncode == 2 and base.read_bytes() == tiny_model(tmp_path / "again.onnx", metadata=CELL).read_bytes()
     over_image = run_hematovision("calibrate", lab / "cell00.png", lab, "--model", base, "--out", lab / "cell00.png", "-q")

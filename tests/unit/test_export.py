@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hv_desktop.core import export as export_mod
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.export import StreamingCsv, atomic_write_text, csv_columns, differential, safe_cell, summary_csv, write_csv
 
 LABELS = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from hv_desktop.core.batch import Result
+from hv_desktop.core.result import Result
 from hv_desktop.core.review import awaiting_review, flag_reason
 
 

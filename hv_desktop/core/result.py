@@ -1,0 +1,127 @@
+"""One file's outcome (:class:`Result`) and its JSON form, shared by the session file, the autosave and consultation
+packages: one definition of what a result holds and how it is written and read back."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hv_desktop.core.paths import path_to_text, text_to_path
+
+
+@dataclass
+class Result:
+    """The outcome for one file: a prediction, or an error with a plain message."""
+
+    path: Path
+    label: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    needs_review: bool = False
+    #: the value the needs-review threshold was applied to (model typicality, or confidence)
+    typicality: float | None = None
+    error: str | None = None
+    sha256: str | None = None
+    timestamp: str = ""
+    reviewer_label: str | None = None
+    #: the case (sample) this cell belongs to in a review session ("" before cases are used)
+    case: str = ""
+    #: small RGB uint8 preview (only when asked for; never exported)
+    thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: ((reviewer_label, case), JSON text) cached by hv_desktop.core.session.result_json
+    _json: tuple[tuple[str | None, str], str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def result_fields(r: Result) -> dict[str, object]:
+    """One result's classification as JSON values, in the order a session file and a consultation package's case
+    file both store it (each adds its own fields around these)."""
+    return {
+        "label": r.label,
+        "confidence": r.confidence,
+        "probabilities": r.probabilities,
+        "needs_review": r.needs_review,
+        "typicality": r.typicality,
+        "error": r.error,
+        "sha256": r.sha256,
+    }
+
+
+def encode(r: Result) -> dict[str, object]:
+    return {
+        "path": path_to_text(r.path),
+        **result_fields(r),
+        "timestamp": r.timestamp,
+        "reviewer_label": r.reviewer_label,
+        "case": r.case,
+    }
+
+
+_TEXT_FIELDS = ("label", "error", "sha256", "timestamp", "reviewer_label", "case")
+
+
+def checked_text(v, limit: int = 4096) -> str | None:
+    """None, or a text of at most ``limit`` characters; TypeError otherwise (files from outside are typed)."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or len(v) > limit:
+        raise TypeError("not a short text")
+    return v
+
+
+def checked_number(v) -> float | None:
+    """None, or a finite number (not a bool); TypeError otherwise."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise TypeError("not a finite number")
+    return float(v)
+
+
+def decode(d) -> Result:
+    """One result, every field type-checked (TypeError when one is not what a session holds)."""
+    if not isinstance(d, dict):
+        raise TypeError("a result is not an object")
+    path = checked_text(d.get("path"), 32768)
+    if not path:
+        raise TypeError("a result has no path")
+    probs = d.get("probabilities") or {}
+    if not isinstance(probs, dict) or len(probs) > 1000:
+        raise TypeError("probabilities are not a table")
+    texts = {k: checked_text(d.get(k)) for k in _TEXT_FIELDS}
+    needs = d.get("needs_review", False)
+    if not isinstance(needs, bool):
+        raise TypeError("needs_review is not true/false")
+    return Result(
+        path=text_to_path(path),
+        label=texts["label"],
+        confidence=checked_number(d.get("confidence")),
+        probabilities={checked_text(k) or "": checked_number(v) or 0.0 for k, v in probs.items()},
+        needs_review=needs,
+        typicality=checked_number(d.get("typicality")),
+        error=texts["error"],
+        sha256=texts["sha256"],
+        timestamp=texts["timestamp"] or "",
+        reviewer_label=texts["reviewer_label"],
+        case=texts["case"] or "",
+    )
+
+
+def result_json(r: Result) -> str:
+    """One result's JSON text, cached on the result: after classification only the reviewer's label (and the case
+    it is filed under) changes,
+    so an autosave after a review re-encodes one result, not the whole session."""
+    cached = r._json
+    key = (r.reviewer_label, r.case)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    text = json.dumps(encode(r), ensure_ascii=False)
+    r._json = (key, text)
+    return text
