@@ -279,7 +279,7 @@ def _write_site_model(args: argparse.Namespace, inputs: list[Path], make) -> int
         progress = None if args.quiet else (lambda msg, _f: print(f"  {msg}", file=sys.stderr))
         result = make(base, progress)
         result.save(out, base)
-    except AdaptError as exc:
+    except (AdaptError, ModelError) as exc:
         raise CliError(EXIT_USAGE, str(exc)) from None
     except OSError as exc:
         raise _output_error(str(out), exc) from None

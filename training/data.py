@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hv_desktop.core.runtime import configure_process
 from hv_desktop.core.preprocess import CELL_SEARCH_VERSION, NUCLEUS_RULER_VERSION, ImageError, Preprocessing, load_for_model
 from hv_desktop.core.scan import is_image_name
 
@@ -60,6 +61,7 @@ def load_arrays(
     items: list[tuple[Path, int]], size: int, cache_dir: Path | None = None, workers: int = 2, prep: Preprocessing | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode, crop and resize every item: (N, size, size, 3) uint8 and (N,) int labels."""
+    configure_process()  # decoding in threads: Pillow's block cache must be off (the app's start-up does the same)
     tag = f"@{size}"
     if prep is not None and prep.crop != "none":
         tag += f"/{prep.crop}:{prep.crop_fraction:g}"

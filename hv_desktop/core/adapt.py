@@ -37,6 +37,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from PIL import Image
+
 from hv_desktop.core.files import read_regular
 from hv_desktop.core.metadata import MAX_CROP_FRACTION, METADATA_KEY, ModelMetadata
 from hv_desktop.core.model import Model
@@ -70,6 +72,8 @@ REVIEW_FLAG_RATE = 0.25
 MAX_CELLS = 400
 #: Images are kept at most this large (short side) between the magnifications tried: ~0.8 MB each.
 KEEP_SHORT_SIDE = 640
+#: The longest site name (it is part of the site model's name, which the metadata limits to 200 characters).
+MAX_SITE_NAME = 80
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
@@ -400,6 +404,48 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 ProgressFn = Callable[[str, float], None]
 
 
+def read_image(path: Path, seen: set[str]) -> tuple[Image.Image, str] | None:
+    """(the image, its sha256), or None when a picture with that digest was read already; ImageError or OSError
+    when it cannot be. Large captures are reduced (memory stays bounded whatever the camera's resolution)."""
+    if not path.exists():
+        raise ImageError("not found")
+    data = read_regular(path, MAX_FILE_BYTES)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError("file too large")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in seen:
+        return None
+    im = open_image(io.BytesIO(data))
+    if min(im.size) > KEEP_SHORT_SIDE:
+        im.thumbnail(
+            (im.size[0] * KEEP_SHORT_SIDE // min(im.size) + 1, im.size[1] * KEEP_SHORT_SIDE // min(im.size) + 1),
+            reducing_gap=2.0,
+        )
+    return im, digest
+
+
+def check_site_name(name: str) -> str:
+    """The lab's name as stored in a site model: 1-80 printable characters (it becomes part of the model's name,
+    shown and stamped on every export)."""
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_SITE_NAME or not name.isprintable():
+        raise AdaptError(f"the site name must be 1 to {MAX_SITE_NAME} printable characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AdaptError("the site name holds characters that cannot be stored (not valid text)") from None
+    return name
+
+
+def site_identity(info: ModelMetadata, what: str) -> dict[str, str]:
+    """A site model's name and version: from the base's, said once however many times a site model is remade."""
+    earlier = info.site_adaptation or {}
+    base = earlier.get("base_model") if isinstance(earlier, dict) else None
+    root = base["name"] if isinstance(base, dict) and isinstance(base.get("name"), str) else info.name
+    version = info.version if info.version.endswith("+site") else f"{info.version}+site"
+    return {"name": f"{root} {what}"[:200], "version": version[:64]}
+
+
 def load_images(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Callable[[], bool] | None):
     """(images, label index or -1, sha256, outside counts, skipped); each image read once."""
     index = {lab.lower(): i for i, lab in enumerate(labels)}
@@ -410,23 +456,13 @@ def load_images(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Ca
         if cancel and cancel():
             raise AdaptError("cancelled")
         try:
-            if not cell.path.exists():
-                raise ImageError("not found")
-            data = read_regular(cell.path, MAX_FILE_BYTES)
-            if len(data) > MAX_FILE_BYTES:
-                raise ImageError("file too large")
-            digest = hashlib.sha256(data).hexdigest()
-            if digest in seen:
-                continue  # the same picture twice must not count twice (nor leak into its own CV fold)
-            im = open_image(io.BytesIO(data))
-            if min(im.size) > KEEP_SHORT_SIDE:  # memory stays bounded whatever the camera's resolution
-                im.thumbnail(
-                    (im.size[0] * KEEP_SHORT_SIDE // min(im.size) + 1, im.size[1] * KEEP_SHORT_SIDE // min(im.size) + 1),
-                    reducing_gap=2.0,
-                )
+            read = read_image(cell.path, seen)
         except (ImageError, OSError) as exc:
             skipped.append((cell.path, str(exc) if isinstance(exc, ImageError) else (exc.strerror or str(exc))))
             continue
+        if read is None:
+            continue  # the same picture twice must not count twice (nor leak into its own CV fold)
+        im, digest = read
         seen.add(digest)
         y = index.get(cell.label.strip().lower(), -1)
         if y < 0:
@@ -459,6 +495,7 @@ def adapt(
     add_review_centres: bool = True,
 ) -> Adaptation:
     """Fit a site adaptation of ``base`` from reviewed cells (see the module docstring)."""
+    site_name = check_site_name(site_name)
     say = progress or (lambda _msg, _frac: None)
     labels = base.labels
     probe = _Probe(base)
@@ -766,8 +803,7 @@ def _site_metadata(
         preprocessing=prep,
         preprocessing_notes={**info.preprocessing_notes, "resize": resize},
         temperature=t,
-        name=f"{info.name} adapted to {site}",
-        version=f"{info.version}+site",
+        **site_identity(info, f"adapted to {site}"),
         site_adaptation={
             "site": site,
             "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),

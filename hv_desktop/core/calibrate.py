@@ -26,16 +26,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hv_desktop.core.adapt import AdaptError, LabelledCell, SiteModel, load_images
-from hv_desktop.core.metadata import MAX_CROP_FRACTION, METADATA_KEY, ModelMetadata
+from hv_desktop.core.adapt import AdaptError, SiteModel, check_site_name, read_image, site_identity
+from hv_desktop.core.metadata import METADATA_KEY, ModelMetadata
 from hv_desktop.core.model import Model
 from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
-from hv_desktop.core.preprocess import nucleus_radius
+from hv_desktop.core.preprocess import MAX_CROP_FRACTION, ImageError, nucleus_radius
 from hv_desktop.core.scan import scan
 
 #: The "cell" square of the shipped models' training labs, in nucleus radii: the median of 0.75 x short side /
 #: radius is 7.22 on BCCD and 6.72 on PBC training images (docs/research/scale_normalised_crop.md).
 REFERENCE_RADII = 7.0
+#: The square (share of the short side) those labs were trained at; a model trained at another scales with it.
+REFERENCE_FRACTION = 0.75
 #: Fewer measured images than this give too rough a median (one cell's radius varies by class, +-25 %).
 MIN_IMAGES = 20
 #: More than this adds nothing to a median and only time.
@@ -52,7 +54,9 @@ class Calibration(SiteModel):
     #: the lab's median nucleus radius as a fraction of the image's short side, and its interquartile spread
     radius_fraction: float
     spread: float
+    #: how large the lab's cells appear against the training labs' (measured, before the square's limits)
     scale: float
+    base_fraction: float
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def summary_lines(self) -> list[str]:
@@ -62,8 +66,14 @@ class Calibration(SiteModel):
             f"images measured: {self.measured}"
             + (f" ({len(self.skipped)} skipped, e.g. {self.skipped[0][0].name}: {self.skipped[0][1]})" if self.skipped else ""),
             f"median nucleus radius: {self.radius_fraction:.3f} x the image's short side (spread {self.spread:.2f})",
-            f"the site model's square: {crop:.3g} x the short side (the base model's: {crop / self.scale:.3g})",
+            f"the site model's square: {crop:.3g} x the short side (the base model's: {self.base_fraction:.3g})",
         ]
+        wanted = self.base_fraction * self.scale
+        if abs(crop / wanted - 1) > 0.01:
+            lines.append(
+                f"the square is at its limit (0.2 to {MAX_CROP_FRACTION:g} x the short side): cells are shown at "
+                f"x{crop / wanted:.2f} of the trained size, not exactly at it"
+            )
         if abs(self.scale - 1) < 0.1:
             lines.append("this lab already shows cells at about the training labs' size: the site model changes little")
         if self.spread > MIXED_SPREAD:
@@ -80,39 +90,86 @@ def calibrate(
 ) -> Calibration:
     """A site model of ``base`` whose "cell" square matches the lab's magnification, measured on the images in
     ``paths`` (files or folders; at most :data:`MAX_IMAGES`, taken evenly)."""
+    site_name = check_site_name(site_name)
     say = progress or (lambda _msg, _frac: None)
-    prep = base.info.preprocessing
-    if prep.crop != "cell":
-        raise AdaptError(
-            f"{base.path.name} does not crop a square around the cell (crop '{prep.crop}'), so there is no magnification to match"
-        )
-    say("reading images", 0.0)
+    _check_base(base)
     items = list(scan(paths))
+    skipped = [(item.path, item.error or "") for item in items if item.error is not None]
     files = [item.path for item in items if item.error is None]
+    if not files:
+        first = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise AdaptError(f"no images found to measure{first}")
     chosen = files[:: max(1, math.ceil(len(files) / MAX_IMAGES))]  # evenly over the lab's images
-    ims, _, shas, _, skipped = load_images([LabelledCell(p, "") for p in chosen], [], cancel)
-    skipped = [(item.path, item.error) for item in items if item.error is not None] + skipped
-    say("measuring nuclei", 0.5)
-    fractions = np.array([nucleus_radius(im) / min(im.size) for im in ims], dtype=float)
-    fractions = fractions[np.isfinite(fractions)]
+    fractions, shas, unmeasured = _measure(chosen, skipped, say, cancel)
     if len(fractions) < MIN_IMAGES:
-        raise AdaptError(f"only {len(fractions)} image(s) with a stained nucleus to measure; at least {MIN_IMAGES} are needed")
+        read = f"{len(fractions) + unmeasured} image(s) read, {len(fractions)} with a stained nucleus to measure"
+        why = f"; {len(skipped)} skipped (e.g. {skipped[0][0].name}: {skipped[0][1]})" if skipped else ""
+        raise AdaptError(f"{read}{why}; at least {MIN_IMAGES} are needed")
     q1, median, q3 = (float(v) for v in np.percentile(fractions, [25, 50, 75]))
-    crop = float(min(MAX_CROP_FRACTION, max(0.2, REFERENCE_RADII * median)))
-    scale = crop / prep.crop_fraction
+    measured_scale = REFERENCE_RADII * median / REFERENCE_FRACTION
+    fraction = base.info.preprocessing.crop_fraction
+    crop = float(min(MAX_CROP_FRACTION, max(0.2, fraction * measured_scale)))
     try:
         data = base.path.read_bytes()
         out = OnnxFile(data)
     except (OSError, ProtoError) as exc:
         raise AdaptError(f"{base.path.name} cannot be read ({exc})") from None
-    meta = _calibrated_metadata(base, hashlib.sha256(data).hexdigest(), site_name, crop, scale, median, len(fractions), shas)
+    meta = _calibrated_metadata(base, hashlib.sha256(data).hexdigest(), site_name, crop, measured_scale, median, shas)
     out.set_metadata(METADATA_KEY, meta.to_json())
     say("done", 1.0)
-    return Calibration(out.to_bytes(), meta, len(fractions), median, (q3 - q1) / median, scale, skipped)
+    spread = (q3 - q1) / median
+    return Calibration(out.to_bytes(), meta, len(fractions), median, spread, measured_scale, fraction, skipped)
+
+
+def _check_base(base: Model) -> None:
+    """Only a model that crops a fixed square around the cell, and not already a site model, can be matched."""
+    crop = base.info.preprocessing.crop
+    if crop == "nucleus":
+        raise AdaptError(f"{base.path.name} already sizes its square by each cell's nucleus: no magnification to match")
+    if crop != "cell":
+        raise AdaptError(
+            f"{base.path.name} shows the model the whole image (no square around the cell): no magnification to match"
+        )
+    if base.info.site_adaptation:
+        raise AdaptError(
+            f"{base.path.name} is already a site model; match the magnification from the model it was made from "
+            "(Review ▸ Use Shipped Model first)"
+        )
+
+
+def _measure(
+    files: list[Path], skipped: list[tuple[Path, str]], say: Callable[[str, float], None], cancel: Callable[[], bool] | None
+) -> tuple[np.ndarray, list[str], int]:
+    """(nucleus radius / short side per measured image, their sha256, how many were read but had no nucleus);
+    each image is measured as it is read and let go, so memory stays flat however many there are."""
+    fractions: list[float] = []
+    shas: list[str] = []
+    seen: set[str] = set()
+    unmeasured = 0
+    for i, path in enumerate(files):
+        if cancel and cancel():
+            raise AdaptError("cancelled")
+        say(f"measuring {i + 1} of {len(files)}", 0.9 * i / len(files))
+        try:
+            read = read_image(path, seen)
+        except (ImageError, OSError) as exc:
+            skipped.append((path, str(exc) if isinstance(exc, ImageError) else (exc.strerror or str(exc))))
+            continue
+        if read is None:
+            continue  # the same picture twice counts once
+        im, digest = read
+        seen.add(digest)
+        r = nucleus_radius(im) / min(im.size)
+        if math.isfinite(r):
+            fractions.append(r)
+            shas.append(digest)
+        else:
+            unmeasured += 1
+    return np.asarray(fractions, dtype=float), shas, unmeasured
 
 
 def _calibrated_metadata(
-    base: Model, base_sha256: str, site: str, crop: float, scale: float, median: float, measured: int, shas: list[str]
+    base: Model, base_sha256: str, site: str, crop: float, scale: float, median: float, shas: list[str]
 ) -> ModelMetadata:
     info = base.info
     resize = (
@@ -123,8 +180,7 @@ def _calibrated_metadata(
         metrics=None,
         preprocessing=replace(info.preprocessing, crop_fraction=crop),
         preprocessing_notes={**info.preprocessing_notes, "resize": resize},
-        name=f"{info.name} at {site}'s magnification",
-        version=f"{info.version}+site",
+        **site_identity(info, f"at {site}'s magnification"),
         site_adaptation={
             "kind": "magnification from unlabelled images",
             "site": site,
@@ -133,7 +189,7 @@ def _calibrated_metadata(
             "magnification": round(scale, 4),
             "median_nucleus_radius_per_short_side": round(median, 5),
             "reference_radii": REFERENCE_RADII,
-            "images_measured": measured,
-            "images_sha256": sorted(set(shas)),
+            "images_measured": len(shas),
+            "images_sha256": sorted(shas),
         },
     )

@@ -17,15 +17,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from hv_desktop.core.preprocess import CROPS, Preprocessing
+from hv_desktop.core.preprocess import CROPS, MAX_CROP_FRACTION, Preprocessing
 
 METADATA_KEY = "hematovision"
 MAX_METADATA_CHARS = 8 * 1024 * 1024
 MAX_LABELS = 64
 DEFAULT_REVIEW_THRESHOLD = 0.6
-#: A "cell" square up to twice the short side (padded with background): a site model for a lab whose cells
-#: fill more of the frame than the training labs' (hv_desktop.core.adapt chooses it).
-MAX_CROP_FRACTION = 2.0
 OUTPUT_KINDS = ("logits", "probabilities")
 
 
@@ -56,9 +53,18 @@ def _int(v: Any, what: str, lo: int, hi: int) -> int:
 
 
 def _str(v: Any, what: str, limit: int = 200) -> str:
-    if not isinstance(v, str) or len(v) > limit:
+    if not isinstance(v, str) or len(v) > limit or not _encodable(v):
         raise ValueError(f"{what} must be a text of at most {limit} characters")
     return v
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (a lone surrogate would break every CSV stamped with it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _triple(v: Any, what: str) -> tuple[float, float, float]:
@@ -108,6 +114,9 @@ def _preprocessing(p: Any) -> tuple[Preprocessing, dict]:
     if not isinstance(p, dict):
         raise ValueError("preprocessing must be an object")
     d = Preprocessing()
+    crop = _str(p.get("crop", d.crop), "crop", 32).lower()
+    # crop_radii belongs to the "nucleus" crop; on any other it is kept as written, like any unknown key
+    radii_key = ("crop_radii",) if crop == "nucleus" else ()
     prep = Preprocessing(
         width=_int(p.get("width", d.width), "width", 8, 4096),
         height=_int(p.get("height", d.height), "height", 8, 4096),
@@ -115,11 +124,14 @@ def _preprocessing(p: Any) -> tuple[Preprocessing, dict]:
         std=_triple(p.get("std", list(d.std)), "std"),
         channel_order=_str(p.get("channel_order", d.channel_order), "channel_order", 8).upper(),
         layout=_str(p.get("layout", d.layout), "layout", 8).upper(),
-        crop=_str(p.get("crop", d.crop), "crop", 32).lower(),
+        crop=crop,
         crop_fraction=_num(p.get("crop_fraction", d.crop_fraction), "crop_fraction", 0.2, MAX_CROP_FRACTION),
-        crop_radii=_num(p.get("crop_radii", d.crop_radii), "crop_radii", MIN_CROP_RADII, MAX_CROP_RADII),
+        crop_radii=_num(p.get("crop_radii", d.crop_radii), "crop_radii", MIN_CROP_RADII, MAX_CROP_RADII)
+        if radii_key
+        else d.crop_radii,
     )
-    return prep, {k: v for k, v in p.items() if k not in _PREP_KEYS}
+    known = set(_PREP_KEYS) - {"crop_radii"} | set(radii_key)
+    return prep, {k: v for k, v in p.items() if k not in known}
 
 
 # ---------------------------------------------------------------------------------------------- the dataclass

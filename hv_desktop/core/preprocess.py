@@ -68,6 +68,10 @@ class Preprocessing:
 
 #: Crop kinds this version of the app can apply (a model asking for another is refused).
 CROPS = ("none", "cell", "nucleus")
+#: The largest square, as a multiple of the image's short side (padded with background beyond it): a site model
+#: for a lab whose cells fill more of the frame than the training labs' (hv_desktop.core.adapt chooses it), and
+#: the cap on a "nucleus" square, so no image can ask for a canvas of gigabytes.
+MAX_CROP_FRACTION = 2.0
 
 # The nucleus search runs on a copy about this many pixels on its long side:
 # enough to place a 60-200 px cell to within a few pixels.
@@ -194,8 +198,10 @@ def box_around(
     w, h = size
     if prep is None or prep.crop not in ("cell", "nucleus") or centre is None:
         return (0, 0, w, h)
-    if prep.crop == "nucleus" and radius is not None and math.isfinite(radius) and radius > 0:
-        side = max(1, round(prep.crop_radii * radius))
+    # A "nucleus" as large as a quarter of the field is no nucleus (a field stained all over, a strip image):
+    # such an image gets the "cell" square, and no square exceeds MAX_CROP_FRACTION of the short side.
+    if prep.crop == "nucleus" and radius is not None and math.isfinite(radius) and 0 < radius <= min(w, h) / 4:
+        side = max(1, min(round(prep.crop_radii * radius), round(MAX_CROP_FRACTION * min(w, h))))
     else:
         side = max(1, round(prep.crop_fraction * min(w, h)))
     cx, cy = centre

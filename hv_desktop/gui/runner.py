@@ -32,6 +32,7 @@ class Runner(QObject):
         self.w = w
         self.queue = RunQueue()
         self.job: ClassifyJob | None = None
+        self._reclassify_after = False
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(260)
         self.progress.setFormat("%v / %m")
@@ -121,6 +122,10 @@ class Runner(QObject):
         nxt = self.queue.next_run(cancelled)
         if nxt is not None and w.model is not None:
             self.start(nxt, w.model)
+        elif self._reclassify_after:
+            # a site model was switched to while this run used the old one: now every result gets the new one
+            self._reclassify_after = False
+            self.reclassify()
         else:
             w.runFinished.emit()
 
@@ -171,9 +176,14 @@ class Runner(QObject):
             self.w.statusBar().showMessage(f"Loaded {self.w.model.info.name} v{self.w.model.info.version}", 5000)
 
     def use_site_model(self, path: Path) -> None:
+        """Switch to a site model and re-classify the session; a run in progress (e.g. the watch folder's) finishes
+        with the model it started with, and the re-classification follows it."""
         if self.load_model(path) and self.w.model is not None:
             self.w.statusBar().showMessage(f"Using {self.w.model.info.name}; re-classifying this session", 8000)
-            self.reclassify()
+            if self.job is not None:
+                self._reclassify_after = True
+            else:
+                self.reclassify()
 
     def use_shipped_model(self) -> None:
         if self.job is not None:

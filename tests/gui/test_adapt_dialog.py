@@ -55,3 +55,24 @@ def test_match_magnification_measures_the_case_and_loads_the_site_model(qtbot, t
     assert site is not None and site.exists()
     qtbot.waitUntil(lambda: w.model is not None and w.model.path == site and not w.is_running(), timeout=60000)
     assert w.model.info.site_adaptation["kind"] == "magnification from unlabelled images"
+
+
+def test_a_site_model_chosen_during_a_run_reclassifies_once_the_run_ends(qtbot, tmp_path):
+    from tests.support.images import disc_image
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(model_path=bundled_model_path(), settings=settings, autosave_path=tmp_path / "a.json")
+    qtbot.addWidget(w)
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    for i in range(40):
+        disc_image(20, size=(320, 240), centre=(150 + i, 120)).save(lab / f"c{i:02}.png")
+    calls = []
+    real = w.runner.reclassify
+    w.runner.reclassify = lambda: (calls.append(w.is_running()), real())[1]
+    with qtbot.waitSignal(w.runFinished, timeout=60000):
+        w.classify([lab])
+        assert w.is_running()
+        w.runner.use_site_model(bundled_model_path())  # as Save and Use does while the watch folder's run goes on
+        assert calls == []  # not while the old model's run is going: it would be dropped
+    qtbot.waitUntil(lambda: calls == [False] and not w.is_running(), timeout=60000)

@@ -72,3 +72,40 @@ def test_the_command_writes_a_new_model_and_never_over_its_inputs(tmp_path):
     assert over_base.returncode == 2 and base.read_bytes() == tiny_model(tmp_path / "again.onnx", metadata=CELL).read_bytes()
     over_image = run_hematovision("calibrate", lab / "cell00.png", lab, "--model", base, "--out", lab / "cell00.png", "-q")
     assert over_image.returncode == 2 and Image.open(lab / "cell00.png").size == (320, 240)
+
+
+def test_site_names_that_cannot_be_stored_are_refused_plainly(tmp_path):
+    base = tiny_model(tmp_path / "base.onnx", metadata=CELL)
+    lab = _lab(tmp_path / "lab")
+    for name in ("A" * 190, "tab\there", "S\udcffite", "   "):
+        with pytest.raises(AdaptError, match="site name"):
+            calibrate(Model(base), [lab], site_name=name)
+    done = run_hematovision("calibrate", lab, "--model", base, "--out", tmp_path / "o.onnx", "--site-name", "A" * 190, "-q")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "site name" in done.stderr
+
+
+def test_site_models_and_per_cell_crops_are_not_matched_again(tmp_path):
+    base = tiny_model(tmp_path / "base.onnx", metadata=CELL)
+    lab = _lab(tmp_path / "lab")
+    site = calibrate(Model(base), [lab]).save(tmp_path / "site.onnx", Model(base))
+    with pytest.raises(AdaptError, match="already a site model"):
+        calibrate(Model(site), [lab])
+    nucleus = tiny_model(tmp_path / "n.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "nucleus"}})
+    with pytest.raises(AdaptError, match="already sizes its square"):
+        calibrate(Model(nucleus), [lab])
+
+
+def test_what_was_measured_and_what_was_not_is_said(tmp_path):
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata=CELL))
+    lab = _lab(tmp_path / "lab")
+    Image.new("RGB", (120, 90), (200, 200, 200)).save(lab / "blank.png")  # read, but no nucleus to measure
+    (lab / "broken.png").write_bytes(b"not a picture")
+    result = calibrate(base, [lab])
+    assert result.measured == 24 and len(result.metadata.site_adaptation["images_sha256"]) == 24
+    assert any(p.name == "broken.png" for p, _ in result.skipped)
+    with pytest.raises(AdaptError, match="no images found to measure .*not found"):
+        calibrate(base, [tmp_path / "no-such-folder"])
+    # cells so large the square reaches its limit: the summary says it cannot show them at the trained size
+    big = calibrate(base, [_lab(tmp_path / "big", radius=100, size=(320, 240))])
+    assert big.metadata.preprocessing.crop_fraction == 2.0 and big.scale > 2.0 / 0.75
+    assert any("at its limit" in line for line in big.summary_lines())

@@ -72,3 +72,28 @@ def test_models_declare_the_nucleus_crop_and_out_of_range_multiples_are_refused(
     )
     with pytest.raises(ModelError, match="crop_radii"):
         Model(bad)
+
+
+def test_a_field_stained_all_over_cannot_ask_for_a_huge_square():
+    from hv_desktop.core.preprocess import MAX_CROP_FRACTION, Preprocessing, model_box
+
+    strip = Image.new("RGB", (300, 3000), (90, 40, 150))  # purple everywhere: no nucleus, a "radius" of the field
+    box = model_box(strip, Preprocessing(crop="nucleus", crop_radii=40.0, crop_fraction=0.75))
+    assert box[2] - box[0] <= MAX_CROP_FRACTION * 300
+
+
+def test_crop_radii_on_a_cell_model_is_kept_as_written_and_not_checked(tmp_path):
+    from hv_desktop.core.model import Model
+    from tests.support.onnx_factory import tiny_model
+
+    meta = {"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_radii": 0}}
+    info = Model(tiny_model(tmp_path / "m.onnx", metadata=meta)).info
+    assert info.to_dict()["preprocessing"]["crop_radii"] == 0
+
+
+def test_model_text_that_cannot_be_written_is_refused(tmp_path):
+    from hv_desktop.core.model import Model, ModelError
+    from tests.support.onnx_factory import tiny_model
+
+    with pytest.raises(ModelError, match="name"):
+        Model(tiny_model(tmp_path / "m.onnx", metadata={"name": "x\ud800"}))

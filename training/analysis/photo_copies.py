@@ -94,6 +94,9 @@ def _accuracy(correct: np.ndarray) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from hv_desktop.core.runtime import configure_process
+
+    configure_process()  # it decodes in threads: Pillow's block cache must be off
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("split", help="a labelled folder under data/, e.g. blood-cells/TEST")
     ap.add_argument("--csv", nargs="*", default=[], help="results of `hematovision classify` on its files")
