@@ -22,6 +22,22 @@ def awaiting_review(r: Result) -> bool:
     return r.ok and r.needs_review and not r.reviewer_label
 
 
+#: A case with at least this many cells, of which at least this share is flagged, looks like another lab's images.
+LAB_HINT_CELLS, LAB_HINT_FLAGGED = 20, 0.6
+
+
+def lab_hint(results: Sequence[Result]) -> str | None:
+    """A line for the status bar when a case is flagged far more than the training labs' cells (17-43 %): the
+    images probably come from a lab the model was not trained on, and the two ways to fit it are named."""
+    classified = [r for r in results if r.ok]
+    if len(classified) < LAB_HINT_CELLS:
+        return None
+    flagged = sum(r.needs_review for r in classified) / len(classified)
+    if flagged < LAB_HINT_FLAGGED:
+        return None
+    return f"{flagged:.0%} flagged, far above the training labs': try Review ▸ Match Lab Magnification or Adapt to This Lab"
+
+
 def flag_reason(r: Result) -> tuple[str, str]:
     """(a few words a technologist uses, a sentence for the tooltip) for a flagged cell."""
     if (r.confidence or 0.0) < LOW_CONFIDENCE:

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressBar, QP
 from hv_desktop.core.result import Result
 from hv_desktop.core.folder_watch import WatchedFolder
 from hv_desktop.core.model import Model, ModelError, bundled_model_path
+from hv_desktop.core.review import lab_hint
 from hv_desktop.core.runs import RunQueue, case_name
 from hv_desktop.gui.worker import ClassifyJob
 
@@ -112,7 +113,9 @@ class Runner(QObject):
         self.progress.hide()
         self.cancel_button.hide()
         self.progress_label.setText("")
-        w.statusBar().showMessage(self.queue.finish_message(cancelled), 8000)
+        hint = None if cancelled or w.model is None or w.model.info.site_adaptation else lab_hint(w.case_results())
+        message = self.queue.finish_message(cancelled)
+        w.statusBar().showMessage(f"{message} · {hint}" if hint else message, 30000 if hint else 8000)
         if error:
             log.error("run failed: %s", error)
             QMessageBox.critical(w, "Classification stopped", f"The run stopped: {error}\n\nResults so far are kept.")

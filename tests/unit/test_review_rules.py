@@ -145,3 +145,19 @@ def test_parse_extra_classes_names_the_wrong_line():
     ):
         with pytest.raises(ValueError, match=words):
             parse_extra_classes(text, labels)
+
+
+def test_a_case_flagged_far_more_than_the_training_labs_names_the_ways_to_fit_it():
+    from pathlib import Path
+
+    from hv_desktop.core.review import LAB_HINT_CELLS, lab_hint
+
+    def cells(n, flagged):
+        return [Result(Path(f"c{i}.png"), label="neutrophil", needs_review=i < flagged) for i in range(n)]
+
+    assert lab_hint(cells(LAB_HINT_CELLS - 1, LAB_HINT_CELLS - 1)) is None  # too few to say
+    assert lab_hint(cells(100, 43)) is None  # a training lab's rate (BCCD TEST: 42.5 %)
+    hint = lab_hint(cells(100, 95))
+    assert hint is not None and "95%" in hint and "Match Lab Magnification" in hint and "Adapt to This Lab" in hint
+    errors = [Result(Path(f"e{i}.png"), error="not an image") for i in range(50)]
+    assert lab_hint(cells(10, 10) + errors) is None  # failed files are not cells
