@@ -15,7 +15,10 @@ from training.data import CLASSES
 from training.weights import load_alpha035_base, load_alpha100_classifier
 
 
-def build_core(alpha: float, size: int, dropout: float, weights_dir: Path | None) -> keras.Model:
+def build_core(alpha: float, size: int, dropout: float, weights_dir: Path | None, train_from: str | None = None) -> keras.Model:
+    """The shipped network. ``train_from``: the first MobileNetV2 layer that learns (e.g. "block_13_expand");
+    every layer before it keeps its ImageNet weights (a leave-one-lab-out experiment: transfer to the other lab
+    is best in the first epochs, before the early layers fit the training lab)."""
     inp = keras.Input((size, size, 3), name="image")
     base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None)
     if weights_dir is not None and alpha == 1.0:
@@ -32,6 +35,12 @@ def build_core(alpha: float, size: int, dropout: float, weights_dir: Path | None
     # Keras means inference mode; every convolution still learns.
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    if train_from is not None:
+        names = [layer.name for layer in base.layers]
+        if train_from not in names:
+            raise ValueError(f"train_from: no layer named {train_from!r} in MobileNetV2")
+        for layer in base.layers[: names.index(train_from)]:
             layer.trainable = False
     features = base(inp, training=False)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)

@@ -89,3 +89,19 @@ def test_random_stain_changes_colour_only_while_training():
     assert np.abs(out - x).mean() > 1.0  # it does change the colour
     still = np.asarray(RandomStain(0, 0, 0, 0, seed=3)(x, training=True))
     np.testing.assert_allclose(still, x, atol=1e-3)  # zero jitter: the optical-density round trip is exact
+
+
+def test_train_from_keeps_every_earlier_layer_at_its_start():
+    import keras
+    import pytest
+
+    from training.model import build_core
+
+    core = build_core(0.35, 96, 0.2, None, train_from="block_13_expand")
+    base = next(layer for layer in core.layers if isinstance(layer, keras.Model))
+    learning = {layer.name for layer in base.layers if layer.trainable and layer.weights}
+    assert "block_13_expand" in learning and "Conv_1" in learning
+    assert "block_12_expand" not in learning and "Conv1" not in learning
+    assert any(v.name.endswith("kernel") for v in core.get_layer("logits").trainable_variables)  # the head learns
+    with pytest.raises(ValueError, match="no layer named"):
+        build_core(0.35, 96, 0.2, None, train_from="block_99")
