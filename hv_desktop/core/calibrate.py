@@ -106,9 +106,8 @@ def calibrate(
         why = f"; {len(skipped)} skipped (e.g. {skipped[0][0].name}: {skipped[0][1]})" if skipped else ""
         raise AdaptError(f"{read}{why}; at least {MIN_IMAGES} are needed")
     q1, median, q3 = (float(v) for v in np.percentile(fractions, [25, 50, 75]))
-    measured_scale = REFERENCE_RADII * median / REFERENCE_FRACTION
     fraction = base.info.preprocessing.crop_fraction
-    crop = float(min(MAX_CROP_FRACTION, max(0.2, fraction * measured_scale)))
+    crop, measured_scale = lab_square(fraction, median)
     try:
         data = base.path.read_bytes()
         out = OnnxFile(data)
@@ -119,6 +118,13 @@ def calibrate(
     say("done", 1.0)
     spread = (q3 - q1) / median
     return Calibration(out.to_bytes(), meta, len(fractions), median, spread, measured_scale, fraction, skipped)
+
+
+def lab_square(base_fraction: float, median: float, radii: float = REFERENCE_RADII) -> tuple[float, float]:
+    """(the lab's square as a share of the short side, within the app's limits; how large the lab's cells appear
+    against the training labs') from the lab's median nucleus radius as a share of the short side."""
+    scale = radii * median / REFERENCE_FRACTION
+    return float(min(MAX_CROP_FRACTION, max(0.2, base_fraction * scale))), scale
 
 
 def _check_base(base: Model) -> None:

@@ -106,6 +106,14 @@ def _refuse_constant(name: str) -> Any:
 
 #: The preprocessing keys :class:`Preprocessing` holds; any other (e.g. the "resize" description) is kept as is.
 _PREP_KEYS = ("width", "height", "mean", "std", "channel_order", "layout", "crop", "crop_fraction", "crop_radii")
+
+
+def _prep_keys(crop: str) -> tuple[str, ...]:
+    """The keys :class:`Preprocessing` holds for a model with this crop: crop_radii belongs to the "nucleus" crop;
+    on any other it is kept as written, like any unknown key (so older models round-trip to the same bytes)."""
+    return _PREP_KEYS if crop == "nucleus" else _PREP_KEYS[:-1]
+
+
 #: A "nucleus" square: from a cell and its rim up to a field of many cells, in nucleus radii.
 MIN_CROP_RADII, MAX_CROP_RADII = 2.0, 40.0
 
@@ -115,8 +123,7 @@ def _preprocessing(p: Any) -> tuple[Preprocessing, dict]:
         raise ValueError("preprocessing must be an object")
     d = Preprocessing()
     crop = _str(p.get("crop", d.crop), "crop", 32).lower()
-    # crop_radii belongs to the "nucleus" crop; on any other it is kept as written, like any unknown key
-    radii_key = ("crop_radii",) if crop == "nucleus" else ()
+    keys = _prep_keys(crop)
     prep = Preprocessing(
         width=_int(p.get("width", d.width), "width", 8, 4096),
         height=_int(p.get("height", d.height), "height", 8, 4096),
@@ -127,11 +134,10 @@ def _preprocessing(p: Any) -> tuple[Preprocessing, dict]:
         crop=crop,
         crop_fraction=_num(p.get("crop_fraction", d.crop_fraction), "crop_fraction", 0.2, MAX_CROP_FRACTION),
         crop_radii=_num(p.get("crop_radii", d.crop_radii), "crop_radii", MIN_CROP_RADII, MAX_CROP_RADII)
-        if radii_key
+        if "crop_radii" in keys
         else d.crop_radii,
     )
-    known = set(_PREP_KEYS) - {"crop_radii"} | set(radii_key)
-    return prep, {k: v for k, v in p.items() if k not in known}
+    return prep, {k: v for k, v in p.items() if k not in keys}
 
 
 # ---------------------------------------------------------------------------------------------- the dataclass
@@ -247,8 +253,7 @@ class ModelMetadata:
             if f.name not in ("preprocessing", "preprocessing_notes", "extra") and value is not None:
                 out[f.name] = list(value) if f.name == "labels" else value
         out["preprocessing"] = {
-            # crop_radii only where it is used, so older models round-trip to the same bytes
-            **{k: getattr(prep, k) for k in _PREP_KEYS if k != "crop_radii" or prep.crop == "nucleus"},
+            **{k: getattr(prep, k) for k in _prep_keys(prep.crop)},
             "mean": list(prep.mean),
             "std": list(prep.std),
             **self.preprocessing_notes,

@@ -508,17 +508,20 @@ def test_preview_says_when_the_cell_is_at_the_edge_of_the_picture(qtbot, tmp_pat
     assert ("may be cut by the edge" in w.preview_title.toolTip()) is at_edge
 
 
+def _key_review(qtbot, window, row: int, key: str) -> str | None:
+    """Select ``row``, press ``key`` in the table, and return the reviewer label the row then has."""
+    window.table.selectRow(row)
+    qtbot.keyClick(window.table, key)
+    return window.results.results[row].reviewer_label
+
+
 def test_review_into_other_cell_types_with_keys_and_menu(qtbot, window, tmp_path):
     """Issue 18: a flagged basophil or a nucleated red cell gets its own name; the differential by review
     counts nucleated red cells per 100 white cells, outside the total."""
     _run(qtbot, window, lambda: window.classify([_images(tmp_path / "x", 4)]))
     window.table.setFocus()
-    window.table.selectRow(0)
-    qtbot.keyClick(window.table, "b")
-    assert window.results.results[0].reviewer_label == "basophil"
-    window.table.selectRow(1)
-    qtbot.keyClick(window.table, "r")
-    assert window.results.results[1].reviewer_label == "nucleated red cell"
+    assert _key_review(qtbot, window, 0, "b") == "basophil"
+    assert _key_review(qtbot, window, 1, "r") == "nucleated red cell"
     other = window.other_button
     window.table.selectRow(2)
     next(a for a in other.menu().actions() if a.text().startswith("Blast")).trigger()
@@ -710,10 +713,6 @@ def test_cell_types_are_editable_in_preferences(qtbot, window, tmp_path, monkeyp
     assert window.edit_cell_types("hairy cell, H\nnucleated red cell, R, per 100")
     _run(qtbot, window, lambda: window.classify([_images(tmp_path / "p", 2)]))
     window.table.setFocus()
-    window.table.selectRow(0)
-    qtbot.keyClick(window.table, "h")
-    assert window.results.results[0].reviewer_label == "hairy cell"
-    window.table.selectRow(1)
-    qtbot.keyClick(window.table, "t")  # platelet clump is no longer in the list
-    assert window.results.results[1].reviewer_label is None
+    assert _key_review(qtbot, window, 0, "h") == "hairy cell"
+    assert _key_review(qtbot, window, 1, "t") is None  # platelet clump is no longer in the list
     assert [a.text().split(" (")[0] for a in window.other_button.menu().actions()] == ["Hairy cell", "Nucleated red cell"]

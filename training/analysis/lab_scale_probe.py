@@ -19,19 +19,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hv_desktop.core.metadata import MAX_CROP_FRACTION
+from hv_desktop.core.calibrate import lab_square
 from hv_desktop.core.model import Model
 from hv_desktop.core.preprocess import Preprocessing, normalise, nucleus_radius, open_image, resize_for_model
 from training.data import list_labelled, shared_root
 from training.magnification import at_magnification
 
 
-def lab_crop_fraction(images: list[Image.Image], radii: float) -> float:
-    """The per-lab crop: ``radii`` times the lab's median nucleus radius, as a fraction of the short side."""
-    r = np.array([nucleus_radius(im) for im in images])
-    short = np.array([min(im.size) for im in images])
-    f = radii * float(np.nanmedian(r / short))
-    return float(min(MAX_CROP_FRACTION, max(0.2, f)))
+def lab_crop_fraction(images: list[Image.Image], base_fraction: float, radii: float) -> float:
+    """The per-lab crop as ``hematovision calibrate`` sets it, from these images' median nucleus radius."""
+    fractions = np.array([nucleus_radius(im) / min(im.size) for im in images])
+    return lab_square(base_fraction, float(np.nanmedian(fractions)), radii)[0]
 
 
 def score(model: Model, images: list[Image.Image], labels: np.ndarray, prep: Preprocessing) -> tuple[float, float]:
@@ -60,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             rng = np.random.default_rng(0)
             images = [at_magnification(im, scale, rng) for im in originals]
             fixed = score(model, images, labels, prep)
-            f = lab_crop_fraction(images, args.radii)
+            f = lab_crop_fraction(images, prep.crop_fraction, args.radii)
             per_lab = score(model, images, labels, replace(prep, crop="cell", crop_fraction=f))
             print(
                 f"{rel:<24} x{scale:<4g} fixed crop {prep.crop_fraction:.2f}: {fixed[0]:.1%} correct, {fixed[1]:.1%} flagged"
