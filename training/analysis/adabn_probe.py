@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("target_eval", help="a labelled folder under data/ of the new lab to score on")
     ap.add_argument("scale", type=float, help="the new lab's magnification relative to the source's")
     ap.add_argument("n_target", type=int, help="how many target images to re-estimate on")
+    ap.add_argument("--every", type=int, default=2, help="score every Nth image of TARGET_EVAL (default 2)")
+    ap.add_argument("--out", default="/tmp/adabn_model.onnx", help="where to write the re-normalised model")
     args = ap.parse_args(argv)
     model_path, src_rel, tgt_pool, tgt_eval = args.model, args.source, args.target_pool, args.target_eval
     scale, n_target = args.scale, args.n_target
@@ -123,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = json.loads(cur.metadata()["hematovision"])
     meta["preprocessing"] = dict(meta["preprocessing"], crop_fraction=target_prep.crop_fraction)
     cur.set_metadata("hematovision", json.dumps(meta))
-    out_path = Path("/tmp/adabn_model.onnx")
+    out_path = Path(args.out)
     out_path.write_bytes(cur.to_bytes())
-    ev = list_labelled(data / tgt_eval)[::2]
+    ev = list_labelled(data / tgt_eval)[:: args.every]
     for name, mp in (("before", model_path), ("adabn", str(out_path))):
         print(name, bench._score(Model(mp), [p for p, _ in ev], [y for _, y in ev]))
     return 0
