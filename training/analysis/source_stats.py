@@ -1,0 +1,69 @@
+"""Write into a model file the training statistics that training.renormalise needs at a new lab.
+
+    python -m training.analysis.source_stats MODEL --sources blood-cells/TRAIN pbc/train --validation pbc/val --out OUT
+
+Per folded normalisation, the per-channel mean and spread on 200 training images (evenly over the sources, the
+same number from each) and the share of the validation genuine cells the model flags (training.renormalise).
+Only the metadata changes: the outputs are identical. OUT may be MODEL itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hv_desktop.core.metadata import METADATA_KEY
+from hv_desktop.core.model import Model
+from hv_desktop.core.onnx_proto import OnnxFile
+from hv_desktop.core.export import atomic_write_bytes
+from hv_desktop.core.preprocess import load_for_model, normalise
+from training.renormalise import RECORD_KEY, source_record
+from training.data import list_labelled, shared_root
+
+
+def load(model: Model, paths: list[Path]) -> np.ndarray:
+    prep = model.info.preprocessing
+    return normalise(np.stack([load_for_model(p, model.input_size, prep) for p in paths]), prep)
+
+
+def flag_rate(model: Model, paths: list[Path]) -> float:
+    flagged = []
+    for i in range(0, len(paths), 64):
+        _, review = model.assess(load(model, paths[i : i + 64]))
+        flagged.append(review < model.info.review_threshold)
+    return float(np.concatenate(flagged).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("--sources", nargs="+", required=True, help="labelled training folders under data/")
+    ap.add_argument("--validation", nargs="+", required=True, help="labelled validation folders under data/")
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    data = shared_root() / "data"
+    model = Model(args.model)
+    per = args.images // len(args.sources)
+    train: list[Path] = []
+    for s in args.sources:
+        paths = [p for p, _ in list_labelled(data / s)]
+        train += paths[:: max(1, len(paths) // per)][:per]
+    val = [p for v in args.validation for p, _ in list_labelled(data / v)]
+    rate = flag_rate(model, val)
+    f = OnnxFile(model.path.read_bytes())
+    note = f"{len(train)} training images ({', '.join(args.sources)}); flag rate on {', '.join(args.validation)}"
+    record = source_record(f, load(model, train), model.input_name, rate, note)
+    meta = json.loads(f.metadata()[METADATA_KEY])
+    meta[RECORD_KEY] = record
+    f.set_metadata(METADATA_KEY, json.dumps(meta))
+    atomic_write_bytes(args.out, f.to_bytes())
+    print(f"{args.out}: {len(record['units'])} normalisations, reference flag rate {rate:.3f} on {len(val)} images")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
