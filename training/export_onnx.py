@@ -189,7 +189,7 @@ def load_core(run: Path, weights: str = "final.weights.h5"):
     from training.train import load_config
 
     cfg = load_config(run / "config.json")
-    core = build_core(cfg["alpha"], cfg["image_size"], cfg["dropout"], None)
+    core = build_core(cfg["alpha"], cfg["image_size"], cfg["dropout"], None, instance_norm_until=cfg.get("instance_norm_until"))
     core.load_weights(run / weights)
     return core, cfg
 

@@ -10,15 +10,54 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+from keras import ops
 
 from training.data import CLASSES
 from training.weights import load_alpha035_base, load_alpha100_classifier
 
 
-def build_core(alpha: float, size: int, dropout: float, weights_dir: Path | None, train_from: str | None = None) -> keras.Model:
+class InstanceNorm(keras.layers.BatchNormalization):
+    """A batch normalisation's learned scale and shift applied to each image's own per-channel statistics
+    (IBN-Net's instance normalisation): the image's stain, contrast and camera are normalised away per image.
+    Same weights as the layer it replaces, so ImageNet's scale and shift carry over."""
+
+    def call(self, inputs, training=None, mask=None):
+        mean, var = ops.moments(inputs, axes=[1, 2], keepdims=True)
+        return (inputs - mean) * ops.rsqrt(var + self.epsilon) * self.gamma + self.beta
+
+
+def _with_instance_norm(base: keras.Model, until: str) -> keras.Model:
+    """``base`` with every batch normalisation up to and including the one named ``until`` made an
+    :class:`InstanceNorm` (weights copied)."""
+    bns = [layer.name for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if until not in bns:
+        raise ValueError(f"instance_norm_until: no batch normalisation named {until!r} in MobileNetV2")
+    swap = set(bns[: bns.index(until) + 1])
+
+    def clone(layer):
+        cls = InstanceNorm if layer.name in swap else layer.__class__
+        return cls.from_config(layer.get_config())
+
+    new = keras.models.clone_model(base, clone_function=clone)
+    by_name = {layer.name: layer for layer in new.layers}
+    for layer in base.layers:
+        if layer.weights:
+            by_name[layer.name].set_weights(layer.get_weights())
+    return new
+
+
+def build_core(
+    alpha: float,
+    size: int,
+    dropout: float,
+    weights_dir: Path | None,
+    train_from: str | None = None,
+    instance_norm_until: str | None = None,
+) -> keras.Model:
     """The shipped network. ``train_from``: the first MobileNetV2 layer that learns (e.g. "block_13_expand");
     every layer before it keeps its ImageNet weights (a leave-one-lab-out experiment: transfer to the other lab
-    is best in the first epochs, before the early layers fit the training lab)."""
+    is best in the first epochs, before the early layers fit the training lab). ``instance_norm_until``: the
+    last batch normalisation made per-image (:class:`InstanceNorm`; docs/research/rules/lolo_ibn.txt)."""
     inp = keras.Input((size, size, 3), name="image")
     base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None)
     if weights_dir is not None and alpha == 1.0:
@@ -28,6 +67,8 @@ def build_core(alpha: float, size: int, dropout: float, weights_dir: Path | None
                 layer.set_weights(full.get_layer(layer.name).get_weights())
     elif weights_dir is not None:
         load_alpha035_base(base, weights_dir)
+    if instance_norm_until is not None:
+        base = _with_instance_norm(base, instance_norm_until)
     # BN frozen in inference mode: stable with small CPU batches, and required
     # for the folded alpha 1.0 weights. Keras 3's fit() does not honour a
     # training=False passed to a nested model (its moving statistics were seen

@@ -105,3 +105,24 @@ def test_train_from_keeps_every_earlier_layer_at_its_start():
     assert any(v.name.endswith("kernel") for v in core.get_layer("logits").trainable_variables)  # the head learns
     with pytest.raises(ValueError, match="no layer named"):
         build_core(0.35, 96, 0.2, None, train_from="block_99")
+
+
+def test_instance_norm_until_makes_the_early_normalisations_per_image():
+    import keras
+    import pytest
+
+    from training.model import InstanceNorm, build_core
+
+    core = build_core(0.35, 96, 0.2, None, instance_norm_until="block_2_project_BN")
+    base = next(layer for layer in core.layers if isinstance(layer, keras.Model))
+    bns = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert [isinstance(b, InstanceNorm) for b in bns[:10]] == [True] * 9 + [False]
+    assert not any(isinstance(b, InstanceNorm) for b in bns[9:])
+    layer = base.get_layer("bn_Conv1")
+    x = np.random.default_rng(0).normal(2.0, 3.0, (2, 8, 8, layer.gamma.shape[0])).astype("float32")
+    y = np.asarray(layer(x))
+    # each image's channels come out with the layer's own shift and scale, whatever the image's level and contrast
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), np.broadcast_to(np.asarray(layer.beta), (2, y.shape[-1])), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(layer(0.5 * x + 7.0)), y, atol=1e-3)
+    with pytest.raises(ValueError, match="no batch normalisation named"):
+        build_core(0.35, 96, 0.2, None, instance_norm_until="block_99_BN")
