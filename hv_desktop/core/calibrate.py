@@ -42,6 +42,10 @@ REFERENCE_FRACTION = 0.75
 MIN_IMAGES = 20
 #: More than this adds nothing to a median and only time.
 MAX_IMAGES = 400
+#: A square larger than this share of the short side is mostly background padding beyond the image, which the
+#: needs-review reference never saw: at simulated 2x (square 1.6) 99.9 % of pbc/val stayed flagged, at 1.5x (1.2)
+#: 53 % (docs/research/scale_normalised_crop.md, rules/renorm.txt); at 0.7-1.4x (0.56-1.11) 17-31 %.
+PADDED_FROM = 1.15
 #: A spread (interquartile range / median) above this suggests images from more than one magnification.
 MIXED_SPREAD = 0.6
 
@@ -73,6 +77,12 @@ class Calibration(SiteModel):
             lines.append(
                 f"the square is at its limit (0.2 to {MAX_CROP_FRACTION:g} x the short side): cells are shown at "
                 f"x{crop / wanted:.2f} of the trained size, not exactly at it"
+            )
+        if crop > PADDED_FROM:
+            lines.append(
+                "each image shows less around the cell than the model was trained on, so the square is filled out "
+                "with background: most cells may still be flagged for review until you adapt the model with reviewed "
+                "cells (Review ▸ Adapt to This Lab, or hematovision adapt)"
             )
         if abs(self.scale - 1) < 0.1:
             lines.append("this lab already shows cells at about the training labs' size: the site model changes little")

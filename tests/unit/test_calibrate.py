@@ -109,3 +109,6 @@ def test_what_was_measured_and_what_was_not_is_said(tmp_path):
     big = calibrate(base, [_lab(tmp_path / "big", radius=100, size=(320, 240))])
     assert big.metadata.preprocessing.crop_fraction == 2.0 and big.scale > 2.0 / 0.75
     assert any("at its limit" in line for line in big.summary_lines())
+    # and the user is told that such a lab's cells may stay flagged until reviewed cells adapt the model
+    assert any("Adapt to This Lab" in line for line in big.summary_lines())
+    assert not any("Adapt to This Lab" in line for line in result.summary_lines())
