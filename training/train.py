@@ -165,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     train_ds = train_ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=2)
     train_ds = train_ds.batch(cfg["batch_size"], drop_remainder=True).prefetch(2)
 
-    core = build_core(
-        cfg["alpha"], size, cfg["dropout"], root / "weights", cfg.get("train_from"), cfg.get("instance_norm_until")
-    )
+    core = build_core(cfg["alpha"], size, cfg["dropout"], root / "weights", cfg.get("train_from"), cfg.get("instance_norm_until"))
     trainer = build_trainer(core, cfg)
     total_steps = cfg["epochs"] * cfg["steps_per_epoch"]
     schedule = keras.optimizers.schedules.CosineDecay(
