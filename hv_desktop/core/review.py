@@ -26,16 +26,24 @@ def awaiting_review(r: Result) -> bool:
 LAB_HINT_CELLS, LAB_HINT_FLAGGED = 20, 0.6
 
 
+def lab_flag_share(classified: int, flagged: int) -> float | None:
+    """The share of a case's cells flagged, when it is far above the training labs' (17-43 %) on enough cells to
+    say so: the images then probably come from a lab the model was not trained on. None otherwise. The one rule
+    behind the GUI's status-bar hint and the CLI's closing line."""
+    if classified < LAB_HINT_CELLS:
+        return None
+    share = flagged / classified
+    return share if share >= LAB_HINT_FLAGGED else None
+
+
 def lab_hint(results: Sequence[Result]) -> str | None:
-    """A line for the status bar when a case is flagged far more than the training labs' cells (17-43 %): the
-    images probably come from a lab the model was not trained on, and the two ways to fit it are named."""
+    """A line for the status bar when :func:`lab_flag_share` says the case is from another lab; it names the two
+    ways to fit the model to it."""
     classified = [r for r in results if r.ok]
-    if len(classified) < LAB_HINT_CELLS:
+    share = lab_flag_share(len(classified), sum(r.needs_review for r in classified))
+    if share is None:
         return None
-    flagged = sum(r.needs_review for r in classified) / len(classified)
-    if flagged < LAB_HINT_FLAGGED:
-        return None
-    return f"{flagged:.0%} flagged, far above the training labs': try Review ▸ Match Lab Magnification or Adapt to This Lab"
+    return f"{share:.0%} flagged, far above the training labs': try Review ▸ Match Lab Magnification or Adapt to This Lab"
 
 
 def flag_reason(r: Result) -> tuple[str, str]:

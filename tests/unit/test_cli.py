@@ -121,3 +121,23 @@ def test_heatmaps_column_and_legend(tmp_path, tiny_model_path):
     assert png.is_file() and png.parent == tmp_path / "heat"
     im = Image.open(png)
     assert im.size[1] > 64  # the legend strip under the picture
+
+
+def test_a_run_flagged_far_above_the_training_labs_ends_with_what_to_do(tmp_path):
+    from tests.support.onnx_factory import tiny_model
+
+    # the tiny model calls a dark image atypical (flagged) and a bright one typical
+    model = tiny_model(tmp_path / "t.onnx", typicality=True, metadata={"review_threshold": 0.5})
+    dark, bright = tmp_path / "dark", tmp_path / "bright"
+    for folder, level in ((dark, 10), (bright, 240)):
+        folder.mkdir()
+        for i in range(24):
+            Image.new("RGB", (40, 40), (level, level, level - i % 3)).save(folder / f"c{i:02}.png")
+    r = run("classify", dark, "--model", model, "--csv", tmp_path / "d.csv")
+    assert r.returncode == 0, r.stderr
+    assert "100% of cells were flagged" in r.stderr and "hematovision calibrate" in r.stderr
+    assert "hematovision adapt" in r.stderr and "--model site.onnx" in r.stderr
+    r = run("classify", bright, "--model", model, "--csv", tmp_path / "b.csv")
+    assert r.returncode == 0 and "were flagged for review" not in r.stderr
+    r = run("classify", dark, "--model", model, "--csv", tmp_path / "q.csv", "-q")
+    assert r.returncode == 0 and r.stderr == ""
