@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import threading
 import time
@@ -216,25 +217,27 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(summary_text(diff), file=sys.stderr)
         print(f"{diff.total} files in {time.monotonic() - t0:.1f} s -> {args.csv}", file=sys.stderr)
-        hint = _lab_hint(model, run.tally.classified, run.tally.flagged)
+        hint = None if run.cancel.is_set() else _lab_hint(model, args.model, run.tally.classified, run.tally.flagged)
         if hint:
             print(hint, file=sys.stderr)
     return EXIT_CANCELLED if run.cancel.is_set() else EXIT_OK
 
 
-def _lab_hint(model: Model, classified: int, flagged: int) -> str | None:
+def _lab_hint(model: Model, model_arg: str | None, classified: int, flagged: int) -> str | None:
     """What to do when nearly every cell was flagged (core.review.lab_flag_share): the lab is probably not one
-    the model was trained on, and two commands fit it. Not said of a site model: it already is fitted."""
+    the model was trained on, and two commands fit it (from the model this run used). Not said of a site model:
+    it is already fitted to a lab."""
     from hv_desktop.core.review import lab_flag_share
 
     share = None if model.info.site_adaptation else lab_flag_share(classified, flagged)
     if share is None:
         return None
+    base = f" --model {shlex.quote(str(model_arg))}" if model_arg else ""
     return (
         f"note: {share:.0%} of cells were flagged for review, far above the training labs' 17-43 %: these images "
         "probably come from a lab the model was not trained on. Match its magnification with "
-        "'hematovision calibrate FOLDER --out site.onnx' (no reviews needed), or adapt it with reviewed cells "
-        "('hematovision adapt REVIEWED.csv --out site.onnx'); then classify with --model site.onnx. "
+        f"'hematovision calibrate FOLDER --out site.onnx{base}' (no reviews needed), or adapt it with reviewed "
+        f"cells ('hematovision adapt LABELLED.csv --out site.onnx{base}'); then classify with --model site.onnx. "
         "README: 'Adapting to your lab'."
     )
 

@@ -169,7 +169,9 @@ def read_record(extra: dict, f: OnnxFile) -> Record | None:
     cuts = np.cumsum(channels)[:-1]
     try:
         for u, c in zip(units, channels):
-            if f.initializer(u.shift).size != c:
+            scale = f.initializer(u.scale)
+            rows = scale.size if u.kind == "affine" else scale.shape[0]  # Mul constant / Conv weight (out, in, kh, kw)
+            if f.initializer(u.shift).size != c or rows != c:
                 raise bad
     except (KeyError, ProtoError) as exc:
         raise bad from exc

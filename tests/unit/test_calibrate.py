@@ -112,3 +112,10 @@ def test_what_was_measured_and_what_was_not_is_said(tmp_path):
     # and the user is told that such a lab's cells may stay flagged until reviewed cells adapt the model
     assert any("Adapt to This Lab" in line for line in big.summary_lines())
     assert not any("Adapt to This Lab" in line for line in result.summary_lines())
+    padded = calibrate(base, [_lab(tmp_path / "padded", radius=58)])  # a square of ~1.2 short sides, within the limit
+    assert 1.15 < padded.metadata.preprocessing.crop_fraction < 1.4
+    assert any("Adapt to This Lab" in line for line in padded.summary_lines())
+    assert not any("at its limit" in line for line in padded.summary_lines())
+    unpadded = calibrate(base, [_lab(tmp_path / "unpadded", radius=44)])  # ~0.95: shows the image, no padding note
+    assert 0.8 < unpadded.metadata.preprocessing.crop_fraction < 1.1
+    assert not any("Adapt to This Lab" in line for line in unpadded.summary_lines())

@@ -137,6 +137,7 @@ def test_a_run_flagged_far_above_the_training_labs_ends_with_what_to_do(tmp_path
     assert r.returncode == 0, r.stderr
     assert "100% of cells were flagged" in r.stderr and "hematovision calibrate" in r.stderr
     assert "hematovision adapt" in r.stderr and "--model site.onnx" in r.stderr
+    assert f"--out site.onnx --model {model}" in r.stderr  # fitted from the model this run used
     r = run("classify", bright, "--model", model, "--csv", tmp_path / "b.csv")
     assert r.returncode == 0 and "were flagged for review" not in r.stderr
     r = run("classify", dark, "--model", model, "--csv", tmp_path / "q.csv", "-q")

@@ -62,13 +62,17 @@ def test_a_lab_with_another_look_gets_the_training_statistics_back(shipped):
     names = [record.units[i].output for i in probe]
 
     def mismatch(g: OnnxFile) -> list[float]:
+        """Per probed layer: how far the lab's channel means and spreads are from the training ones."""
         stats = rn.channel_stats(g, lab, names, shipped.input_name)
-        return [float(np.mean(np.abs(m - record.mean[i]) / (record.std[i] + 1e-3))) for (m, _), i in zip(stats, probe)]
+        return [
+            float(np.mean(np.abs(m - record.mean[i]) + np.abs(sd - record.std[i])) / np.mean(record.std[i] + 1e-3))
+            for (m, sd), i in zip(stats, probe)
+        ]
 
     before = mismatch(f)
     after = mismatch(rn.renormalise(f, record, lab, shipped.input_name))
     assert min(before) > 0.1
-    assert all(a < b / 5 for a, b in zip(after, before))
+    assert max(after) < 1e-3  # exact up to float32 rounding (a gain of sqrt(ss / st) instead of ss / st leaves 0.003-0.035)
 
 
 def test_too_few_images_and_the_threshold_rate(shipped):

@@ -109,9 +109,21 @@ def test_train_from_keeps_every_earlier_layer_at_its_start():
 
 def test_instance_norm_until_makes_the_early_normalisations_per_image():
     import keras
-    import pytest
 
-    from training.model import InstanceNorm, build_core
+    from training.model import InstanceNorm, _with_instance_norm, build_core
+
+    # the swapped layers keep the weights they had (ImageNet's, in a real run)
+    plain = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=None)
+    rng = np.random.default_rng(1)
+    for name in ("bn_Conv1", "Conv1", "block_1_expand_BN"):
+        layer = plain.get_layer(name)
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+    swapped = _with_instance_norm(plain, "bn_Conv1")
+    assert isinstance(swapped.get_layer("bn_Conv1"), InstanceNorm)
+    assert not isinstance(swapped.get_layer("block_1_expand_BN"), InstanceNorm)
+    for name in ("bn_Conv1", "Conv1", "block_1_expand_BN"):
+        for a, b in zip(plain.get_layer(name).get_weights(), swapped.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
 
     core = build_core(0.35, 96, 0.2, None, instance_norm_until="block_2_project_BN")
     base = next(layer for layer in core.layers if isinstance(layer, keras.Model))

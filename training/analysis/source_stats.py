@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     data = shared_root() / "data"
     model = Model(args.model)
     per = args.images // len(args.sources)
+    if per < 1:
+        raise SystemExit(f"--images {args.images}: at least one image per source is needed ({len(args.sources)} sources)")
     train: list[Path] = []
     for s in args.sources:
         paths = [p for p, _ in list_labelled(data / s)]
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     f = OnnxFile(model.path.read_bytes())
     note = f"{len(train)} training images ({', '.join(args.sources)}); flag rate on {', '.join(args.validation)}"
     record = source_record(f, load(model, train), model.input_name, rate, note)
-    meta = json.loads(f.metadata()[METADATA_KEY])
+    meta = json.loads(f.metadata()[METADATA_KEY])  # Model() above refused a file without it
     meta[RECORD_KEY] = record
     f.set_metadata(METADATA_KEY, json.dumps(meta))
     atomic_write_bytes(args.out, f.to_bytes())
