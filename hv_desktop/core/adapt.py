@@ -5,8 +5,10 @@ misreads many cells and flags nearly all of them; in its own labs it is excellen
 flagged cells anyway, and those reviews are labels. From a few of them per class this module fits, in seconds
 and with numpy alone:
 
-- the lab's magnification: the "cell" crop's size, chosen among :data:`SCALES` by cross-validation on the
-  labelled cells, so the network sees the lab's cells at the size it was trained on;
+- the lab's magnification: the "cell" crop's size, measured with calibrate's nucleus ruler on the reviewed
+  cells' images (cross-validating :data:`SCALES` on 40 cells swung between draws and cost more than the head
+  gained: docs/research/rules/adapt_ruler.txt), so the network sees the lab's cells at the size it was trained
+  on; chosen among :data:`SCALES` by cross-validation only when fewer than 20 cells have a nucleus to measure;
 - the classifier head: class-balanced multinomial logistic regression on the model's own pooled features
   (its ``embedding`` output), pulled toward the base head by an L2 penalty (a class with fewer than
   :data:`MIN_PER_CLASS` cells keeps its base weights); fitted in the dual (n x n Gram matrix), as n << d;
@@ -146,9 +148,9 @@ class Adaptation(SiteModel):
                 f"skipped {len(self.skipped)} unreadable or missing image(s), e.g. "
                 f"{self.skipped[0][0].name}: {self.skipped[0][1]}"
             )
-        lines.append(
-            f"magnification chosen: x{self.scale:g} (crop {self.metadata.preprocessing.crop_fraction:.3g} x the short side)"
-        )
+        how = "chosen" if self.scale_scores else "measured from the nuclei"
+        crop = self.metadata.preprocessing.crop_fraction
+        lines.append(f"magnification {how}: x{self.scale:.3g} (crop {crop:.3g} x the short side)")
 
         def est(e: Estimate) -> str:
             s = f"{e.accuracy:.1%} correct, {e.flagged:.1%} flagged"
@@ -493,8 +495,11 @@ def adapt(
     progress: ProgressFn | None = None,
     cancel: Callable[[], bool] | None = None,
     add_review_centres: bool = True,
+    magnification: str = "ruler",
 ) -> Adaptation:
-    """Fit a site adaptation of ``base`` from reviewed cells (see the module docstring)."""
+    """Fit a site adaptation of ``base`` from reviewed cells (see the module docstring). ``magnification``:
+    "ruler" (the default) measures it with calibrate's nucleus ruler on the cells' images when enough have a
+    nucleus, else as "cv"; "cv" chooses it among :data:`SCALES` by cross-validation (docs/research/rules/adapt_ruler.txt)."""
     site_name = check_site_name(site_name)
     say = progress or (lambda _msg, _frac: None)
     labels = base.labels
@@ -509,7 +514,8 @@ def adapt(
     laps.lap("read")
     measure = _Measure(base, probe, ims, laps)
     folds = _folds(y_all[target], _fold_count(y_all[target]))
-    best, scores = _choose_magnification(measure, y_all, frozen, say, cancel)
+    ruler = _ruler_magnification(measure) if magnification == "ruler" else None
+    best, scores = (ruler, {}) if ruler is not None else _choose_magnification(measure, y_all, frozen, say, cancel)
     say("fitting", 0.9)
     every = np.arange(len(ims))
     f_best = measure.features(best, every)
@@ -610,6 +616,21 @@ class _Measure:
         out = self.probe.run(x)
         self.laps.lap("features")
         return out
+
+
+def _ruler_magnification(measure: _Measure) -> float | None:
+    """The lab's magnification from the cells' median nucleus radius (calibrate's ruler); None when the model
+    has no "cell" square or fewer than calibrate's minimum of images have a nucleus to measure."""
+    from hv_desktop.core.calibrate import MIN_IMAGES, lab_square
+
+    if measure.prep.crop != "cell":
+        return None
+    radii = [nucleus_radius(im, c) / min(im.size) for im, c in zip(measure.ims, measure.centres) if c is not None]
+    finite = [r for r in radii if math.isfinite(r)]
+    if len(finite) < MIN_IMAGES:
+        return None
+    crop, _ = lab_square(measure.prep.crop_fraction, float(np.median(finite)))
+    return crop / measure.prep.crop_fraction
 
 
 def _choose_magnification(

@@ -167,3 +167,15 @@ def test_huge_csv_reads_a_bounded_class_balanced_subset(shared_data, shipped_mod
     result = A.adapt(Model(shipped_model), ghosts + real)
     assert len(result.skipped) + sum(result.counts.values()) <= A.MAX_CELLS  # never 5,024 reads
     assert [result.counts[c] for c in CLASSES[:3]] == [6, 6, 6]  # the rare classes are all kept
+
+
+def test_the_ruler_measures_the_magnification_instead_of_cross_validating(lab, shipped_model):
+    root, _ = lab
+    cells = [c for c in A.read_labelled_csv([root / "labelled.csv"]) if c.label in CLASSES and c.path.exists()]
+    base = Model(shipped_model)
+    ruled = A.adapt(base, cells, site_name="ruler", magnification="ruler")
+    assert ruled.scale_scores == {}  # no magnification was cross-validated
+    assert any("measured from the nuclei" in line for line in ruled.summary_lines())
+    # the lab is PBC at 1.5x; PBC itself measures x1.08 against the training labs (calibrate on pbc/train)
+    assert 1.5 * 1.08 * 0.85 < ruled.scale < 1.5 * 1.08 * 1.15
+    assert ruled.metadata.preprocessing.crop_fraction == pytest.approx(0.75 * ruled.scale, rel=1e-6)

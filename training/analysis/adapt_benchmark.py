@@ -87,7 +87,16 @@ def _score(model: Model, paths: list[Path], labels: list[int] | None) -> dict:
     return out
 
 
-def run(model_path: Path, lab: str, ks: list[int], draws: int, synthetic: str | None, cache: Path, limit: int = 0) -> list[dict]:
+def run(
+    model_path: Path,
+    lab: str,
+    ks: list[int],
+    draws: int,
+    synthetic: str | None,
+    cache: Path,
+    limit: int = 0,
+    magnification: str = "cv",
+) -> list[dict]:
     data = shared_root() / "data"
     pool_rel, eval_rel, has_other = LABS[lab]
     rng = np.random.default_rng(1234)
@@ -122,7 +131,7 @@ def run(model_path: Path, lab: str, ks: list[int], draws: int, synthetic: str | 
             pick = np.concatenate([r.choice(np.flatnonzero(ys == c), k, replace=False) for c in range(len(CLASSES))])
             cells = [LabelledCell(pool_paths[i], CLASSES[ys[i]]) for i in pick]
             t0 = time.perf_counter()
-            a = adapt(base, cells, site_name=f"{lab}-{synthetic or 'real'}")
+            a = adapt(base, cells, site_name=f"{lab}-{synthetic or 'real'}", magnification=magnification)
             secs = time.perf_counter() - t0
             with tempfile.TemporaryDirectory() as tmp:
                 site = a.save(Path(tmp) / "site.onnx", base)
@@ -176,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("runs/synthetic_labs"))
     ap.add_argument("--limit", type=int, default=0, help="score on about this many images (quick checks)")
     ap.add_argument("--json", type=Path, default=None, help="also write every row here")
+    ap.add_argument("--magnification", choices=["cv", "ruler"], default="cv", help="how adapt finds the lab's magnification")
     args = ap.parse_args(argv)
     every = []
     for syn in args.synthetic or [None]:
-        rows = run(args.model, args.lab, args.k, args.draws, syn, args.cache, args.limit)
+        rows = run(args.model, args.lab, args.k, args.draws, syn, args.cache, args.limit, args.magnification)
         title = f"{args.model.name} at {args.lab}" + (f" as synthetic lab '{syn}'" if syn else "")
         print(summarise(rows, title), flush=True)
         every += [dict(r, synthetic=syn, lab=args.lab, model=str(args.model)) for r in rows]
