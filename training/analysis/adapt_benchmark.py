@@ -95,7 +95,7 @@ def run(
     synthetic: str | None,
     cache: Path,
     limit: int = 0,
-    magnification: str = "cv",
+    magnification: str = "ruler",
 ) -> list[dict]:
     data = shared_root() / "data"
     pool_rel, eval_rel, has_other = LABS[lab]
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("runs/synthetic_labs"))
     ap.add_argument("--limit", type=int, default=0, help="score on about this many images (quick checks)")
     ap.add_argument("--json", type=Path, default=None, help="also write every row here")
-    ap.add_argument("--magnification", choices=["cv", "ruler"], default="cv", help="how adapt finds the lab's magnification")
+    ap.add_argument("--magnification", choices=["cv", "ruler"], default="ruler", help="how adapt finds the lab's magnification")
     args = ap.parse_args(argv)
     every = []
     for syn in args.synthetic or [None]:
