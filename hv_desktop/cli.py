@@ -225,11 +225,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def _lab_hint(model: Model, model_arg: str | None, classified: int, flagged: int) -> str | None:
     """What to do when nearly every cell was flagged (core.review.lab_flag_share): the lab is probably not one
-    the model was trained on, and two commands fit it (from the model this run used). Not said of a site model:
-    it is already fitted to a lab."""
+    the model was trained on, and two commands fit it (from the model this run used)."""
     from hv_desktop.core.review import lab_flag_share
 
-    share = None if model.info.site_adaptation else lab_flag_share(classified, flagged)
+    share = lab_flag_share(classified, flagged, bool(model.info.site_adaptation))
     if share is None:
         return None
     base = f" --model {shlex.quote(str(model_arg))}" if model_arg else ""

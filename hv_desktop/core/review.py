@@ -26,21 +26,22 @@ def awaiting_review(r: Result) -> bool:
 LAB_HINT_CELLS, LAB_HINT_FLAGGED = 20, 0.6
 
 
-def lab_flag_share(classified: int, flagged: int) -> float | None:
+def lab_flag_share(classified: int, flagged: int, site_model: bool = False) -> float | None:
     """The share of a case's cells flagged, when it is far above the training labs' (17-43 %) on enough cells to
-    say so: the images then probably come from a lab the model was not trained on. None otherwise. The one rule
-    behind the GUI's status-bar hint and the CLI's closing line."""
-    if classified < LAB_HINT_CELLS:
+    say so: the images then probably come from a lab the model was not trained on. None otherwise, and always for
+    a site model (it is already fitted to a lab). The one rule behind the GUI's status-bar hint and the CLI's
+    closing line."""
+    if site_model or classified < LAB_HINT_CELLS:
         return None
     share = flagged / classified
     return share if share >= LAB_HINT_FLAGGED else None
 
 
-def lab_hint(results: Sequence[Result]) -> str | None:
+def lab_hint(results: Sequence[Result], site_model: bool = False) -> str | None:
     """A line for the status bar when :func:`lab_flag_share` says the case is from another lab; it names the two
     ways to fit the model to it."""
     classified = [r for r in results if r.ok]
-    share = lab_flag_share(len(classified), sum(r.needs_review for r in classified))
+    share = lab_flag_share(len(classified), sum(r.needs_review for r in classified), site_model)
     if share is None:
         return None
     return f"{share:.0%} flagged, far above the training labs': try Review ▸ Match Lab Magnification or Adapt to This Lab"

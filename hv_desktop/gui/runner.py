@@ -113,7 +113,7 @@ class Runner(QObject):
         self.progress.hide()
         self.cancel_button.hide()
         self.progress_label.setText("")
-        hint = None if cancelled or w.model is None or w.model.info.site_adaptation else lab_hint(w.case_results())
+        hint = None if cancelled or w.model is None else lab_hint(w.case_results(), bool(w.model.info.site_adaptation))
         message = self.queue.finish_message(cancelled)
         w.statusBar().showMessage(f"{message} · {hint}" if hint else message, 30000 if hint else 8000)
         if error:

@@ -87,6 +87,18 @@ def _score(model: Model, paths: list[Path], labels: list[int] | None) -> dict:
     return out
 
 
+def reviewed_pool(folder: Path) -> list[tuple[Path, int]]:
+    """The cells reviewed cells are drawn from: the first POOL_PER_CLASS of each class after a seeded shuffle (also
+    the lab's unlabelled images in renorm_benchmark)."""
+    rng = np.random.default_rng(1234)
+    pool: list[tuple[Path, int]] = []
+    for c in range(len(CLASSES)):
+        items = [it for it in list_labelled(folder) if it[1] == c]
+        rng.shuffle(items)
+        pool += items[:POOL_PER_CLASS]
+    return pool
+
+
 def run(
     model_path: Path,
     lab: str,
@@ -99,12 +111,7 @@ def run(
 ) -> list[dict]:
     data = shared_root() / "data"
     pool_rel, eval_rel, has_other = LABS[lab]
-    rng = np.random.default_rng(1234)
-    pool: list[tuple[Path, int]] = []
-    for c in range(len(CLASSES)):
-        items = [it for it in list_labelled(data / pool_rel) if it[1] == c]
-        rng.shuffle(items)
-        pool += items[:POOL_PER_CLASS]
+    pool = reviewed_pool(data / pool_rel)
     ev = list_labelled(data / eval_rel)
     other = list_other(data)[1::2] if has_other else []
     if limit:

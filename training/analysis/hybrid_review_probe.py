@@ -21,18 +21,9 @@ import numpy as np
 from hv_desktop.core.calibrate import calibrate
 from hv_desktop.core.model import Model
 from hv_desktop.core.onnx_proto import OnnxFile
-from hv_desktop.core.preprocess import load_for_model, normalise
 from training import renormalise as rn
 from training.analysis.renorm_benchmark import lab_sets, renormalised_file
-
-
-def review_values(model: Model, paths: list[Path]) -> np.ndarray:
-    prep = model.info.preprocessing
-    out = []
-    for i in range(0, len(paths), 64):
-        x = normalise(np.stack([load_for_model(p, model.input_size, prep) for p in paths[i : i + 64]]), prep)
-        out.append(model.assess(x)[1])
-    return np.concatenate(out).astype(np.float64)
+from training.analysis.source_stats import review_values
 
 
 def auroc(genuine: np.ndarray, other: np.ndarray) -> float:

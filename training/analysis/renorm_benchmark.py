@@ -26,18 +26,13 @@ from hv_desktop.core.onnx_proto import OnnxFile
 from hv_desktop.core.preprocess import load_for_model, normalise
 from training import renormalise as rn
 from training.analysis import adapt_benchmark as bench
-from training.data import CLASSES, list_labelled, list_other, shared_root
+from training.data import list_labelled, list_other, shared_root
 
 
 def lab_sets(lab: str, synthetic: str | None, cache: Path) -> tuple[list[Path], list[tuple[Path, int]], list[Path], list[Path]]:
     data = shared_root() / "data"
     pool_rel, eval_rel, has_other = bench.LABS[lab]
-    rng = np.random.default_rng(1234)
-    pool: list[Path] = []
-    for c in range(len(CLASSES)):
-        items = [it for it in list_labelled(data / pool_rel) if it[1] == c]
-        rng.shuffle(items)
-        pool += [p for p, _ in items[: bench.POOL_PER_CLASS]]
+    pool = [p for p, _ in bench.reviewed_pool(data / pool_rel)]
     ev = list_labelled(data / eval_rel)
     other = list_other(data) if has_other else []
     even, odd = list(other[0::2]), list(other[1::2])

@@ -29,12 +29,13 @@ def load(model: Model, paths: list[Path]) -> np.ndarray:
     return normalise(np.stack([load_for_model(p, model.input_size, prep) for p in paths]), prep)
 
 
+def review_values(model: Model, paths: list[Path]) -> np.ndarray:
+    """The model's review value for each image, as the app computes it (below the threshold: flagged)."""
+    return np.concatenate([model.assess(load(model, paths[i : i + 64]))[1] for i in range(0, len(paths), 64)]).astype(np.float64)
+
+
 def flag_rate(model: Model, paths: list[Path]) -> float:
-    flagged = []
-    for i in range(0, len(paths), 64):
-        _, review = model.assess(load(model, paths[i : i + 64]))
-        flagged.append(review < model.info.review_threshold)
-    return float(np.concatenate(flagged).mean())
+    return float((review_values(model, paths) < model.info.review_threshold).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
