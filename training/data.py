@@ -29,8 +29,27 @@ def shared_root() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "shared"
 
 
+#: Share of each class held out by a ``folder@val`` split (a lab that ships no split of its own, e.g. deepbionet).
+SPLIT_VAL_SHARE = 0.25
+
+
+def split_part(name: str) -> str:
+    """``"train"`` or ``"val"`` for a file name: a hash of the name alone, so the split never moves when files are
+    added, re-ordered or copied to another machine."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).digest()
+    return "val" if int.from_bytes(digest[:4], "big") / 2**32 < SPLIT_VAL_SHARE else "train"
+
+
 def list_labelled(folder: Path, classes: tuple[str, ...] = CLASSES) -> list[tuple[Path, int]]:
-    """(path, class index) for every image in ``folder/<class>/``; class names match case-insensitively."""
+    """(path, class index) for every image in ``folder/<class>/``; class names match case-insensitively.
+
+    ``cells@train`` / ``cells@val`` name the two parts of a fixed split of ``cells`` (:func:`split_part`), for a lab
+    that has no split of its own: the same image is never on both sides of a leave-one-lab-out run."""
+    base, _, part = folder.name.partition("@")
+    if part:
+        if part not in ("train", "val"):
+            raise ValueError(f"unknown split {part!r} in {folder} (use @train or @val)")
+        return [it for it in list_labelled(folder.with_name(base), classes) if split_part(it[0].name) == part]
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder not found: {folder}")
     index = {c.lower(): i for i, c in enumerate(classes)}

@@ -39,3 +39,20 @@ def test_an_override_replaces_whole_values_and_null_removes_a_key(tmp_path):
 def test_the_default_is_the_shipped_recipe():
     assert load_config() == json.loads(BASE.read_text())
     assert load_config()["crop"] == {"kind": "cell", "fraction": 0.75}
+
+
+def test_a_split_of_a_lab_without_one_is_fixed_disjoint_and_whole(tmp_path):
+    from training.data import list_labelled
+
+    for cls in ("eosinophil", "neutrophil"):
+        (tmp_path / "cells" / cls).mkdir(parents=True)
+        for i in range(40):
+            (tmp_path / "cells" / cls / f"{cls}_{i}.jpg").write_bytes(b"")
+    whole = list_labelled(tmp_path / "cells")
+    train, val = list_labelled(tmp_path / "cells@train"), list_labelled(tmp_path / "cells@val")
+    assert sorted(train + val) == sorted(whole) and not set(train) & set(val)
+    assert 5 <= len(val) <= 35  # about a quarter of 80
+    (tmp_path / "cells" / "neutrophil" / "new.jpg").write_bytes(b"")  # a new file moves no old one
+    assert set(val) <= set(list_labelled(tmp_path / "cells@val"))
+    with pytest.raises(ValueError, match="unknown split"):
+        list_labelled(tmp_path / "cells@test")
