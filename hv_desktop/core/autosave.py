@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -101,6 +102,19 @@ def set_aside(path: Path | None) -> Path | None:
     target = path.with_name(f"{path.stem}.unrestorable-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
     try:
         os.replace(path, target)
+        return target
+    except OSError:
+        return None
+
+
+def keep_copy(path: Path | None) -> Path | None:
+    """A dated copy of a session that was restored only in part, so nothing it held is lost (the restored part
+    is saved over the original at the next autosave)."""
+    if path is None or not path.exists():
+        return None
+    target = path.with_name(f"{path.stem}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    try:
+        shutil.copy2(path, target)
         return target
     except OSError:
         return None

@@ -120,6 +120,7 @@ def classify_stream(
     buffers = _BatchBuffers(batch_size, lookahead, model.input_size, prep)
     decode = partial(read_and_decode, size=model.input_size, thumb=thumbnail, prep=prep)
     labels, threshold = model.labels, model.info.review_threshold
+    made_by = (model.info.name, model.info.version)
     done = 0
 
     def cancelled() -> bool:
@@ -137,7 +138,7 @@ def classify_stream(
                     if cancelled():
                         break
                     done += 1
-                    yield _result(d, scored.get(j), labels, threshold, stamp)
+                    yield _result(d, scored.get(j), labels, threshold, stamp, made_by)
                     if progress is not None:
                         progress(done)
         finally:
@@ -246,8 +247,15 @@ def _score(model: Model, buffers: _BatchBuffers, first: int, chunk: list[_Decode
     return scored
 
 
-def _result(d: _Decoded, scored: tuple[np.ndarray, float] | None, labels: Sequence[str], threshold: float, stamp: str) -> Result:
-    """One file's row: its prediction when it was scored, else its error."""
+def _result(
+    d: _Decoded,
+    scored: tuple[np.ndarray, float] | None,
+    labels: Sequence[str],
+    threshold: float,
+    stamp: str,
+    made_by: tuple[str, str] = ("", ""),
+) -> Result:
+    """One file's row: its prediction when it was scored (with the model's name and version), else its error."""
     if scored is None:
         return Result(d.path, error=d.error or "not classified", sha256=d.sha256, timestamp=stamp)
     probs, typical = scored
@@ -262,6 +270,8 @@ def _result(d: _Decoded, scored: tuple[np.ndarray, float] | None, labels: Sequen
         sha256=d.sha256,
         timestamp=stamp,
         thumbnail=d.thumbnail,
+        model_name=made_by[0],
+        model_version=made_by[1],
     )
 
 

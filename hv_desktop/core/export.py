@@ -100,8 +100,8 @@ def result_row(r: Result, labels: Sequence[str], model_name: str, model_version:
         "" if r.typicality is None else f"{r.typicality:.4f}",
         r.reviewer_label or "",
         r.error or "",
-        model_name,
-        model_version,
+        r.model_name or model_name,  # the model that produced the row, not the one loaded now
+        r.model_version or model_version,
         r.sha256 or "",
         r.timestamp,
     ]

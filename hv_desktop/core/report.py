@@ -20,7 +20,7 @@ from hv_desktop import __version__
 from hv_desktop.core.result import Result
 from hv_desktop.core.export import Differential, differential
 from hv_desktop.core.model import INTENDED_USE, Model
-from hv_desktop.core.review import SignOff, awaiting_review, reviewed_differential
+from hv_desktop.core.review import ReviewSession, SignOff, awaiting_review, reviewed_differential
 
 THUMBS_PER_CLASS = 24
 THUMB_PX = 96
@@ -146,7 +146,7 @@ def summary_html(
         f"<tr><td><b>Case / sample ID</b></td><td>{e(info.case_id) or '—'}</td></tr>",
         f"<tr><td><b>Date</b></td><td>{now}</td></tr>",
         f"<tr><td><b>Operator</b></td><td>{e(info.operator) or '—'}</td></tr>",
-        f"<tr><td><b>Model</b></td><td>{e(model_name)} v{e(model_version)}</td></tr>",
+        f"<tr><td><b>Model</b></td><td>{e(models_text(results, model_name, model_version))}</td></tr>",
         f"<tr><td><b>Software</b></td><td>HematoVision {__version__}</td></tr>",
         "</table>",
         *_status_html(signed, by_model.flagged),
@@ -288,6 +288,38 @@ def build_report(
         status=f"FINAL · signed off by {signed.operator}" if signed else "PRELIMINARY · not signed off",
         footer="Decision support, not a diagnosis",
     )
+
+
+def models_text(results: Sequence[Result], model_name: str, model_version: str) -> str:
+    """The model(s) that produced the rows ("name vX"; several when a case holds rows of more than one), else the
+    model given: a report names what classified its cells, not what is loaded when it is printed."""
+    made = list(dict.fromkeys((r.model_name, r.model_version) for r in results if r.ok and r.model_name))
+    return "; ".join(f"{n} v{v}" if v else n for n, v in made or [(model_name, model_version)])
+
+
+def case_report_info(session: ReviewSession, case_id: str) -> tuple[ReportInfo, SignOff | None]:
+    """A case's report details and sign-off, from the case alone: its ID, note and operator (the signer, once
+    signed). The one way the app fills a report's identity, so a FINAL report can never carry another sample's
+    ID or another person's name (issue 30: a free text box printed OTHER-ID-999 under "FINAL")."""
+    if case_id not in session.cases:
+        raise ValueError(f"no case {case_id!r} in this session")
+    case = session.cases[case_id]
+    signed = session.signoffs.get(case_id)
+    return ReportInfo(case.case_id, case.note, signed.operator if signed else case.operator), signed
+
+
+def build_case_report(
+    session: ReviewSession,
+    case_id: str,
+    labels: Sequence[str],
+    model: Model | None = None,
+    heatmaps: bool = False,
+    extras=None,
+) -> Report:
+    """The report of one case of a session: its cells, with the identity and sign-off of :func:`case_report_info`."""
+    info, signed = case_report_info(session, case_id)
+    name, version = (model.info.name, model.info.version) if model is not None else ("", "")
+    return build_report(session.case_results(case_id), labels, name, version, info, model, heatmaps, signed, extras)
 
 
 def paginate(

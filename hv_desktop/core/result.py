@@ -30,6 +30,9 @@ class Result:
     reviewer_label: str | None = None
     #: the case (sample) this cell belongs to in a review session ("" before cases are used)
     case: str = ""
+    #: the model that produced this result (name, version): a row keeps it when the session's model changes
+    model_name: str = ""
+    model_version: str = ""
     #: small RGB uint8 preview (only when asked for; never exported)
     thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: ((reviewer_label, case), JSON text) cached by hv_desktop.core.session.result_json
@@ -61,10 +64,12 @@ def encode(r: Result) -> dict[str, object]:
         "timestamp": r.timestamp,
         "reviewer_label": r.reviewer_label,
         "case": r.case,
+        "model_name": r.model_name,
+        "model_version": r.model_version,
     }
 
 
-_TEXT_FIELDS = ("label", "error", "sha256", "timestamp", "reviewer_label", "case")
+_TEXT_FIELDS = ("label", "error", "sha256", "timestamp", "reviewer_label", "case", "model_name", "model_version")
 
 
 def checked_text(v, limit: int = 4096) -> str | None:
@@ -111,6 +116,8 @@ def decode(d) -> Result:
         timestamp=texts["timestamp"] or "",
         reviewer_label=texts["reviewer_label"],
         case=texts["case"] or "",
+        model_name=texts["model_name"] or "",
+        model_version=texts["model_version"] or "",
     )
 
 

@@ -7,7 +7,7 @@ reason for a flag was shown as a raw number ("typicality 0.42") that means nothi
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from hv_desktop.core.result import Result
@@ -161,18 +161,29 @@ class ReviewedDifferential:
     per_100: list[tuple[str, int, float]]  # (type, count, per 100 white cells)
     white_total: int
     reviewed: int
+    #: per class, the cells counted under the model's class because nobody has reviewed them yet: by review, a
+    #: count is only the reviewer's where this is 0, and the table has to say so (issue 30)
+    unreviewed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def unreviewed_white(self) -> int:
+        """Of ``white_total``, the cells that still carry only the model's class."""
+        return sum(self.unreviewed.get(n, 0) for n, _, _ in self.white)
 
 
 def reviewed_differential(
     results: Iterable[Result], model_labels: Sequence[str], extras: Sequence[ReviewClass] | None = None
 ) -> ReviewedDifferential:
     counts: Counter[str] = Counter()
+    unreviewed: Counter[str] = Counter()
     reviewed = 0
     for r in results:
         if not r.ok:
             continue
         reviewed += bool(r.reviewer_label)
         counts[(r.reviewer_label or r.label or "").strip()] += 1
+        if not r.reviewer_label:
+            unreviewed[(r.label or "").strip()] += 1
     white_names = [n for n in counts if n and not is_per_100(n, extras)]
     order = {n: i for i, n in enumerate(CLINICAL_ORDER)}
     white_names = sorted(set(white_names) | set(model_labels), key=lambda n: (order.get(n.lower(), 99), n))
@@ -180,7 +191,23 @@ def reviewed_differential(
     white = [(n, counts[n], 100.0 * counts[n] / total if total else 0.0) for n in white_names]
     extra = [c.name for c in (EXTRA_CLASSES if extras is None else extras) if c.per_100 and counts[c.name]]
     per = [(n, counts[n], 100.0 * counts[n] / total if total else 0.0) for n in extra]
-    return ReviewedDifferential(white, per, total, reviewed)
+    return ReviewedDifferential(white, per, total, reviewed, {n: k for n, k in unreviewed.items() if n})
+
+
+#: Limits on what a person types, enforced when it enters (dialog, CLI, package) and matched by the loader, so a
+#: restore never drops what the app let in (issue 30).
+MAX_CASE_ID = 200
+MAX_NOTE = 4000
+MAX_NAME = 200
+MAX_REASON = 2000
+MAX_CASES = 10_000
+
+
+def check_text(what: str, text: str, limit: int) -> str:
+    """``text`` stripped, or ValueError naming the limit (the one check dialogs, CLI and packages share)."""
+    if len(text) > limit:
+        raise ValueError(f"the {what} is {len(text):,} characters long; at most {limit:,} are kept with a case")
+    return text.strip()
 
 
 @dataclass
@@ -206,7 +233,7 @@ class SignOff:
             texts = {k: d.get(k, "") for k in ("operator", "at", "override_reason")}
             n = d.get("unreviewed_flagged", 0)
             if (
-                not all(isinstance(v, str) and len(v) <= 2000 for v in texts.values())
+                not all(isinstance(v, str) for v in texts.values())  # no length cut: see MAX_REASON
                 or not texts["operator"]
                 or isinstance(n, bool)
                 or not isinstance(n, int)
@@ -239,6 +266,8 @@ def sign_off(results: Iterable[Result], operator: str, at: str, override_reason:
     reason given)."""
     if not operator.strip():
         raise ValueError("give the name of the person signing off")
+    check_text("name", operator, MAX_NAME)
+    check_text("reason", override_reason, MAX_REASON)
     left = sign_off_blockers(results)
     if left and not override_reason.strip():
         raise ValueError(
@@ -246,6 +275,20 @@ def sign_off(results: Iterable[Result], operator: str, at: str, override_reason:
             f"{'them' if left != 1 else 'it'}, or give a reason to sign off anyway"
         )
     return SignOff(operator.strip(), at, override_reason.strip() if left else "", left)
+
+
+#: What a model's classification sets on a result (a re-classification replaces these and nothing else).
+RECLASSIFIED_FIELDS = (
+    "label",
+    "confidence",
+    "probabilities",
+    "needs_review",
+    "typicality",
+    "error",
+    "timestamp",
+    "model_name",
+    "model_version",
+)
 
 
 class CaseLocked(Exception):
@@ -265,7 +308,7 @@ class CaseInfo:
         if not isinstance(d, dict):
             return None
         vals = [d.get(k, "") for k in ("case_id", "operator", "note")]
-        if not all(isinstance(v, str) and len(v) <= 4000 for v in vals) or not vals[0]:
+        if not all(isinstance(v, str) for v in vals) or not vals[0]:  # no length cut: limits apply on entry
             return None
         return cls(*vals)
 
@@ -291,14 +334,60 @@ class ReviewSession:
 
     # --- cases
     def new_case(self, case_id: str, operator: str = "", note: str = "") -> str:
-        """Open a case (an ID already used gets a suffix) and make it the current one; its ID."""
-        base = case_id.strip() or f"Case {len(self.cases) + 1}"
+        """Open a case (an ID already used gets a suffix) and make it the current one; its ID. ValueError when a
+        text is over its limit or the session holds :data:`MAX_CASES` cases."""
+        if len(self.cases) >= MAX_CASES:
+            raise ValueError(f"this session holds {MAX_CASES:,} cases: export them and start a new session (File ▸ New Session)")
+        base = check_text("case ID", case_id, MAX_CASE_ID - 10) or f"Case {len(self.cases) + 1}"
+        operator, note = check_text("name", operator, MAX_NAME), check_text("note", note, MAX_NOTE)
         cid, n = base, 2
         while cid in self.cases:
             cid, n = f"{base} ({n})", n + 1
         self.cases[cid] = CaseInfo(cid, operator, note)
         self.current = cid
         return cid
+
+    def set_case_details(self, operator: str, note: str) -> None:
+        """Change the current case's operator and note (what its report prints); refused once it is signed off."""
+        self._check()
+        c = self.cases.get(self.current)
+        if c is None:
+            raise ValueError("there is no case to describe: classify some images first")
+        c.operator, c.note = check_text("name", operator, MAX_NAME), check_text("note", note, MAX_NOTE)
+
+    def case_for_new_images(self, name: str) -> tuple[str, bool]:
+        """The case new images join: the current one, or, when it is signed off (or there is none), a new case
+        named ``name`` (True: a new case was opened). Images are never turned away: a camera keeps writing
+        while a finished case is signed (issue 30)."""
+        if self.current and self.current not in self.signoffs:
+            return self.current, False
+        operator = self.cases[self.current].operator if self.current in self.cases else ""
+        return self.new_case(name, operator), True
+
+    def unlocked_indices(self) -> list[int]:
+        """The results that a model change may re-classify: every one outside a signed-off case."""
+        return [i for i, r in enumerate(self.results) if r.case not in self.signoffs]
+
+    def apply_reclassified(self, fresh: Sequence[Result]) -> list[int]:
+        """A model change: each fresh result's classification goes into every row of the same file (path and
+        bytes) outside a signed-off case; the row keeps its identity, case and review. The indices changed.
+
+        Why in place: a signed-off case must not change without a trace (issue 30), and a row's identity must
+        survive a model change."""
+        by_file: dict[tuple[str, str | None], Result] = {(str(r.path), r.sha256): r for r in fresh}
+        changed = []
+        for i in self.unlocked_indices():
+            old = self.results[i]
+            new = by_file.get((str(old.path), old.sha256))
+            if new is None:
+                continue
+            for name in RECLASSIFIED_FIELDS:
+                setattr(old, name, getattr(new, name))
+            if old.thumbnail is None:
+                old.thumbnail = new.thumbnail
+            old._json = None  # its saved form changed
+            changed.append(i)
+        return changed
 
     def case_results(self, case_id: str | None = None) -> list[Result]:
         """The results of a case (the current one by default; all results when there are no cases)."""
@@ -335,7 +424,11 @@ class ReviewSession:
         return [
             i
             for i, r in enumerate(self.results)
-            if r.ok and not r.needs_review and not r.reviewer_label and (not self.current or r.case == self.current)
+            if r.ok
+            and not r.needs_review
+            and not r.reviewer_label
+            and (not self.current or r.case == self.current)
+            and r.case not in self.signoffs  # never a signed-off case's cell, whatever is current
         ]
 
     def accept_unflagged(self) -> list[int]:
@@ -383,6 +476,7 @@ class ReviewSession:
             return
         if not reason.strip():
             raise ValueError("give a reason: it is kept with the case")
+        reason = check_text("reason", reason, MAX_REASON)
         self.audit.append(
             {"event": "unlocked", "case": self.current, "at": at, "reason": reason.strip(), "was_signed_by": signed.operator}
         )
@@ -406,15 +500,19 @@ class ReviewSession:
             "audit": list(self.audit),
         }
 
-    def load_extra(self, extra) -> None:
-        """Cases, sign-offs and audit read back from a session file, type-checked."""
+    def load_extra(self, extra) -> list[str]:
+        """Cases, sign-offs and audit read back from a session file, type-checked; what could not be read back
+        (empty when the session is whole). Nothing the app let in is cut here: limits are enforced on entry."""
+        problems: list[str] = []
         extra = extra if isinstance(extra, dict) else {}
         cases = extra.get("cases")
         self.cases = {}
-        for d in cases[:10_000] if isinstance(cases, list) else []:
+        for d in cases if isinstance(cases, list) else []:
             c = CaseInfo.from_dict(d)
             if c is not None:
                 self.cases[c.case_id] = c
+            else:
+                problems.append("a case")
         current = extra.get("current_case")
         self.current = current if isinstance(current, str) and current in self.cases else ""
         self.signoffs = {}
@@ -423,8 +521,13 @@ class ReviewSession:
             s = SignOff.from_dict(v)
             if s is not None and isinstance(k, str):
                 self.signoffs[k] = s
+            else:
+                problems.append(f"the sign-off of case {k!r}")
         legacy = SignOff.from_dict(extra.get("sign_off"))  # a session saved before cases: one case, ""
         if legacy is not None and not self.signoffs:
             self.signoffs[self.current] = legacy
         audit = extra.get("audit")
-        self.audit = [a for a in audit if isinstance(a, dict)][:1000] if isinstance(audit, list) else []
+        self.audit = [a for a in audit if isinstance(a, dict)] if isinstance(audit, list) else []
+        if isinstance(audit, list) and len(self.audit) < len(audit):
+            problems.append(f"{len(audit) - len(self.audit)} audit events")
+        return problems

@@ -13,12 +13,13 @@ from typing import Iterable
 
 from hv_desktop.core.result import Result
 
-ResultKey = tuple[str, str | None, str | None]
+ResultKey = tuple[str, str, str | None, str | None]
 
 
-def result_key(r: Result) -> ResultKey:
-    """Same path, same bytes (and the same failure): the same file."""
-    return str(r.path), r.sha256, r.error
+def result_key(r: Result, case: str | None = None) -> ResultKey:
+    """Same case, same path, same bytes (and the same failure): the same cell. The same images opened again as a
+    new case are that case's cells too (issue 30: a new case of them was left empty)."""
+    return r.case if case is None else case, str(r.path), r.sha256, r.error
 
 
 def case_name(paths: list[Path]) -> str:
@@ -27,7 +28,7 @@ def case_name(paths: list[Path]) -> str:
 
 
 class RunQueue:
-    """Pending runs, the counters of the current one and the keys of the files already in the session."""
+    """Pending runs, the counters of the current one and the keys of the cells already in the session."""
 
     def __init__(self) -> None:
         self.pending: list[list[Path]] = []
@@ -38,17 +39,18 @@ class RunQueue:
         self.total = 0
         self.done = 0
         self.skipped = 0
+        self.note = ""  # said with the run's end, e.g. where its images went
 
     # --- the run in hand
-    def begin(self, case: str) -> None:
-        self.case = case
+    def begin(self, case: str, note: str = "") -> None:
+        self.case, self.note = case, note
         self.started, self.total, self.done, self.skipped = time.monotonic(), 0, 0, 0
 
     def fresh(self, batch: list[Result]) -> list[Result]:
         """Count ``batch`` as done; the results not already in the session, each put in the run's case (the
         files seen before are counted as skipped)."""
         self.done += len(batch)
-        fresh = [r for r in batch if result_key(r) not in self.seen]
+        fresh = [r for r in batch if result_key(r, self.case) not in self.seen]
         for r in fresh:
             r.case = self.case
         self.remember(fresh)
@@ -73,7 +75,7 @@ class RunQueue:
         msg = f"Cancelled after {self.done} of {self.total} files" if cancelled else f"Classified {self.done} files"
         if self.skipped:
             msg += f" ({self.skipped} already in this session, kept with their reviews)"
-        return msg
+        return f"{msg} · {self.note}" if self.note else msg
 
     def next_run(self, cancelled: bool) -> list[Path] | None:
         """The queued paths to run next, or None (a cancel drops the queue)."""

@@ -94,6 +94,10 @@ def load_session(path: str | os.PathLike) -> tuple[list[Result], dict]:
     extra = data.get("extra")
     header["extra"] = extra if isinstance(extra, dict) else {}  # its readers type-check what they take
     header["skipped"] = skipped
+    name, version = (str(data.get(k)) if isinstance(data.get(k), str) else "" for k in ("model_name", "model_version"))
+    for r in results:  # saved before results named their model: the one the session was saved with made them
+        if r.ok and not r.model_name:
+            r.model_name, r.model_version = name, version
     return results, header
 
 

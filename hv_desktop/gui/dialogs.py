@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from hv_desktop import __version__
 from hv_desktop.core.metadata import ModelMetadata
 from hv_desktop.core.model import INTENDED_USE
+from hv_desktop.core.report import ReportInfo
 from hv_desktop.core.review import EXTRA_CLASSES, ReviewClass, format_extra_classes
 
 OK_CANCEL = QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -60,6 +61,21 @@ def ask_case_details(
     dlg.case_id.setText(case_id)
     dlg.heatmaps.setVisible(heatmaps)
     return dlg if dlg.exec() == QDialog.DialogCode.Accepted else None
+
+
+def ask_report_details(parent: QWidget | None, case: ReportInfo, signed: bool) -> tuple[ReportInfo, bool] | None:
+    """The report dialog: the case's ID shown, not typed (a report is of its case); operator and note editable
+    only while the case is not signed off. (details, heatmaps) or None when cancelled."""
+    dlg = ReportDialog(parent, operator=case.operator)
+    dlg.case_id.setText(case.case_id)
+    dlg.case_id.setReadOnly(True)
+    dlg.case_id.setToolTip("The report is of the case shown in the Case box; choose another case there")
+    dlg.note.setPlainText(case.note)
+    if signed:
+        dlg.operator.setReadOnly(True)
+        dlg.note.setReadOnly(True)
+        dlg.setWindowTitle("Export report (signed-off case: details as signed)")
+    return (ReportInfo("", dlg.note.toPlainText(), dlg.operator.text()), dlg.heatmaps.isChecked()) if dlg.exec() else None
 
 
 class SignOffDialog(QDialog):

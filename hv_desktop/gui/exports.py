@@ -91,23 +91,6 @@ class Exports:
         w.statusBar().showMessage(f"Exported {len(w.case_results())} rows to {path}", 8000)
         return True
 
-    def _write_pdf(self, path: Path, model: Model, info: ReportInfo, heatmaps: bool) -> int:
-        from hv_desktop.gui.report import write_pdf
-
-        w = self.w
-        return write_pdf(
-            path,
-            w.case_results(),
-            list(model.labels),
-            model.info.name,
-            model.info.version,
-            info,
-            model,
-            heatmaps,
-            signed=w.signed,
-            extras=w.extra_classes(),
-        )
-
     def _ask_info(self, title: str, case_id: str = "", heatmaps: bool = True) -> tuple[ReportInfo, bool] | None:
         from hv_desktop.gui.report import ReportInfo
 
@@ -117,23 +100,40 @@ class Exports:
         return ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text()), dlg.heatmaps.isChecked()
 
     def export_report(self, path: Path | None = None, info: ReportInfo | None = None) -> bool:
-        w = self.w
-        if not w.case_results() or w.model is None:
+        """The current case's PDF report. Its ID, operator and sign-off are the case's (core.report.case_report_info):
+        the dialog shows the ID, and edits operator and note only while the case is not signed off (the edit goes
+        into the case, so report and case agree). ``info`` (scripts, tests) stands for the dialog's answers."""
+        from hv_desktop.core.report import case_report_info
+
+        w, review = self.w, self.w.review
+        if not w.case_results() or w.model is None or review.current not in review.cases:
             QMessageBox.information(w, "Nothing to report", "Classify some images first.")
             return False
+        current, _ = case_report_info(review, review.current)
         heatmaps = False
         if info is None:
-            answer = self._ask_info("Export report")
-            if answer is None:
+            dlg = dialogs.ask_report_details(w, current, w.signed is not None)
+            if dlg is None:
                 return False
-            info, heatmaps = answer
-            w.settings.setValue("operator", info.operator)
-        path = self.save_target(path, "Export report", f"hematovision-{info.case_id or 'report'}.pdf", "PDF files (*.pdf)")
+            info, heatmaps = dlg
+        if info.case_id and info.case_id != review.current:
+            w.statusBar().showMessage(f"A report is of its own case: this one is {review.current}, not {info.case_id}", 10000)
+            return False
+        if w.signed is None and (info.operator, info.note) != (current.operator, current.note):
+            try:
+                review.set_case_details(info.operator or current.operator, info.note)
+            except ValueError as exc:
+                QMessageBox.warning(w, "Report not written", str(exc).capitalize() + ".")
+                return False
+            if info.operator:
+                w.settings.setValue("operator", info.operator)
+            w.autosave()
+        path = self.save_target(path, "Export report", f"hematovision-{review.current}.pdf", "PDF files (*.pdf)")
         if path is None:
             return False
         model, target = w.model, path
         pages = self._busy(
-            lambda: self._write_pdf(target, model, self.case_info(info), heatmaps),
+            lambda: self._write_pdf(target, model, heatmaps),
             "Report not written",
             lambda exc: f"Could not write {target}:\n{exc}",
         )
@@ -142,8 +142,17 @@ class Exports:
         w.statusBar().showMessage(f"Report written: {path} ({pages} pages)", 8000)
         return True
 
+    def _write_pdf(self, path: Path, model: Model, heatmaps: bool) -> int:
+        """The current case's report (identity from the case, never from a dialog) written to ``path``."""
+        from hv_desktop.core.report import build_case_report
+        from hv_desktop.gui.report import render_pdf
+
+        w = self.w
+        report = build_case_report(w.review, w.review.current, list(model.labels), model, heatmaps, w.extra_classes())
+        return render_pdf(report, path)
+
     def case_info(self, info: ReportInfo) -> ReportInfo:
-        """Report details for the current case: its ID, operator and note unless the dialog gave others."""
+        """Details for the current case: its ID, operator and note unless the dialog gave others."""
         from hv_desktop.gui.report import ReportInfo
 
         c = self.w.review.cases.get(self.w.review.current)
@@ -209,14 +218,14 @@ class Exports:
 
         w = self.w
         case = {
-            "case_id": info.case_id,
+            "case_id": w.review.current or info.case_id,  # the case's own ID, as on its report
             "operator": info.operator,
             "note": info.note,
             "signed_off": w.signed.as_dict() if w.signed else None,
         }
         with tempfile.TemporaryDirectory() as tmp:
             pdf = Path(tmp) / "report.pdf"
-            self._write_pdf(pdf, model, info, False)
+            self._write_pdf(pdf, model, False)
             write_package(
                 path,
                 w.case_results(),

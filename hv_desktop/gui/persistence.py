@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QObject, QTimer, Signal
 
-from hv_desktop.core.autosave import Autosaver, Snapshot, read_session, rebuild_thumbnails, set_aside
+from hv_desktop.core.autosave import Autosaver, Snapshot, keep_copy, read_session, rebuild_thumbnails, set_aside
 from hv_desktop.core.result import Result
+from PySide6.QtWidgets import QMessageBox
+
 from hv_desktop.gui.dialogs import confirm
 from hv_desktop.gui.worker import THUMBNAIL_SIDE
 
@@ -77,7 +79,18 @@ class Persistence(QObject):
             self.restored.emit(0)
             return
         restored, header = payload
-        w.review.load_extra(header.get("extra"))
+        problems = w.review.load_extra(header.get("extra"))
+        if header.get("skipped"):
+            problems.append(f"{header['skipped']} cells")
+        if problems:  # restored in part: the whole file is kept aside and the user told, never silently dropped
+            kept = keep_copy(self.saver.path)
+            log.warning("autosave restored in part (%s unreadable); the whole file kept as %s", ", ".join(problems), kept)
+            QMessageBox.warning(
+                w,
+                "Previous session restored in part",
+                f"Some of the previous session could not be read back: {', '.join(problems)}.\n\n"
+                + (f"The whole file, as it was, is kept as:\n{kept}" if kept else "A copy of it could not be kept."),
+            )
         w.exports.restore((header.get("extra") or {}).get("consultation"))
         fresh = w.runner.queue.unseen(restored)
         if fresh:
@@ -150,9 +163,11 @@ class Persistence(QObject):
 
     def default_preview_split(self) -> None:
         """The cell is what a reviewer judges: by default the picture's pane takes all the height the panel
-        below can spare (the differential scrolls instead). A saved split is kept."""
+        below can spare, which is the whole differential (every class and total always show; the flagged and
+        failed rows too while the picture keeps a third of the height). A saved split is kept."""
         split = self.w.preview_split
         total = sum(split.sizes())
         below = split.widget(1)
-        bottom = below.minimumSizeHint().height() if below is not None else 0
+        table = self.w.diff_table
+        bottom = below.minimumSizeHint().height() + table.maximumHeight() - table.minimumHeight() if below is not None else 0
         split.setSizes([max(total - bottom, total // 3), min(bottom, total - total // 3)])

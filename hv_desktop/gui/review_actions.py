@@ -37,7 +37,11 @@ class ReviewActions:
             if dlg is None:
                 return None
             name, operator, note = dlg.case_id.text(), dlg.operator.text(), dlg.note.toPlainText()
-        cid = self.w.review.new_case(name, operator, note)
+        try:
+            cid = self.w.review.new_case(name, operator, note)
+        except ValueError as exc:  # over a limit: said now, not dropped on the next start
+            QMessageBox.warning(self.w, "No new case", str(exc).capitalize() + ".")
+            return None
         self.w.refresh_cases()
         return cid
 

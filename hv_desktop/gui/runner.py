@@ -52,18 +52,9 @@ class Runner(QObject):
     def classify(self, paths: list[Path]) -> None:
         """Queue paths; the run starts now or when the current one ends."""
         w = self.w
-        if w.signed is not None and not self.queue.reclassifying:
-            QMessageBox.information(
-                w,
-                "Case signed off",
-                "This case is signed off. Start a new session (File ▸ New Session) for new images, or unlock the case first.",
-            )
-            return
         if w.model is None:
             QMessageBox.warning(w, "No model", "Load a model first (File ▸ Load Model…).")
             return
-        if not self.queue.reclassifying and not w.review.current:
-            w.new_case(case_name(paths), ask=False)  # the first images open a case named after them
         for p in paths:
             if p.is_dir():
                 w.remember_recent(p)
@@ -73,8 +64,34 @@ class Runner(QObject):
             return
         self.start(paths, w.model)
 
+    def _case_for(self, paths: list[Path]) -> tuple[str, str] | None:
+        """The case a run of new images adds to, decided when it starts: the current one, or a new case when that
+        is signed off (or there is none). Said in the status line: a camera's images are never turned away and
+        never get a modal box each (issue 30)."""
+        w = self.w
+        before = w.review.current
+        try:
+            cid, opened = w.review.case_for_new_images(case_name(paths))
+        except ValueError as exc:  # the session holds as many cases as it may
+            w.statusBar().showMessage(f"Not classified: {exc}", 15000)
+            return None
+        note = ""
+        if opened:
+            w.refresh_cases()
+            if before in w.review.signoffs:
+                note = f"case {before} is signed off: the new images went to a new case, {cid}"
+                w.statusBar().showMessage(note[0].upper() + note[1:], 15000)
+        return cid, note
+
     def start(self, paths: list[Path], model: Model) -> None:
-        self.queue.begin(self.w.review.current)
+        case, note = self.w.review.current, ""
+        if not self.queue.reclassifying:
+            chosen = self._case_for(paths)
+            if chosen is None:
+                self.w.runFinished.emit()
+                return
+            case, note = chosen
+        self.queue.begin(case, note)
         self.job = ClassifyJob(model, paths, self)
         self.job.worker.total.connect(self._on_total)
         self.job.worker.results.connect(self._on_results)
@@ -95,9 +112,14 @@ class Runner(QObject):
         w = self.w
         if self.queue.reclassifying:
             self.queue.done += len(batch)
-            w.results.replace_same_files(batch)
+            w.results.rows_changed(w.review.apply_reclassified(batch))
         else:
-            w.results.append(self.queue.fresh(batch))  # the same file opened again keeps its row and review
+            if self.queue.case in w.review.signoffs or self.queue.case not in w.review.cases:
+                # signed off (or gone) while this run was adding to it: the rest goes to a case of its own
+                self.queue.case, self.queue.note = self._case_for([r.path for r in batch]) or ("", "")
+            kept = [r for r in batch if self.watched.settled(r)]  # a camera file caught mid-write waits
+            self.queue.done += len(batch) - len(kept)
+            w.results.append(self.queue.fresh(kept))  # the same file opened again keeps its row and review
             w.results_pane.select_first_if_none()
             w.results_pane.empty_hint.hide()
         self.progress.setValue(self.queue.done)
@@ -138,12 +160,20 @@ class Runner(QObject):
             self.progress_label.setText("Cancelling…")
 
     def reclassify(self) -> None:
-        """Run every classified file through the current model again, in the background; reviews are kept."""
-        paths = [r.path for r in self.w.results.results if r.ok]
-        if not paths or self.w.model is None or self.job is not None:
+        """Run every classified file outside a signed-off case through the current model again, in the
+        background; reviews are kept, and signed-off cases keep the results they were signed with."""
+        w = self.w
+        unlocked = w.review.unlocked_indices()
+        kept = sum(1 for r in w.results.results if r.ok) - sum(1 for i in unlocked if w.results.results[i].ok)
+        paths = list(dict.fromkeys(w.results.results[i].path for i in unlocked if w.results.results[i].ok))
+        if kept:
+            w.statusBar().showMessage(
+                f"{kept} cells of signed-off cases keep the results of the model they were signed with", 10000
+            )
+        if not paths or w.model is None or self.job is not None:
             return
         self.queue.reclassifying = True
-        self.start(paths, self.w.model)
+        self.start(paths, w.model)
 
     def stop(self) -> None:
         """On close: the run is cancelled and waited for."""

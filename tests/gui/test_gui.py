@@ -275,10 +275,12 @@ def test_report_from_gui(qtbot, window, tmp_path):
     from hv_desktop.gui.report import ReportInfo
 
     folder = _images(tmp_path / "rep", 5)
+    window.new_case("S-77", ask=False)
     _run(qtbot, window, lambda: window.classify([folder]))
     out = tmp_path / "case.pdf"
-    assert window.export_report(out, ReportInfo("S-77", "", "tech"))
+    assert window.export_report(out, ReportInfo("", "", "tech"))
     assert "S-77" in PdfReader(str(out)).pages[0].extract_text()
+    assert window.review.cases["S-77"].operator == "tech"  # the report's operator is the case's
 
 
 def test_accept_unflagged_leaves_flagged_cells(qtbot, window, tmp_path):
@@ -581,7 +583,7 @@ def test_sign_off_blocked_then_overridden_locked_unlocked_and_restored(qtbot, tm
     assert all(r["signed_off_by"] == "A. Tech" and r["signed_off_at"] for r in rows)
     from hv_desktop.gui.report import ReportInfo
 
-    assert w.export_report(tmp_path / "case.pdf", ReportInfo("C-1"))
+    assert w.export_report(tmp_path / "case.pdf", ReportInfo())
     import unicodedata
 
     text = unicodedata.normalize("NFKC", " ".join(p.extract_text() for p in PdfReader(str(tmp_path / "case.pdf")).pages))

@@ -57,9 +57,18 @@ def test_per_result_encoding_writes_exactly_what_one_dumps_call_would():
 
 def test_session_round_trips(tmp_path):
     rs = _results()
+    rs[0].model_name, rs[0].model_version = "Site model", "1.2.0+site"
     save_session(tmp_path / "s.json", rs, "M", "1.2.0")
     back, header = load_session(tmp_path / "s.json")
     assert back == rs and header["model_version"] == "1.2.0"
+
+
+def test_results_saved_before_they_named_their_model_take_the_sessions(tmp_path):
+    rs = _results()
+    save_session(tmp_path / "s.json", rs, "M", "1.2.0")
+    back, _ = load_session(tmp_path / "s.json")
+    assert (back[0].model_name, back[0].model_version) == ("M", "1.2.0")
+    assert back[1].model_name == ""  # a failed file was classified by no model
 
 
 def test_result_text_is_cached_until_the_reviewer_changes_it():
