@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QObject, QTimer, Signal
+from PySide6.QtCore import QByteArray, QObject, Qt, QTimer, Signal
 
 from hv_desktop.core.autosave import Autosaver, Snapshot, keep_copy, read_session, rebuild_thumbnails, set_aside
 from hv_desktop.core.result import Result
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("hematovision")
 
 #: QSettings keys of what the window remembers about its own layout
+#: restored rows added to the table per event-loop turn
+RESTORE_CHUNK = 500
+
 LAYOUT_KEYS = {"geometry": "layout/geometry", "main": "layout/main_split", "preview": "layout/preview_split"}
 
 
@@ -31,12 +34,13 @@ class Persistence(QObject):
     again = Signal()
     loaded = Signal(object, str)  # ((results, header) or None, error message)
     restored = Signal(int)
-    thumbnailsReady = Signal()
+    thumbnailsReady = Signal(int, int)  # source rows whose thumbnails were just made
 
     def __init__(self, w: MainWindow, path: Path | None) -> None:
         super().__init__(w)
         self.w = w
         self.closing = False
+        self._thumbs: list[Result] = []  # the restored cells whose thumbnails are being made
         self.saver = Autosaver(path, self._snapshot, self.failed.emit, self.again.emit)
         self.failed.connect(lambda msg: w.statusBar().showMessage(f"Autosave failed: {msg}", 8000))
         self.again.connect(lambda: None if self.closing else self.save())
@@ -70,8 +74,8 @@ class Persistence(QObject):
 
     def _loaded(self, payload: tuple[list[Result], dict] | None, error: str) -> None:
         w = self.w
-        self.saver.restoring = False
         if payload is None:
+            self.saver.restoring = False
             kept = set_aside(self.saver.path)
             log.warning("autosave not restored: %s; kept as %s", error, kept)
             where = f"; it was kept as {kept}" if kept else ""
@@ -93,19 +97,32 @@ class Persistence(QObject):
             )
         w.exports.restore((header.get("extra") or {}).get("consultation"))
         fresh = w.runner.queue.unseen(restored)
+        w.runner.queue.remember(fresh)
+        w.refresh_cases()
+        self._add_rows(fresh, 0, header)
+
+    def _add_rows(self, fresh: list[Result], start: int, header: dict) -> None:
+        """Restored rows go into the table a chunk per event-loop turn: 10,000 rows at once froze the window for
+        seconds while both views filtered and sorted them (issue 30). Autosave waits until the last chunk is in."""
+        w = self.w
+        w.results.append(fresh[start : start + RESTORE_CHUNK])
+        start += RESTORE_CHUNK
+        if start < len(fresh):
+            w.statusBar().showMessage(f"Restoring the previous session: {start:,} of {len(fresh):,} cells…")
+            QTimer.singleShot(0, lambda: self._add_rows(fresh, start, header))
+            return
+        self.saver.restoring = False
         if fresh:
-            self._add_restored(fresh, header)
+            self._restored_rows(fresh, header)
         else:
             w.statusBar().clearMessage()
-        w.refresh_cases()
         if self.saver.pending:
             self.save()
         self.restored.emit(len(fresh))
 
-    def _add_restored(self, fresh: list[Result], header: dict) -> None:
+    def _restored_rows(self, fresh: list[Result], header: dict) -> None:
         w = self.w
-        w.results.append(fresh)
-        w.runner.queue.remember(fresh)
+        self._thumbs = fresh
         # thumbnails are not saved with the session: rebuild them in the background
         threading.Thread(
             target=rebuild_thumbnails, args=(list(fresh), THUMBNAIL_SIDE, self.thumbnailsReady.emit), daemon=True
@@ -119,9 +136,14 @@ class Persistence(QObject):
         w.update_differential()
         w.update_actions()
 
-    def _repaint(self) -> None:
+    def _repaint(self, first: int, last: int) -> None:
+        """The rows that just got a thumbnail (``first``..``last`` of the restored cells), and only their picture:
+        no re-sort, no re-filter."""
         results = self.w.results
-        results.dataChanged.emit(results.index(0, 0), results.index(results.rowCount() - 1, 0))
+        done = {id(r) for r in self._thumbs[first : last + 1]}
+        rows = [i for i, r in enumerate(results.results) if id(r) in done]
+        if rows:
+            results.dataChanged.emit(results.index(rows[0], 0), results.index(rows[-1], 0), [Qt.ItemDataRole.DecorationRole])
 
     def new_session(self) -> None:
         """Clear the results (asked first when some are reviewed) and save the empty session."""
