@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -28,6 +29,45 @@ INTENDED_USE = (
     "Decision support for trained laboratory staff: pre-classifies white blood cells for review. "
     "Not a diagnosis; every result must be confirmed by a qualified person."
 )
+
+
+#: What Microsoft calls the download that installs the DLLs onnxruntime (>= 1.21) needs on Windows.
+VC_REDIST = "Microsoft Visual C++ Redistributable for Visual Studio 2015-2022 (x64)"
+
+
+class RuntimeMissing(ModelError):
+    """onnxruntime itself cannot be loaded (not the model file's fault): nothing can be classified here."""
+
+
+def runtime_message(exc: ImportError) -> str:
+    """What a person can do about onnxruntime failing to import, in words. Why: on a Windows PC without a
+    current Visual C++ runtime its extension fails with "DLL load failed", which names no cause."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    if "DLL load failed" in text:
+        return (
+            "the ONNX runtime (onnxruntime) cannot start because Windows lacks a current Microsoft Visual C++ "
+            f'runtime. Install the "{VC_REDIST}" from Microsoft (vc_redist.x64.exe), then start HematoVision '
+            f"again. ({text})"
+        )
+    return f"the ONNX runtime (onnxruntime) cannot be loaded ({text}); reinstall HematoVision"
+
+
+def load_onnxruntime() -> ModuleType:
+    """The onnxruntime module, or a RuntimeMissing naming what to install (never a traceback)."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise RuntimeMissing(runtime_message(exc)) from None
+    return onnxruntime
+
+
+def runtime_problem() -> str | None:
+    """Why no model can run on this PC (None: onnxruntime loads); asked once at start-up by the window."""
+    try:
+        load_onnxruntime()
+    except RuntimeMissing as exc:
+        return str(exc)
+    return None
 
 
 def _not_a_model(name: str, reason: str) -> ModelError:
@@ -102,8 +142,7 @@ class Model:
     """An onnxruntime session plus the metadata that says how to feed it."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+        ort = load_onnxruntime()
         _telemetry_off(ort)
         self.path = Path(path)
         odd = not_regular_reason(self.path)

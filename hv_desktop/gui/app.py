@@ -206,6 +206,13 @@ def run_gui(paths: list[str] | None = None, model_path: Path | None = None, scre
 
         app.setWindowIcon(QIcon(str(icon)))
     app.setOrganizationName("HematoVision")
+    from hv_desktop.core.model import runtime_problem
+
+    missing = runtime_problem()  # e.g. a Windows PC without a current Visual C++ runtime: say what to install
+    if missing:
+        print(f"hematovision: {missing}", file=sys.stderr)
+        QMessageBox.critical(None, "HematoVision cannot start", missing[0].upper() + missing[1:])
+        return 1
     folder = data_dir()
     log_path = setup_logging(folder)
     install_excepthook(log_path)

@@ -9,16 +9,17 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from hv_desktop.core.differential_view import DifferentialView
+from hv_desktop.core.differential_view import UNREVIEWED_NOTE, DifferentialView
 from hv_desktop.core.review import SignOff
 
-ROW_HEIGHT = 24
+ROW_HEIGHT = 22  # a line of text and its padding: the whole differential fits under the picture at 1366 x 768
 
 
 class DifferentialPane(QWidget):
@@ -42,7 +43,10 @@ class DifferentialPane(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
         head.addWidget(QLabel("<b>Differential</b>"))
-        head.addStretch(1)
+        self.note = QLabel("")  # beside the heading: says how unreviewed cells are counted, at no cost in height
+        self.note.setStyleSheet("color: #555;")
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        head.addWidget(self.note, 1)
         head.addWidget(self.diff_mode)
         lay.addLayout(head)
         lay.addWidget(self.diff_table, 1)
@@ -55,19 +59,33 @@ class DifferentialPane(QWidget):
 
     def show_view(self, view: DifferentialView) -> None:
         table = self.diff_table
+        if table.columnCount() != len(view.columns):
+            table.setColumnCount(len(view.columns))
+            table.setHorizontalHeaderLabels(list(view.columns))
+            unreviewed = table.horizontalHeaderItem(2)
+            if unreviewed is not None:
+                unreviewed.setToolTip(UNREVIEWED_NOTE)
+            table.setToolTip(UNREVIEWED_NOTE if len(view.columns) > 2 else "")
         table.setRowCount(len(view.rows))
         table.setVerticalHeaderLabels([r[0] for r in view.rows])
-        for i, (_, n, pct) in enumerate(view.rows):
-            for j, text in enumerate((n, pct)):
+        for i, row in enumerate(view.rows):
+            for j, text in enumerate(row[1:]):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 table.setItem(i, j, item)
-        header = table.horizontalHeader().height()
-        full = header + ROW_HEIGHT * len(view.rows) + 4
-        # Every row shows by default; dragging the preview's splitter down lets the table scroll instead.
-        table.setMaximumHeight(full)
-        table.setMinimumHeight(min(full, header + ROW_HEIGHT * 3 + 4))
+        # Every class, the total and the per-100 types always show (the table never shrinks below them); the
+        # flagged and failed rows show too unless the preview's splitter is dragged down over them.
+        table.setMaximumHeight(self.table_height(len(view.rows)))
+        table.setMinimumHeight(self.table_height(view.essential or len(view.rows)))
         self.review_progress.setText(view.progress)
+        self.note.setText(view.note)
+        self.note.setToolTip(UNREVIEWED_NOTE if view.note else "")
+
+    def table_height(self, rows: int) -> int:
+        """The table's height showing ``rows`` rows whole, without a scroll bar."""
+        table = self.diff_table
+        header = max(table.horizontalHeader().sizeHint().height(), table.horizontalHeader().height())
+        return header + ROW_HEIGHT * rows + 2 * table.frameWidth()
 
     def show_signed(self, s: SignOff | None) -> None:
         self.sign_label.setText(f"✔ Signed off by {s.operator}, {s.at.replace('T', ' ')}" if s else "")

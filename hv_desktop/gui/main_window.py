@@ -50,12 +50,14 @@ if TYPE_CHECKING:
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.gif *.webp);;All files (*)"
 
 
-def default_window_size() -> QSize:
-    """1280 x 800, or up to 1600 x 1000 on a larger screen: the extra height goes to the cell picture."""
-    screen = QApplication.primaryScreen()
-    if screen is None:
-        return QSize(1280, 800)
-    avail = screen.availableGeometry()
+def default_window_size(avail: QSize | None = None) -> QSize:
+    """1280 x 800, or up to 1600 x 1000 on a larger screen: the extra height goes to the cell picture. ``avail``:
+    the screen's available size (default: the primary screen's)."""
+    if avail is None:
+        screen = QApplication.primaryScreen()
+        if screen is None:
+            return QSize(1280, 800)
+        avail = screen.availableGeometry().size()
     return QSize(
         min(1600, max(1280, int(avail.width() * 0.9)), avail.width()),
         min(1000, max(800, int(avail.height() * 0.9)), avail.height()),
@@ -106,6 +108,8 @@ class MainWindow(QMainWindow):
         self.results_pane.review_keys = lambda: key_map(self.model.labels, self.extra_classes()) if self.model else None
         self.results_pane.currentChanged.connect(self.show_preview)
         self.results_pane.caseChosen.connect(self.reviewing.case_chosen)
+        self.runFinished.connect(self.results_pane.focus_review)  # review keys work right after a run
+        self.persistence.restored.connect(lambda n: self.results_pane.focus_review() if n else None)  # and a restore
         self.results_pane.reviewKey.connect(self.assign_current)
         self.results_pane.confirmKey.connect(self.reviewing.confirm_current)
         self.preview_pane = PreviewPane(self.settings, self)

@@ -19,14 +19,18 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractSpinBox,
+    QApplication,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QListView,
+    QPlainTextEdit,
     QTableView,
     QTabWidget,
+    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -48,6 +52,8 @@ from hv_desktop.gui.results_model import (
 EMPTY_HINT = "Drop images or folders here, or use File ▸ Open Images… (Ctrl+O) and File ▸ Open Folder… (Ctrl+Shift+O)."
 SELECT_ROW = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
 NO_SHORTCUT = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier
+#: widgets a person types into: a finished run never takes the focus from them
+TYPING = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
 
 
 class ResultsPane(QWidget):
@@ -193,6 +199,18 @@ class ResultsPane(QWidget):
         self.tabs.setCurrentWidget(self.table)
         self.table.selectRow(row)
 
+    def focus_review(self) -> None:
+        """Put the keyboard where review keys work, on a selected cell: after a run and after a case is chosen
+        the focus was left in the Case box and the first key did nothing (issue 30). Text being typed (the name
+        filter) keeps the focus."""
+        focused = QApplication.focusWidget()
+        if isinstance(focused, TYPING) and focused.window() is self.window():
+            return
+        view = self.view()
+        if not view.currentIndex().isValid() and view.model().rowCount():
+            view.selectionModel().setCurrentIndex(view.model().index(0, 0), SELECT_ROW)
+        view.setFocus(Qt.FocusReason.OtherFocusReason)
+
     def select_first_if_none(self) -> None:
         if self.table.currentIndex().row() < 0 and self.proxy.rowCount():
             self.table.selectRow(0)
@@ -228,6 +246,7 @@ class ResultsPane(QWidget):
         cid = self.case_combo.currentData()
         if cid:
             self.caseChosen.emit(cid)
+            self.focus_review()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.KeyPress and obj in (self.table, self.gallery) and isinstance(event, QKeyEvent):

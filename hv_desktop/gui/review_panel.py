@@ -22,6 +22,9 @@ from hv_desktop.core.result import Result
 from hv_desktop.core.review import ReviewClass, review_classes
 
 
+PROB_COLUMNS = 2
+
+
 class ReviewPanel(QWidget):
     assign = Signal(str)  # a review class's name
 
@@ -45,12 +48,14 @@ class ReviewPanel(QWidget):
         self._clear()
         self._keys = {c.name: c.key for c in review_classes(labels, [])}
         for i, lab in enumerate(labels):
-            self.prob_grid.addWidget(QLabel(lab.capitalize()), i, 0)
+            # two classes a line: the height saved lets the whole differential show below (issue 30)
+            row, col = divmod(i, PROB_COLUMNS)
+            self.prob_grid.addWidget(QLabel(lab.capitalize()), row, 2 * col)
             bar = QProgressBar()
             bar.setRange(0, 1000)
             bar.setFormat("%p %")
             bar.setTextVisible(True)
-            self.prob_grid.addWidget(bar, i, 1)
+            self.prob_grid.addWidget(bar, row, 2 * col + 1)
             self.prob_bars[lab] = bar
             key = self._keys[lab]
             b = QPushButton(f"{lab.capitalize()} ({key})")
@@ -92,6 +97,7 @@ class ReviewPanel(QWidget):
     def show_result(self, r: Result) -> None:
         for lab, bar in self.prob_bars.items():
             bar.setValue(int(round(r.probabilities.get(lab, 0.0) * 1000)))
+            bar.update()  # Qt skips the repaint of a change under 1 %: a first "0 %" would never be drawn
         for lab, b in self.review_buttons.items():
             b.setEnabled(r.ok)
             b.setStyleSheet("font-weight: bold;" if r.reviewer_label == lab else "")
