@@ -21,11 +21,25 @@ from hv_desktop import __version__
 from hv_desktop.core.export import Tally
 from hv_desktop.core.model import Model, ModelError, bundled_model_path
 from hv_desktop.core.outputs import output_problem
+from hv_desktop.core.paths import display_name
 
 EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_NO_IMAGES, EXIT_CANCELLED = 0, 2, 3, 4, 5, 130
 #: The commands a mistyped first word is matched against; any other first word is a PATH for the desktop app.
 COMMANDS = ("classify", "watch", "adapt", "calibrate")
 OPEN = "open"
+
+
+def say(text: str, err: bool = True) -> None:
+    """One line for people, on stderr (``err``) or stdout: a file name that is not valid text (held as lone
+    surrogates) is shown by :func:`display_name`'s rule, never a UnicodeEncodeError under a strict locale."""
+    print(display_name(text), file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def _lenient_streams() -> None:
+    """A console that cannot show a character (a legacy code page) gets a replacement, not a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
 
 
 class _Progress:
@@ -64,9 +78,9 @@ class CliError(Exception):
         self.code, self.message, self.technical = code, message, technical
 
     def report(self) -> int:
-        print(f"hematovision: {self.message}", file=sys.stderr)
+        say(f"hematovision: {self.message}")
         if self.technical:
-            print(f"  technical reason: {self.technical}", file=sys.stderr)
+            say(f"  technical reason: {self.technical}")
         return self.code
 
 
@@ -182,11 +196,11 @@ def _classify_into_csv(args: argparse.Namespace, model: Model, total: int) -> _B
                         heat = str(written or "")
                     out.write(result, [heat] if extra else None)
                     run.tally.add(result)
-                    if args.report:
+                    if args.report or args.case:
                         run.kept.append(result)
             except KeyboardInterrupt:
                 run.cancel.set()
-                print(f"\nhematovision: cancelled; {out.rows} rows written to {args.csv}", file=sys.stderr)
+                say(f"\nhematovision: cancelled; {out.rows} rows written to {args.csv}")
     except OSError as exc:
         raise _output_error(str(args.csv), exc) from None
     return run
@@ -205,21 +219,30 @@ def cmd_classify(args: argparse.Namespace) -> int:
             atomic_write_text(args.summary, summary_csv(diff))
         except OSError as exc:
             raise _output_error(str(args.summary), exc) from None
+    if args.case:
+        from hv_desktop.cli_cases import CaseCommandError, add_to_case
+
+        try:
+            done = add_to_case(args.case, run.kept, args.operator or "", args.note or "")
+        except CaseCommandError as exc:
+            raise CliError(EXIT_OUTPUT, f"{exc} (the CSV is written)") from None
+        if not args.quiet:
+            say(done)
     if args.report:
         try:
             pages = _write_report(args, run.kept, model)
         except Exception as exc:  # Qt missing or the file cannot be written: say so, keep the CSV
             raise CliError(EXIT_OUTPUT, f"could not write the report {args.report}: {exc}") from None
         if not args.quiet:
-            print(f"report: {args.report} ({pages} pages)", file=sys.stderr)
+            say(f"report: {args.report} ({pages} pages)")
     if run.heat_failures:
         print(f"hematovision: {run.heat_failures} heatmaps could not be written", file=sys.stderr)
     if not args.quiet:
         print(summary_text(diff), file=sys.stderr)
-        print(f"{diff.total} files in {time.monotonic() - t0:.1f} s -> {args.csv}", file=sys.stderr)
+        say(f"{diff.total} files in {time.monotonic() - t0:.1f} s -> {args.csv}")
         hint = None if run.cancel.is_set() else _lab_hint(model, args.model, run.tally.classified, run.tally.flagged)
         if hint:
-            print(hint, file=sys.stderr)
+            say(hint)
     return EXIT_CANCELLED if run.cancel.is_set() else EXIT_OK
 
 
@@ -252,21 +275,23 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     def show(r) -> None:
         text = f"{r.label} {r.confidence * 100:.1f} %{' NEEDS REVIEW' if r.needs_review else ''}" if r.ok else f"ERROR {r.error}"
-        print(f"{r.path.name}\t{text}", flush=True)
+        say(f"{r.path.name}\t{text}", err=False)
 
     try:
         watcher = FolderWatcher(args.folder, model, args.csv, interval=args.interval, on_result=show)
     except (ValueError, OSError) as exc:
         raise CliError(EXIT_OUTPUT, str(exc)) from None
+    if watcher.damaged:
+        say(f"note: {watcher.damaged} incomplete rows in {args.csv} are kept as they are (their images are not classified again)")
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
-    print(f"watching {args.folder} -> {args.csv} (Ctrl+C stops)", file=sys.stderr)
+    say(f"watching {args.folder} -> {args.csv} (Ctrl+C stops)")
     try:
         watcher.run()
     except KeyboardInterrupt:
         watcher.stop()
     except OSError as exc:
         raise CliError(EXIT_OUTPUT, f"watch stopped: {exc.strerror or exc}") from None
-    print(f"stopped; {len(watcher.rows)} rows in {args.csv}", file=sys.stderr)
+    say(f"stopped; {len(watcher.rows)} rows in {args.csv}")
     return EXIT_OK
 
 
@@ -298,7 +323,7 @@ def _write_site_model(args: argparse.Namespace, inputs: list[Path], make) -> int
         raise CliError(EXIT_USAGE, "--out must not be the base model: the site model is a new file")
     t0 = time.monotonic()
     try:
-        progress = None if args.quiet else (lambda msg, _f: print(f"  {msg}", file=sys.stderr))
+        progress = None if args.quiet else (lambda msg, _f: say(f"  {msg}"))
         result = make(base, progress)
         result.save(out, base)
     except (AdaptError, ModelError) as exc:
@@ -306,10 +331,11 @@ def _write_site_model(args: argparse.Namespace, inputs: list[Path], make) -> int
     except OSError as exc:
         raise _output_error(str(out), exc) from None
     for line in result.summary_lines():
-        print(line)
-    print(
+        say(line, err=False)
+    say(
         f"site model for '{args.site_name}' written to {out} in {time.monotonic() - t0:.1f} s; "
-        f"use it with --model {out} or File > Load Model"
+        f"use it with --model {out} or File > Load Model",
+        err=False,
     )
     return EXIT_OK
 
@@ -346,7 +372,7 @@ def _write_report(args: argparse.Namespace, results: list, model: Model) -> int:
     from hv_desktop.core.report import ReportInfo, build_report
     from hv_desktop.gui.headless import render_report_pdf
 
-    info = ReportInfo(case_id=args.case_id or "", note=args.note or "", operator=args.operator or "")
+    info = ReportInfo(case_id=args.case_id or args.case or "", note=args.note or "", operator=args.operator or "")
     report = build_report(results, model.labels, model.info.name, model.info.version, info, model, args.report_heatmaps)
     return render_report_pdf(report, args.report)
 
@@ -367,7 +393,7 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         model = getattr(namespace, "model", None)
-        print(version_text(model))
+        say(version_text(model), err=False)
         parser.exit()
 
 
@@ -408,7 +434,12 @@ def _add_classify(sub) -> None:
     c.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS, help=MODEL_HELP)
     c.add_argument("--heatmaps", type=Path, metavar="DIR", help="write a class-activation heatmap PNG per image")
     c.add_argument("--report", type=Path, metavar="OUT.pdf", help="write a printable PDF report of the batch")
-    c.add_argument("--case-id", help="sample or case ID printed on the report")
+    c.add_argument(
+        "--case",
+        metavar="ID",
+        help="also add the cells to case ID in the case archive (opened when new; the app and 'report --case' find it)",
+    )
+    c.add_argument("--case-id", help="sample or case ID printed on the report (default: --case)")
     c.add_argument("--operator", help="operator name printed on the report")
     c.add_argument("--note", help="free text printed on the report")
     c.add_argument("--report-heatmaps", action="store_true", help="show heatmaps in the report's gallery")
@@ -446,6 +477,27 @@ def _add_adapt(sub) -> None:
     )
     ad.add_argument("csv", nargs="+", type=Path, metavar="LABELLED.csv")
     _site_model_options(ad)
+
+
+def _add_report(sub) -> None:
+    from hv_desktop.cli_cases import add_report_arguments
+
+    rp = _command(sub, "report", cmd_report, "write the PDF report of a case in the case archive")
+    add_report_arguments(rp)
+    rp.add_argument("--model", type=Path, dest="model", default=argparse.SUPPRESS, help=MODEL_HELP)
+    rp.set_defaults(threads=None)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hv_desktop.cli_cases import CaseCommandError
+    from hv_desktop.cli_cases import cmd_report as write_case_report
+
+    model = _outputs_and_model(args, [args.out])
+    try:
+        say(write_case_report(args, model))
+    except CaseCommandError as exc:
+        raise CliError(EXIT_OUTPUT if exc.output else EXIT_USAGE, str(exc)) from None
+    return 0
 
 
 def _add_calibrate(sub) -> None:
@@ -536,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--model", type=Path, help=MODEL_HELP)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", action=_Commands)
-    for add in (_add_classify, _add_watch, _add_adapt, _add_calibrate, _add_open):
+    for add in (_add_classify, _add_watch, _add_adapt, _add_calibrate, _add_report, _add_open):
         add(sub)
     return ap
 
@@ -545,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     from hv_desktop.core.runtime import configure_process
 
     configure_process()
+    _lenient_streams()
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
         return args.run(args)

@@ -30,6 +30,7 @@ from hv_desktop.core.adapt import AdaptError, SiteModel, check_site_name, read_i
 from hv_desktop.core.metadata import METADATA_KEY, ModelMetadata
 from hv_desktop.core.model import Model
 from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
+from hv_desktop.core.paths import display_name
 from hv_desktop.core.preprocess import MAX_CROP_FRACTION, ImageError, nucleus_radius
 from hv_desktop.core.scan import scan
 
@@ -68,7 +69,11 @@ class Calibration(SiteModel):
         lines = [
             f"cells appear x{self.scale:.2f} as large as in the model's training labs",
             f"images measured: {self.measured}"
-            + (f" ({len(self.skipped)} skipped, e.g. {self.skipped[0][0].name}: {self.skipped[0][1]})" if self.skipped else ""),
+            + (
+                f" ({len(self.skipped)} skipped, e.g. {display_name(self.skipped[0][0].name)}: {self.skipped[0][1]})"
+                if self.skipped
+                else ""
+            ),
             f"median nucleus radius: {self.radius_fraction:.3f} x the image's short side (spread {self.spread:.2f})",
             f"the site model's square: {crop:.3g} x the short side (the base model's: {self.base_fraction:.3g})",
         ]
@@ -107,13 +112,13 @@ def calibrate(
     skipped = [(item.path, item.error or "") for item in items if item.error is not None]
     files = [item.path for item in items if item.error is None]
     if not files:
-        first = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        first = f" ({display_name(skipped[0][0])}: {skipped[0][1]})" if skipped else ""
         raise AdaptError(f"no images found to measure{first}")
     chosen = files[:: max(1, math.ceil(len(files) / MAX_IMAGES))]  # evenly over the lab's images
     fractions, shas, unmeasured = _measure(chosen, skipped, say, cancel)
     if len(fractions) < MIN_IMAGES:
         read = f"{len(fractions) + unmeasured} image(s) read, {len(fractions)} with a stained nucleus to measure"
-        why = f"; {len(skipped)} skipped (e.g. {skipped[0][0].name}: {skipped[0][1]})" if skipped else ""
+        why = f"; {len(skipped)} skipped (e.g. {display_name(skipped[0][0].name)}: {skipped[0][1]})" if skipped else ""
         raise AdaptError(f"{read}{why}; at least {MIN_IMAGES} are needed")
     q1, median, q3 = (float(v) for v in np.percentile(fractions, [25, 50, 75]))
     fraction = base.info.preprocessing.crop_fraction

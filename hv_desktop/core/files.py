@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 
 class NotRegularFile(OSError):
@@ -49,6 +50,28 @@ def read_regular(path: str | os.PathLike, limit: int) -> bytes:
 
     Raises FileNotFoundError, PermissionError, IsADirectoryError, :class:`NotRegularFile` or other OSError.
     """
+    fd = _regular_fd(path)
+    try:
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """A regular file opened for reading in binary, never blocking (the errors of :func:`read_regular`); for a file
+    read in pieces, such as a consultation package, instead of whole into memory."""
+    return open(_regular_fd(path), "rb")
+
+
+def _regular_fd(path: str | os.PathLike) -> int:
+    """A blocking read descriptor of ``path``, opened without blocking and checked to be a regular file."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags)
@@ -66,16 +89,10 @@ def read_regular(path: str | os.PathLike, limit: int) -> bytes:
             raise NotRegularFile(errno.EINVAL, f"not a regular file ({kind_of(st.st_mode)})")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        chunks, left = [], limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def regular_path(path: str | os.PathLike) -> Path:

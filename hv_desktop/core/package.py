@@ -5,8 +5,12 @@ reviewed what), optionally ``report.pdf``, and ``MANIFEST.sha256`` (the sha256 o
 one is the risky direction: it comes from outside. :func:`read_package` refuses, with a plain message and
 before anything is written, a zip that is not one, path traversal (absolute names, ``..``, drive letters,
 backslashes, links), zip bombs (total or per-member size, compression ratio), huge entry counts, members not in
-the manifest or not matching their hash, and a case file that is malformed; members are written only below the
-destination folder the app chose.
+the manifest, and a case file that is malformed; members are written only below the destination folder the app
+chose, all or nothing (:mod:`hv_desktop.core.unpack`): an image that does not match its hash, or a disk that fills
+up, is found while it is written into a temporary folder, which is then removed.
+
+Every cell carries its cell ID (:attr:`Result.cell_id`) through the request, the reply and the merge: two identical
+images are two cells, and a reply is matched to its request's cells (:func:`reply_case`, :func:`disagreeing`).
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ import stat
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from hv_desktop.core.result import Result
 from hv_desktop.core.export import atomic_write_bytes, csv_columns, result_row
-from hv_desktop.core.result import checked_number, checked_text, result_fields
+from hv_desktop.core.paths import path_to_text
+from hv_desktop.core.files import open_regular
+from hv_desktop.core.result import checked_cell_id, checked_number, checked_text, derived_cell_id, result_fields
+from hv_desktop.core.unpack import copy_stream, discard, disk_names, hash_stream, move_into_place, temp_folder
 
 FORMAT = "hematovision-consultation"
 FORMAT_VERSION = 1
@@ -34,7 +41,13 @@ MAX_ENTRIES = 20_000
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 MAX_RATIO = 200  # uncompressed / compressed, per member (images barely compress; a bomb compresses ~1000x)
+#: the whole package, uncompressed / compressed, once it expands beyond RATIO_FLOOR: 1,500 members of 1 MB of zeros
+#: (each under the per-member floor) made a 1.7 MB package expand 900-fold
+MAX_PACKAGE_RATIO = 50
+RATIO_FLOOR = 32 * 1024 * 1024
 MAX_CASE_JSON = 64 * 1024 * 1024
+MAX_MANIFEST = 8 * 1024 * 1024
+MAX_MEMBER_NAME = 160  # characters; the app's own names are under 100
 FIXED = ("case.json", "results.csv", "report.pdf", "MANIFEST.sha256")
 
 
@@ -49,19 +62,15 @@ class Consultation:
     kind: str  # "request" (from the lab) or "reply" (from the consultant)
     case: dict
     results: list[Result]
-    sender_labels: dict[str, str | None]  # image sha256 -> the sender's review
+    sender_labels: dict[str, str | None]  # cell ID -> the sender's review
     folder: Path
     package_id: str = ""
-    disagreements: list[tuple[str, str | None, str | None]] = field(default_factory=list)
 
 
-def _member_name(r: Result, used: set[str]) -> str:
-    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in r.path.name)[:80] or "image"
-    name = f"images/{(r.sha256 or 'nohash')[:12]}_{stem}"
-    while name in used:
-        name = name + "_"
-    used.add(name)
-    return name
+def _member_name(index: int, r: Result) -> str:
+    """A member name unique by the cell's position in the package (never grows, whatever the file names)."""
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in r.path.name)[:60] or "image"
+    return f"images/{index:05d}_{stem}"
 
 
 def write_package(
@@ -104,14 +113,21 @@ def _case_results(results: Sequence[Result]) -> tuple[list[dict[str, object]], d
     """The case file's entry for every result, and the images they name as members (read now, checked)."""
     items: list[dict[str, object]] = []
     images: dict[str, bytes] = {}
-    used: set[str] = set()
-    for r in results:
+    for i, r in enumerate(results):
         member = None
         if r.ok:
             data = _image_bytes(r)
-            member = _member_name(r, used)
+            member = _member_name(i, r)
             images[member] = data
-        items.append({"file_name": r.path.name, **result_fields(r), "reviewer_label": r.reviewer_label, "member": member})
+        items.append(
+            {
+                "file_name": path_to_text(r.path.name),
+                **result_fields(r),
+                "reviewer_label": r.reviewer_label,
+                "member": member,
+                "cell_id": r.cell_id,
+            }
+        )
     return items, images
 
 
@@ -161,12 +177,18 @@ def _safe_name(name: str) -> str | None:
     return None
 
 
-def _check_archive(z: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+def _check_archive(z: zipfile.ZipFile, package_bytes: int) -> list[zipfile.ZipInfo]:
+    """The members, refused from the zip's directory alone (nothing read, nothing written): too many, unsafe or
+    over-long names, links, too large, expanding too far (each member, and all together)."""
     infos = z.infolist()
     if len(infos) > MAX_ENTRIES:
         raise PackageError(f"the package has {len(infos)} entries (at most {MAX_ENTRIES})")
     total = 0
     for info in infos:
+        if len(info.filename) > MAX_MEMBER_NAME:
+            raise PackageError(
+                f"the package holds a file name of {len(info.filename)} characters (at most {MAX_MEMBER_NAME}); refused"
+            )
         if _safe_name(info.filename) is None:
             raise PackageError(f"the package holds a file outside its folders ({info.filename[:80]!r}); refused")
         mode = info.external_attr >> 16
@@ -181,6 +203,11 @@ def _check_archive(z: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
         total += info.file_size
         if total > MAX_TOTAL_BYTES:
             raise PackageError("the package expands beyond 4 GB; refused")
+    if total > RATIO_FLOOR and total > MAX_PACKAGE_RATIO * max(package_bytes, 1):
+        raise PackageError(
+            f"the package expands {total / max(package_bytes, 1):.0f}-fold ({total / 1e6:,.0f} MB from "
+            f"{package_bytes / 1e6:.1f} MB): a zip bomb, refused"
+        )
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
         raise PackageError("the package names a file twice; refused")
@@ -208,73 +235,131 @@ def _manifest(text: bytes) -> dict[str, str]:
     return out
 
 
-def read_package(path: str | os.PathLike, dest: str | os.PathLike) -> Consultation:
-    """Check a package completely, then unpack its images below ``dest`` (created; must be empty or new)."""
-    from hv_desktop.core.files import read_regular
+_DAMAGED = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    struct.error,
+    UnicodeDecodeError,
+)
 
+
+def read_package(path: str | os.PathLike, dest: str | os.PathLike) -> Consultation:
+    """Check a package completely before anything is written (its directory, manifest and case file), then unpack
+    its images below ``dest`` (created; must be empty or new): streamed into a temporary folder beside ``dest``,
+    each member checked against its sha256, then moved into place; any failure leaves nothing behind."""
     try:
-        raw = read_regular(path, MAX_TOTAL_BYTES)
+        fh = open_regular(path)
     except OSError as exc:
         raise PackageError(f"the package cannot be read ({exc.strerror or exc})") from None
-    try:
-        z = zipfile.ZipFile(io.BytesIO(raw))
-    except (
-        zipfile.BadZipFile,
-        ValueError,
-        EOFError,
-        NotImplementedError,
-        RuntimeError,
-        OSError,
-        struct.error,
-        UnicodeDecodeError,
-    ):
-        raise PackageError("not a zip file; a consultation package is one .zip") from None
-    try:
-        with z:
-            data = _verified_members(z)
-    except PackageError:
-        raise
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        EOFError,
-        NotImplementedError,
-        RuntimeError,
-        ValueError,
-        OSError,
-        KeyError,
-        struct.error,
-        UnicodeDecodeError,
-    ) as exc:  # damaged, encrypted or unsupported members
-        raise PackageError(
-            f"the package is damaged or uses a zip feature HematoVision does not read ({exc.__class__.__name__}); refused"
-        ) from None
-    return _unpack(data, dest)
+    with fh:
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            z = zipfile.ZipFile(fh)
+        except (*_DAMAGED, OSError):
+            raise PackageError("not a zip file; a consultation package is one .zip") from None
+        try:
+            with z:
+                return _open(z, size, Path(dest))
+        except PackageError:
+            raise
+        except (*_DAMAGED, OSError) as exc:  # damaged, encrypted or unsupported members
+            raise PackageError(
+                f"the package is damaged or uses a zip feature HematoVision does not read ({exc.__class__.__name__}); refused"
+            ) from None
 
 
-def _verified_members(z: zipfile.ZipFile) -> dict[str, bytes]:
-    """Every member but the manifest, each checked against the manifest's sha256."""
-    infos = _check_archive(z)
+def _open(z: zipfile.ZipFile, package_bytes: int, folder: Path) -> Consultation:
+    infos = _check_archive(z, package_bytes)
     by_name = {i.filename: i for i in infos}
-    manifest = _manifest(_read_limited(z, by_name["MANIFEST.sha256"]))
+    manifest_info = by_name["MANIFEST.sha256"]
+    if manifest_info.file_size > MAX_MANIFEST:
+        raise PackageError("the package's manifest is too large; refused")
+    manifest = _manifest(_read_limited(z, manifest_info))
     if set(manifest) != set(by_name) - {"MANIFEST.sha256"}:
         raise PackageError("the package's files do not match its manifest; refused")
     if by_name["case.json"].file_size > MAX_CASE_JSON:
         raise PackageError("the package's case file is too large; refused")
-    data: dict[str, bytes] = {}
-    for name, info in by_name.items():
-        if name == "MANIFEST.sha256":
-            continue
-        blob = _read_limited(z, info)
-        if hashlib.sha256(blob).hexdigest() != manifest[name]:
+    raw = _read_limited(z, by_name["case.json"])
+    if hashlib.sha256(raw).hexdigest() != manifest["case.json"]:
+        raise PackageError("case.json does not match its checksum (damaged or altered); refused")
+    kind, case, pid, parsed = _case_file(raw, set(by_name))
+    members = [p["member"] for p in parsed if p["member"]]
+    if len(set(members)) != len(members):
+        raise PackageError("the package names one image for two cells; refused")
+    if set(members) != {n for n in by_name if n.startswith("images/")}:
+        raise PackageError("the package holds an image that no cell names; refused")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise PackageError(f"{folder} is not empty; the package is unpacked into a new folder")
+    with_image = [p for p in parsed if p["member"]]
+    for p, name in zip(with_image, disk_names(p["name"] for p in with_image)):
+        p["target"] = folder / "images" / name
+    without = [p for p in parsed if not p["member"]]  # a file that failed at the sender: a row, no image
+    for p, name in zip(without, disk_names(p["name"] for p in without)):
+        p["target"] = folder / "missing" / name
+    _unpack(z, by_name, manifest, with_image, folder)
+    results = [
+        Result(
+            path=p["target"],
+            label=p["label"],
+            confidence=p["confidence"],
+            probabilities=p["probabilities"],
+            needs_review=p["needs_review"],
+            typicality=p["typicality"],
+            error=p["error"],
+            sha256=p["sha256"],
+            cell_id=p["cell_id"],
+        )
+        for p in parsed
+    ]
+    sender = {p["cell_id"]: p["reviewer"] for p in parsed}
+    return Consultation(kind, case, results, sender, folder, pid)
+
+
+def _unpack(
+    z: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], manifest: dict[str, str], items: list[dict], folder: Path
+) -> None:
+    """Every image (and the report) into a temporary folder beside ``folder``, each checked against the
+    manifest as it is written, then moved into place; on any failure nothing is left, not even the folder."""
+
+    def copy(name: str, target: Path | None) -> None:
+        info = by_name[name]
+        with z.open(info) as src:
+            n, digest = copy_stream(src, target, info.file_size) if target else hash_stream(src, info.file_size)
+        if n != info.file_size:
+            raise PackageError(f"{name[:80]} is not the size the package says; refused")
+        if digest != manifest[name]:
             raise PackageError(f"{name[:80]} does not match its checksum (damaged or altered); refused")
-        data[name] = blob
-    return data
 
-
-def _unpack(data: dict[str, bytes], dest: str | os.PathLike) -> Consultation:
+    tmp: Path | None = None
+    made: list[Path] = []
     try:
-        case = json.loads(data["case.json"].decode("utf-8"), parse_constant=_refuse)
+        tmp, made = temp_folder(folder)
+        if items:
+            (tmp / "images").mkdir()
+        for p in items:
+            copy(p["member"], tmp / "images" / p["target"].name)
+        if "results.csv" in by_name:
+            copy("results.csv", None)
+        if "report.pdf" in by_name:
+            copy("report.pdf", tmp / "report.pdf")
+        move_into_place(tmp, folder)
+    except BaseException as exc:
+        discard(tmp, made)
+        if isinstance(exc, OSError):
+            raise PackageError(f"the package could not be unpacked ({exc.strerror or exc}); nothing was kept") from None
+        raise
+
+
+def _case_file(raw: bytes, names: set[str]) -> tuple[str, dict, str, list[dict]]:
+    """(kind, case, package ID, every entry typed); PackageError when malformed. A package written before cells had
+    IDs gets them derived from its package ID and each entry's place, the same on every reading."""
+    try:
+        case = json.loads(raw.decode("utf-8"), parse_constant=_refuse)
     except (ValueError, RecursionError):
         raise PackageError("the package's case file is not valid JSON; refused") from None
     if not isinstance(case, dict) or case.get("format") != FORMAT:
@@ -285,45 +370,27 @@ def _unpack(data: dict[str, bytes], dest: str | os.PathLike) -> Consultation:
     items = case.get("results")
     if kind not in ("request", "reply") or not isinstance(items, list) or not isinstance(case.get("case", {}), dict):
         raise PackageError("the package's case file is malformed; refused")
+    if len(items) > MAX_ENTRIES:
+        raise PackageError(f"the package lists {len(items):,} cells (at most {MAX_ENTRIES:,}); refused")
+    pid = str(case.get("package_id", ""))[:64]
     try:
-        parsed = [_entry(d, data) for d in items]  # every entry checked before anything is written
+        parsed = [_entry(d, names) for d in items]  # every entry checked before anything is written
+        for i, p in enumerate(parsed):
+            if p["cell_id"] is None:
+                p["cell_id"] = derived_cell_id(pid, i, p["sha256"], p["name"])
     except TypeError:  # the session loader's typed readers: a value of the wrong type
         raise PackageError("the package's case file holds a value of the wrong type; refused") from None
-    folder = Path(dest)
-    if folder.exists() and any(folder.iterdir()):
-        raise PackageError(f"{folder} is not empty; the package is unpacked into a new folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    results, sender = [], {}
-    for p in parsed:
-        target = folder / "missing" / Path(p["name"]).name  # a file that failed at the sender: a row, no image
-        if p["member"]:
-            (folder / "images").mkdir(exist_ok=True)
-            target = folder / "images" / _display_name(p["name"], p["member"], folder)
-            atomic_write_bytes(target, data[p["member"]])
-        results.append(
-            Result(
-                path=target,
-                label=p["label"],
-                confidence=p["confidence"],
-                probabilities=p["probabilities"],
-                needs_review=p["needs_review"],
-                typicality=p["typicality"],
-                error=p["error"],
-                sha256=p["sha256"],
-            )
-        )
-        sender[p["sha256"] or p["name"]] = p["reviewer"]
-    if "report.pdf" in data:
-        atomic_write_bytes(folder / "report.pdf", data["report.pdf"])
-    return Consultation(kind, case.get("case") or {}, results, sender, folder, str(case.get("package_id", ""))[:64])
+    if len({p["cell_id"] for p in parsed}) != len(parsed):
+        raise PackageError("the package names one cell twice; refused")
+    return kind, case.get("case") or {}, pid, parsed
 
 
-def _entry(d, data: dict[str, bytes]) -> dict:
+def _entry(d, names: set[str]) -> dict:
     """One result of the case file, typed with the session loader's readers (TypeError when wrong)."""
     if not isinstance(d, dict):
         raise PackageError("the package's case file is malformed; refused")
-    member = checked_text(d.get("member"), 300)
-    if member is not None and (member not in data or not member.startswith("images/")):
+    member = checked_text(d.get("member"), MAX_MEMBER_NAME)
+    if member is not None and (member not in names or not member.startswith("images/")):
         raise PackageError("the package's case file names an image it does not hold; refused")
     probs = d.get("probabilities") or {}
     if not isinstance(probs, dict) or len(probs) > 100:
@@ -339,6 +406,7 @@ def _entry(d, data: dict[str, bytes]) -> dict:
         error=checked_text(d.get("error")),
         sha256=checked_text(d.get("sha256"), 64),
         reviewer=checked_text(d.get("reviewer_label"), 200),
+        cell_id=checked_cell_id(d.get("cell_id")),
     )
 
 
@@ -346,20 +414,67 @@ def _refuse(constant: str):
     raise ValueError(f"{constant} is not allowed")
 
 
-def _display_name(name: str, member: str, folder: Path) -> str:
-    """The original file name when free (a person recognises it), else the member's unique name."""
-    clean = "".join(ch if ch.isalnum() or ch in "-_. " else "_" for ch in Path(name).name)[:120].strip(" .")
-    if clean and not (folder / "images" / clean).exists():
-        return clean
-    return PurePosixPath(member).name
-
-
-def disagreements(mine: Iterable[Result], reply: Consultation) -> list[tuple[str, str | None, str | None]]:
-    """(file name, my review, the consultant's review) wherever the consultant's review differs from mine."""
+# ------------------------------------------------------------------ a reply, matched to the cells it answers
+def matched_cells(results: Sequence[Result], reply: Consultation) -> list[tuple[int, str | None]]:
+    """(index in ``results``, the consultant's review) for each cell of ``results`` the reply holds: by cell ID.
+    Where no cell ID matches (a request sent before cells had IDs), by the image's sha256 where exactly one cell
+    on each side has it: never a guess between two identical images."""
     theirs = reply.sender_labels
-    out = []
-    for r in mine:
-        key = r.sha256 or r.path.name
-        if key in theirs and theirs[key] and theirs[key] != (r.reviewer_label or r.label):
-            out.append((r.path.name, r.reviewer_label, theirs[key]))
-    return out
+    out = [(i, theirs[r.cell_id]) for i, r in enumerate(results) if r.cell_id in theirs]
+    if out:
+        return out
+    by_sha = {r.sha256: reply.sender_labels[r.cell_id] for r in reply.results if r.sha256}
+    usable = _unique(r.sha256 for r in reply.results) & _unique(r.sha256 for r in results)
+    return [(i, by_sha[r.sha256]) for i, r in enumerate(results) if r.sha256 in usable]
+
+
+def _unique(shas: Iterable[str | None]) -> set[str]:
+    """The digests that occur exactly once."""
+    seen: dict[str, int] = {}
+    for s in shas:
+        if s:
+            seen[s] = seen.get(s, 0) + 1
+    return {s for s, n in seen.items() if n == 1}
+
+
+def sender_label(labels: Mapping[str, str | None], r: Result) -> str | None:
+    """The sender's review of a cell, by its cell ID (a session saved before cells had IDs kept it by the image's
+    sha256, or its name)."""
+    return labels[r.cell_id] if r.cell_id in labels else labels.get(r.sha256 or r.path.name)
+
+
+def disagreeing(results: Sequence[Result], reply: Consultation) -> list[tuple[int, str]]:
+    """(index, the consultant's review) wherever the consultant reviewed a cell otherwise than it stands here (the
+    reviewer's class, or the model's where the cell is not reviewed)."""
+    return [
+        (i, theirs)
+        for i, theirs in matched_cells(results, reply)
+        if theirs and theirs != (results[i].reviewer_label or results[i].label)
+    ]
+
+
+def disagreements(mine: Sequence[Result], reply: Consultation) -> list[tuple[str, str | None, str | None]]:
+    """(file name, my review, the consultant's review) wherever the consultant's review differs from mine."""
+    mine = list(mine)
+    return [(mine[i].path.name, mine[i].reviewer_label, theirs) for i, theirs in disagreeing(mine, reply)]
+
+
+def reply_case(reply: Consultation, sent: Mapping[str, str], results: Sequence[Result]) -> str:
+    """The case of ``results`` a reply answers: the one its package ID was sent for (``sent``: package ID ->
+    case), else (a session restored without that record) the case of the reply's case ID. PackageError, said
+    plainly, when the reply answers a request this session did not send, or holds none of that case's cells."""
+    cases = {r.case for r in results}
+    asked = str(reply.case.get("case_id") or "")[:200]
+    cid = sent.get(reply.package_id)
+    if cid not in cases:
+        cid = asked if asked in cases else None
+    if cid is None:
+        raise PackageError(
+            f"this reply answers case {asked or '(no ID)'} (package {reply.package_id or '?'}), which was not sent "
+            "from this session; nothing was merged"
+        )
+    if not matched_cells([r for r in results if r.case == cid], reply):
+        raise PackageError(
+            f"none of the reply's {len(reply.results)} cells is a cell of case {cid or '(no ID)'}; nothing was merged"
+        )
+    return cid

@@ -35,5 +35,20 @@ def text_to_path(text: str) -> Path:
 
 
 def display_name(path: str | os.PathLike) -> str:
-    """For people: undecodable bytes shown as U+FFFD, never an error."""
-    return os.fsencode(path).decode("utf-8", "replace") if isinstance(path, (str, os.PathLike)) else str(path)
+    """For people (a terminal line, a message, a summary; also any text that holds a name): valid text as it is,
+    each undecodable byte shown as U+FFFD, never an error, whatever the locale's encodings."""
+    if not isinstance(path, (str, os.PathLike)):
+        return str(path)
+    raw = os.fspath(path)
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    try:
+        raw.encode("utf-8")
+        return raw
+    except UnicodeEncodeError:
+        pass
+    try:
+        data = raw.encode("utf-8", "surrogateescape")  # a POSIX name's undecodable bytes, as Python holds them
+    except UnicodeEncodeError:
+        data = raw.encode("utf-8", "surrogatepass")  # a Windows name's unpaired UTF-16 surrogates
+    return data.decode("utf-8", "replace")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hv_desktop.core.export import atomic_write_text, safe_cell
+from hv_desktop.core.paths import path_to_text
 from hv_desktop.core.scan import scan
 
 
@@ -95,7 +96,7 @@ class PracticeSession:
         for a in self.answers:
             w.writerow(
                 [
-                    safe_cell(a.path),
+                    safe_cell(path_to_text(a.path)),
                     a.reference,
                     a.student,
                     "yes" if a.correct else "no",

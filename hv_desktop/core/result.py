@@ -3,8 +3,11 @@ packages: one definition of what a result holds and how it is written and read b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,9 @@ class Result:
     #: the model that produced this result (name, version): a row keeps it when the session's model changes
     model_name: str = ""
     model_version: str = ""
+    #: the cell's identity (issue 30): packages, replies and merges match cells by it, never by their bytes (two
+    #: identical files are two cells) or their display name; given when the result is made, kept in its JSON form
+    cell_id: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)
     #: small RGB uint8 preview (only when asked for; never exported)
     thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: ((reviewer_label, case), JSON text) cached by hv_desktop.core.session.result_json
@@ -66,6 +72,7 @@ def encode(r: Result) -> dict[str, object]:
         "case": r.case,
         "model_name": r.model_name,
         "model_version": r.model_version,
+        "cell_id": r.cell_id,
     }
 
 
@@ -79,6 +86,25 @@ def checked_text(v, limit: int = 4096) -> str | None:
     if not isinstance(v, str) or len(v) > limit:
         raise TypeError("not a short text")
     return v
+
+
+_CELL_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
+def checked_cell_id(v) -> str | None:
+    """None (not given), or a cell ID of 1-64 letters, digits, '-' and '_'; TypeError otherwise."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not _CELL_ID.fullmatch(v):
+        raise TypeError("not a cell ID")
+    return v
+
+
+def derived_cell_id(*parts: object) -> str:
+    """The cell ID of a cell saved before cells had one: derived from what the file says of it, so every load of
+    that file gives the same ID."""
+    text = "\0".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def checked_number(v) -> float | None:
@@ -118,6 +144,8 @@ def decode(d) -> Result:
         case=texts["case"] or "",
         model_name=texts["model_name"] or "",
         model_version=texts["model_version"] or "",
+        cell_id=checked_cell_id(d.get("cell_id"))
+        or derived_cell_id(path, texts["sha256"], texts["timestamp"], texts["case"], texts["error"]),
     )
 
 

@@ -51,6 +51,17 @@ def keep_freed_buffers() -> bool:
         return False
 
 
+#: onnxruntime (1.2x+ on Linux and macOS) reads this when it is imported: "1" creates no uploader, no device id
+#: and no event database under ~/.cache/Microsoft (microsoft/onnxruntime#27379). Its Python switch,
+#: ``disable_telemetry_events()`` (called by :class:`hv_desktop.core.model.Model`), comes too late for those.
+ORT_TELEMETRY_ENV = "ORT_DISABLE_TELEMETRY"
+
+
+def telemetry_off() -> None:
+    """A clinic PC keeps no device id or usage log of onnxruntime's: set before onnxruntime is first imported."""
+    os.environ[ORT_TELEMETRY_ENV] = "1"
+
+
 def configure_process() -> ProcessSettings:
     """Apply the process-wide settings (idempotent; the first call's result is returned after).
 
@@ -59,9 +70,11 @@ def configure_process() -> ProcessSettings:
     - Truncated files fail loudly, never silently padded with grey.
     - glibc keeps freed image buffers (:func:`keep_freed_buffers`).
     - Pillow's racy block cache stays off even if PILLOW_BLOCKS_MAX asks for it: the decoders are threads.
+    - onnxruntime's telemetry is off before it is imported (:func:`telemetry_off`).
     """
     global _applied
     if _applied is None:
+        telemetry_off()
         Image.MAX_IMAGE_PIXELS = None
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         kept = keep_freed_buffers()

@@ -23,7 +23,8 @@ from hv_desktop.core.batch import classify_stream
 from hv_desktop.core.result import Result
 from hv_desktop.core.export import atomic_write_text, csv_columns, result_row
 from hv_desktop.core.model import Model
-from hv_desktop.core.paths import text_to_path
+from hv_desktop.core.files import regular_path
+from hv_desktop.core.paths import display_name, text_to_path
 from hv_desktop.core.scan import scan
 
 
@@ -117,22 +118,36 @@ class FolderWatcher:
         self.rows: list[list[str]] = []
         #: sha256 -> the path whose row holds it (a same-content file elsewhere is marked a duplicate of it)
         self.hashes: dict[str, Path] = {}
+        #: rows of the existing CSV too short to be this table's (edited by hand): kept, padded, never classified
+        #: again (blank rows are dropped: they hold nothing)
+        self.damaged = 0
         self._load_existing()
 
     def _load_existing(self) -> None:
+        """Continue an earlier watch's CSV. Why so lenient: a CSV opened and saved by a spreadsheet may gain blank
+        or short rows, and a watch that refuses to start loses the camera's next images."""
         if not self.csv_path.exists():
             return
-        with open(self.csv_path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header != self.columns:
-                raise ValueError(f"{self.csv_path} was written for other columns; choose a new CSV file")
-            for row in reader:
-                self.rows.append(row)
-                sha = row[self.columns.index("sha256")]
-                path = text_to_path(row[0][1:] if row[0][:2] in ("'=", "'+", "'-", "'@") else row[0])
-                if sha:
-                    self.hashes.setdefault(sha, path)
+        regular_path(self.csv_path)  # a pipe or device named like the CSV would block the open
+        try:
+            with open(self.csv_path, encoding="utf-8-sig", newline="") as fh:
+                rows = [row for row in csv.reader(fh) if any(cell.strip() for cell in row)]
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ValueError(f"{display_name(self.csv_path)} is not a CSV this watch can continue ({exc})") from None
+        if not rows:
+            return  # empty: a new table is written
+        if rows[0] != self.columns:
+            raise ValueError(f"{display_name(self.csv_path)} was written for other columns; choose a new CSV file")
+        i_sha = self.columns.index("sha256")
+        for row in rows[1:]:
+            if len(row) < len(self.columns):
+                self.damaged += 1
+                row = row + [""] * (len(self.columns) - len(row))
+            self.rows.append(row)
+            path = text_to_path(row[0][1:] if row[0][:2] in ("'=", "'+", "'-", "'@") else row[0])
+            if row[i_sha]:
+                self.hashes.setdefault(row[i_sha], path)
+            if row[0]:
                 self.tracker.done[path] = None
 
     def _write(self) -> None:
@@ -159,7 +174,7 @@ class FolderWatcher:
             if first is not None and first == r.path:
                 continue  # the same file again (a restart): no second row
             if first is not None:  # the same picture under another name: its own row, not counted twice
-                r.error = f"duplicate of {first.name} (same image; not counted again)"
+                r.error = f"duplicate of {display_name(first.name)} (same image; not counted again)"
             elif r.sha256:
                 self.hashes[r.sha256] = r.path
             self.rows.append(result_row(r, self.model.labels, self.model.info.name, self.model.info.version))

@@ -28,7 +28,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hv_desktop.core.adapt import MIN_PER_CLASS, Adaptation, AdaptError, LabelledCell, adapt
+from hv_desktop.core.adapt import (
+    MIN_PER_CLASS,
+    Adaptation,
+    AdaptError,
+    LabelledCell,
+    adapt,
+    classes_needed,
+    coverage_problem,
+)
 from hv_desktop.core.calibrate import MIN_IMAGES, Calibration, calibrate
 from hv_desktop.core.model import Model
 
@@ -83,8 +91,9 @@ class AdaptDialog(QDialog):
     PLACEHOLDER = "The estimate before and after adapting appears here."
     INTRO = (
         "HematoVision learns your lab's microscope, stain and magnification from the cells you reviewed. "
-        f"About 10 per class are enough; a class with fewer than {MIN_PER_CLASS} keeps the shipped model's "
-        "answer. The shipped model is not changed: Review ▸ Use Shipped Model switches back."
+        f"About 10 per class are enough; every class but one needs at least {MIN_PER_CLASS}, and a class with "
+        "fewer keeps the shipped model's answer. The shipped model is not changed: Review ▸ Use Shipped Model "
+        "switches back."
     )
 
     def __init__(self, model: Model, cells: list[LabelledCell], folder: Path, parent: QWidget | None = None) -> None:
@@ -138,9 +147,12 @@ class AdaptDialog(QDialog):
         self.counts, other = count_cells(self.model.labels, self.cells)
         text = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         text += f"; other cell types {other} (used to check flags)" if other else ""
-        ready = max(self.counts.values(), default=0) >= MIN_PER_CLASS
-        waiting = f"Review at least {MIN_PER_CLASS} cells of a class first (keys 1–4 in the main window)."
-        return "Reviewed cells:", text, "" if ready else waiting
+        labels = self.model.labels
+        waiting = (
+            f"Review at least {MIN_PER_CLASS} cells of each of {classes_needed(labels)} of the {len(labels)} classes "
+            "first (keys 1–4 in the main window), so the site model learns to tell them apart."
+        )
+        return "Reviewed cells:", text, waiting if coverage_problem(self.counts, labels) else ""
 
     def _fit(self, site: str) -> Fit:
         cells, model = self.cells, self.model

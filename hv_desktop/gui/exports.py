@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -15,11 +16,12 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 from hv_desktop.core.export import write_csv
 from hv_desktop.core.model import Model
 from hv_desktop.core.outputs import output_problem
-from hv_desktop.core.package import Consultation, PackageError, disagreements, read_package
+from hv_desktop.core.package import Consultation, PackageError, disagreeing, disagreements, read_package, reply_case
 from hv_desktop.core.preprocess import ImageError
 from hv_desktop.gui import dialogs
 
 if TYPE_CHECKING:
+    from hv_desktop.gui.consult_dialog import MergeDialog
     from hv_desktop.gui.main_window import MainWindow
     from hv_desktop.gui.report import ReportInfo
 
@@ -31,6 +33,9 @@ class Exports:
         self.w = w
         self.consultation: dict[str, Any] | None = None  # {"kind", "package_id", "case"} when the session came in one
         self.last_disagreements: list[tuple[str, str | None, str | None]] = []
+        #: package ID -> case, of every request this session sent: a reply is merged only into the case it answers
+        self.sent: dict[str, str] = {}
+        self.merge_dialog: MergeDialog | None = None  # the last reply's disagreements, cell by cell
 
     # --- where to write
     def save_target(self, path: Path | None, title: str, suggested: str, filters: str) -> Path | None:
@@ -223,6 +228,8 @@ class Exports:
             "note": info.note,
             "signed_off": w.signed.as_dict() if w.signed else None,
         }
+        # a request gets its own ID, which its reply carries back (and which this session remembers)
+        pid = (self.consultation or {}).get("package_id", "") or uuid.uuid4().hex[:16]
         with tempfile.TemporaryDirectory() as tmp:
             pdf = Path(tmp) / "report.pdf"
             self._write_pdf(pdf, model, False)
@@ -234,15 +241,22 @@ class Exports:
                 model.info.version,
                 case,
                 kind="reply" if self.consultation else "request",
-                package_id=(self.consultation or {}).get("package_id", ""),
+                package_id=pid,
                 report_pdf=pdf.read_bytes(),
             )
+        if not self.consultation:
+            self.sent[pid] = w.review.current
+            w.autosave()
         return path
 
     def open_package(self, path: Path | None = None, replace: bool | None = None) -> bool:
         """Open a case sent for consultation (it becomes this session, the sender's reviews in their own
-        column) or a consultant's reply (its disagreements with this session's reviews are listed)."""
+        column) or a consultant's reply (merged into the case it answers: :meth:`_merge_reply`). Never while a run
+        is in progress: its results would be filed under a case the package replaced."""
         w = self.w
+        if w.is_running():
+            w.statusBar().showMessage("A run is in progress: open the package when it has finished (or cancel it)", 8000)
+            return False
         if path is None:
             name, _ = QFileDialog.getOpenFileName(w, "Open consultation package", w.last_dir(), "Consultation packages (*.zip)")
             if not name:
@@ -250,13 +264,16 @@ class Exports:
             path = Path(name)
         dest = w.data_folder() / "consultations" / f"{path.stem[:60]}-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
-            c = read_package(path, dest)
+            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            try:
+                c = read_package(path, dest)
+            finally:
+                QApplication.restoreOverrideCursor()
         except PackageError as exc:
             QMessageBox.warning(w, "Package refused", f"{path.name}: {exc}")
             return False
         if c.kind == "reply":
-            self._show_reply(c)
-            return True
+            return self._merge_reply(path, c)
         if w.results.results and replace is None:
             replace = dialogs.confirm(
                 w,
@@ -269,17 +286,33 @@ class Exports:
         self._open_case(c)
         return True
 
-    def _show_reply(self, c: Consultation) -> None:
-        self.last_disagreements = disagreements(self.w.case_results(), c)
-        lines = [f"{n}: you {mine or '(not reviewed)'}, consultant {theirs}" for n, mine, theirs in self.last_disagreements]
-        more = f"\n… and {len(lines) - 40} more" if len(lines) > 40 else ""
-        QMessageBox.information(
-            self.w,
-            "Consultant's reply",
-            "The consultant disagrees on:\n" + "\n".join(lines[:40]) + more
-            if lines
-            else "The consultant agrees with every review of this case.",
+    def _merge_reply(self, path: Path, c: Consultation) -> bool:
+        """A reply, checked against the request it answers (core.package.reply_case), its disagreements listed cell
+        by cell in a non-modal dialog (gui.consult_dialog) that shows each cell and accepts or keeps it."""
+        from hv_desktop.gui.consult_dialog import MergeDialog
+
+        w = self.w
+        try:
+            case = reply_case(c, self.sent, w.review.results)
+        except PackageError as exc:
+            QMessageBox.warning(w, "Reply not merged", f"{path.name}: {exc}")
+            return False
+        cells = [r for r in w.review.results if r.case == case]
+        self.last_disagreements = disagreements(cells, c)
+        differing = [(cells[i], theirs) for i, theirs in disagreeing(cells, c)]
+        who = str(c.case.get("operator") or "the consultant")[:200]
+        summary = (
+            f"Case {case}: {who} classed {len(differing)} cell{'s' if len(differing) != 1 else ''} otherwise. Choose "
+            "a row to see the cell; accept the consultant's class or keep yours."
+            if differing
+            else f"Case {case}: the consultant agrees with every review of this case."
         )
+        if self.merge_dialog is not None:
+            self.merge_dialog.close()
+        self.merge_dialog = MergeDialog(w, case, differing, summary)
+        self.merge_dialog.show()
+        w.statusBar().showMessage(f"Consultant's reply for case {case}: {len(differing)} disagreement(s)", 10000)
+        return True
 
     def _open_case(self, c: Consultation) -> None:
         w = self.w
@@ -307,14 +340,21 @@ class Exports:
         )
 
     def to_extra(self) -> dict[str, Any] | None:
-        """The consultation as the session file keeps it (None: the session did not come in a package)."""
+        """The consultation as the session file keeps it: the requests sent, and the package the session came in
+        (None: neither)."""
+        sent = {"sent": dict(self.sent)} if self.sent else {}
         if not self.consultation:
-            return None
-        return dict(self.consultation, sender_labels=dict(self.w.results.sender_labels))
+            return sent or None
+        return dict(self.consultation, sender_labels=dict(self.w.results.sender_labels), **sent)
 
     def restore(self, c: object) -> None:
         """The consultation this session came in, read back from the session file, type-checked."""
-        if not isinstance(c, dict) or not isinstance(c.get("sender_labels"), dict):
+        if not isinstance(c, dict):
+            return
+        sent = c.get("sent")
+        if isinstance(sent, dict):
+            self.sent = {str(k)[:64]: v for k, v in list(sent.items())[:100_000] if isinstance(v, str)}
+        if not isinstance(c.get("sender_labels"), dict):
             return
         labels = {str(k)[:64]: (v if isinstance(v, str) else None) for k, v in list(c["sender_labels"].items())[:100_000]}
         self.w.results.sender_labels = labels

@@ -8,6 +8,7 @@ import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
+from hv_desktop.core.package import sender_label
 from hv_desktop.core.result import Result
 from hv_desktop.core.review import awaiting_review
 
@@ -48,7 +49,7 @@ class ResultsModel(QAbstractTableModel):
         super().__init__(parent)
         self.results: list[Result] = []
         self._pixmaps: dict[int, QPixmap] = {}
-        #: image sha256 -> the sending lab's review, when the session is a consultation (hv_desktop.core.package)
+        #: cell ID -> the sending lab's review, when the session is a consultation (hv_desktop.core.package)
         self.sender_labels: dict[str, str | None] = {}
         self._bold = QFont()
         self._bold.setBold(True)
@@ -84,7 +85,7 @@ class ResultsModel(QAbstractTableModel):
             if col == COL_STATUS:
                 return status_of(r) if (r.ok or role == Qt.ItemDataRole.DisplayRole) else r.error
             if col == COL_SENDER:  # a consultation: the sending lab's review, beside the model's and yours
-                return (self.sender_labels.get(r.sha256 or r.path.name) or "").capitalize()
+                return (sender_label(self.sender_labels, r) or "").capitalize()
         if role == SORT_ROLE:
             if col == COL_CONF:
                 return r.confidence if r.confidence is not None else -1.0

@@ -647,7 +647,8 @@ def test_consultation_round_trip_between_two_windows(qtbot, tmp_path, tiny_model
 
     assert lab.open_package(tmp_path / "reply.zip")
     assert lab.last_disagreements == [("cell_0002.png", "basophil", "monocyte")]
-    assert "cell_0002.png: you basophil, consultant monocyte" in infos[-1]
+    table = lab.exports.merge_dialog.table  # listed beside each other, cell by cell (issue 30)
+    assert [table.item(0, c).text() for c in range(3)] == ["cell_0002.png", "Basophil", "Monocyte"] and not infos
 
 
 def test_hostile_package_dropped_on_the_window_is_refused(qtbot, window, tmp_path, monkeypatch):

@@ -52,7 +52,7 @@ def test_request_review_reply_and_disagreements(tmp_path, case):
             assert theirs.path.is_relative_to(tmp_path / "consultant" / "S-1")
             assert theirs.label == mine.label and theirs.reviewer_label is None
     sent = {r.path.name: r for r in results}
-    assert opened.sender_labels[sent["cell_3.png"].sha256] == "basophil"  # the sender's review, beside the model's
+    assert opened.sender_labels[sent["cell_3.png"].cell_id] == "basophil"  # the sender's review, beside the model's
     assert (tmp_path / "consultant" / "S-1" / "report.pdf").exists()
     # the consultant reviews and sends back
     got = {r.path.name: r for r in opened.results}
