@@ -39,9 +39,7 @@ def _known(archive: CaseArchive, case_id: str) -> bool:
     return any(c.case_id == case_id for c in archive.find_cases(text=case_id, limit=10_000))
 
 
-def add_to_case(
-    case_id: str, results: Sequence[Result], operator: str = "", note: str = "", path: Path | None = None
-) -> str:
+def add_to_case(case_id: str, results: Sequence[Result], operator: str = "", note: str = "", path: Path | None = None) -> str:
     """Add ``results`` to the archived case ``case_id`` (opened when new; refused when signed off). A file already
     in the case (same path and bytes) is not added twice. What was done, in words."""
     with open_archive(path) as archive:
