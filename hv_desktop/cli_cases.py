@@ -35,17 +35,13 @@ def open_archive(path: Path | None = None) -> CaseArchive:
         raise CaseCommandError(f"cannot open the case archive {target}: {exc}") from None
 
 
-def _known(archive: CaseArchive, case_id: str) -> bool:
-    return any(c.case_id == case_id for c in archive.find_cases(text=case_id, limit=10_000))
-
-
 def add_to_case(case_id: str, results: Sequence[Result], operator: str = "", note: str = "", path: Path | None = None) -> str:
     """Add ``results`` to the archived case ``case_id`` (opened when new; refused when signed off). A file already
     in the case (same path and bytes) is not added twice. What was done, in words."""
     with open_archive(path) as archive:
         ws = Workspace(archive)
         try:
-            if _known(archive, case_id):
+            if archive.has_case(case_id):
                 ws.open_archived(case_id)
                 if ws.review.locked():
                     raise CaseCommandError(f"case {case_id} is signed off: nothing was added (unlock it in the app first)")

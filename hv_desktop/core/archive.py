@@ -303,6 +303,9 @@ class CaseArchive:
             [_audit_event(*a) for a in audit],
         )
 
+    def has_case(self, case_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM cases WHERE case_id = ?", [case_id]))
+
     def case_of(self, cell_id: str) -> str:
         """The case a cell belongs to; ArchiveError when the archive has no such cell."""
         return self._cell_case(cell_id)

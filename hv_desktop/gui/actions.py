@@ -60,6 +60,13 @@ SPECS: tuple[tuple[str, str, str, Shortcut, str], ...] = (
     ),
     ("new", "&New Session", "new_session", K.New, "Clear the results"),
     ("new_case", "New &Case…", "new_case", "Ctrl+Shift+N", "Start a new case (sample): the next images opened join it"),
+    (
+        "archive",
+        "Case &Archive…",
+        "open_archive",
+        "Ctrl+Shift+F",
+        "Find an archived case by sample ID, operator, date or status, and reopen it",
+    ),
     ("quit", "&Quit", "close", K.Quit, ""),
     ("cancel", "&Cancel", "cancel_run", "Esc", "Stop classifying (results so far are kept)"),
     ("about", "&About HematoVision", "about", None, ""),
@@ -137,6 +144,7 @@ class Actions:
     open_package: QAction
     new: QAction
     new_case: QAction
+    archive: QAction
     quit: QAction
     cancel: QAction
     about: QAction
@@ -177,7 +185,7 @@ class Actions:
         self.recent_menu = m.addMenu("Open &Recent")
         m.addAction(self.watch)
         m.addSeparator()
-        for a in (self.export, self.report, self.send, self.open_package, self.model, self.new_case, self.new):
+        for a in (self.export, self.report, self.send, self.open_package, self.model, self.new_case, self.archive, self.new):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.quit)
@@ -215,6 +223,7 @@ class Actions:
         self.sign.setEnabled(s.has_results and not busy and not s.signed)
         self.send.setEnabled(s.has_results and s.has_model and not busy)
         self.open_package.setEnabled(not busy)
+        self.archive.setEnabled(not busy)
         self.unlock.setEnabled(s.signed)
         self.shipped.setEnabled(not busy and not s.shipped_model)
 

@@ -123,7 +123,7 @@ class MergeDialog(QDialog):
         w = self.w
         if w.reviewing.locked(index):  # a signed-off case: said in the status line, nothing changes
             return
-        w.review.assign(index, theirs)
+        w.workspace.assign(index, theirs)
         w.results.rows_changed([index])
         w.changed(soon=True, differential_now=True)
         w.results_pane.show_current()

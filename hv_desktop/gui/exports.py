@@ -126,7 +126,7 @@ class Exports:
             return False
         if w.signed is None and (info.operator, info.note) != (current.operator, current.note):
             try:
-                review.set_case_details(info.operator or current.operator, info.note)
+                w.workspace.set_case_details(info.operator or current.operator, info.note)
             except ValueError as exc:
                 QMessageBox.warning(w, "Report not written", str(exc).capitalize() + ".")
                 return False
@@ -318,14 +318,12 @@ class Exports:
         w = self.w
         w.results.sender_labels = dict(c.sender_labels)
         self.consultation = {"kind": c.kind, "package_id": c.package_id, "case": c.case}
-        cid = w.review.new_case(
+        cid = w.workspace.new_case(
             str(c.case.get("case_id") or c.package_id or "Consultation")[:200],
             str(c.case.get("operator") or "")[:200],
             str(c.case.get("note") or "")[:4000],
         )
-        for r in c.results:
-            r.case = cid
-        w.results.append(c.results)
+        w.workspace.add_results(c.results, cid)
         w.refresh_cases()
         w.runner.queue.remember(c.results)
         w.results_pane.show_sender(True)

@@ -9,6 +9,7 @@ WatchedFolder, the preview cache).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,9 @@ from PySide6.QtWidgets import (
 from hv_desktop.core.result import Result
 from hv_desktop.core.differential_view import differential_view
 from hv_desktop.core.model import Model, bundled_model_path
-from hv_desktop.core.review import ReviewClass, ReviewSession, SignOff, key_map, review_classes
+from hv_desktop.core.review import ReviewClass, SignOff, key_map, review_classes
+from hv_desktop.core.archive_schema import ArchiveError
+from hv_desktop.core.workspace import Change, Workspace, open_archive
 from hv_desktop.gui.actions import Actions, ActionState, RecentFolders, is_shipped
 from hv_desktop.gui.differential_pane import DifferentialPane
 from hv_desktop.gui.dialogs import ask_new_or_add, show_about
@@ -44,10 +47,14 @@ from hv_desktop.core.runs import case_name
 
 if TYPE_CHECKING:
     from hv_desktop.gui.adapt_dialog import AdaptDialog
+    from hv_desktop.gui.archive_dialog import ArchiveDialog
     from hv_desktop.gui.practice_window import PracticeWindow
     from hv_desktop.gui.report import ReportInfo
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.gif *.webp);;All files (*)"
+
+
+log = logging.getLogger("hematovision")
 
 
 def default_window_size(avail: QSize | None = None) -> QSize:
@@ -82,10 +89,15 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(TITLE)
         self.setAcceptDrops(True)
         self.resize(default_window_size())
-        self.review = ReviewSession()
+        archive, archive_problem = open_archive(self._data_folder)
+        self.workspace = Workspace(archive)
+        self.review = self.workspace.review
         self.results = ResultsModel(self)
         self.results.results = self.review.results  # the table shows the session's own list
+        self.workspace.append_rows = self.results.append  # rows join through the table model, which tells its views
         self.runner = Runner(self)
+        self.workspace.queue = self.runner.queue
+        self.workspace.subscribe(self._workspace_changed)
         self.reviewing = ReviewActions(self)
         self.exports = Exports(self)
         self.persistence = Persistence(self, autosave_path)
@@ -102,6 +114,9 @@ class MainWindow(QMainWindow):
             self.persistence.restore()
         self.update_differential()
         self.update_actions()
+        if archive_problem:
+            log.error("%s", archive_problem)
+            self.statusBar().showMessage(archive_problem, 30000)
 
     def _build_ui(self) -> None:
         self.results_pane = ResultsPane(self.results, self)
@@ -349,6 +364,36 @@ class MainWindow(QMainWindow):
     def new_session(self) -> None:
         self.persistence.new_session()
 
+    def open_archive(self) -> ArchiveDialog | None:
+        """Cases ▸ Case Archive: find a case and reopen it."""
+        from hv_desktop.gui.archive_dialog import ArchiveDialog
+
+        if self.workspace.archive is None:
+            self.statusBar().showMessage("There is no case archive in this session (see the log for why)", 8000)
+            return None
+        dlg = ArchiveDialog(self, self.workspace.archive)
+        dlg.open()
+        return dlg
+
+    def open_archived_case(self, case_id: str) -> bool:
+        """Reopen an archived case in this session (signed off: read-only) and show it."""
+        if self.is_running():
+            self.statusBar().showMessage("Wait for the run to end before reopening a case", 6000)
+            return False
+        try:
+            case = self.workspace.open_archived(case_id)
+        except (ArchiveError, ValueError) as exc:
+            self.statusBar().showMessage(f"Case {case_id} not reopened: {exc}", 10000)
+            return False
+        self.runner.queue.remember(case.results)
+        self.refresh_cases()
+        self.show_signed()
+        self.changed(differential_now=True)
+        self.update_actions()
+        how = f"read-only, signed off by {case.sign_off.operator}" if case.sign_off else "open"
+        self.statusBar().showMessage(f"Case {case_id} reopened from the archive ({how})", 10000)
+        return True
+
     # ------------------------------------------------------------------ recent folders, about
     def last_dir(self) -> str:
         return self.recent.last_dir()
@@ -385,4 +430,12 @@ class MainWindow(QMainWindow):
         self.runner.stop()
         self.persistence.closing = True
         self.autosave(wait=True)
+        if self.workspace.archive is not None:
+            self.workspace.archive.close()
+            self.workspace.archive = None
         super().closeEvent(event)
+
+    def _workspace_changed(self, change: Change) -> None:
+        if change.kind == "archive":  # the session goes on (its autosave keeps it); say what was not archived
+            log.error("case archive: %s", change.message)
+            self.statusBar().showMessage(change.message[0].upper() + change.message[1:], 15000)

@@ -112,6 +112,7 @@ class Persistence(QObject):
             QTimer.singleShot(0, lambda: self._add_rows(fresh, start, header))
             return
         self.saver.restoring = False
+        w.workspace.sync_to_archive()  # a session saved before the case archive: its cases go in once
         if fresh:
             self._restored_rows(fresh, header)
         else:

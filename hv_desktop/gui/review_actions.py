@@ -38,7 +38,7 @@ class ReviewActions:
                 return None
             name, operator, note = dlg.case_id.text(), dlg.operator.text(), dlg.note.toPlainText()
         try:
-            cid = self.w.review.new_case(name, operator, note)
+            cid = self.w.workspace.new_case(name, operator, note)
         except ValueError as exc:  # over a limit: said now, not dropped on the next start
             QMessageBox.warning(self.w, "No new case", str(exc).capitalize() + ".")
             return None
@@ -70,7 +70,7 @@ class ReviewActions:
         r, row = pane.current()
         if r is None or not r.ok or self.locked(row):
             return
-        self.w.review.assign(row, label)
+        self.w.workspace.assign(row, label)
         self.w.results.rows_changed([row])
         self.w.changed(soon=True, differential_now=True)
         if label is not None:
@@ -98,7 +98,7 @@ class ReviewActions:
         )
         if ask and not dialogs.confirm(w, "Accept unflagged cells", question):
             return 0
-        rows = w.review.accept_unflagged()
+        rows = w.workspace.accept_unflagged()
         w.results.rows_changed(rows)
         w.changed(soon=True, differential_now=True)
         left = differential(w.case_results(), self.labels).flagged
@@ -109,7 +109,7 @@ class ReviewActions:
         w = self.w
         if self.locked():
             return
-        rows = w.review.undo()
+        rows = w.workspace.undo()
         if not rows:
             w.statusBar().showMessage("Nothing to undo", 3000)
             return
@@ -140,7 +140,7 @@ class ReviewActions:
                 return False
             operator, reason = answer
         try:
-            signed = w.review.sign_off(operator, now(), reason or "")
+            signed = w.workspace.sign_off(operator, now(), reason or "")
         except ValueError as exc:
             QMessageBox.warning(w, "Not signed off", str(exc).capitalize() + ".")
             return False
@@ -158,7 +158,7 @@ class ReviewActions:
             if reason is None:
                 return False
         try:
-            w.review.unlock(reason, now())
+            w.workspace.unlock(reason, now())
         except ValueError as exc:
             QMessageBox.warning(w, "Not unlocked", str(exc).capitalize() + ".")
             return False

@@ -71,7 +71,7 @@ class Runner(QObject):
         w = self.w
         before = w.review.current
         try:
-            cid, opened = w.review.case_for_new_images(case_name(paths))
+            cid, opened = w.workspace.case_for_new_images(case_name(paths))
         except ValueError as exc:  # the session holds as many cases as it may
             w.statusBar().showMessage(f"Not classified: {exc}", 15000)
             return None
@@ -112,14 +112,15 @@ class Runner(QObject):
         w = self.w
         if self.queue.reclassifying:
             self.queue.done += len(batch)
-            w.results.rows_changed(w.review.apply_reclassified(batch))
+            w.results.rows_changed(w.workspace.apply_reclassified(batch))
         else:
             if self.queue.case in w.review.signoffs or self.queue.case not in w.review.cases:
                 # signed off (or gone) while this run was adding to it: the rest goes to a case of its own
                 self.queue.case, self.queue.note = self._case_for([r.path for r in batch]) or ("", "")
             kept = [r for r in batch if self.watched.settled(r)]  # a camera file caught mid-write waits
             self.queue.done += len(batch) - len(kept)
-            w.results.append(self.queue.fresh(kept))  # the same file opened again keeps its row and review
+            # the same file opened again in its case keeps its row and review
+            w.workspace.add_results(self.queue.fresh(kept), self.queue.case)
             w.results_pane.select_first_if_none()
             w.results_pane.empty_hint.hide()
         self.progress.setValue(self.queue.done)

@@ -1,0 +1,136 @@
+"""The window over the case archive (issue 29): each change reaches the archive as it happens, Cases ▸ Case Archive
+finds a case and reopens it read-only, an autosave from before the archive goes in once, and an archive that
+cannot be used never stops the work."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+from PIL import Image
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HV_NO_ERROR_DIALOG"] = "1"
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from hv_desktop.core.archive import CaseArchive  # noqa: E402
+from hv_desktop.gui.main_window import MainWindow  # noqa: E402
+
+
+def _images(folder, n):
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = [(250, 5, 5), (5, 5, 250), (5, 250, 5), (128, 128, 128)]
+    for i in range(n):
+        Image.new("RGB", (24, 24), colours[i % 4]).save(folder / f"cell_{i:04d}.png")
+    return folder
+
+
+def _window(qtbot, tmp_path, model):
+    w = MainWindow(
+        model_path=model,
+        settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat),
+        autosave_path=tmp_path / "data" / "autosave.json",
+    )
+    qtbot.addWidget(w)
+    w.ask_case = lambda name: "add"
+    return w
+
+
+def _run(qtbot, w, action):
+    with qtbot.waitSignal(w.runFinished, timeout=30000):
+        action()
+
+
+def _archived(tmp_path, case_id):
+    with CaseArchive.open(tmp_path / "data" / "cases.sqlite") as a:  # another connection, as another process
+        return a.load_case(case_id)
+
+
+def test_every_change_reaches_the_archive_as_it_happens(qtbot, tmp_path, tiny_model_path):
+    w = _window(qtbot, tmp_path, tiny_model_path)
+    w.new_case("S-300", ask=False)
+    _run(qtbot, w, lambda: w.classify([_images(tmp_path / "smear", 4)]))
+    assert len(_archived(tmp_path, "S-300").results) == 4
+    w.table.setFocus()
+    w.table.selectRow(0)
+    qtbot.keyClick(w.table, "3")
+    assert _archived(tmp_path, "S-300").results[0].reviewer_label == "monocyte"  # no autosave needed
+    w.accept_unflagged(ask=False)
+    assert w.sign_off_case("A. Tech", "one flagged cell left for the haematologist")
+    case = _archived(tmp_path, "S-300")
+    assert case.sign_off is not None and case.sign_off.operator == "A. Tech"
+    assert [r.reviewer_label for r in case.results] == [r.reviewer_label for r in w.review.case_results("S-300")]
+    assert w.unlock_case("a cell was misread")
+    assert _archived(tmp_path, "S-300").audit[-1]["event"] == "unlocked"
+
+
+def test_the_archive_finds_a_case_and_reopens_it_read_only(qtbot, tmp_path, tiny_model_path):
+    w = _window(qtbot, tmp_path, tiny_model_path)
+    w.new_case("S-301", ask=False)
+    _run(qtbot, w, lambda: w.classify([_images(tmp_path / "a", 3)]))
+    w.accept_unflagged(ask=False)
+    assert w.sign_off_case("B. Tech", "reviewed")
+    w.new_case("T-9", ask=False)
+    _run(qtbot, w, lambda: w.classify([_images(tmp_path / "b", 2)]))
+    w.clear_session()
+    dlg = w.open_archive()
+    qtbot.addWidget(dlg)
+    assert {c.case_id for c in dlg.cases} == {"T-9", "S-301"}
+    qtbot.keyClicks(dlg.text, "s-30")
+    assert [c.case_id for c in dlg.cases] == ["S-301"]
+    dlg.text.clear()
+    dlg.status.setCurrentText("Signed off")
+    assert [c.case_id for c in dlg.cases] == ["S-301"] and dlg.table.item(0, 6).text() == "B. Tech"
+    dlg.status.setCurrentText("Any status")
+    qtbot.keyClicks(dlg.operator, "b. tech")  # T-9 was opened by B. Tech too, after the sign-off
+    assert {c.case_id for c in dlg.cases} == {"S-301", "T-9"}
+    dlg.operator.setText("someone else")
+    assert dlg.cases == [] and not dlg.open_button.isEnabled()
+    dlg.operator.clear()
+    dlg.text.setText("S-301")
+    assert dlg.reopen()
+    assert w.review.current == "S-301" and w.signed is not None and w.results.rowCount() == 3
+    before = [r.reviewer_label for r in w.results.results]
+    w.table.setFocus()
+    w.table.selectRow(0)
+    qtbot.keyClick(w.table, "4")
+    assert [r.reviewer_label for r in w.results.results] == before  # read-only: signed off
+    assert "signed off" in w.statusBar().currentMessage()
+
+
+def test_an_autosave_from_before_the_archive_goes_in_once(qtbot, tmp_path, tiny_model_path):
+    w1 = _window(qtbot, tmp_path, tiny_model_path)
+    w1.new_case("OLD-1", ask=False)
+    _run(qtbot, w1, lambda: w1.classify([_images(tmp_path / "old", 3)]))
+    w1.table.selectRow(1)
+    qtbot.keyClick(w1.table, "2")
+    w1.close()
+    (tmp_path / "data" / "cases.sqlite").unlink()  # as if saved by a version without the archive
+    for extra in ("-wal", "-shm"):
+        (tmp_path / "data" / f"cases.sqlite{extra}").unlink(missing_ok=True)
+    w2 = _window(qtbot, tmp_path, tiny_model_path)
+    qtbot.waitUntil(lambda: w2.results.rowCount() == 3 and not w2.persistence.saver.restoring, timeout=10000)
+    case = _archived(tmp_path, "OLD-1")
+    assert len(case.results) == 3 and case.results[1].reviewer_label == "lymphocyte"
+    w2.close()
+    w3 = _window(qtbot, tmp_path, tiny_model_path)  # a second start adds nothing
+    qtbot.waitUntil(lambda: w3.results.rowCount() == 3 and not w3.persistence.saver.restoring, timeout=10000)
+    assert len(_archived(tmp_path, "OLD-1").results) == 3
+
+
+@pytest.mark.parametrize("damage", ["newer", "garbage"])
+def test_an_archive_that_cannot_be_used_never_stops_the_work(qtbot, tmp_path, tiny_model_path, damage):
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / "cases.sqlite"
+    if damage == "newer":
+        with sqlite3.connect(path) as con:
+            con.execute("PRAGMA user_version = 999")
+    else:
+        path.write_bytes(b"not a database" * 100)
+    before = path.read_bytes()
+    w = _window(qtbot, tmp_path, tiny_model_path)
+    assert w.workspace.archive is None and "case archive" in w.statusBar().currentMessage()
+    _run(qtbot, w, lambda: w.classify([_images(tmp_path / "c", 2)]))
+    assert w.results.rowCount() == 2 and path.read_bytes() == before  # the file is left as it was
