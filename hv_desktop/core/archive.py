@@ -186,7 +186,7 @@ class CaseArchive:
                 raise self._locked(case_id)
             results = self._results(case_id)
             try:
-                s = sign_off(results, signed.operator, signed.at, signed.override_reason)
+                s = sign_off(results, signed.operator, signed.at, signed.override_reason, signed.cell_types)
             except ValueError as exc:
                 raise ArchiveError(str(exc)) from exc
             self._insert_sign_off(case_id, s)
@@ -195,9 +195,9 @@ class CaseArchive:
 
     def _insert_sign_off(self, case_id: str, s: SignOff) -> None:
         self._conn.execute(
-            "INSERT INTO sign_offs (case_id, operator, at, override_reason, unreviewed_flagged, operator_key) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (case_id, s.operator, s.at, s.override_reason, s.unreviewed_flagged, fold(s.operator)),
+            "INSERT INTO sign_offs (case_id, operator, at, override_reason, unreviewed_flagged, cell_types, operator_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (case_id, s.operator, s.at, s.override_reason, s.unreviewed_flagged, s.cell_types, fold(s.operator)),
         )
         self._conn.execute("UPDATE cases SET status = 'signed' WHERE case_id = ?", (case_id,))
 
@@ -290,7 +290,8 @@ class CaseArchive:
                 raise ArchiveError(f"the archive has no case {case_id!r}")
             cid, operator, note, created_at, status = row[0]
             signed = self._read(
-                "SELECT operator, at, override_reason, unreviewed_flagged FROM sign_offs WHERE case_id = ?", [case_id]
+                "SELECT operator, at, override_reason, unreviewed_flagged, cell_types FROM sign_offs WHERE case_id = ?",
+                [case_id],
             )
             audit = self._read("SELECT event, at, json FROM audit WHERE case_id = ? ORDER BY id", [case_id])
             results = self._results(case_id)

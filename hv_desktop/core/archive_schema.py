@@ -55,6 +55,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX cells_review ON cells (case_id, reviewer_label)",
         "CREATE TABLE imports (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, at TEXT NOT NULL, report TEXT NOT NULL)",
     ),
+    (  # 3: the lab's cell types as signed, so a signed case's differential never follows later preferences
+        "ALTER TABLE sign_offs ADD COLUMN cell_types TEXT NOT NULL DEFAULT ''",
+    ),
 ]
 VERSION = len(MIGRATIONS)
 

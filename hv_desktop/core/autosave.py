@@ -76,9 +76,9 @@ class Autosaver:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_session(path, snap.results, snap.model_name, snap.model_version, snap.extra)
-        except OSError as exc:
+        except Exception as exc:  # any failure is said, never a silent dead thread (issue 30: an unencodable name)
             log.error("autosave failed: %s", exc)
-            self.failed(str(exc))
+            self.failed(str(exc) or type(exc).__name__)
         with self._lock:
             again = self.pending
         if again:

@@ -84,6 +84,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def labels_of(results: Sequence[Result], fallback: Sequence[str]) -> list[str]:
+    """The class columns of rows: the classes of the model that produced them (a classified row's probabilities,
+    in their order), else ``fallback``. Why: after Load Model, a signed case's CSV took the new model's classes
+    and lost its own probabilities (issue 30)."""
+    for r in results:
+        if r.ok and r.probabilities:
+            return list(r.probabilities)
+    return list(fallback)
+
+
 def csv_columns(labels: Sequence[str]) -> list[str]:
     return (
         ["path", "file_name", "predicted_label", "confidence"]

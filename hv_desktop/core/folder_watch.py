@@ -44,6 +44,11 @@ class WatchedFolder:
         self._in_flight.update(ready)
         return ready
 
+    def release(self) -> None:
+        """Forget what was handed out and not yet classified (a cancelled run dropped it): the next poll hands it
+        out again. Why: such files stayed "in flight" for good and were never classified."""
+        self._in_flight.clear()
+
     def settled(self, r: Result) -> bool:
         """After a file of this folder was classified: False when its row must not be shown yet, because it failed
         while it may still be being written (a camera that writes the header, pauses, then the rest); it is

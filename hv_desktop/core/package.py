@@ -45,7 +45,12 @@ MAX_RATIO = 200  # uncompressed / compressed, per member (images barely compress
 #: (each under the per-member floor) made a 1.7 MB package expand 900-fold
 MAX_PACKAGE_RATIO = 50
 RATIO_FLOOR = 32 * 1024 * 1024
-MAX_CASE_JSON = 64 * 1024 * 1024
+MAX_CASE_JSON = 32 * 1024 * 1024  # 20,000 cells take about 12 MB
+#: JSON objects and lists a case file may open: each cell is two (itself, its probabilities). Counted on the bytes
+#: before parsing, so a file of millions of empty containers (a memory bomb that fits the size cap) is refused.
+MAX_CASE_CONTAINERS = 3 * MAX_ENTRIES + 1_000
+#: what a package's case details may hold; anything else in them is dropped on reading
+CASE_KEYS = ("case_id", "operator", "note", "signed_off")
 MAX_MANIFEST = 8 * 1024 * 1024
 MAX_MEMBER_NAME = 160  # characters; the app's own names are under 100
 FIXED = ("case.json", "results.csv", "report.pdf", "MANIFEST.sha256")
@@ -313,6 +318,8 @@ def _open(z: zipfile.ZipFile, package_bytes: int, folder: Path) -> Consultation:
             error=p["error"],
             sha256=p["sha256"],
             cell_id=p["cell_id"],
+            model_name=p["made_by"][0],
+            model_version=p["made_by"][1],
         )
         for p in parsed
     ]
@@ -358,6 +365,8 @@ def _unpack(
 def _case_file(raw: bytes, names: set[str]) -> tuple[str, dict, str, list[dict]]:
     """(kind, case, package ID, every entry typed); PackageError when malformed. A package written before cells had
     IDs gets them derived from its package ID and each entry's place, the same on every reading."""
+    if raw.count(b"{") + raw.count(b"[") > MAX_CASE_CONTAINERS:
+        raise PackageError("the package's case file holds far more entries than cells; refused")
     try:
         case = json.loads(raw.decode("utf-8"), parse_constant=_refuse)
     except (ValueError, RecursionError):
@@ -375,14 +384,18 @@ def _case_file(raw: bytes, names: set[str]) -> tuple[str, dict, str, list[dict]]
     pid = str(case.get("package_id", ""))[:64]
     try:
         parsed = [_entry(d, names) for d in items]  # every entry checked before anything is written
+        # the model that produced the sender's rows: they keep it here (a CSV or report must not name ours)
+        made_by = tuple(" ".join(str(case.get(k) or "").split())[:200] for k in ("model_name", "model_version"))
         for i, p in enumerate(parsed):
+            p["made_by"] = made_by if p["error"] is None else ("", "")
             if p["cell_id"] is None:
                 p["cell_id"] = derived_cell_id(pid, i, p["sha256"], p["name"])
     except TypeError:  # the session loader's typed readers: a value of the wrong type
         raise PackageError("the package's case file holds a value of the wrong type; refused") from None
     if len({p["cell_id"] for p in parsed}) != len(parsed):
         raise PackageError("the package names one cell twice; refused")
-    return kind, case.get("case") or {}, pid, parsed
+    details = {k: v for k, v in (case.get("case") or {}).items() if k in CASE_KEYS}
+    return kind, details, pid, parsed
 
 
 def _entry(d, names: set[str]) -> dict:
@@ -451,6 +464,27 @@ def disagreeing(results: Sequence[Result], reply: Consultation) -> list[tuple[in
         for i, theirs in matched_cells(results, reply)
         if theirs and theirs != (results[i].reviewer_label or results[i].label)
     ]
+
+
+def reply_summary(results: Sequence[Result], reply: Consultation, case: str) -> str:
+    """What a reply says about a case, in words: how many of its cells the consultant reviewed and how many they
+    classed otherwise. Why: a reply that reviewed nothing read "the consultant agrees with every review" (issue 30)."""
+    who = " ".join(str(reply.case.get("operator") or "the consultant").split())[:200]
+    n = sum(1 for r in results if r.ok)
+    reviewed = sum(1 for _, theirs in matched_cells(results, reply) if theirs)
+    differ = len(disagreeing(results, reply))
+    cells = f"cell{'s' if n != 1 else ''}"
+    if reviewed == 0:
+        return f"Case {case}: {who} reviewed none of its {n} {cells}: there is nothing to compare yet."
+    if differ:
+        left = f" ({n - reviewed} not reviewed)" if reviewed < n else ""
+        return (
+            f"Case {case}: {who} reviewed {reviewed} of {n} {cells}{left} and classed {differ} otherwise. Choose a row "
+            "to see the cell; accept the consultant's class or keep yours."
+        )
+    if reviewed < n:
+        return f"Case {case}: {who} reviewed {reviewed} of {n} {cells}, agreeing with each; {n - reviewed} were not reviewed."
+    return f"Case {case}: {who} reviewed every cell and agrees with every review of this case."
 
 
 def disagreements(mine: Sequence[Result], reply: Consultation) -> list[tuple[str, str | None, str | None]]:

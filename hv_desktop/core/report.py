@@ -20,7 +20,7 @@ from hv_desktop import __version__
 from hv_desktop.core.result import Result
 from hv_desktop.core.export import Differential, differential
 from hv_desktop.core.model import INTENDED_USE, Model
-from hv_desktop.core.review import ReviewSession, SignOff, awaiting_review, reviewed_differential
+from hv_desktop.core.review import ReviewSession, SignOff, awaiting_review, parse_extra_classes, reviewed_differential
 
 THUMBS_PER_CLASS = 24
 THUMB_PX = 96
@@ -318,6 +318,11 @@ def build_case_report(
 ) -> Report:
     """The report of one case of a session: its cells, with the identity and sign-off of :func:`case_report_info`."""
     info, signed = case_report_info(session, case_id)
+    if signed is not None and signed.cell_types:  # the cell types it was signed with, in every face
+        try:
+            extras = parse_extra_classes(signed.cell_types, labels)
+        except ValueError:
+            pass
     name, version = (model.info.name, model.info.version) if model is not None else ("", "")
     return build_report(session.case_results(case_id), labels, name, version, info, model, heatmaps, signed, extras)
 

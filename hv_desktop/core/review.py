@@ -220,6 +220,9 @@ class SignOff:
     at: str
     override_reason: str = ""
     unreviewed_flagged: int = 0
+    #: the lab's further cell types when it was signed (format_extra_classes): its differential stays as signed
+    #: when the preferences change later (issue 30)
+    cell_types: str = ""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -232,15 +235,17 @@ class SignOff:
         try:
             texts = {k: d.get(k, "") for k in ("operator", "at", "override_reason")}
             n = d.get("unreviewed_flagged", 0)
+            types = d.get("cell_types", "")
             if (
                 not all(isinstance(v, str) for v in texts.values())  # no length cut: see MAX_REASON
                 or not texts["operator"]
                 or isinstance(n, bool)
                 or not isinstance(n, int)
                 or n < 0
+                or not isinstance(types, str)
             ):
                 return None
-            return cls(texts["operator"], texts["at"], texts["override_reason"], n)
+            return cls(texts["operator"], texts["at"], texts["override_reason"], n, types)
         except (TypeError, ValueError):
             return None
 
@@ -261,7 +266,7 @@ def sign_off_blockers(results: Iterable[Result]) -> int:
     return sum(1 for r in results if awaiting_review(r))
 
 
-def sign_off(results: Iterable[Result], operator: str, at: str, override_reason: str = "") -> SignOff:
+def sign_off(results: Iterable[Result], operator: str, at: str, override_reason: str = "", cell_types: str = "") -> SignOff:
     """Sign a case off, or ValueError with the reason it cannot be (no operator; unreviewed flagged cells and no
     reason given)."""
     if not operator.strip():
@@ -274,7 +279,7 @@ def sign_off(results: Iterable[Result], operator: str, at: str, override_reason:
             f"{left} flagged cell{'s' if left != 1 else ''} not reviewed: review "
             f"{'them' if left != 1 else 'it'}, or give a reason to sign off anyway"
         )
-    return SignOff(operator.strip(), at, override_reason.strip() if left else "", left)
+    return SignOff(operator.strip(), at, override_reason.strip() if left else "", left, cell_types)
 
 
 #: What a model's classification sets on a result (a re-classification replaces these and nothing else).
@@ -461,10 +466,10 @@ class ReviewSession:
     def awaiting(self) -> int:
         return sign_off_blockers(self.case_results())
 
-    def sign_off(self, operator: str, at: str, reason: str = "") -> SignOff:
+    def sign_off(self, operator: str, at: str, reason: str = "", cell_types: str = "") -> SignOff:
         """Sign the current case off (see :func:`sign_off`); it is then locked."""
         self._check()
-        signed = sign_off(self.case_results(), operator, at, reason)
+        signed = sign_off(self.case_results(), operator, at, reason, cell_types)
         self.signoffs[self.current] = signed
         self.audit.append({"event": "signed off", "case": self.current, **signed.as_dict()})
         self._undo = [step for step in self._undo if all(self.results[i].case != self.current for i, _ in step)]

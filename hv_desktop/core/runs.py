@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from hv_desktop.core.paths import display_name
 from hv_desktop.core.result import Result
 
 ResultKey = tuple[str, str, str | None, str | None]
@@ -22,9 +23,16 @@ def result_key(r: Result, case: str | None = None) -> ResultKey:
     return r.case if case is None else case, str(r.path), r.sha256, r.error
 
 
+#: a case named after a folder keeps at most this much of the name (a typed ID over the limit is refused instead)
+CASE_NAME_CHARS = 150
+
+
 def case_name(paths: list[Path]) -> str:
-    """The name a case opened from ``paths`` gets: the first folder's name, else the files' folder."""
-    return next((p.name for p in paths if p.is_dir()), paths[0].parent.name if paths else "") or "Case"
+    """The name a case opened from ``paths`` gets: the first folder's name, else the files' folder; as text a
+    session can save (a name that is not valid UTF-8 shows U+FFFD) and short enough to be a case ID (issue 30: a
+    non-UTF-8 folder name lost the session; a 200-character one could not be classified)."""
+    name = next((p.name for p in paths if p.is_dir()), paths[0].parent.name if paths else "")
+    return " ".join(display_name(name).split())[:CASE_NAME_CHARS].strip() or "Case"
 
 
 class RunQueue:

@@ -204,9 +204,9 @@ class Workspace:
     def undo(self) -> list[int]:
         return self._reviewed(self.review.undo())
 
-    def sign_off(self, operator: str, at: str, reason: str = "") -> SignOff:
+    def sign_off(self, operator: str, at: str, reason: str = "", cell_types: str = "") -> SignOff:
         case = self.review.current
-        signed = self.review.sign_off(operator, at, reason)
+        signed = self.review.sign_off(operator, at, reason, cell_types)
         self._archive(lambda a: self._archive_sign_off(a, case, signed))
         self._tell("signed")
         return signed

@@ -63,10 +63,14 @@ def ask_case_details(
     return dlg if dlg.exec() == QDialog.DialogCode.Accepted else None
 
 
-def ask_report_details(parent: QWidget | None, case: ReportInfo, signed: bool) -> tuple[ReportInfo, bool] | None:
+def ask_report_details(
+    parent: QWidget | None, case: ReportInfo, signed: bool, title: str = "Export report", heatmaps: bool = True
+) -> tuple[ReportInfo, bool] | None:
     """The report dialog: the case's ID shown, not typed (a report is of its case); operator and note editable
     only while the case is not signed off. (details, heatmaps) or None when cancelled."""
     dlg = ReportDialog(parent, operator=case.operator)
+    dlg.setWindowTitle(title)
+    dlg.heatmaps.setVisible(heatmaps)
     dlg.case_id.setText(case.case_id)
     dlg.case_id.setReadOnly(True)
     dlg.case_id.setToolTip("The report is of the case shown in the Case box; choose another case there")
@@ -74,7 +78,7 @@ def ask_report_details(parent: QWidget | None, case: ReportInfo, signed: bool) -
     if signed:
         dlg.operator.setReadOnly(True)
         dlg.note.setReadOnly(True)
-        dlg.setWindowTitle("Export report (signed-off case: details as signed)")
+        dlg.setWindowTitle(f"{title} (signed-off case: details as signed)")
     return (ReportInfo("", dlg.note.toPlainText(), dlg.operator.text()), dlg.heatmaps.isChecked()) if dlg.exec() else None
 
 

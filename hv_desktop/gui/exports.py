@@ -13,11 +13,20 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from hv_desktop.core.export import write_csv
+from hv_desktop.core.export import labels_of, write_csv
 from hv_desktop.core.model import Model
 from hv_desktop.core.outputs import output_problem
-from hv_desktop.core.package import Consultation, PackageError, disagreeing, disagreements, read_package, reply_case
+from hv_desktop.core.package import (
+    Consultation,
+    PackageError,
+    disagreeing,
+    disagreements,
+    read_package,
+    reply_case,
+    reply_summary,
+)
 from hv_desktop.core.preprocess import ImageError
+from hv_desktop.core.review import MAX_CASE_ID, MAX_NAME, MAX_NOTE
 from hv_desktop.gui import dialogs
 
 if TYPE_CHECKING:
@@ -83,7 +92,7 @@ class Exports:
         case = {"case": w.review.current} if w.review.current else {}
         if w.signed:
             case.update(signed_off_by=w.signed.operator, signed_off_at=w.signed.at)
-        labels = list(w.model.labels) if w.model else []
+        labels = labels_of(w.case_results(), w.model.labels if w.model else [])
         try:
             write_csv(path, w.case_results(), labels, info.name if info else "", info.version if info else "", case)
         except OSError as exc:
@@ -96,43 +105,45 @@ class Exports:
         w.statusBar().showMessage(f"Exported {len(w.case_results())} rows to {path}", 8000)
         return True
 
-    def _ask_info(self, title: str, case_id: str = "", heatmaps: bool = True) -> tuple[ReportInfo, bool] | None:
-        from hv_desktop.gui.report import ReportInfo
-
-        dlg = dialogs.ask_case_details(self.w, title, self.w.operator(), case_id, heatmaps=heatmaps)
-        if dlg is None:
-            return None
-        return ReportInfo(dlg.case_id.text(), dlg.note.toPlainText(), dlg.operator.text()), dlg.heatmaps.isChecked()
-
-    def export_report(self, path: Path | None = None, info: ReportInfo | None = None) -> bool:
-        """The current case's PDF report. Its ID, operator and sign-off are the case's (core.report.case_report_info):
-        the dialog shows the ID, and edits operator and note only while the case is not signed off (the edit goes
-        into the case, so report and case agree). ``info`` (scripts, tests) stands for the dialog's answers."""
+    def _case_details(self, title: str, info: ReportInfo | None, heatmaps: bool) -> bool | None:
+        """The details a report or a package of the current case carries are the case's own (core.report.
+        case_report_info): the dialog shows the ID, and edits operator and note only while the case is not signed
+        off (the edit goes into the case, so what is written and the case agree). ``info`` (scripts, tests) stands
+        for the dialog's answers. Whether heatmaps were asked for, or None when cancelled or refused."""
         from hv_desktop.core.report import case_report_info
 
         w, review = self.w, self.w.review
         if not w.case_results() or w.model is None or review.current not in review.cases:
-            QMessageBox.information(w, "Nothing to report", "Classify some images first.")
-            return False
+            QMessageBox.information(w, title, "Classify some images first.")
+            return None
         current, _ = case_report_info(review, review.current)
-        heatmaps = False
+        wants = False
         if info is None:
-            dlg = dialogs.ask_report_details(w, current, w.signed is not None)
+            dlg = dialogs.ask_report_details(w, current, w.signed is not None, title, heatmaps)
             if dlg is None:
-                return False
-            info, heatmaps = dlg
+                return None
+            info, wants = dlg
         if info.case_id and info.case_id != review.current:
-            w.statusBar().showMessage(f"A report is of its own case: this one is {review.current}, not {info.case_id}", 10000)
-            return False
+            w.statusBar().showMessage(f"This is case {review.current}'s own, not {info.case_id}'s: nothing written", 10000)
+            return None
         if w.signed is None and (info.operator, info.note) != (current.operator, current.note):
             try:
                 w.workspace.set_case_details(info.operator or current.operator, info.note)
             except ValueError as exc:
-                QMessageBox.warning(w, "Report not written", str(exc).capitalize() + ".")
-                return False
+                QMessageBox.warning(w, title, str(exc).capitalize() + ".")
+                return None
             if info.operator:
                 w.settings.setValue("operator", info.operator)
             w.autosave()
+        return wants
+
+    def export_report(self, path: Path | None = None, info: ReportInfo | None = None) -> bool:
+        """The current case's PDF report, with the case's own details (:meth:`_case_details`)."""
+        w, review = self.w, self.w.review
+        wants = self._case_details("Export report", info, heatmaps=True)
+        if wants is None or w.model is None:
+            return False
+        heatmaps = wants
         path = self.save_target(path, "Export report", f"hematovision-{review.current}.pdf", "PDF files (*.pdf)")
         if path is None:
             return False
@@ -155,15 +166,6 @@ class Exports:
         w = self.w
         report = build_case_report(w.review, w.review.current, list(model.labels), model, heatmaps, w.extra_classes())
         return render_pdf(report, path)
-
-    def case_info(self, info: ReportInfo) -> ReportInfo:
-        """Details for the current case: its ID, operator and note unless the dialog gave others."""
-        from hv_desktop.gui.report import ReportInfo
-
-        c = self.w.review.cases.get(self.w.review.current)
-        if c is None:
-            return info
-        return ReportInfo(info.case_id or c.case_id, info.note or c.note, info.operator or c.operator)
 
     def save_heatmap(self, path: Path | None = None) -> bool:
         """The current cell with its class-activation overlay, as a PNG (atomic)."""
@@ -193,22 +195,17 @@ class Exports:
     def export_consultation(self, path: Path | None = None, info: ReportInfo | None = None) -> bool:
         """Write the session as a consultation package (a reply, when the session came in one)."""
         w = self.w
-        if not w.case_results() or w.model is None:
+        if self._case_details("Export case for consultation", info, heatmaps=False) is None or w.model is None:
             return False
-        if info is None:
-            answer = self._ask_info("Export case for consultation", w.review.current, heatmaps=False)
-            if answer is None:
-                return False
-            info = answer[0]
         kind = "reply" if self.consultation else "case"
         target = self.save_target(
-            path, "Export for consultation", f"{info.case_id or kind}-{kind}.zip", "Consultation packages (*.zip)"
+            path, "Export for consultation", f"{w.review.current or kind}-{kind}.zip", "Consultation packages (*.zip)"
         )
         if target is None:
             return False
-        model, details = w.model, info
+        model = w.model
         written = self._busy(
-            lambda: self._write_package(target, model, details),
+            lambda: self._write_package(target, model),
             "Not exported",
             lambda exc: f"The package could not be written: {exc}",
             (OSError, PackageError),
@@ -218,15 +215,17 @@ class Exports:
         w.statusBar().showMessage(f"Consultation package written: {target}", 8000)
         return True
 
-    def _write_package(self, path: Path, model: Model, info: ReportInfo) -> Path:
+    def _write_package(self, path: Path, model: Model) -> Path:
         from hv_desktop.core.package import write_package
+        from hv_desktop.core.report import case_report_info
 
         w = self.w
+        info, signed = case_report_info(w.review, w.review.current)  # the case's own details, as on its report
         case = {
-            "case_id": w.review.current or info.case_id,  # the case's own ID, as on its report
+            "case_id": info.case_id,
             "operator": info.operator,
             "note": info.note,
-            "signed_off": w.signed.as_dict() if w.signed else None,
+            "signed_off": signed.as_dict() if signed else None,
         }
         # a request gets its own ID, which its reply carries back (and which this session remembers)
         pid = (self.consultation or {}).get("package_id", "") or uuid.uuid4().hex[:16]
@@ -300,13 +299,7 @@ class Exports:
         cells = [r for r in w.review.results if r.case == case]
         self.last_disagreements = disagreements(cells, c)
         differing = [(cells[i], theirs) for i, theirs in disagreeing(cells, c)]
-        who = str(c.case.get("operator") or "the consultant")[:200]
-        summary = (
-            f"Case {case}: {who} classed {len(differing)} cell{'s' if len(differing) != 1 else ''} otherwise. Choose "
-            "a row to see the cell; accept the consultant's class or keep yours."
-            if differing
-            else f"Case {case}: the consultant agrees with every review of this case."
-        )
+        summary = reply_summary(cells, c, case)
         if self.merge_dialog is not None:
             self.merge_dialog.close()
         self.merge_dialog = MergeDialog(w, case, differing, summary)
@@ -318,10 +311,12 @@ class Exports:
         w = self.w
         w.results.sender_labels = dict(c.sender_labels)
         self.consultation = {"kind": c.kind, "package_id": c.package_id, "case": c.case}
+        # Texts from another lab's package fit this lab's limits (shortened, never refused: the session is already
+        # cleared for it, issue 30)
         cid = w.workspace.new_case(
-            str(c.case.get("case_id") or c.package_id or "Consultation")[:200],
-            str(c.case.get("operator") or "")[:200],
-            str(c.case.get("note") or "")[:4000],
+            " ".join(str(c.case.get("case_id") or c.package_id or "Consultation").split())[: MAX_CASE_ID - 10],
+            str(c.case.get("operator") or "")[:MAX_NAME],
+            str(c.case.get("note") or "")[:MAX_NOTE],
         )
         w.workspace.add_results(c.results, cid)
         w.refresh_cases()

@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
         self.results_pane.caseChosen.connect(self.reviewing.case_chosen)
         self.runFinished.connect(self.results_pane.focus_review)  # review keys work right after a run
         self.persistence.restored.connect(lambda n: self.results_pane.focus_review() if n else None)  # and a restore
+        self.persistence.restored.connect(lambda _: self.runner.start_pending())  # what was opened meanwhile
         self.results_pane.reviewKey.connect(self.assign_current)
         self.results_pane.confirmKey.connect(self.reviewing.confirm_current)
         self.preview_pane = PreviewPane(self.settings, self)

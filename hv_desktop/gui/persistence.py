@@ -95,11 +95,27 @@ class Persistence(QObject):
                 f"Some of the previous session could not be read back: {', '.join(problems)}.\n\n"
                 + (f"The whole file, as it was, is kept as:\n{kept}" if kept else "A copy of it could not be kept."),
             )
+        self._adopt_caseless(restored)
         w.exports.restore((header.get("extra") or {}).get("consultation"))
         fresh = w.runner.queue.unseen(restored)
         w.runner.queue.remember(fresh)
         w.refresh_cases()
         self._add_rows(fresh, 0, header)
+
+    def _adopt_caseless(self, restored: list[Result]) -> None:
+        """Cells saved before cases existed (or whose case entry is gone) get a case of their own, with any sign-off
+        of that time: else the report and consultation of a restored session had no case to be of (issue 30)."""
+        review = self.w.review
+        orphans = [r for r in restored if r.case not in review.cases]
+        if not orphans:
+            return
+        current = review.current
+        cid = review.new_case("Restored session")
+        for r in orphans:
+            r.case = cid
+        if "" in review.signoffs:
+            review.signoffs[cid] = review.signoffs.pop("")
+        review.current = current or cid
 
     def _add_rows(self, fresh: list[Result], start: int, header: dict) -> None:
         """Restored rows go into the table a chunk per event-loop turn: 10,000 rows at once froze the window for

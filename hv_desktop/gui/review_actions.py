@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QMessageBox
 
 from hv_desktop.core.export import differential
-from hv_desktop.core.review import EXTRA_CLASSES, ReviewClass, next_awaiting, parse_extra_classes, sign_off_blockers
+from hv_desktop.core.review import (
+    EXTRA_CLASSES,
+    ReviewClass,
+    format_extra_classes,
+    next_awaiting,
+    parse_extra_classes,
+    sign_off_blockers,
+)
 from hv_desktop.gui import dialogs
 
 if TYPE_CHECKING:
@@ -140,7 +147,7 @@ class ReviewActions:
                 return False
             operator, reason = answer
         try:
-            signed = w.workspace.sign_off(operator, now(), reason or "")
+            signed = w.workspace.sign_off(operator, now(), reason or "", format_extra_classes(self.extra_classes()))
         except ValueError as exc:
             QMessageBox.warning(w, "Not signed off", str(exc).capitalize() + ".")
             return False
@@ -168,7 +175,14 @@ class ReviewActions:
 
     # --- the lab's cell types
     def extra_classes(self) -> list[ReviewClass]:
-        """The lab's list of further cell types (preferences), or the default list."""
+        """The lab's list of further cell types (preferences), or the default list; for a signed-off case the list
+        it was signed with (its differential and report stay as signed)."""
+        signed = self.w.signed
+        if signed is not None and signed.cell_types:
+            try:
+                return parse_extra_classes(signed.cell_types, self.labels)
+            except ValueError:
+                pass
         text = self.w.settings.value("review/cell_types")
         if isinstance(text, str):
             try:

@@ -62,7 +62,16 @@ class Runner(QObject):
             self.queue.pending.append(paths)
             w.statusBar().showMessage("Queued; it starts when the current run ends", 4000)
             return
+        if w.persistence.saver.restoring:  # the previous session first: a run now could shadow its rows (issue 30)
+            self.queue.pending.append(paths)
+            w.statusBar().showMessage("Queued; it starts when the previous session is restored", 6000)
+            return
         self.start(paths, w.model)
+
+    def start_pending(self) -> None:
+        """Start what was queued while the previous session was being restored."""
+        if self.job is None and self.queue.pending and self.w.model is not None:
+            self.start(self.queue.pending.pop(0), self.w.model)
 
     def _case_for(self, paths: list[Path]) -> tuple[str, str] | None:
         """The case a run of new images adds to, decided when it starts: the current one, or a new case when that
@@ -145,6 +154,8 @@ class Runner(QObject):
         w.update_differential()
         w.autosave()
         w.update_actions()
+        if cancelled:  # camera files of the dropped runs go back to the watcher, to be classified when it looks again
+            self.watched.release()
         nxt = self.queue.next_run(cancelled)
         if nxt is not None and w.model is not None:
             self.start(nxt, w.model)

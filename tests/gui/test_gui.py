@@ -626,9 +626,11 @@ def test_consultation_round_trip_between_two_windows(qtbot, tmp_path, tiny_model
         autosave_path=tmp_path / "lab" / "autosave.json",
     )
     qtbot.addWidget(lab)
+    lab.new_case("S-9", ask=False)
     _run(qtbot, lab, lambda: lab.classify([_images(tmp_path / "smear", 4)]))
     lab.review.assign(2, "basophil")  # the lab's reading of cell 2
-    assert lab.export_consultation(tmp_path / "case.zip", ReportInfo("S-9", "second opinion please", "Lab"))
+    assert not lab.export_consultation(tmp_path / "case.zip", ReportInfo("OTHER-1", "", "Lab"))  # its own case only
+    assert lab.export_consultation(tmp_path / "case.zip", ReportInfo("", "second opinion please", "Lab"))
 
     cons = MainWindow(
         model_path=tiny_model_path,
