@@ -43,9 +43,10 @@ import numpy as np
 from PIL import Image
 
 from hv_desktop.core.files import read_regular, regular_path
-from hv_desktop.core.metadata import MAX_CROP_FRACTION, METADATA_KEY, ModelMetadata
+from hv_desktop.core.metadata import FLAG_ALL, MAX_CROP_FRACTION, METADATA_KEY, ModelMetadata
 from hv_desktop.core.model import Model
 from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
+from hv_desktop.core.unflag import UnflagCheck, unflag_check
 from hv_desktop.core.paths import display_name, text_to_path
 from hv_desktop.core.preprocess import (
     ImageError,
@@ -134,6 +135,8 @@ class Adaptation(SiteModel):
     scale_scores: dict[float, float] = field(default_factory=dict)
     #: wall seconds per stage: reading, features (all scales), fitting (CV, head, temperature, review)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: whether the reviewed cells verify the cells the site model leaves unflagged (else it flags every cell)
+    unflag: UnflagCheck | None = None
 
     def summary_lines(self) -> list[str]:
         lines = ["cells per class: " + ", ".join(f"{k} {v}" for k, v in self.counts.items())]
@@ -159,6 +162,8 @@ class Adaptation(SiteModel):
 
         lines.append(f"before (base model): {est(self.before)}")
         lines.append(f"after (cross-validated): {est(self.after)}")
+        if self.unflag is not None:
+            lines.append(self.unflag.message)
         return lines
 
 
@@ -563,14 +568,18 @@ def adapt(
         )
     else:
         cv_logits, t, base_typ, after_typ = _refit_confidence(base, f_base, emb, probe, y_all, frozen, folds)
-    before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, base.info.review_threshold)
-    meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen)
+    thr = base.info.review_threshold
+    before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, thr)
+    check = unflag_check(y_all[target], cv_logits.argmax(1), after_typ[target], thr, labels)
+    if not check.verified:  # nothing unflagged that the lab's own reviews have not shown to be right
+        after = replace(after, flagged=1.0, other_flagged=None if after.other_flagged is None else 1.0)
+    meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen, check)
     out.set_metadata(METADATA_KEY, meta.to_json())
     data = out.to_bytes()
     laps.lap("fit")
     say("done", 1.0)
     return Adaptation(
-        data, meta, counts, best, before, after, [labels[i] for i in frozen], skipped, outside, scores, laps.seconds
+        data, meta, counts, best, before, after, [labels[i] for i in frozen], skipped, outside, scores, laps.seconds, check
     )
 
 
@@ -858,6 +867,7 @@ def _site_metadata(
     before: Estimate,
     after: Estimate,
     frozen: list[int],
+    check: UnflagCheck,
 ) -> ModelMetadata:
     """The base model's metadata with the site's crop, temperature, name and provenance (its test figures,
     which do not describe the site model, left out)."""
@@ -874,6 +884,7 @@ def _site_metadata(
         preprocessing=prep,
         preprocessing_notes={**info.preprocessing_notes, "resize": resize},
         temperature=t,
+        review_threshold=info.review_threshold if check.verified else FLAG_ALL,
         **site_identity(info, f"adapted to {site}"),
         site_adaptation={
             "site": site,
@@ -885,6 +896,7 @@ def _site_metadata(
             "ridge": RIDGE,
             "estimate_before": before.as_dict(),
             "estimate_after_cross_validated": after.as_dict(),
+            "unflag_check": check.as_dict(),
             "cells_sha256": sorted(set(shas)),
         },
     )

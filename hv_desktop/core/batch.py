@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from hv_desktop.core.files import NotRegularFile, read_regular
+from hv_desktop.core.metadata import needs_review
 from hv_desktop.core.model import Model
 from hv_desktop.core.model import decode_workers as default_decoders
 from hv_desktop.core.preprocess import ImageError, Preprocessing, normalise, open_image, resize_for_model
@@ -265,7 +266,7 @@ def _result(
         labels[k],
         float(probs[k]),
         {lab: float(v) for lab, v in zip(labels, probs)},
-        needs_review=typical < threshold,
+        needs_review=needs_review(typical, threshold),
         typicality=typical,
         sha256=d.sha256,
         timestamp=stamp,

@@ -23,6 +23,14 @@ METADATA_KEY = "hematovision"
 MAX_METADATA_CHARS = 8 * 1024 * 1024
 MAX_LABELS = 64
 DEFAULT_REVIEW_THRESHOLD = 0.6
+#: A review threshold of 1 flags every cell: what a site model carries when its reviewed cells could not show that
+#: the cells it would leave unflagged are right (hv_desktop.core.adapt.unflag_check, issue 27).
+FLAG_ALL = 1.0
+
+
+def needs_review(value: float, threshold: float) -> bool:
+    """The one needs-review rule: the review value below the model's threshold, or every cell at FLAG_ALL."""
+    return threshold >= FLAG_ALL or value < threshold
 OUTPUT_KINDS = ("logits", "probabilities")
 
 

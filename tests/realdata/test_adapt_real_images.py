@@ -92,7 +92,10 @@ def test_adapt_cli_end_to_end(lab, shipped_model, tmp_path):
     base_acc, base_flags = _accuracy_and_flags(Model(shipped_model), score)
     acc, flags = _accuracy_and_flags(site, score)
     assert acc >= 0.9 and acc >= base_acc - 0.02
-    assert flags <= 0.4 and flags < base_flags
+    # 40 reviewed cells cannot verify unflagged results at 97 % (issue 27: even 40 of 40 right bounds at 91 %), so
+    # the site model re-classifies but leaves every cell flagged, and says what to review
+    assert not meta["unflag_check"]["verified"] and site.info.review_threshold == 1.0
+    assert flags == 1.0 >= base_flags and "every cell stays flagged" in r.stdout
 
 
 @pytest.mark.realdata

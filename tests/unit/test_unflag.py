@@ -1,0 +1,55 @@
+"""Issue 27: a site model leaves cells unflagged only when the lab's reviewed cells verify them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hv_desktop.core.metadata import FLAG_ALL, needs_review
+from hv_desktop.core.unflag import UNFLAG_BOUND, cells_needed, unflag_check, wilson_lower
+
+LABELS = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
+
+
+def test_wilson_lower_bound_matches_the_textbook_values():
+    assert wilson_lower(40, 40) == pytest.approx(0.9124, abs=1e-4)  # 40 of 40 right: not yet 97 %
+    assert wilson_lower(125, 125) >= UNFLAG_BOUND > wilson_lower(124, 124)  # n / (n + z²) >= 0.97 from n = 125
+    assert wilson_lower(0, 0) == 0.0 and wilson_lower(5, 10) < 0.5 < wilson_lower(5, 10) + 0.3
+
+
+def test_cells_needed_is_none_when_the_accuracy_itself_is_too_low():
+    assert cells_needed(1.0) == 125
+    assert cells_needed(0.96) is None and cells_needed(0.97) is None
+    assert cells_needed(0.99) > cells_needed(1.0)
+
+
+def test_ten_reviewed_cells_per_class_never_unflag_and_say_what_to_review():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 10)
+    pred = y.copy()
+    pred[rng.choice(np.flatnonzero(y == 2), 3, replace=False)] = 3  # monocytes misread most
+    check = unflag_check(y, pred, np.ones(40), 0.6, LABELS)
+    assert not check.verified and check.unflagged == 40 and check.correct == 37
+    assert "every cell stays flagged" in check.message and "monocytes" in check.message
+
+
+def test_a_third_of_unflagged_cells_wrong_is_never_verified_however_many():
+    y = np.repeat(np.arange(4), 500)
+    pred = np.where(np.arange(2000) % 3 == 0, (y + 1) % 4, y)  # the labs A and B of issue 27: 66 % right
+    check = unflag_check(y, pred, np.ones(2000), 0.6, LABELS)
+    assert not check.verified and "not yet reliable enough" in check.message
+
+
+def test_enough_right_unflagged_cells_are_verified_and_flagged_ones_do_not_count():
+    y = np.repeat(np.arange(4), 60)
+    pred = y.copy()
+    values = np.ones(240)
+    pred[:20] = (y[:20] + 1) % 4  # 20 wrong cells ...
+    values[:20] = 0.1  # ... all flagged: the unflagged 220 are all right
+    check = unflag_check(y, pred, values, 0.6, LABELS)
+    assert check.verified and (check.unflagged, check.correct) == (220, 220)
+
+
+def test_a_threshold_of_flag_all_flags_every_cell():
+    assert needs_review(0.99, FLAG_ALL) and needs_review(1.0, FLAG_ALL)
+    assert not needs_review(0.7, 0.6) and needs_review(0.5, 0.6)
