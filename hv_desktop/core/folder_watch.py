@@ -3,6 +3,7 @@ completely) to classify. The window owns only the file-system notifications and 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from hv_desktop.core.result import Result
@@ -17,6 +18,8 @@ class WatchedFolder:
         self.folder: Path | None = None
         self._tracker: SettleTracker | None = None
         self._in_flight: set[Path] = set()  # returned by poll, not yet classified
+        self._shown: dict[Path, tuple[int, str]] = {}  # a row was shown for: (size, sha256) of the bytes classified
+        self._grown: dict[Path, str | None] = {}  # settled just now: the row it completes (see completed)
 
     @property
     def active(self) -> bool:
@@ -59,4 +62,30 @@ class WatchedFolder:
         self._in_flight.discard(r.path)
         if self._tracker is None:
             return True
-        return not self._tracker.retry_or_finish(r.path, failed=not r.ok)
+        keep = not self._tracker.retry_or_finish(r.path, failed=not r.ok)
+        if keep and r.ok and r.sha256:
+            self._grown[r.path] = self._grown_from(r)
+            try:
+                self._shown[r.path] = (r.path.stat().st_size, r.sha256)
+            except OSError:
+                pass
+        return keep
+
+    def completed(self, r: Result) -> str | None:
+        """When ``r`` is a watched file that only grew since its row was shown (the bytes classified then are the
+        start of its bytes now: a camera that paused just before the end of a file), the sha256 of that row, which
+        ``r`` should replace; else None (a new image, replaced under the same name, gets a row of its own). Ask
+        after :meth:`settled`."""
+        return self._grown.pop(r.path, None)
+
+    def _grown_from(self, r: Result) -> str | None:
+        before = self._shown.get(r.path)
+        if before is None or r.sha256 == before[1]:
+            return None
+        size, digest = before
+        try:
+            with open(r.path, "rb") as fh:
+                head = fh.read(size)
+        except OSError:
+            return None
+        return digest if len(head) == size and hashlib.sha256(head).hexdigest() == digest else None

@@ -394,6 +394,19 @@ class ReviewSession:
             changed.append(i)
         return changed
 
+    def replace_grown(self, fresh: Result, old_sha256: str) -> int | None:
+        """A watched file's row whose file grew after it was classified (it was caught mid-write) takes ``fresh``'s
+        classification and bytes; its identity and review stay. The row's index, or None (no such row, or its
+        case is signed off: then ``fresh`` is a row of its own)."""
+        for i, r in enumerate(self.results):
+            if r.path == fresh.path and r.sha256 == old_sha256 and r.case not in self.signoffs:
+                for name in (*RECLASSIFIED_FIELDS, "sha256"):
+                    setattr(r, name, getattr(fresh, name))
+                r.thumbnail = fresh.thumbnail if fresh.thumbnail is not None else r.thumbnail
+                r._json = None
+                return i
+        return None
+
     def case_results(self, case_id: str | None = None) -> list[Result]:
         """The results of a case (the current one by default; all results when there are no cases)."""
         cid = self.current if case_id is None else case_id

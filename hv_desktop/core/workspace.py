@@ -231,6 +231,12 @@ class Workspace:
         self.model = model
         self._tell("model")
 
+    def archive_reclassified(self, rows: Sequence[int]) -> None:
+        """Rows whose classification changed in the session (a watched file completed after it was shown)."""
+        if rows:
+            self._archive(lambda a: a.reclassify([(self.review.results[i].cell_id, self.review.results[i]) for i in rows]))
+        self._tell("reclassified", rows)
+
     def apply_reclassified(self, fresh: Sequence[Result]) -> list[int]:
         """A model change's results, into every cell outside a signed-off case (ReviewSession.apply_reclassified)."""
         rows = self.review.apply_reclassified(fresh)

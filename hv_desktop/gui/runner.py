@@ -127,6 +127,7 @@ class Runner(QObject):
                 # signed off (or gone) while this run was adding to it: the rest goes to a case of its own
                 self.queue.case, self.queue.note = self._case_for([r.path for r in batch]) or ("", "")
             kept = [r for r in batch if self.watched.settled(r)]  # a camera file caught mid-write waits
+            kept = [r for r in kept if not self._replaced_grown(r)]  # or, caught just before its end, is replaced
             self.queue.done += len(batch) - len(kept)
             # the same file opened again in its case keeps its row and review
             w.workspace.add_results(self.queue.fresh(kept), self.queue.case)
@@ -165,6 +166,18 @@ class Runner(QObject):
             self.reclassify()
         else:
             w.runFinished.emit()
+
+    def _replaced_grown(self, r: Result) -> bool:
+        """A watched file that grew after its row was shown: its row takes the complete file's result."""
+        old = self.watched.completed(r)
+        if old is None:
+            return False
+        row = self.w.review.replace_grown(r, old)
+        if row is None:
+            return False
+        self.w.results.rows_changed([row])
+        self.w.workspace.archive_reclassified([row])
+        return True
 
     def cancel(self) -> None:
         if self.job is not None:
