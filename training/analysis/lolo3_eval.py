@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         site = Model(cal.save(Path(tmp) / "site.onnx", model))
         out["calibrated"] = scores(site, items)
-    out["calibration"] = {"images": len(cal_paths), "measured": cal.measured, "square": cal.meta.preprocessing.crop_fraction}
+    out["calibration"] = {"images": len(cal_paths), "measured": cal.measured, "square": cal.metadata.preprocessing.crop_fraction}
     for name in ("as_trained", "calibrated"):
         s = out[name]
         per = ", ".join(f"{k} {v:.3f} (n={s['n_per_class'][k]})" for k, v in s["recall"].items())
