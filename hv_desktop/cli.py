@@ -22,6 +22,7 @@ from hv_desktop.core.export import Tally
 from hv_desktop.core.model import Model, ModelError, bundled_model_path
 from hv_desktop.core.outputs import output_problem
 from hv_desktop.core.paths import display_name
+from hv_desktop.core.result import NO_CELL
 
 EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_NO_IMAGES, EXIT_CANCELLED = 0, 2, 3, 4, 5, 130
 #: The commands a mistyped first word is matched against; any other first word is a PATH for the desktop app.
@@ -175,18 +176,23 @@ def _classify_into_csv(args: argparse.Namespace, model: Model, total: int) -> _B
     from hv_desktop.core.export import StreamingCsv
     from hv_desktop.core.scan import scan
 
-    run = _Batch(Tally(model.labels))
+    run = _Batch(Tally(model.labels, count_edge=args.edge_cells == "count"))
     extra = ["heatmap"] if args.heatmaps is not None else []
-    stream = classify_stream(
-        scan(args.paths),
-        model,
+    cells = args.cells == "all"
+    options: dict[str, Any] = dict(
         batch_size=args.batch_size,
         progress=None if args.quiet else _Progress(total),
         cancel=run.cancel,
         thumbnail=96 if args.report else 0,
     )
+    if cells:
+        from hv_desktop.core.fields import classify_fields
+
+        stream = classify_fields(scan(args.paths), model, **options)
+    else:
+        stream = classify_stream(scan(args.paths), model, **options)
     try:
-        with StreamingCsv(args.csv, model.labels, model.info.name, model.info.version, extra=extra) as out:
+        with StreamingCsv(args.csv, model.labels, model.info.name, model.info.version, extra=extra, cells=cells) as out:
             try:
                 for result in stream:
                     heat = ""
@@ -209,6 +215,7 @@ def _classify_into_csv(args: argparse.Namespace, model: Model, total: int) -> _B
 def cmd_classify(args: argparse.Namespace) -> int:
     from hv_desktop.core.export import atomic_write_text, summary_csv, summary_text
 
+    _check_cells_options(args)
     model = _outputs_and_model(args, [args.csv, args.summary, args.report], [*args.paths, args.model])
     total = _check_inputs(args, model)
     t0 = time.monotonic()
@@ -239,11 +246,20 @@ def cmd_classify(args: argparse.Namespace) -> int:
         print(f"hematovision: {run.heat_failures} heatmaps could not be written", file=sys.stderr)
     if not args.quiet:
         print(summary_text(diff), file=sys.stderr)
-        say(f"{diff.total} files in {time.monotonic() - t0:.1f} s -> {args.csv}")
+        say(f"{diff.files} files in {time.monotonic() - t0:.1f} s -> {args.csv}")
         hint = None if run.cancel.is_set() else _lab_hint(model, args.model, run.tally.classified, run.tally.flagged)
         if hint:
             say(hint)
     return EXIT_CANCELLED if run.cancel.is_set() else EXIT_OK
+
+
+def _check_cells_options(args: argparse.Namespace) -> None:
+    """Outputs that hold one entry per file, refused with ``--cells all`` (a usage error before anything runs)."""
+    if args.cells != "all":
+        return
+    for flag, value in (("--heatmaps", args.heatmaps), ("--report", args.report), ("--case", args.case)):
+        if value:
+            raise CliError(EXIT_USAGE, f"{flag} is not available with --cells all yet; use --cells one, or leave {flag} out")
 
 
 def _lab_hint(model: Model, model_arg: str | None, classified: int, flagged: int) -> str | None:
@@ -274,11 +290,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
     model = _outputs_and_model(args, [args.csv], [args.model])
 
     def show(r) -> None:
-        text = f"{r.label} {r.confidence * 100:.1f} %{' NEEDS REVIEW' if r.needs_review else ''}" if r.ok else f"ERROR {r.error}"
-        say(f"{r.path.name}\t{text}", err=False)
+        if not r.ok:
+            text = f"ERROR {r.error}"
+        elif r.no_cell:
+            text = NO_CELL
+        else:
+            text = f"{r.label} {r.confidence * 100:.1f} %{' NEEDS REVIEW' if r.needs_review else ''}"
+        cell = "" if r.cell_index is None else f" cell {r.cell_index}{' (at edge)' if r.cell_at_edge else ''}"
+        say(f"{r.path.name}{cell}\t{text}", err=False)
 
     try:
-        watcher = FolderWatcher(args.folder, model, args.csv, interval=args.interval, on_result=show)
+        watcher = FolderWatcher(args.folder, model, args.csv, interval=args.interval, on_result=show, cells=args.cells == "all")
     except (ValueError, OSError) as exc:
         raise CliError(EXIT_OUTPUT, str(exc)) from None
     if watcher.damaged:
@@ -443,6 +465,14 @@ def _add_classify(sub) -> None:
     c.add_argument("--operator", help="operator name printed on the report")
     c.add_argument("--note", help="free text printed on the report")
     c.add_argument("--report-heatmaps", action="store_true", help="show heatmaps in the report's gallery")
+    _cells_option(c)
+    c.add_argument(
+        "--edge-cells",
+        choices=("skip", "count"),
+        default="skip",
+        help="with --cells all: leave cells cut by the image border out of the differential (skip, the default, as "
+        "in a manual count) or count them; their rows are in the CSV either way, marked cell_at_edge",
+    )
     c.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
     c.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
     c.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
@@ -468,7 +498,19 @@ def _add_watch(sub) -> None:
         metavar="SECONDS",
         help="seconds between looks at the folder (default: %(default)s)",
     )
+    _cells_option(wp)
     wp.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
+
+
+def _cells_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cells",
+        choices=("one", "all"),
+        default="one",
+        help="one: each image is one white cell (single-cell crops; the default); all: each image is a camera field, "
+        "every white cell found gets its own row (cell_index, its box cell_x0..cell_y1 in the image's pixels, "
+        f"cell_at_edge) and a field with none gets one row saying '{NO_CELL}'",
+    )
 
 
 def _add_adapt(sub) -> None:

@@ -16,13 +16,15 @@ import os
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Generator, Iterable, Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 
 from hv_desktop.core.files import NotRegularFile, read_regular
 from hv_desktop.core.metadata import needs_review
@@ -43,6 +45,7 @@ class _Decoded:
     sha256: str | None
     error: str | None
     thumbnail: np.ndarray | None = None
+    extra: object = None  # what the decode found besides the pixels (camera fields: the cells)
 
 
 def _now() -> str:
@@ -62,6 +65,25 @@ def read_and_decode(
 
     ``out``: where the normalised pixels go (a row of the runner's batch buffer).
     """
+
+    def pixels(im: Image.Image, data: bytes) -> tuple[np.ndarray, object]:
+        arr = resize_for_model(im, size, prep)
+        if prep is not None:  # normalise here, in the decode thread, off the inference path
+            arr = normalise(arr, prep, out=out)
+        return arr, None
+
+    return decode_file(path, pixels, draft=size, thumb=thumb)
+
+
+def decode_file(
+    path: Path,
+    convert: Callable[[Image.Image, bytes], tuple[np.ndarray, object]],
+    draft: tuple[int, int] | None = None,
+    thumb: int = 0,
+) -> _Decoded:
+    """Read one file, hash and decode the same bytes, and turn the image into model pixels with ``convert(image,
+    bytes) -> (pixels, extra)``; never raises: every failure is a :class:`_Decoded` with a plain message. Shared
+    by one-cell-per-file classification (:func:`read_and_decode`) and by camera fields (``core.fields``)."""
     try:
         if path.is_dir():
             return _Decoded(path, None, None, "is a folder, not an image")
@@ -85,11 +107,9 @@ def read_and_decode(
     if not data:
         return _Decoded(path, None, digest, "empty file (0 bytes)")
     try:
-        im = open_image(io.BytesIO(data), draft_size=size)
-        pixels = resize_for_model(im, size, prep)
-        if prep is not None:  # normalise here, in the decode thread, off the inference path
-            pixels = normalise(pixels, prep, out=out)
-        return _Decoded(path, pixels, digest, None, _thumbnail(im, thumb) if thumb else None)
+        im = open_image(io.BytesIO(data), draft_size=draft)
+        pixels, extra = convert(im, data)
+        return _Decoded(path, pixels, digest, None, _thumbnail(im, thumb) if thumb else None, extra)
     except ImageError as exc:
         msg = str(exc)
         if msg.startswith("not an image") and data.lstrip()[:1] in (b"<", b"{", b"%"):
@@ -127,21 +147,38 @@ def classify_stream(
     def cancelled() -> bool:
         return cancel is not None and cancel.is_set()
 
+    with closing(decoded_chunks(items, decode, batch_size, workers, lookahead, cancelled, buffers)) as chunks:
+        for first, chunk in chunks:
+            scored = _score(model, buffers, first, chunk)
+            stamp = _now()
+            for j, d in enumerate(chunk):
+                if cancelled():
+                    break
+                done += 1
+                yield _result(d, scored.get(j), labels, threshold, stamp, made_by)
+                if progress is not None:
+                    progress(done)
+
+
+def decoded_chunks(
+    items: Iterable[ScanItem | str | os.PathLike],
+    decode: Callable[..., _Decoded],
+    batch_size: int,
+    workers: int,
+    lookahead: int,
+    cancelled: Callable[[], bool],
+    buffers: _BatchBuffers | None = None,
+) -> Generator[tuple[int, list[_Decoded]], None, None]:
+    """(index of the first item, up to ``batch_size`` decoded items) in input order, while a pool of ``workers``
+    decodes at most ``lookahead`` items ahead: inference on one chunk overlaps decoding of the next. ``buffers``:
+    where ``decode`` writes each item's pixels (``out=``); without, it is passed ``out=None``. Close it (or run it
+    out) to stop the pool."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hv-decode") as pool:
         ahead = _DecodeAhead(items, pool, decode, buffers, lookahead, cancelled)
         try:
             ahead.refill()
             while ahead.pending and not cancelled():
-                first, chunk = ahead.take(batch_size)
-                scored = _score(model, buffers, first, chunk)
-                stamp = _now()
-                for j, d in enumerate(chunk):
-                    if cancelled():
-                        break
-                    done += 1
-                    yield _result(d, scored.get(j), labels, threshold, stamp, made_by)
-                    if progress is not None:
-                        progress(done)
+                yield ahead.take(batch_size)
         finally:
             ahead.cancel()
 
@@ -187,7 +224,7 @@ class _DecodeAhead:
         items: Iterable[ScanItem | str | os.PathLike],
         pool: ThreadPoolExecutor,
         decode: Callable[..., _Decoded],
-        buffers: _BatchBuffers,
+        buffers: _BatchBuffers | None,
         lookahead: int,
         cancelled: Callable[[], bool],
     ) -> None:
@@ -209,7 +246,8 @@ class _DecodeAhead:
             if item.error:
                 self.pending.append(_Decoded(item.path, None, None, item.error))
             else:
-                self.pending.append(self.pool.submit(self.decode, item.path, out=self.buffers.row(self.submitted)))
+                out = None if self.buffers is None else self.buffers.row(self.submitted)
+                self.pending.append(self.pool.submit(self.decode, item.path, out=out))
             self.submitted += 1
 
     def take(self, n: int) -> tuple[int, list[_Decoded]]:

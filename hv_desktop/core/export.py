@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from hv_desktop.core.result import Result
+from hv_desktop.core.result import NO_CELL, Result
 from hv_desktop.core.paths import path_to_text
 from hv_desktop.core.review import awaiting_review
 
@@ -94,15 +94,30 @@ def labels_of(results: Sequence[Result], fallback: Sequence[str]) -> list[str]:
     return list(fallback)
 
 
-def csv_columns(labels: Sequence[str]) -> list[str]:
+#: A camera field's cell (``--cells all``, issue 28): its number in the field, its box in the stored image's pixels,
+#: whether the border cuts it, and, on the one row of a field with none, NO_CELL.
+CELL_COLUMNS = ["cell_index", "cell_x0", "cell_y0", "cell_x1", "cell_y1", "cell_at_edge", "cell_note"]
+
+
+def csv_columns(labels: Sequence[str], cells: bool = False) -> list[str]:
+    """The CSV's header; ``cells``: one row per found cell of a camera field (CELL_COLUMNS after the others)."""
     return (
         ["path", "file_name", "predicted_label", "confidence"]
         + [f"p_{lab}" for lab in labels]
         + ["needs_review", "typicality", "reviewer_label", "error", "model_name", "model_version", "sha256", "timestamp"]
+        + (CELL_COLUMNS if cells else [])
     )
 
 
-def result_row(r: Result, labels: Sequence[str], model_name: str, model_version: str) -> list[str]:
+def cell_values(r: Result) -> list[str]:
+    """A row's CELL_COLUMNS (empty for a file classified as one cell, or one that failed)."""
+    box = [""] * 4 if r.cell_box is None else [str(v) for v in r.cell_box]
+    index = "" if r.cell_index is None else str(r.cell_index)
+    edge = "" if r.cell_index is None else ("yes" if r.cell_at_edge else "no")
+    return [index, *box, edge, NO_CELL if r.no_cell else ""]
+
+
+def result_row(r: Result, labels: Sequence[str], model_name: str, model_version: str, cells: bool = False) -> list[str]:
     row = [path_to_text(r.path), path_to_text(r.path.name), r.label or "", "" if r.confidence is None else f"{r.confidence:.4f}"]
     row += ["" if not r.probabilities else f"{r.probabilities.get(lab, 0.0):.4f}" for lab in labels]
     row += [
@@ -115,6 +130,8 @@ def result_row(r: Result, labels: Sequence[str], model_name: str, model_version:
         r.sha256 or "",
         r.timestamp,
     ]
+    if cells:
+        row += cell_values(r)
     return [safe_cell(v) for v in row]
 
 
@@ -139,19 +156,26 @@ class StreamingCsv:
     target appears, complete, only on a clean exit from the ``with`` block."""
 
     def __init__(
-        self, path: str | os.PathLike, labels: Sequence[str], model_name: str, model_version: str, extra: Sequence[str] = ()
+        self,
+        path: str | os.PathLike,
+        labels: Sequence[str],
+        model_name: str,
+        model_version: str,
+        extra: Sequence[str] = (),
+        cells: bool = False,
     ):
         self.target = Path(path)
         self.labels, self.model_name, self.model_version = list(labels), model_name, model_version
+        self.cells = cells
         fd, self._tmp = make_temp_beside(self.target)
         self._fh = os.fdopen(fd, "w", encoding="utf-8-sig", newline="")
         self._writer = csv.writer(self._fh, lineterminator="\r\n")
-        self._writer.writerow(csv_columns(self.labels) + list(extra))
+        self._writer.writerow(csv_columns(self.labels, cells) + list(extra))
         self.rows = 0
 
     def write(self, r: Result, extra: Sequence[str] | None = None) -> None:
         """One row; ``extra``: values of the extra columns given at creation (e.g. the heatmap's path)."""
-        row = result_row(r, self.labels, self.model_name, self.model_version)
+        row = result_row(r, self.labels, self.model_name, self.model_version, self.cells)
         self._writer.writerow(row + [safe_cell(path_to_text(v)) for v in extra] if extra else row)
         self.rows += 1
 
@@ -185,13 +209,21 @@ class StreamingCsv:
 
 @dataclass
 class Differential:
-    """Counts per class over classified cells, plus flagged and failed files."""
+    """Counts per class over classified cells, plus flagged and failed files; for camera fields (issue 28) also
+    the cells at the edge (left out unless ``edge_counted``), the fields the counted cells came from, the fields
+    with no white cell and the files looked at."""
 
     counts: dict[str, int]
     classified: int
     flagged: int
     failed: int
     reviewed: int
+    cells: bool = False  # rows are a field's cells (core.fields), not one cell per file
+    edge_cells: int = 0
+    edge_counted: bool = False
+    fields: int = 0
+    no_cell: int = 0
+    files: int = 0
 
     @property
     def total(self) -> int:
@@ -202,17 +234,35 @@ class Differential:
 
 
 class Tally:
-    """Running differential, so a 100,000-file run needs no list of results."""
+    """Running differential, so a 100,000-file run needs no list of results.
 
-    def __init__(self, labels: Sequence[str], reviewed: bool = False) -> None:
-        self.labels, self.reviewed = list(labels), reviewed
+    The counting rule for camera fields lives here, for every face: a cell the field's border cuts is left out
+    unless ``count_edge`` (a manual count skips it too); a field with no white cell is no class and no failure.
+    """
+
+    def __init__(self, labels: Sequence[str], reviewed: bool = False, count_edge: bool = False) -> None:
+        self.labels, self.reviewed, self.count_edge = list(labels), reviewed, count_edge
         self.counts: Counter[str] = Counter()
         self.classified = self.flagged = self.failed = self.n_reviewed = 0
+        self.edge_cells = self.no_cell = 0
+        self._fields: set[Path] = set()  # files that gave a cell row or a no-cell row
+        self._counted: set[Path] = set()  # files whose cells were counted
 
     def add(self, r: Result) -> None:
+        if r.cell_index is not None or r.no_cell:
+            self._fields.add(r.path)
         if not r.ok:
             self.failed += 1
             return
+        if r.no_cell:
+            self.no_cell += 1
+            return
+        if r.cell_at_edge:
+            self.edge_cells += 1
+            if not self.count_edge:
+                return
+        if r.cell_index is not None:
+            self._counted.add(r.path)
         self.classified += 1
         if r.reviewer_label:
             self.n_reviewed += 1
@@ -226,7 +276,20 @@ class Tally:
         for lab, n in self.counts.items():  # reviewer labels outside the model's classes
             if lab not in ordered:
                 ordered[lab] = n
-        return Differential(ordered, self.classified, self.flagged, self.failed, self.n_reviewed)
+        cells = bool(self._fields)
+        return Differential(
+            ordered,
+            self.classified,
+            self.flagged,
+            self.failed,
+            self.n_reviewed,
+            cells,
+            self.edge_cells,
+            self.count_edge,
+            len(self._counted),
+            self.no_cell,
+            len(self._fields) + self.failed if cells else self.classified + self.failed,
+        )
 
 
 def differential(results: Iterable[Result], labels: Sequence[str], reviewed: bool = False) -> Differential:
@@ -246,7 +309,11 @@ def summary_csv(diff: Differential) -> str:
     w.writerow(["classified", diff.classified, "100.0" if diff.classified else "0.0"])
     w.writerow(["needs_review", diff.flagged, f"{100.0 * diff.flagged / diff.classified:.1f}" if diff.classified else "0.0"])
     w.writerow(["failed", diff.failed, ""])
-    w.writerow(["total_files", diff.total, ""])
+    if diff.cells:
+        w.writerow(["edge_cells_counted" if diff.edge_counted else "edge_cells_left_out", diff.edge_cells, ""])
+        w.writerow(["fields_with_counted_cells", diff.fields, ""])
+        w.writerow(["fields_without_white_cell", diff.no_cell, ""])
+    w.writerow(["total_files", diff.files if diff.cells else diff.total, ""])
     return buf.getvalue()
 
 
@@ -256,4 +323,16 @@ def summary_text(diff: Differential) -> str:
     lines.append(f"{'classified':<{width}} {diff.classified:>6}")
     lines.append(f"{'needs review':<{width}} {diff.flagged:>6}")
     lines.append(f"{'failed':<{width}} {diff.failed:>6}")
+    if diff.cells:
+        lines.append(cells_line(diff))
     return "\n".join(lines)
+
+
+def cells_line(diff: Differential) -> str:
+    """What a camera-field differential counted, in words: cells, the fields they came from, the cells at the
+    edge and the fields without a white cell."""
+    edge = f"{diff.edge_cells} at the edge {'counted' if diff.edge_counted else 'left out'}"
+    return (
+        f"{diff.classified} cell{'s' if diff.classified != 1 else ''} counted from {diff.fields} "
+        f"field{'s' if diff.fields != 1 else ''} ({edge}; {diff.no_cell} with no white cell; {diff.files} files)"
+    )

@@ -10,6 +10,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,14 @@ class Result:
     #: the cell's identity (issue 30): packages, replies and merges match cells by it, never by their bytes (two
     #: identical files are two cells) or their display name; given when the result is made, kept in its JSON form
     cell_id: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)
+    #: a camera field's white cell (issue 28, ``core.fields``): its number in the field (1, 2, ... top to bottom;
+    #: None for a file classified as one cell), its box (x0, y0, x1, y1, exclusive) in the stored image's pixels,
+    #: and whether the field's border cuts it (left out of a differential by default, as in a manual count)
+    cell_index: int | None = None
+    cell_box: tuple[int, int, int, int] | None = None
+    cell_at_edge: bool = False
+    #: a field in which no white cell was found: its one row, neither an error nor a class
+    no_cell: bool = False
     #: small RGB uint8 preview (only when asked for; never exported)
     thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: ((reviewer_label, case), JSON text) cached by hv_desktop.core.session.result_json
@@ -60,7 +69,42 @@ def result_fields(r: Result) -> dict[str, object]:
         "typicality": r.typicality,
         "error": r.error,
         "sha256": r.sha256,
+        **cell_fields(r),
     }
+
+
+#: What the one row of a field in which no white cell was found says (``Result.no_cell``).
+NO_CELL = "no white cell found"
+
+
+def cell_fields(r: Result) -> dict[str, object]:
+    """A camera field's cell as JSON values; nothing for a file classified as one cell (its JSON stays as it was)."""
+    if r.cell_index is None and r.cell_box is None and not r.no_cell and not r.cell_at_edge:
+        return {}
+    return {
+        "cell_index": r.cell_index,
+        "cell_box": None if r.cell_box is None else list(r.cell_box),
+        "cell_at_edge": r.cell_at_edge,
+        "no_cell": r.no_cell,
+    }
+
+
+def checked_cell_fields(d: dict) -> dict[str, Any]:
+    """The :class:`Result` keywords of :func:`cell_fields` read back, typed (TypeError when one is not what a
+    cell holds; absent ones take their defaults)."""
+    index, box = d.get("cell_index"), d.get("cell_box")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= 10**6):
+        raise TypeError("cell_index is not a cell number")
+    if box is not None:
+        if not isinstance(box, list) or len(box) != 4 or any(isinstance(v, bool) or not isinstance(v, int) for v in box):
+            raise TypeError("cell_box is not four whole numbers")
+        if not (0 <= box[0] <= box[2] <= 10**6 and 0 <= box[1] <= box[3] <= 10**6):
+            raise TypeError("cell_box is not a box in an image")
+        box = tuple(box)
+    flags = {k: d.get(k, False) for k in ("cell_at_edge", "no_cell")}
+    if not all(isinstance(v, bool) for v in flags.values()):
+        raise TypeError("cell_at_edge / no_cell are not true/false")
+    return {"cell_index": index, "cell_box": box, **flags}
 
 
 def encode(r: Result) -> dict[str, object]:
@@ -146,6 +190,7 @@ def decode(d) -> Result:
         model_version=texts["model_version"] or "",
         cell_id=checked_cell_id(d.get("cell_id"))
         or derived_cell_id(path, texts["sha256"], texts["timestamp"], texts["case"], texts["error"]),
+        **checked_cell_fields(d),
     )
 
 

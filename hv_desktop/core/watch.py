@@ -17,11 +17,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from hv_desktop.core.batch import classify_stream
 from hv_desktop.core.result import Result
 from hv_desktop.core.export import atomic_write_text, csv_columns, result_row
+from hv_desktop.core.fields import field_results
 from hv_desktop.core.model import Model
 from hv_desktop.core.files import regular_path
 from hv_desktop.core.paths import display_name, text_to_path
@@ -108,13 +109,16 @@ class FolderWatcher:
         interval: float = 0.25,
         settle: float = 0.4,
         on_result: Callable[[Result], None] | None = None,
+        cells: bool = False,
     ) -> None:
+        """``cells``: each image is a camera field, every white cell found gets a row (``core.fields``)."""
         self.folder, self.model, self.csv_path = Path(folder), model, Path(csv_path)
+        self.cells = cells
         self.interval = interval
         self.tracker = SettleTracker(settle=settle)
         self.on_result = on_result
         self.stop_event = threading.Event()
-        self.columns = csv_columns(model.labels)
+        self.columns = csv_columns(model.labels, cells)
         self.rows: list[list[str]] = []
         #: sha256 -> the path whose row holds it (a same-content file elsewhere is marked a duplicate of it)
         self.hashes: dict[str, Path] = {}
@@ -166,24 +170,33 @@ class FolderWatcher:
         added: list[Result] = []
         if not ready:
             return added
-        for r in classify_stream(ready, self.model):
+        for rows in self._classified(ready):
+            r = rows[0]  # one file's rows: its cells (camera fields), or its one row
             if not r.ok and self.tracker.retry_or_finish(r.path, failed=True):
                 continue
             self.tracker.retry_or_finish(r.path, failed=False)
             first = self.hashes.get(r.sha256) if r.sha256 else None
             if first is not None and first == r.path:
                 continue  # the same file again (a restart): no second row
-            if first is not None:  # the same picture under another name: its own row, not counted twice
-                r.error = f"duplicate of {display_name(first.name)} (same image; not counted again)"
+            if first is not None:  # the same picture under another name: its own rows, not counted twice
+                for each in rows:
+                    each.error = f"duplicate of {display_name(first.name)} (same image; not counted again)"
             elif r.sha256:
                 self.hashes[r.sha256] = r.path
-            self.rows.append(result_row(r, self.model.labels, self.model.info.name, self.model.info.version))
-            added.append(r)
-            if self.on_result:
-                self.on_result(r)
+            for each in rows:
+                self.rows.append(result_row(each, self.model.labels, self.model.info.name, self.model.info.version, self.cells))
+                added.append(each)
+                if self.on_result:
+                    self.on_result(each)
         if added:
             self._write()
         return added
+
+    def _classified(self, ready: list[Path]) -> Iterator[list[Result]]:
+        """Each ready file's rows, in order: one per found cell with ``cells``, else one."""
+        if self.cells:
+            return field_results(ready, self.model)
+        return ([r] for r in classify_stream(ready, self.model))
 
     def run(self) -> None:
         if not self.csv_path.exists():
