@@ -10,6 +10,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
 from hv_desktop.core.package import sender_label
 from hv_desktop.core.result import Result
+from hv_desktop.core.review_order import review_next
 from hv_desktop.core.review import awaiting_review
 
 COLUMNS = ("File", "Model class", "Confidence", "Reviewed as", "Status", "Sender's review")
@@ -151,7 +152,9 @@ class ResultsModel(QAbstractTableModel):
 class ResultsFilter(QSortFilterProxyModel):
     """Filter by class and by state; sorts numerically on confidence."""
 
-    STATES = ("All", "Needs review", "Unreviewed", "Reviewed", "Errors")
+    STATES = ("All", "Needs review", "Unreviewed", "Review next", "Reviewed", "Errors")
+    #: the state whose rows are ordered by what a review would teach (core.review_order), not by a column
+    TEACHING = "Review next"
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -160,6 +163,7 @@ class ResultsFilter(QSortFilterProxyModel):
         self.state_filter = "All"
         self.text_filter = ""
         self.reviewed_view = False
+        self._rank: dict[int, int] = {}  # source row -> place in the "Review next" order
         self.setSortRole(SORT_ROLE)
         self.setDynamicSortFilter(True)
 
@@ -173,14 +177,33 @@ class ResultsFilter(QSortFilterProxyModel):
             self.class_filter = cls
         if case is not None:
             self.case_filter = case
+            if state is None and self.state_filter == self.TEACHING:
+                self._order_for(self.state_filter)
         if state is not None:
             self.state_filter = state
+            self._order_for(state)
         if text is not None:
             self.text_filter = text.casefold()
         if new_api:
             self.endFilterChange()
         else:
             self.invalidateFilter()
+
+    def _order_for(self, state: str) -> None:
+        """ "Review next": the case's unreviewed cells, the most teaching first (ranked once, when chosen)."""
+        model = self.sourceModel()
+        if state != self.TEACHING or not isinstance(model, ResultsModel):
+            self._rank = {}
+            return
+        rows = [i for i, r in enumerate(model.results) if not self.case_filter or r.case == self.case_filter]
+        ranked = review_next([model.results[i] for i in rows])
+        self._rank = {rows[k]: place for place, k in enumerate(ranked)}
+
+    def lessThan(self, left: QModelIndex | QPersistentModelIndex, right: QModelIndex | QPersistentModelIndex) -> bool:
+        if self._rank:
+            big = len(self._rank)
+            return self._rank.get(left.row(), big) < self._rank.get(right.row(), big)
+        return super().lessThan(left, right)
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
         model = self.sourceModel()
@@ -193,6 +216,8 @@ class ResultsFilter(QSortFilterProxyModel):
             return False
         s = self.state_filter
         if s == "Needs review" and not awaiting_review(r):
+            return False
+        if s == "Review next" and not (r.ok and not r.reviewer_label):
             return False
         if s == "Unreviewed" and not (r.ok and not r.reviewer_label):
             return False

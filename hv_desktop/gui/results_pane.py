@@ -89,6 +89,18 @@ class ResultsPane(QWidget):
         lay.addWidget(self.empty_hint)
         lay.addWidget(self.tabs, 1)
 
+    def _state_chosen(self, state: str) -> None:
+        """A state filter; "Review next" also orders the rows by what a review would teach (core.review_order),
+        and leaving it returns to file order."""
+        was = self.proxy.state_filter
+        self.proxy.set_filters(state=state)
+        if state == ResultsFilter.TEACHING:
+            self.proxy.sort(0, Qt.SortOrder.AscendingOrder)
+            if self.proxy.rowCount():
+                self.table.selectRow(0)
+        elif was == ResultsFilter.TEACHING:
+            self.proxy.sort(-1)
+
     def _build_filters(self) -> QHBoxLayout:
         self.class_combo = QComboBox()
         self.class_combo.setAccessibleName("Filter by class")
@@ -96,7 +108,7 @@ class ResultsPane(QWidget):
         self.state_combo = QComboBox()
         self.state_combo.addItems(ResultsFilter.STATES)
         self.state_combo.setAccessibleName("Filter by state")
-        self.state_combo.currentTextChanged.connect(lambda s: self.proxy.set_filters(state=s))
+        self.state_combo.currentTextChanged.connect(self._state_chosen)
         self.search = QLineEdit(placeholderText="Filter by file name…")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda t: self.proxy.set_filters(text=t))
