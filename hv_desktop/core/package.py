@@ -32,7 +32,14 @@ from hv_desktop.core.result import Result
 from hv_desktop.core.export import atomic_write_bytes, csv_columns, result_row
 from hv_desktop.core.paths import path_to_text
 from hv_desktop.core.files import open_regular
-from hv_desktop.core.result import checked_cell_id, checked_number, checked_text, derived_cell_id, result_fields
+from hv_desktop.core.result import (
+    checked_cell_fields,
+    checked_cell_id,
+    checked_number,
+    checked_text,
+    derived_cell_id,
+    result_fields,
+)
 from hv_desktop.core.unpack import copy_stream, discard, disk_names, hash_stream, move_into_place, temp_folder
 
 FORMAT = "hematovision-consultation"
@@ -320,6 +327,7 @@ def _open(z: zipfile.ZipFile, package_bytes: int, folder: Path) -> Consultation:
             cell_id=p["cell_id"],
             model_name=p["made_by"][0],
             model_version=p["made_by"][1],
+            **p["cell"],
         )
         for p in parsed
     ]
@@ -420,6 +428,7 @@ def _entry(d, names: set[str]) -> dict:
         sha256=checked_text(d.get("sha256"), 64),
         reviewer=checked_text(d.get("reviewer_label"), 200),
         cell_id=checked_cell_id(d.get("cell_id")),
+        cell=checked_cell_fields(d),  # a camera field's cell: its number, box and edge (issue 28)
     )
 
 

@@ -289,3 +289,25 @@ def test_a_pipe_named_like_a_package_is_refused_without_waiting(tmp_path):
     with pytest.raises(PackageError, match="cannot be read"):
         read_package(tmp_path / "p.zip", tmp_path / "inbox" / "case")
     assert _listing(tmp_path) == {"p.zip"}
+
+
+def test_a_camera_fields_cells_keep_their_boxes_through_a_package(tmp_path):
+    """Issue 28: a package of per-cell rows opens with each cell's number, box and edge mark."""
+    from PIL import Image
+
+    from hv_desktop.core.package import read_package, write_package
+    from hv_desktop.core.result import Result
+
+    import hashlib
+
+    img = tmp_path / "field.png"
+    Image.new("RGB", (64, 48), (200, 150, 150)).save(img)
+    sha = hashlib.sha256(img.read_bytes()).hexdigest()
+    probs = {"eosinophil": 0.1, "lymphocyte": 0.7, "monocyte": 0.1, "neutrophil": 0.1}
+    cells = [
+        Result(img, "lymphocyte", 0.7, probs, sha256=sha, cell_index=1, cell_box=(1, 2, 30, 31)),
+        Result(img, "lymphocyte", 0.7, probs, sha256=sha, cell_index=2, cell_box=(40, 0, 64, 20), cell_at_edge=True),
+    ]
+    write_package(tmp_path / "p.zip", cells, list(probs), "M", "1", {"case_id": "F-1"}, kind="request")
+    back = read_package(tmp_path / "p.zip", tmp_path / "in").results
+    assert [(r.cell_index, r.cell_box, r.cell_at_edge) for r in back] == [(1, (1, 2, 30, 31), False), (2, (40, 0, 64, 20), True)]
