@@ -11,8 +11,10 @@ import traceback
 from pathlib import Path
 from typing import cast
 
-from PySide6.QtCore import QStandardPaths, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
+
+from hv_desktop.core.appdata import data_dir as core_data_dir
 
 log = logging.getLogger("hematovision")
 
@@ -21,11 +23,9 @@ def data_dir() -> Path:
     """The one per-user folder for the autosaved session, site models and logs ($HV_DATA_DIR overrides):
     Linux ~/.local/share/HematoVision, Windows %LOCALAPPDATA%\\HematoVision, macOS
     ~/Library/Application Support/HematoVision. (Before 1.3 it was .../HematoVision/HematoVision: moved once.)"""
-    env = os.environ.get("HV_DATA_DIR")
-    if env:
-        return Path(env)
-    loc = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
-    folder = Path(loc) / "HematoVision" if loc else Path.home() / ".hematovision"
+    if os.environ.get("HV_DATA_DIR"):
+        return core_data_dir()
+    folder = core_data_dir()  # the command line's folder too (its case archive is the window's)
     old = folder / "HematoVision"
     if old.is_dir() and not (folder / "autosave.json").exists():
         try:
