@@ -46,7 +46,7 @@ from hv_desktop.core.files import read_regular, regular_path
 from hv_desktop.core.metadata import FLAG_ALL, MAX_CROP_FRACTION, METADATA_KEY, ModelMetadata
 from hv_desktop.core.model import Model
 from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
-from hv_desktop.core.unflag import UnflagCheck, unflag_check
+from hv_desktop.core.unflag import UnflagCheck, unflag_check, wilson_interval
 from hv_desktop.core.paths import display_name, text_to_path
 from hv_desktop.core.preprocess import (
     ImageError,
@@ -137,9 +137,16 @@ class Adaptation(SiteModel):
     seconds: dict[str, float] = field(default_factory=dict)
     #: whether the reviewed cells verify the cells the site model leaves unflagged (else it flags every cell)
     unflag: UnflagCheck | None = None
+    #: reviewed cells left out because the same picture was already used, per reviewed class
+    duplicates: dict[str, int] = field(default_factory=dict)
 
     def summary_lines(self) -> list[str]:
-        lines = ["cells per class: " + ", ".join(f"{k} {v}" for k, v in self.counts.items())]
+        lines = ["cells used per class: " + ", ".join(f"{k} {v}" for k, v in self.counts.items())]
+        if self.duplicates:
+            lines.append(
+                "left out, the same picture as a cell already used: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.duplicates.items()))
+            )
         if self.kept_base:
             lines.append(f"fewer than {MIN_PER_CLASS} cells, base weights kept: {', '.join(self.kept_base)}")
         if self.outside:
@@ -156,9 +163,13 @@ class Adaptation(SiteModel):
         crop = self.metadata.preprocessing.crop_fraction
         lines.append(f"magnification {how}: x{self.scale:.3g} (crop {crop:.3g} x the short side)")
 
+        n = sum(self.counts.values())
+
         def est(e: Estimate) -> str:
-            s = f"{e.accuracy:.1%} correct, {e.flagged:.1%} flagged"
-            return s + (f", non-target flagged {e.other_flagged:.1%}" if e.other_flagged is not None else "")
+            lo, hi = wilson_interval(round(e.accuracy * n), n)
+            s = f"about {e.accuracy:.0%} correct (between {lo:.0%} and {hi:.0%} with {n} cells), {e.flagged:.0%} flagged"
+            unusual = e.other_flagged
+            return s + (f"; unusual cells (not one of the classes) still flagged: {unusual:.0%}" if unusual is not None else "")
 
         lines.append(f"before (base model): {est(self.before)}")
         lines.append(f"after (cross-validated): {est(self.after)}")
@@ -485,9 +496,10 @@ def site_identity(info: ModelMetadata, what: str) -> dict[str, str]:
 
 
 def load_images(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Callable[[], bool] | None):
-    """(images, label index or -1, sha256, outside counts, skipped); each image read once."""
+    """(images, label index or -1, sha256, outside counts, skipped, duplicates per label); each image read once."""
     index = {lab.lower(): i for i, lab in enumerate(labels)}
     ims, ys, shas, skipped = [], [], [], []
+    duplicates: Counter[str] = Counter()
     outside: Counter[str] = Counter()
     seen: set[str] = set()
     for cell in cells:
@@ -498,8 +510,9 @@ def load_images(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Ca
         except (ImageError, OSError) as exc:
             skipped.append((cell.path, str(exc) if isinstance(exc, ImageError) else (exc.strerror or str(exc))))
             continue
-        if read is None:
-            continue  # the same picture twice must not count twice (nor leak into its own CV fold)
+        if read is None:  # the same picture twice must not count twice (nor leak into its own CV fold): said
+            duplicates[cell.label.strip()] += 1
+            continue
         im, digest = read
         seen.add(digest)
         y = index.get(cell.label.strip().lower(), -1)
@@ -508,7 +521,7 @@ def load_images(cells: Sequence[LabelledCell], labels: Sequence[str], cancel: Ca
         ims.append(im)
         ys.append(y)
         shas.append(digest)
-    return ims, np.asarray(ys, int), shas, dict(outside), skipped
+    return ims, np.asarray(ys, int), shas, dict(outside), skipped, dict(duplicates)
 
 
 def _limit(y: np.ndarray, most: int) -> np.ndarray:
@@ -543,7 +556,7 @@ def adapt(
     cells = _within_limit(cells)
     say("reading images", 0.0)
     laps = _Laps()
-    ims, y_all, shas, outside, skipped = load_images(cells, labels, cancel)
+    ims, y_all, shas, outside, skipped, duplicates = load_images(cells, labels, cancel)
     counts, enough = _fitted_classes(y_all, labels, len(cells), skipped)
     frozen = [i for i in range(len(labels)) if i not in enough]
     target = y_all >= 0
@@ -579,7 +592,19 @@ def adapt(
     laps.lap("fit")
     say("done", 1.0)
     return Adaptation(
-        data, meta, counts, best, before, after, [labels[i] for i in frozen], skipped, outside, scores, laps.seconds, check
+        data,
+        meta,
+        counts,
+        best,
+        before,
+        after,
+        [labels[i] for i in frozen],
+        skipped,
+        outside,
+        scores,
+        laps.seconds,
+        check,
+        duplicates,
     )
 
 

@@ -34,6 +34,16 @@ def wilson_lower(correct: int, n: int, z: float = WILSON_Z) -> float:
     return (centre - spread) / (1 + z * z / n)
 
 
+def wilson_interval(correct: int, n: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """The Wilson 95 % interval of an accuracy of ``correct`` of ``n`` ((0, 1) when n is 0): how uncertain an
+    estimate from a few dozen reviewed cells is, said beside it."""
+    if n <= 0:
+        return 0.0, 1.0
+    low = wilson_lower(correct, n, z)
+    high = 1.0 - wilson_lower(n - correct, n, z)
+    return low, high
+
+
 def cells_needed(accuracy: float, bound: float = UNFLAG_BOUND, most: int = 100_000) -> int | None:
     """How many unflagged cells at ``accuracy`` would put the lower bound at ``bound`` (None: none would, the
     accuracy itself is too low)."""

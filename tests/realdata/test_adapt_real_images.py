@@ -162,6 +162,10 @@ def test_duplicate_pictures_count_once(shared_data, shipped_model, tmp_path):
             cells.append(A.LabelledCell(copy, c))
     result = A.adapt(Model(shipped_model), cells)
     assert result.counts == {c: 5 for c in CLASSES}
+    assert result.duplicates == {c: 5 for c in CLASSES}  # said, not dropped silently (issue 27: 3 shown, 2 used)
+    lines = result.summary_lines()
+    assert any(line.startswith("left out, the same picture") and "eosinophil 5" in line for line in lines)
+    assert any("between" in line and "with 20 cells" in line for line in lines)  # the estimate with its uncertainty
 
 
 def test_huge_csv_reads_a_bounded_class_balanced_subset(shared_data, shipped_model, tmp_path):

@@ -53,3 +53,12 @@ def test_enough_right_unflagged_cells_are_verified_and_flagged_ones_do_not_count
 def test_a_threshold_of_flag_all_flags_every_cell():
     assert needs_review(0.99, FLAG_ALL) and needs_review(1.0, FLAG_ALL)
     assert not needs_review(0.7, 0.6) and needs_review(0.5, 0.6)
+
+
+def test_the_interval_said_beside_an_estimate_holds_it_and_narrows_with_cells():
+    from hv_desktop.core.unflag import wilson_interval
+
+    lo, hi = wilson_interval(34, 40)  # "about 85 %"
+    assert lo < 0.85 < hi and round(lo, 2) == 0.71 and round(hi, 2) == 0.93
+    lo2, hi2 = wilson_interval(340, 400)
+    assert hi2 - lo2 < (hi - lo) / 2
