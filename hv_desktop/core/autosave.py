@@ -95,29 +95,31 @@ def read_session(path: Path) -> tuple[tuple[list[Result], dict] | None, str]:
         return None, f"{exc.__class__.__name__}"
 
 
-def set_aside(path: Path | None) -> Path | None:
-    """Move an unrestorable session out of the way (never overwrite it): a dated backup beside it."""
+def _dated_beside(path: Path | None, tag: str, move: bool) -> Path | None:
+    """``path`` moved (or copied) to a dated name beside it, never over anything; None when there is nothing or it
+    cannot be done."""
     if path is None or not path.exists():
         return None
-    target = path.with_name(f"{path.stem}.unrestorable-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    target = path.with_name(f"{path.stem}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
     try:
-        os.replace(path, target)
+        if move:
+            os.replace(path, target)
+        else:
+            shutil.copy2(path, target)
         return target
     except OSError:
         return None
+
+
+def set_aside(path: Path | None) -> Path | None:
+    """Move an unrestorable session out of the way (never overwrite it): a dated backup beside it."""
+    return _dated_beside(path, "unrestorable", move=True)
 
 
 def keep_copy(path: Path | None) -> Path | None:
     """A dated copy of a session that was restored only in part, so nothing it held is lost (the restored part
     is saved over the original at the next autosave)."""
-    if path is None or not path.exists():
-        return None
-    target = path.with_name(f"{path.stem}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
-    try:
-        shutil.copy2(path, target)
-        return target
-    except OSError:
-        return None
+    return _dated_beside(path, "incomplete", move=False)
 
 
 def rebuild_thumbnails(results: list[Result], side: int, progress: Callable[[int, int], None]) -> None:

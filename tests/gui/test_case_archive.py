@@ -8,7 +8,6 @@ import os
 import sqlite3
 
 import pytest
-from PIL import Image
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HV_NO_ERROR_DIALOG"] = "1"
@@ -17,14 +16,8 @@ from PySide6.QtCore import QSettings  # noqa: E402
 
 from hv_desktop.core.archive import CaseArchive  # noqa: E402
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
-
-
-def _images(folder, n):
-    folder.mkdir(parents=True, exist_ok=True)
-    colours = [(250, 5, 5), (5, 5, 250), (5, 250, 5), (128, 128, 128)]
-    for i in range(n):
-        Image.new("RGB", (24, 24), colours[i % 4]).save(folder / f"cell_{i:04d}.png")
-    return folder
+from tests.support.gui import images as _images  # noqa: E402
+from tests.support.gui import run as _run  # noqa: E402
 
 
 def _window(qtbot, tmp_path, model):
@@ -36,11 +29,6 @@ def _window(qtbot, tmp_path, model):
     qtbot.addWidget(w)
     w.ask_case = lambda name: "add"
     return w
-
-
-def _run(qtbot, w, action):
-    with qtbot.waitSignal(w.runFinished, timeout=30000):
-        action()
 
 
 def _archived(tmp_path, case_id):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import pytest
-from PIL import Image
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HV_NO_ERROR_DIALOG"] = "1"
@@ -16,18 +15,12 @@ from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from hv_desktop.gui.main_window import MainWindow, default_window_size  # noqa: E402
 
+from tests.support.gui import images as _images  # noqa: E402
+from tests.support.gui import run as _run  # noqa: E402
 from tests.support.ort_missing import break_onnxruntime  # noqa: E402
 
 #: a desktop's taskbar and a window's title bar take this much of the screen's height
 TASKBAR, TITLE_BAR = 40, 32
-
-
-def _images(folder, n, start=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    colours = [(250, 5, 5), (5, 5, 250), (5, 250, 5), (128, 128, 128)]
-    for i in range(start, start + n):
-        Image.new("RGB", (24, 24), colours[i % 4]).save(folder / f"cell_{i:04d}.png")
-    return folder
 
 
 def _window(qtbot, tmp_path, model, size: QSize | None = None) -> MainWindow:
@@ -43,10 +36,6 @@ def _window(qtbot, tmp_path, model, size: QSize | None = None) -> MainWindow:
     qtbot.waitUntil(lambda: getattr(w, "_preview_sized", False), timeout=5000)
     return w
 
-
-def _run(qtbot, w, action):
-    with qtbot.waitSignal(w.runFinished, timeout=30000):
-        action()
     qtbot.wait(20)
 
 

@@ -18,16 +18,10 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
+from tests.support.gui import images as _images  # noqa: E402
+from tests.support.gui import run as _run  # noqa: E402
 from hv_desktop.gui.report import ReportInfo  # noqa: E402
 from tests.support.onnx_factory import tiny_model  # noqa: E402
-
-
-def _images(folder, n, start=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    colours = [(250, 5, 5), (5, 5, 250), (5, 250, 5), (128, 128, 128)]
-    for i in range(start, start + n):
-        Image.new("RGB", (24, 24), colours[i % 4]).save(folder / f"cell_{i:04d}.png")
-    return folder
 
 
 def _window(qtbot, tmp_path, model, autosave=None):
@@ -46,11 +40,6 @@ def window(qtbot, tmp_path, tiny_model_path):
     if w.is_running():
         w.cancel_run()
         qtbot.waitUntil(lambda: not w.is_running(), timeout=10000)
-
-
-def _run(qtbot, w, action):
-    with qtbot.waitSignal(w.runFinished, timeout=30000):
-        action()
 
 
 def _signed_case(qtbot, w, tmp_path, case_id="CASE-A", operator="A. Tech"):
