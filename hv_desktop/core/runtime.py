@@ -71,6 +71,9 @@ def configure_process() -> ProcessSettings:
     - glibc keeps freed image buffers (:func:`keep_freed_buffers`).
     - Pillow's racy block cache stays off even if PILLOW_BLOCKS_MAX asks for it: the decoders are threads.
     - onnxruntime's telemetry is off before it is imported (:func:`telemetry_off`).
+    - Every Pillow image plugin is imported now, on the starting thread: Pillow imports them lazily on the first
+      file of a less common format, and one CI run crashed (a segfault inside ``Image.init`` in a decode thread
+      while Qt ran; seen once, not reproduced), so no plugin import is left to the decode threads.
     """
     global _applied
     if _applied is None:
@@ -79,5 +82,6 @@ def configure_process() -> ProcessSettings:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         kept = keep_freed_buffers()
         Image.core.set_blocks_max(0)
+        Image.init()
         _applied = ProcessSettings(keeps_freed_buffers=kept)
     return _applied
