@@ -32,6 +32,7 @@ from hv_desktop.core.model import Model, bundled_model_path
 from hv_desktop.core.review import ReviewClass, SignOff, key_map, review_classes
 from hv_desktop.core.archive_schema import ArchiveError
 from hv_desktop.core.workspace import Change, Workspace, open_archive
+from hv_desktop.gui import main_thread_gc
 from hv_desktop.gui.actions import Actions, ActionState, RecentFolders, is_shipped
 from hv_desktop.gui.differential_pane import DifferentialPane
 from hv_desktop.gui.dialogs import ask_new_or_add, show_about
@@ -83,6 +84,7 @@ class MainWindow(QMainWindow):
         restore: bool = True,
     ) -> None:
         super().__init__()
+        main_thread_gc.install()  # Qt objects in cycles must never be collected on a decode thread
         self.settings = settings or QSettings("HematoVision", "HematoVision")
         self.model: Model | None = None
         self._data_folder = autosave_path.parent if autosave_path else None
