@@ -31,13 +31,15 @@ def test_cycles_die_on_the_gui_thread_while_other_threads_allocate(qtbot, tmp_pa
     for _ in range(50):
         _Cycle()
 
+    held: list[list] = []
+
     def churn() -> None:  # a decode thread allocating (and keeping) far past every threshold
-        kept = [[] for _ in range(100_000)]
-        del kept
+        held.append([[] for _ in range(100_000)])
 
     t = threading.Thread(target=churn, name="decoder")
     t.start()
     t.join()
     assert "decoder" not in _Cycle.died_on
-    qtbot.waitUntil(lambda: len(_Cycle.died_on) >= 50, timeout=5000)
+    qtbot.waitUntil(lambda: len(_Cycle.died_on) >= 50, timeout=5000)  # the GUI thread's timer saw the thresholds
     assert set(_Cycle.died_on) == {threading.main_thread().name}
+    held.clear()
