@@ -360,15 +360,6 @@ class ReviewSession:
             raise ValueError("there is no case to describe: classify some images first")
         c.operator, c.note = check_text("name", operator, MAX_NAME), check_text("note", note, MAX_NOTE)
 
-    def case_for_new_images(self, name: str) -> tuple[str, bool]:
-        """The case new images join: the current one, or, when it is signed off (or there is none), a new case
-        named ``name`` (True: a new case was opened). Images are never turned away: a camera keeps writing
-        while a finished case is signed (issue 30)."""
-        if self.current and self.current not in self.signoffs:
-            return self.current, False
-        operator = self.cases[self.current].operator if self.current in self.cases else ""
-        return self.new_case(name, operator), True
-
     def unlocked_indices(self) -> list[int]:
         """The results that a model change may re-classify: every one outside a signed-off case."""
         return [i for i, r in enumerate(self.results) if r.case not in self.signoffs]

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO, Callable, Iterable
 
 CHUNK = 1 << 20
 #: an unpacked file's name, in UTF-8 bytes (file systems hold 255; room left for a " (12)" and a temporary name)
@@ -79,20 +79,17 @@ def temp_folder(dest: Path) -> tuple[Path, list[Path]]:
 def copy_stream(src: IO[bytes], target: Path, limit: int) -> tuple[int, str]:
     """Stream at most ``limit`` + 1 bytes of ``src`` into the new file ``target`` (never over an existing file
     or through a link); (bytes copied, their sha256). OSError when the disk refuses."""
-    digest, n = hashlib.sha256(), 0
     with os.fdopen(os.open(target, _CREATE, 0o644), "wb") as out:
-        while n <= limit:
-            chunk = src.read(min(CHUNK, limit + 1 - n))
-            if not chunk:
-                break
-            n += len(chunk)
-            digest.update(chunk)
-            out.write(chunk)
-    return n, digest.hexdigest()
+        return _stream(src, limit, out.write)
 
 
 def hash_stream(src: IO[bytes], limit: int) -> tuple[int, str]:
     """(bytes read, sha256) of at most ``limit`` + 1 bytes of ``src``, written nowhere."""
+    return _stream(src, limit, lambda _chunk: None)
+
+
+def _stream(src: IO[bytes], limit: int, sink: Callable[[bytes], object]) -> tuple[int, str]:
+    """Read at most ``limit`` + 1 bytes of ``src`` in chunks, each hashed and passed to ``sink``."""
     digest, n = hashlib.sha256(), 0
     while n <= limit:
         chunk = src.read(min(CHUNK, limit + 1 - n))
@@ -100,6 +97,7 @@ def hash_stream(src: IO[bytes], limit: int) -> tuple[int, str]:
             break
         n += len(chunk)
         digest.update(chunk)
+        sink(chunk)
     return n, digest.hexdigest()
 
 

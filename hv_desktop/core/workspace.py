@@ -106,7 +106,9 @@ class Workspace:
         return cid
 
     def case_for_new_images(self, name: str) -> tuple[str, bool]:
-        """ReviewSession.case_for_new_images, with a new case archived."""
+        """The case new images join: the current one, or, when it is signed off (or there is none), a new case
+        named ``name`` (True: a new case was opened), archived. Images are never turned away: a camera keeps writing
+        while a finished case is signed (issue 30)."""
         current = self.review.current
         if current and current not in self.review.signoffs:
             return current, False

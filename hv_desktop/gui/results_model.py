@@ -115,24 +115,6 @@ class ResultsModel(QAbstractTableModel):
         self.results.extend(results)
         self.endInsertRows()
 
-    def replace_same_files(self, fresh: list[Result]) -> None:
-        """Put re-classified results in place of the rows for the same file (same path and bytes), keeping
-        each row's review; results for files not in the table are ignored."""
-        where = {(str(r.path), r.sha256): i for i, r in enumerate(self.results)}
-        rows = []
-        for r in fresh:
-            i = where.get((str(r.path), r.sha256))
-            if i is None:
-                continue
-            old = self.results[i]
-            r.reviewer_label, r.case = old.reviewer_label, old.case
-            if r.thumbnail is None:
-                r.thumbnail = old.thumbnail
-            self.results[i] = r
-            rows.append(i)
-        if rows:
-            self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), len(COLUMNS) - 1))
-
     def clear(self) -> None:
         self.beginResetModel()
         self.results.clear()
