@@ -6,8 +6,8 @@ window. Errors are :class:`CaseCommandError` with a plain message; hv_desktop.cl
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hv_desktop.core.appdata import archive_path
 from hv_desktop.core.archive import CaseArchive

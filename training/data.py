@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.runtime import configure_process
 from hv_desktop.core.preprocess import CELL_SEARCH_VERSION, NUCLEUS_RULER_VERSION, ImageError, Preprocessing, load_for_model
+from hv_desktop.core.runtime import configure_process
 from hv_desktop.core.scan import is_image_name
 
 CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")

@@ -17,7 +17,6 @@ import os
 import time
 from pathlib import Path
 
-
 from hv_desktop import __version__ as APP_VERSION
 from hv_desktop.core.metadata import METADATA_KEY, ModelError, ModelMetadata
 from hv_desktop.core.model import INTENDED_USE

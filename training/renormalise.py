@@ -20,8 +20,9 @@ cells were (``reference_flag_rate``). Numpy and onnxruntime only, so it could mo
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 

@@ -6,10 +6,10 @@ folders), ``batch`` (streaming classification) and ``export`` (CSV, differential
 """
 
 from hv_desktop.core.batch import classify_paths, classify_stream
-from hv_desktop.core.result import Result
 from hv_desktop.core.export import Differential, differential, write_csv
 from hv_desktop.core.model import INTENDED_USE, Model, ModelError, bundled_model_path
 from hv_desktop.core.preprocess import ImageError, load_for_model
+from hv_desktop.core.result import Result
 from hv_desktop.core.scan import ScanItem
 
 __all__ = [

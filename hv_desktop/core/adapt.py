@@ -33,20 +33,18 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-
 from PIL import Image
 
 from hv_desktop.core.files import read_regular, regular_path
 from hv_desktop.core.metadata import FLAG_ALL, MAX_CROP_FRACTION, METADATA_KEY, ModelMetadata
 from hv_desktop.core.model import Model
 from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
-from hv_desktop.core.unflag import UnflagCheck, unflag_check, wilson_interval
 from hv_desktop.core.paths import display_name, text_to_path
 from hv_desktop.core.preprocess import (
     ImageError,
@@ -56,8 +54,9 @@ from hv_desktop.core.preprocess import (
     normalise,
     nucleus_radius,
     open_image,
+    resize_for_model,
 )
-from hv_desktop.core.preprocess import resize_for_model
+from hv_desktop.core.unflag import UnflagCheck, unflag_check, wilson_interval
 
 #: Magnifications of the lab relative to the model's training labs that are tried (the crop's side is the
 #: base ``crop_fraction`` times this, within [0.2, 2] of the short side).
@@ -205,7 +204,7 @@ def read_labelled_csv(paths: Sequence[str | os.PathLike]) -> list[LabelledCell]:
     return kept.cells()
 
 
-def _read_rows(src: Path, rows: Iterator[list[str]], kept: "_Choosable") -> None:
+def _read_rows(src: Path, rows: Iterator[list[str]], kept: _Choosable) -> None:
     header = [h.strip().lower() for h in next(rows, [])]
     if not header:
         raise AdaptError(f"{src.name} is empty")

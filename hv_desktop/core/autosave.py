@@ -13,14 +13,14 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from hv_desktop.core.result import Result
 from hv_desktop.core.preprocess import ImageError, open_image
+from hv_desktop.core.result import Result
 from hv_desktop.core.session import SessionError, load_session, save_session
 
 log = logging.getLogger("hematovision")

@@ -15,13 +15,13 @@ import io
 import os
 import threading
 from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Callable, Generator, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image

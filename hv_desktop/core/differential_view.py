@@ -3,11 +3,11 @@ leading rows must always be visible, and the review-progress line."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-from hv_desktop.core.result import Result
 from hv_desktop.core.export import differential
+from hv_desktop.core.result import Result
 from hv_desktop.core.review import ReviewClass, reviewed_differential
 
 BY_MODEL_COLUMNS = ("Count", "%")

@@ -13,12 +13,12 @@ import io
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from hv_desktop.core.result import NO_CELL, Result
 from hv_desktop.core.paths import path_to_text
+from hv_desktop.core.result import NO_CELL, Result
 from hv_desktop.core.review import awaiting_review
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -179,7 +179,7 @@ class StreamingCsv:
         self._writer.writerow(row + [safe_cell(path_to_text(v)) for v in extra] if extra else row)
         self.rows += 1
 
-    def __enter__(self) -> "StreamingCsv":
+    def __enter__(self) -> StreamingCsv:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -22,11 +22,11 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image

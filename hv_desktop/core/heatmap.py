@@ -9,7 +9,6 @@ exactly the evidence the classifier summed, not a post-hoc approximation.
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 import numpy as np

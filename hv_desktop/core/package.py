@@ -24,15 +24,15 @@ import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Mapping, Sequence
 
-from hv_desktop.core.result import Result
 from hv_desktop.core.export import atomic_write_bytes, csv_columns, result_row
-from hv_desktop.core.paths import path_to_text
 from hv_desktop.core.files import open_regular
+from hv_desktop.core.paths import path_to_text
 from hv_desktop.core.result import (
+    Result,
     checked_cell_fields,
     checked_cell_id,
     checked_number,

@@ -7,12 +7,12 @@ work). Qt-free so the GUI and the tests share the scoring.
 
 from __future__ import annotations
 
-import io
 import csv
+import io
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from hv_desktop.core.export import atomic_write_text, safe_cell
 from hv_desktop.core.paths import path_to_text

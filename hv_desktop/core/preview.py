@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hv_desktop.core.result import Result
 from hv_desktop.core.model import Model
 from hv_desktop.core.preprocess import ImageError, Preprocessing, at_image_edge, model_box_and_centre, open_image
+from hv_desktop.core.result import Result
 
 PREVIEW_SIDE = 1600  # longest side kept: more than a screen shows, less than a full field decoded
 

@@ -10,16 +10,16 @@ or a file name is HTML-escaped. :mod:`hv_desktop.gui.report` only renders this t
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
 
 import numpy as np
 
 from hv_desktop import __version__
-from hv_desktop.core.result import Result
 from hv_desktop.core.export import Differential, differential
 from hv_desktop.core.model import INTENDED_USE, Model
+from hv_desktop.core.result import Result
 from hv_desktop.core.review import ReviewSession, SignOff, awaiting_review, parse_extra_classes, reviewed_differential
 
 THUMBS_PER_CLASS = 24

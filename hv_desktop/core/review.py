@@ -7,8 +7,8 @@ reason for a flag was shown as a raw number ("typicality 0.42") that means nothi
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from hv_desktop.core.result import Result
 

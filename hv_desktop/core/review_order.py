@@ -6,7 +6,7 @@ enough of every class (hv_desktop.core.adapt.MIN_PER_CLASS) and a rare class is 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from hv_desktop.core.result import Result
 

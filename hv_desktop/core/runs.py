@@ -8,8 +8,8 @@ window, and the window only shows them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from hv_desktop.core.paths import display_name
 from hv_desktop.core.result import Result

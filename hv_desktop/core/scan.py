@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from hv_desktop.core.files import not_regular_reason, read_regular
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-from hv_desktop.core.result import Result, decode, result_json
 from hv_desktop.core.export import atomic_write_text
+from hv_desktop.core.result import Result, decode, result_json
 
 FORMAT = "hematovision-session"
 FORMAT_VERSION = 1

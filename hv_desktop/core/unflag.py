@@ -13,8 +13,8 @@ gives a bound of 91 %, so about 125 unflagged cells, all right, are needed befor
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -14,8 +14,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Callable, Iterable
+from typing import IO
 
 CHUNK = 1 << 20
 #: an unpacked file's name, in UTF-8 bytes (file systems hold 255; room left for a " (12)" and a temporary name)

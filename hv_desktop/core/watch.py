@@ -15,17 +15,17 @@ from __future__ import annotations
 import csv
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from hv_desktop.core.batch import classify_stream
-from hv_desktop.core.result import Result
 from hv_desktop.core.export import atomic_write_text, csv_columns, result_row
 from hv_desktop.core.fields import field_results
-from hv_desktop.core.model import Model
 from hv_desktop.core.files import regular_path
+from hv_desktop.core.model import Model
 from hv_desktop.core.paths import display_name, text_to_path
+from hv_desktop.core.result import Result
 from hv_desktop.core.scan import scan
 
 

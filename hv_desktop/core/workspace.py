@@ -10,9 +10,9 @@ window could save it, as one JSON file rewritten whole. Here each change is one 
 from __future__ import annotations
 
 import sqlite3
-from functools import partial
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from hv_desktop.core.appdata import ARCHIVE_NAME

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from PySide6.QtCore import QObject, QThread, Signal
 from PySide6.QtWidgets import (
@@ -39,7 +39,6 @@ from hv_desktop.core.adapt import (
 )
 from hv_desktop.core.calibrate import MIN_IMAGES, Calibration, calibrate
 from hv_desktop.core.model import Model
-
 
 #: A site-model fit: (progress callback, cancel check) -> Adaptation or Calibration; raises AdaptError.
 Fit = Callable[[Callable[[str, float], None], Callable[[], bool]], "Adaptation | Calibration"]

@@ -26,16 +26,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hv_desktop.core.result import Result
+from hv_desktop.core.archive_schema import ArchiveError
 from hv_desktop.core.differential_view import differential_view
 from hv_desktop.core.model import Model, bundled_model_path
+from hv_desktop.core.result import Result
 from hv_desktop.core.review import ReviewClass, SignOff, key_map, review_classes
-from hv_desktop.core.archive_schema import ArchiveError
+from hv_desktop.core.runs import case_name
 from hv_desktop.core.workspace import Change, Workspace, open_archive
 from hv_desktop.gui import main_thread_gc
 from hv_desktop.gui.actions import Actions, ActionState, RecentFolders, is_shipped
-from hv_desktop.gui.differential_pane import DifferentialPane
 from hv_desktop.gui.dialogs import ask_new_or_add, show_about
+from hv_desktop.gui.differential_pane import DifferentialPane
 from hv_desktop.gui.exports import Exports
 from hv_desktop.gui.persistence import LAYOUT_KEYS, Persistence
 from hv_desktop.gui.preview_pane import PreviewPane
@@ -44,7 +45,6 @@ from hv_desktop.gui.results_pane import ResultsPane
 from hv_desktop.gui.review_actions import ReviewActions
 from hv_desktop.gui.review_panel import ReviewPanel
 from hv_desktop.gui.runner import TITLE, Runner
-from hv_desktop.core.runs import case_name
 
 if TYPE_CHECKING:
     from hv_desktop.gui.adapt_dialog import AdaptDialog

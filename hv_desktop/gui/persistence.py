@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QMessageBox
 
 from hv_desktop.core.autosave import Autosaver, Snapshot, keep_copy, read_session, rebuild_thumbnails, set_aside
 from hv_desktop.core.result import Result
-from PySide6.QtWidgets import QMessageBox
-
 from hv_desktop.gui.dialogs import confirm
 from hv_desktop.gui.worker import THUMBNAIL_SIDE
 

@@ -24,8 +24,8 @@ from hv_desktop.core.heatmap import explain
 from hv_desktop.core.model import Model
 from hv_desktop.core.practice import PracticeSession, load_practice_set
 from hv_desktop.core.preprocess import ImageError, normalise, open_image, resize_for_model
-from hv_desktop.gui.results_model import to_pixmap
 from hv_desktop.core.review import key_map
+from hv_desktop.gui.results_model import to_pixmap
 
 
 class PracticeWindow(QDialog):

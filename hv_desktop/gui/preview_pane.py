@@ -14,10 +14,10 @@ from PySide6.QtCore import QEvent, QObject, QRunnable, QSettings, QSize, Qt, QTh
 from PySide6.QtGui import QPixmap, QResizeEvent
 from PySide6.QtWidgets import QCheckBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSlider, QToolButton, QVBoxLayout, QWidget
 
-from hv_desktop.core.result import Result
 from hv_desktop.core.heatmap import PNG_OPACITY
 from hv_desktop.core.model import Model
 from hv_desktop.core.preview import Preview, PreviewCache, PreviewOptions, render
+from hv_desktop.core.result import Result
 from hv_desktop.core.review import awaiting_review, flag_reason
 from hv_desktop.gui.results_model import to_pixmap
 

@@ -10,8 +10,8 @@ from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
 from hv_desktop.core.package import sender_label
 from hv_desktop.core.result import Result
-from hv_desktop.core.review_order import review_next
 from hv_desktop.core.review import awaiting_review
+from hv_desktop.core.review_order import review_next
 
 COLUMNS = ("File", "Model class", "Confidence", "Reviewed as", "Status", "Sender's review")
 COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_STATUS, COL_SENDER = range(6)

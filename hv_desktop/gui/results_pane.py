@@ -3,7 +3,7 @@ review keys typed in either view (the window decides what a key does)."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import (
     QEvent,

@@ -3,7 +3,7 @@ Other…); the keys come from the one key table, hv_desktop.core.review.review_c
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
 
 from hv_desktop.core.result import Result
 from hv_desktop.core.review import ReviewClass, review_classes
-
 
 PROB_COLUMNS = 2
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressBar, QPushButton
 
-from hv_desktop.core.result import Result
 from hv_desktop.core.folder_watch import WatchedFolder
 from hv_desktop.core.model import Model, ModelError, bundled_model_path
+from hv_desktop.core.result import Result
 from hv_desktop.core.review import lab_hint
 from hv_desktop.core.runs import RunQueue, case_name
 from hv_desktop.gui.worker import ClassifyJob

@@ -15,8 +15,8 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from hv_desktop.core.batch import classify_stream
 from hv_desktop.core.model import Model
-from hv_desktop.core.scan import scan
 from hv_desktop.core.result import result_json
+from hv_desktop.core.scan import scan
 
 THUMBNAIL_SIDE = 96
 

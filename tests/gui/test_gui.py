@@ -17,7 +17,6 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
 
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
 from hv_desktop.gui.results_model import COL_SENDER  # noqa: E402
-
 from tests.support import ROOT  # noqa: E402
 
 
@@ -376,8 +375,8 @@ def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):
 
 def _cropping_window(qtbot, tmp_path, nucleus):
     """A window with a model that asks for the cell crop, after classifying one synthetic field."""
-    from tests.support.onnx_factory import tiny_model
     from tests.support.images import smear
+    from tests.support.onnx_factory import tiny_model
 
     model = tiny_model(
         tmp_path / "crop.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.5}}

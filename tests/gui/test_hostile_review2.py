@@ -202,8 +202,8 @@ def test_F_legacy_session_report(qtbot, tmp_path, mk, boxes):
 
 
 def test_G_signed_report_changes_with_loaded_model_and_cell_types(qtbot, tmp_path, mk):
-    from tests.support.onnx_factory import tiny_model
     from hv_desktop.core.report import build_case_report
+    from tests.support.onnx_factory import tiny_model
 
     w = mk("lab")
     w.new_case("CASE-A", ask=False)
@@ -293,6 +293,7 @@ def test_I_final_report_numbers_follow_cell_type_setting(qtbot, tmp_path, mk):
 
 def test_J_signed_csv_columns_follow_loaded_model(qtbot, tmp_path, mk):
     import csv
+
     from tests.support.onnx_factory import tiny_model
 
     w = mk("lab")
@@ -345,6 +346,7 @@ def test_K_watch_png_paused_before_iend(qtbot, tmp_path, mk):
 
 def test_L_consultant_rows_named_after_consultants_model(qtbot, tmp_path, mk):
     import csv
+
     from tests.support.onnx_factory import tiny_model
 
     lab = mk("lab")

@@ -14,7 +14,6 @@ from PySide6.QtCore import QSettings, QSize  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from hv_desktop.gui.main_window import MainWindow, default_window_size  # noqa: E402
-
 from tests.support.gui import images as _images  # noqa: E402
 from tests.support.gui import run as _run  # noqa: E402
 from tests.support.ort_missing import break_onnxruntime  # noqa: E402

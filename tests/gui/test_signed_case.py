@@ -18,9 +18,9 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
+from hv_desktop.gui.report import ReportInfo  # noqa: E402
 from tests.support.gui import images as _images  # noqa: E402
 from tests.support.gui import run as _run  # noqa: E402
-from hv_desktop.gui.report import ReportInfo  # noqa: E402
 from tests.support.onnx_factory import tiny_model  # noqa: E402
 
 

@@ -88,10 +88,9 @@ def _nucleus_mask(rgb: np.ndarray) -> np.ndarray:
 
 def test_heatmaps_peak_on_the_white_cell(shared_data, model):
     """On cell-centred images (pbc) the heat's peak lies on or next to the stained nucleus."""
-    from tests.support.scipy_free_dilate import dilate  # local helper below
-
     from hv_desktop.core.heatmap import cam_for, upsample
     from hv_desktop.core.preprocess import model_box, open_image
+    from tests.support.scipy_free_dilate import dilate  # local helper below
 
     files = []
     for cls in ("eosinophil", "lymphocyte", "monocyte", "neutrophil"):
@@ -140,8 +139,8 @@ def test_another_magnification_alone_does_not_flag_most_cells(shared_data, model
     those cells as well, so they must not all land in review; at half magnification, where accuracy drops,
     they should (see the model card's magnification probe)."""
     from hv_desktop.core.preprocess import open_image
-    from training.data import list_labelled
     from training.analysis.magnification_probe import assess_at
+    from training.data import list_labelled
 
     images = [open_image(p).convert("RGB") for p, _ in list_labelled(shared_data / "pbc" / "val")[::8]]  # 100 cells
     flagged = {scale: float(np.mean(assess_at(model, images, scale)[1])) for scale in (0.7, 1.4, 0.5)}

@@ -22,8 +22,8 @@ from hv_desktop.core.model import Model, ModelError
 from hv_desktop.core.paths import path_to_text, text_to_path
 from hv_desktop.core.session import SessionError, load_session, save_session
 from hv_desktop.core.watch import FolderWatcher
-from tests.support.onnx_factory import tiny_model
 from tests.support import ROOT
+from tests.support.onnx_factory import tiny_model
 
 POSIX = os.name == "posix"
 LATIN1 = os.fsdecode(b"caf\xe9.png")  # a Latin-1 name: not valid UTF-8

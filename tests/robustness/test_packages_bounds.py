@@ -293,12 +293,12 @@ def test_a_pipe_named_like_a_package_is_refused_without_waiting(tmp_path):
 
 def test_a_camera_fields_cells_keep_their_boxes_through_a_package(tmp_path):
     """Issue 28: a package of per-cell rows opens with each cell's number, box and edge mark."""
+    import hashlib
+
     from PIL import Image
 
     from hv_desktop.core.package import read_package, write_package
     from hv_desktop.core.result import Result
-
-    import hashlib
 
     img = tmp_path / "field.png"
     Image.new("RGB", (64, 48), (200, 150, 150)).save(img)

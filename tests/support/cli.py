@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from tests.support import ROOT
 

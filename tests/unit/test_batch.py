@@ -5,9 +5,9 @@ import threading
 import pytest
 from PIL import Image
 
-from tests.support.badfiles import make_bad_files, make_odd_good_files
 from hv_desktop.core.batch import classify_paths, classify_stream
 from hv_desktop.core.model import Model
+from tests.support.badfiles import make_bad_files, make_odd_good_files
 
 
 @pytest.fixture(scope="module")

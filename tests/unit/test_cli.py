@@ -8,9 +8,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.support.badfiles import make_bad_files, make_odd_good_files
 from hv_desktop import __version__
 from tests.support import ROOT
+from tests.support.badfiles import make_bad_files, make_odd_good_files
 
 
 def run(*args, env=None):

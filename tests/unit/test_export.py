@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from hv_desktop.core import export as export_mod
-from hv_desktop.core.result import Result
 from hv_desktop.core.export import StreamingCsv, atomic_write_text, csv_columns, differential, safe_cell, summary_csv, write_csv
+from hv_desktop.core.result import Result
 
 LABELS = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 
@@ -79,9 +79,8 @@ def test_failed_rename_keeps_previous_file(tmp_path, monkeypatch):
     monkeypatch.setattr(export_mod.os, "replace", boom)
     with pytest.raises(OSError):
         atomic_write_text(out, "new")
-    with pytest.raises(OSError):
-        with StreamingCsv(out, LABELS, "m", "1") as w:
-            w.write(_results()[0])
+    with pytest.raises(OSError), StreamingCsv(out, LABELS, "m", "1") as w:
+        w.write(_results()[0])
     assert out.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]
 

@@ -58,9 +58,8 @@ def test_a_nucleus_square_wider_than_the_field_is_padded_with_its_background():
 
 
 def test_models_declare_the_nucleus_crop_and_out_of_range_multiples_are_refused(tmp_path):
-    from tests.support.onnx_factory import tiny_model
-
     from hv_desktop.core.model import Model, ModelError
+    from tests.support.onnx_factory import tiny_model
 
     ok = tiny_model(
         tmp_path / "ok.onnx", metadata={"preprocessing": {"width": 32, "height": 32, "crop": "nucleus", "crop_radii": 8}}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.badfiles import bomb_png, make_odd_good_files
 from hv_desktop.core.preprocess import ImageError, Preprocessing, load_for_model, normalise, open_image, resize_for_model
+from tests.support.badfiles import bomb_png, make_odd_good_files
 
 
 def test_every_odd_mode_becomes_8bit_rgb(tmp_path):

@@ -131,7 +131,7 @@ def test_cases_each_have_their_results_and_their_own_sign_off():
 def test_parse_extra_classes_names_the_wrong_line():
     import pytest
 
-    from hv_desktop.core.review import format_extra_classes, parse_extra_classes, EXTRA_CLASSES
+    from hv_desktop.core.review import EXTRA_CLASSES, format_extra_classes, parse_extra_classes
 
     labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     assert parse_extra_classes(format_extra_classes(EXTRA_CLASSES), labels) == list(EXTRA_CLASSES)

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
+import importlib
 import os
 
 from PIL import Image
-
-import importlib
 
 scan_mod = importlib.import_module("hv_desktop.core.scan")
 from hv_desktop.core.scan import natural_key, scan

@@ -10,8 +10,8 @@ from PIL import Image
 
 from hv_desktop.core import preview
 from hv_desktop.core.autosave import Autosaver, Snapshot
-from hv_desktop.core.result import Result
 from hv_desktop.core.folder_watch import WatchedFolder
+from hv_desktop.core.result import Result
 from hv_desktop.core.review import ReviewSession, next_awaiting
 from hv_desktop.core.runs import RunQueue, case_name
 from hv_desktop.core.session import load_session

@@ -26,8 +26,8 @@ import numpy as np
 from hv_desktop.core.model import Model
 from hv_desktop.core.onnx_proto import OnnxFile
 from hv_desktop.core.preprocess import load_for_model, normalise
-from training.analysis import adapt_benchmark as bench
 from training import renormalise as rn
+from training.analysis import adapt_benchmark as bench
 from training.data import list_labelled, shared_root
 
 

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+
 from hv_desktop.core.model import Model
 from hv_desktop.core.preprocess import normalise, open_image
 from training.data import list_labelled, shared_root

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hv_desktop.core.export import atomic_write_bytes
 from hv_desktop.core.metadata import METADATA_KEY
 from hv_desktop.core.model import Model
 from hv_desktop.core.onnx_proto import OnnxFile
-from hv_desktop.core.export import atomic_write_bytes
 from hv_desktop.core.preprocess import load_for_model, normalise
-from training.renormalise import RECORD_KEY, source_record
 from training.data import list_labelled, shared_root
+from training.renormalise import RECORD_KEY, source_record
 
 
 def load(model: Model, paths: list[Path]) -> np.ndarray:
