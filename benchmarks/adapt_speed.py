@@ -14,8 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hv_desktop.core.adapt import LabelledCell, adapt  # noqa: E402
-from hv_desktop.core.model import Model, bundled_model_path  # noqa: E402
+from hv_desktop.core.inference.model import Model, bundled_model_path  # noqa: E402
+from hv_desktop.core.site.adapt import adapt  # noqa: E402
+from hv_desktop.core.site.lab_images import LabelledCell  # noqa: E402
 
 CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
 

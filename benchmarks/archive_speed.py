@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hv_desktop.core import archive_schema  # noqa: E402
-from hv_desktop.core.archive import CaseArchive  # noqa: E402
-from hv_desktop.core.result import Result  # noqa: E402
-from hv_desktop.core.review import CaseInfo, SignOff  # noqa: E402
+from hv_desktop.core.cases.review import CaseInfo, SignOff  # noqa: E402
+from hv_desktop.core.inference.result import Result  # noqa: E402
+from hv_desktop.core.storage import archive_schema  # noqa: E402
+from hv_desktop.core.storage.archive import CaseArchive  # noqa: E402
 
 LABELS = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
 OPERATORS = [f"Operator {chr(65 + i)}" for i in range(12)]

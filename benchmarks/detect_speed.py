@@ -3,7 +3,7 @@ classification, so the finder must take well under 50 ms a field).
 
     python benchmarks/detect_speed.py [--n 200] [--rounds 3] [--model M.onnx]
 
-Prints, per round: decode, find (``core.detect.find_cells``) and classify-each-cell times per field, and fields/s
+Prints, per round: decode, find (``core.imaging.detect.find_cells``) and classify-each-cell times per field, and fields/s
 end to end (file bytes -> decoded field -> boxes -> each cell's square cropped, resized, normalised -> the model in
 one batch per field). Pinned to one core, with numpy's and onnxruntime's threads at one.
 """
@@ -27,10 +27,10 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hv_desktop.core.detect import find_cells  # noqa: E402
-from hv_desktop.core.model import Model, bundled_model_path  # noqa: E402
-from hv_desktop.core.preprocess import normalise, open_image  # noqa: E402
-from hv_desktop.core.runtime import configure_process  # noqa: E402
+from hv_desktop.core.imaging.detect import find_cells  # noqa: E402
+from hv_desktop.core.imaging.preprocess import normalise, open_image  # noqa: E402
+from hv_desktop.core.inference.model import Model, bundled_model_path  # noqa: E402
+from hv_desktop.core.system.runtime import configure_process  # noqa: E402
 
 LABS = ("deepbionet/fields", "bccd-fields")
 

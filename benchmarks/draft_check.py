@@ -21,8 +21,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hv_desktop.core.model import Model  # noqa: E402
-from hv_desktop.core.preprocess import normalise, open_image, resize_for_model  # noqa: E402
+from hv_desktop.core.imaging.preprocess import normalise, open_image, resize_for_model  # noqa: E402
+from hv_desktop.core.inference.model import Model  # noqa: E402
 from training.data import list_labelled  # noqa: E402
 
 

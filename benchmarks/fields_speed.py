@@ -3,9 +3,9 @@ fields on 2 cores), beside single-cell mode on blood-cells/TEST_SIMPLE for compa
 
     python benchmarks/fields_speed.py [--rounds 3] [--n 282] [--model M.onnx]
 
-Fields: ``core.fields.field_results`` over deepbionet/fields/*.jpg (read, hash, decode, find every white cell, cut
+Fields: ``core.inference.fields.field_results`` over deepbionet/fields/*.jpg (read, hash, decode, find every white cell, cut
 and normalise each cell's square in the decode threads; every cell classified in one pass per chunk of fields).
-Single cells: ``core.batch.classify_stream`` (today's ``--cells one``) over TEST_SIMPLE, repeated to about as many
+Single cells: ``core.inference.batch.classify_stream`` (today's ``--cells one``) over TEST_SIMPLE, repeated to about as many
 images. Both with the app's own thread settings (decode workers and inference threads from the core count), files
 read from the page cache after the first round. Prints the machine's load average first: on a machine that is
 running something else (a training job) the figures are lower bounds.
@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hv_desktop.core.batch import classify_stream  # noqa: E402
-from hv_desktop.core.fields import field_results  # noqa: E402
-from hv_desktop.core.model import Model, bundled_model_path  # noqa: E402
-from hv_desktop.core.runtime import configure_process  # noqa: E402
+from hv_desktop.core.inference.batch import classify_stream  # noqa: E402
+from hv_desktop.core.inference.fields import field_results  # noqa: E402
+from hv_desktop.core.inference.model import Model, bundled_model_path  # noqa: E402
+from hv_desktop.core.system.runtime import configure_process  # noqa: E402
 
 
 def fields_round(files: list[Path], model: Model) -> tuple[float, int]:

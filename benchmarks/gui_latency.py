@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from hv_desktop.core.scan import scan  # noqa: E402
+from hv_desktop.core.imaging.scan import scan  # noqa: E402
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
 
 

@@ -27,9 +27,9 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hv_desktop.core.model import Model  # noqa: E402
-from hv_desktop.core.preprocess import load_for_model, normalise  # noqa: E402
-from hv_desktop.core.scan import scan  # noqa: E402
+from hv_desktop.core.imaging.preprocess import load_for_model, normalise  # noqa: E402
+from hv_desktop.core.imaging.scan import scan  # noqa: E402
+from hv_desktop.core.inference.model import Model  # noqa: E402
 
 OUTPUTS = ["logits", "typicality"]
 

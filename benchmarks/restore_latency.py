@@ -24,10 +24,10 @@ import numpy as np  # noqa: E402
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from hv_desktop.core.result import Result  # noqa: E402
-from hv_desktop.core.review import ReviewSession  # noqa: E402
-from hv_desktop.core.scan import scan  # noqa: E402
-from hv_desktop.core.session import save_session  # noqa: E402
+from hv_desktop.core.cases.review import ReviewSession  # noqa: E402
+from hv_desktop.core.imaging.scan import scan  # noqa: E402
+from hv_desktop.core.inference.result import Result  # noqa: E402
+from hv_desktop.core.storage.session import save_session  # noqa: E402
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
 
 LABELS = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")

@@ -71,7 +71,8 @@ def main() -> int:
                 print(r.stderr, file=sys.stderr)
                 return 1
             code, peak, secs = r.stdout.split()
-            rows = sum(1 for _ in open(out, encoding="utf-8-sig")) - 1
+            with open(out, encoding="utf-8-sig") as fh:
+                rows = sum(1 for _ in fh) - 1
             assert rows == n, (rows, n)
             print(f"{n:>8} {float(peak):>12.1f} {float(secs):>8.1f} {n / float(secs):>7.0f}")
     return 0

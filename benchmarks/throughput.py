@@ -21,11 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hv_desktop.core.batch import classify_stream  # noqa: E402
-from hv_desktop.core.export import StreamingCsv  # noqa: E402
-from hv_desktop.core.model import Model  # noqa: E402
-from hv_desktop.core.preprocess import load_for_model, normalise  # noqa: E402
-from hv_desktop.core.scan import scan  # noqa: E402
+from hv_desktop.core.imaging.preprocess import load_for_model, normalise  # noqa: E402
+from hv_desktop.core.imaging.scan import scan  # noqa: E402
+from hv_desktop.core.inference.batch import classify_stream  # noqa: E402
+from hv_desktop.core.inference.model import Model  # noqa: E402
+from hv_desktop.core.io.export import StreamingCsv  # noqa: E402
 
 
 def model_only(model: Model, x: np.ndarray, batch: int, seconds: float = 4.0) -> float:

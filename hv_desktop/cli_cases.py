@@ -9,12 +9,12 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from hv_desktop.core.appdata import archive_path
-from hv_desktop.core.archive import CaseArchive
-from hv_desktop.core.archive_schema import ArchiveError
-from hv_desktop.core.model import Model
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import CaseLocked
+from hv_desktop.core.cases.review import CaseLocked
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.storage.archive import CaseArchive
+from hv_desktop.core.storage.archive_schema import ArchiveError
+from hv_desktop.core.system.appdata import archive_path
 from hv_desktop.core.workspace import Workspace
 
 
@@ -59,7 +59,7 @@ def add_to_case(case_id: str, results: Sequence[Result], operator: str = "", not
 
 def cmd_report(args: argparse.Namespace, model: Model) -> str:
     """Write the report of an archived case (its ID, operator and sign-off from the archive); what was written."""
-    from hv_desktop.core.report import build_case_report
+    from hv_desktop.core.io.report import build_case_report
     from hv_desktop.gui.headless import render_report_pdf
 
     with open_archive() as archive:

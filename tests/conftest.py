@@ -27,7 +27,7 @@ LAYOUT = {
 @pytest.fixture(scope="session", autouse=True)
 def process_settings():
     """The process-wide settings every entry point applies at start-up (Pillow's limits, glibc's buffers)."""
-    from hv_desktop.core.runtime import configure_process
+    from hv_desktop.core.system.runtime import configure_process
 
     return configure_process()
 

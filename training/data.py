@@ -1,6 +1,6 @@
 """Labelled image folders as uint8 arrays, prepared by the app's own preprocessing.
 
-Images are decoded once with :func:`hv_desktop.core.preprocess.load_for_model`
+Images are decoded once with :func:`hv_desktop.core.imaging.preprocess.load_for_model`
 (the exact function inference uses) and cached as ``.npy`` so a resumed run
 does not pay for decoding again.
 """
@@ -14,9 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.preprocess import CELL_SEARCH_VERSION, NUCLEUS_RULER_VERSION, ImageError, Preprocessing, load_for_model
-from hv_desktop.core.runtime import configure_process
-from hv_desktop.core.scan import is_image_name
+from hv_desktop.core.imaging.preprocess import (
+    CELL_SEARCH_VERSION,
+    NUCLEUS_RULER_VERSION,
+    ImageError,
+    Preprocessing,
+    load_for_model,
+)
+from hv_desktop.core.imaging.scan import is_image_name
+from hv_desktop.core.system.runtime import configure_process
 
 CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.batch import classify_stream
-from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import load_for_model, normalise
+from hv_desktop.core.imaging.preprocess import load_for_model, normalise
+from hv_desktop.core.inference.batch import classify_stream
+from hv_desktop.core.inference.model import Model
 from training.data import CLASSES, list_labelled, list_other, shared_root
 
 
@@ -67,7 +67,7 @@ def ece(p: np.ndarray, y: np.ndarray, bins: int = 15) -> tuple[float, list[dict]
     correct = (p.argmax(1) == y).astype(float)
     edges = np.linspace(0, 1, bins + 1)
     total, table = 0.0, []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         m = (conf > lo) & (conf <= hi)
         if m.any():
             gap = abs(conf[m].mean() - correct[m].mean())
@@ -103,7 +103,7 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def classification_report(y: np.ndarray, pred: np.ndarray, n: int) -> dict:
     cm = np.zeros((n, n), int)
-    for a, b in zip(y, pred):
+    for a, b in zip(y, pred, strict=True):
         cm[a, b] += 1
     per = {}
     f1s = []
@@ -146,7 +146,7 @@ def plots(out: Path, reports: dict, history: list[dict], rel_before: list, rel_a
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    for ax, key in zip(axes, ["blood-cells/TEST", "pbc/val"]):
+    for ax, key in zip(axes, ["blood-cells/TEST", "pbc/val"], strict=True):
         cm = np.asarray(reports[key]["confusion"])
         ax.imshow(cm, cmap="Blues")
         ax.set_xticks(range(4), [c[:4] for c in CLASSES])

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from hv_desktop import __version__ as APP_VERSION
-from hv_desktop.core.metadata import METADATA_KEY, ModelError, ModelMetadata
-from hv_desktop.core.model import INTENDED_USE
+from hv_desktop.core.inference.metadata import METADATA_KEY, ModelError, ModelMetadata
+from hv_desktop.core.inference.model import INTENDED_USE
 
 OPSET = 17
 
@@ -108,7 +108,7 @@ EMBEDDING = "embedding"
 def add_embedding_output(proto) -> dict:
     """Expose the pooled feature vector the classifier reads as an output named ``embedding``, and return the
     metadata that names it and the head's weight and bias initializers: the contract site adaptation
-    (hv_desktop.core.adapt) relies on to refit the head on a lab's cells without TensorFlow."""
+    (hv_desktop.core.site.adapt) relies on to refit the head on a lab's cells without TensorFlow."""
     from onnx import TensorProto, helper
 
     producers = {o: n for n in proto.graph.node for o in n.output}

@@ -30,6 +30,6 @@ def at_magnification(im: Image.Image, scale: float, rng: np.random.Generator) ->
 
 def model_input_at(im: Image.Image, scale: float, rng: np.random.Generator, size: tuple[int, int], prep) -> np.ndarray:
     """The uint8 pixels the model would get for ``im`` seen at ``scale`` (the app's own crop and resize)."""
-    from hv_desktop.core.preprocess import resize_for_model
+    from hv_desktop.core.imaging.preprocess import resize_for_model
 
     return np.asarray(resize_for_model(at_magnification(im, scale, rng), size, prep))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import load_for_model, normalise
+from hv_desktop.core.imaging.preprocess import load_for_model, normalise
+from hv_desktop.core.inference.model import Model
 from training.data import list_labelled, shared_root, subset
 from training.export_onnx import get_metadata, set_metadata
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hv_desktop.core.onnx_proto import OnnxFile, ProtoError
+from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 
 #: The metadata key (inside the model's "hematovision" JSON) that holds the training statistics.
 RECORD_KEY = "renormalisation"
@@ -122,7 +122,7 @@ def channel_stats(
             squares[j] = q if i == 0 else squares[j] + q
             counts[j] += a.shape[0] * a.shape[2] * a.shape[3]
     stats = []
-    for s, q, n in zip(sums, squares, counts):
+    for s, q, n in zip(sums, squares, counts, strict=True):
         mean = s / n
         stats.append((mean, np.sqrt(np.maximum(q / n - mean * mean, 0.0))))
     return stats
@@ -169,7 +169,7 @@ def read_record(extra: dict, f: OnnxFile) -> Record | None:
         raise bad
     cuts = np.cumsum(channels)[:-1]
     try:
-        for u, c in zip(units, channels):
+        for u, c in zip(units, channels, strict=True):
             scale = f.initializer(u.scale)
             rows = scale.size if u.kind == "affine" else scale.shape[0]  # Mul constant / Conv weight (out, in, kh, kw)
             if f.initializer(u.shift).size != c or rows != c:
@@ -193,7 +193,7 @@ def renormalise(
     if len(x) < MIN_IMAGES:
         raise RenormaliseError(f"{len(x)} image(s) to re-normalise on; at least {MIN_IMAGES} are needed")
     cur = OnnxFile(f.to_bytes())
-    for i, (unit, ms, ss) in enumerate(zip(record.units, record.mean, record.std)):
+    for i, (unit, ms, ss) in enumerate(zip(record.units, record.mean, record.std, strict=True)):
         if cancel and cancel():
             raise RenormaliseError("cancelled")
         if progress:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import load_for_model, normalise, open_image
+from hv_desktop.core.imaging.preprocess import load_for_model, normalise, open_image
+from hv_desktop.core.inference.model import Model
 from training.data import list_labelled, list_other, shared_root
 from training.evaluate import auroc, calibrate
 from training.magnification import model_input_at
@@ -169,7 +169,7 @@ def typicality(conf: np.ndarray, dists: list[np.ndarray] | np.ndarray, p: dict) 
     if isinstance(dists, np.ndarray):
         dists = [dists]
     means, stds = np.atleast_1d(p["dist_mean"]), np.atleast_1d(p["dist_std"])
-    z = np.mean([(np.log(d) - m) / sd for d, m, sd in zip(dists, means, stds)], axis=0)
+    z = np.mean([(np.log(d) - m) / sd for d, m, sd in zip(dists, means, stds, strict=True)], axis=0)
     s = p["w"] * (-conf - p["conf_mean"]) / p["conf_std"] + (1 - p["w"]) * z
     return 1 / (1 + np.exp(s))
 
@@ -320,8 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     gf, gl, _ = features_and_logits(proto, model, [p for p, _ in genuine], keys)
     other = take(list_other(data))
     of, ol, _ = features_and_logits(proto, model, other, keys)
-    g_conf, g_dist = confidence(gl, t), [d(f) for d, f in zip(dists, gf)]
-    o_conf, o_dist = confidence(ol, t), [d(f) for d, f in zip(dists, of)]
+    g_conf, g_dist = confidence(gl, t), [d(f) for d, f in zip(dists, gf, strict=True)]
+    o_conf, o_dist = confidence(ol, t), [d(f) for d, f in zip(dists, of, strict=True)]
     params = {
         "conf_mean": float(-g_conf.mean()),
         "conf_std": float(g_conf.std() + 1e-9),
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         f"flags {np.mean(g_typ < threshold):.1%} of genuine validation cells"
     )
 
-    add_output(proto, [(layer_tensor(proto, k), ax, d) for k, ax, d in zip(keys, axes, dists)], params, t)
+    add_output(proto, [(layer_tensor(proto, k), ax, d) for k, ax, d in zip(keys, axes, dists, strict=True)], params, t)
     meta = read_metadata(proto).with_updates(
         review_output=OUTPUT,
         review_threshold=threshold,

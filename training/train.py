@@ -86,7 +86,7 @@ def pull_to_pretrained(core, schedule, opt, strength: float):
 
     @tf.function
     def pull(rate):
-        for v, a in zip(variables, anchors):
+        for v, a in zip(variables, anchors, strict=True):
             v.assign_sub(rate * (v - a))
 
     class _Pull(keras.callbacks.Callback):
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         for e in range(state["epoch"] - k + 1, state["epoch"] + 1):
             core.load_weights(out / f"epoch_{e:02d}.weights.h5")
             ws = [np.array(w) for w in core.get_weights()]
-            acc = ws if acc is None else [a + w for a, w in zip(acc, ws)]
+            acc = ws if acc is None else [a + w for a, w in zip(acc, ws, strict=True)]
         core.set_weights([a / k for a in acc])
         core.save_weights(out / "averaged.weights.h5")
         candidates["average_last"] = out / "averaged.weights.h5"

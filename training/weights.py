@@ -73,11 +73,10 @@ def load_alpha100_classifier(weights_dir: Path):
     if len(convs) != len(layers) + 1:
         raise ValueError(f"expected {len(layers) + 1} convolutions in {TFLITE_FILE}, found {len(convs)}")
     eps = 1e-3
-    for layer, (kind, w, b) in zip(layers, convs[:-1]):
-        if kind == "CONV_2D":  # TFLite OHWI -> Keras HWIO
-            kernel = np.transpose(w, (1, 2, 3, 0))
-        else:  # TFLite 1HWC (depth multiplier 1) -> Keras HWC1
-            kernel = np.transpose(w, (1, 2, 3, 0))
+    for layer, (_kind, w, b) in zip(layers, convs[:-1], strict=True):
+        # One transpose serves both: TFLite OHWI -> Keras HWIO (CONV_2D), and TFLite 1HWC (depth multiplier 1)
+        # -> Keras HWC1 (DEPTHWISE_CONV_2D).
+        kernel = np.transpose(w, (1, 2, 3, 0))
         layer.set_weights([kernel.astype(np.float32)])
         bn = model.get_layer(_bn_name(layer.name))
         n = b.shape[0]

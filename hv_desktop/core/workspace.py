@@ -3,25 +3,27 @@ run queue, and the case archive every change is written to; listeners are told w
 
 Why: a session's state had no Qt-free home (issue 29): it was spread over the window's handlers, and only the
 window could save it, as one JSON file rewritten whole. Here each change is one transaction in the archive
-(hv_desktop.core.archive) as it happens, the command line uses the same object (``classify --case``,
+(hv_desktop.core.storage.archive) as it happens, the open session too (which cases, the current one, the consultation:
+the archive is its one store; the JSON autosave went), the command line uses the same object (``classify --case``,
 ``report --case``), and a view subscribes instead of being refreshed by hand.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-from hv_desktop.core.appdata import ARCHIVE_NAME
-from hv_desktop.core.archive import ArchivedCase, CaseArchive
-from hv_desktop.core.archive_schema import ArchiveError
-from hv_desktop.core.model import Model
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import CaseInfo, CaseLocked, ReviewSession, SignOff
-from hv_desktop.core.runs import RunQueue
+from hv_desktop.core.cases.consultation import ConsultationState
+from hv_desktop.core.cases.review import CaseLocked, ReviewSession, SignOff
+from hv_desktop.core.cases.runs import RunQueue
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.storage.archive import ArchivedCase, CaseArchive
+from hv_desktop.core.storage.archive_schema import ArchiveError
+from hv_desktop.core.storage.archive_session import CONSULTATION, read_open, record_open, record_value
+from hv_desktop.core.system.appdata import ARCHIVE_NAME
 
 
 def open_archive(folder: Path | None) -> tuple[CaseArchive | None, str]:
@@ -43,16 +45,16 @@ class Change:
     """What changed: ``kind`` is "cases", "added", "reviews", "signed", "model", "reclassified" or "archive" (a
     write to the archive failed: ``message`` says why); ``rows`` the indices of the session's results it touched."""
 
-    kind: str
+    kind: str  # also "consultation"
     rows: tuple[int, ...] = ()
     message: str = ""
 
 
 class Workspace:
     """The session and its archive. A change is made in the session first, then written to the archive (when there
-    is one); a refusal by the session's rules (a signed-off case, a text over its limit) changes nothing. While the
-    window still keeps its autosave too, an archive that cannot be written (a full disk, a damaged file) never
-    undoes the session's change: it is told to the listeners as a Change("archive", message=...)."""
+    is one); a refusal by the session's rules (a signed-off case, a text over its limit) changes nothing. An archive that
+    cannot be written (a full disk, a damaged file) never undoes the session's change (the person goes on
+    working): it is told to the listeners as a Change("archive", message=...)."""
 
     def __init__(self, archive: CaseArchive | None = None) -> None:
         self.review = ReviewSession()
@@ -63,6 +65,12 @@ class Workspace:
         #: views) so the one list is changed in one place
         self.append_rows: Callable[[list[Result]], None] = self.review.results.extend
         self._listeners: list[Callable[[Change], None]] = []
+        self._consultation: ConsultationState | None = None
+        #: the open session (which cases, the current one) is the window's: a workspace records it once it has
+        #: restored it (:meth:`restore_open`), so the command line's never writes over it
+        self.keeps_open = False
+        self.restoring = False  # a restore is under way: the open session is not recorded half back
+        self._recorded: tuple[tuple[str, ...], str] | None = None
 
     # --- listening
     def subscribe(self, listener: Callable[[Change], None]) -> None:
@@ -88,6 +96,17 @@ class Workspace:
     def results(self) -> list[Result]:
         return self.review.results
 
+    def case_results(self) -> list[Result]:
+        """The current case's results (all of them before cases are used)."""
+        return self.review.case_results()
+
+    def choose_case(self, case_id: str) -> None:
+        """Make ``case_id`` (a case of this session) current; listeners told. Another ID changes nothing."""
+        if case_id != self.review.current and case_id in self.review.cases:
+            self.review.current = case_id
+            self.record_open()
+            self._tell("cases")
+
     # --- cases and cells
     def _taken(self, case_id: str) -> bool:
         return self.archive is not None and self.archive.has_case(case_id)
@@ -102,6 +121,7 @@ class Workspace:
             cid = self.review.new_case(f"{case_id.strip() or cid} ({n})", operator, note)
             n += 1
         self._archive(lambda a: a.upsert_case(self.review.cases[cid]))
+        self.record_open()
         self._tell("cases")
         return cid
 
@@ -135,30 +155,6 @@ class Workspace:
         self._tell("added", rows)
         return rows
 
-    def sync_to_archive(self) -> None:
-        """Write what the session holds and the archive does not (a session restored from an autosave made
-        before the archive existed): cases, cells, reviews and sign-offs. Idempotent."""
-        if self.archive is None:
-            return
-        for cid, info in self.review.cases.items():
-            cells = self.review.case_results(cid)
-            self._archive(partial(self._sync_case, info=info, cells=cells))
-
-    def _sync_case(self, a: CaseArchive, info: CaseInfo, cells: list[Result]) -> None:
-        held = a.load_case(info.case_id) if a.has_case(info.case_id) else None
-        if held is None:
-            a.upsert_case(info)
-        if held is None or held.sign_off is None:
-            known = {r.cell_id: r.reviewer_label for r in held.results} if held is not None else {}
-            new = [r for r in cells if r.cell_id not in known]
-            if new:
-                a.add_cells(info.case_id, new)
-            changed = [(r.cell_id, r.reviewer_label) for r in cells if r.ok and r.cell_id in known]
-            a.set_reviews([(cid, label) for cid, label in changed if known[cid] != label])
-            signed = self.review.signoffs.get(info.case_id)
-            if signed is not None:
-                a.sign_off(info.case_id, signed)
-
     def open_archived(self, case_id: str) -> ArchivedCase:
         """Bring a case from the archive into the session (signed off: read-only, as it was signed) and make it
         current; a case already in the session is only made current."""
@@ -175,6 +171,7 @@ class Workspace:
             self.append_rows(case.results)
             self._tell("added", range(start, len(self.review.results)))
         self.review.current = case_id
+        self.record_open()
         self._tell("cases")
         return case
 
@@ -182,7 +179,79 @@ class Workspace:
         """A new session: the session empties; the archive keeps every case."""
         self.review.clear()
         self.queue.clear()
+        self.consultation = self._consultation.without_package() if self._consultation else None
+        self.record_open()
         self._tell("cases")
+
+    # --- the open session and the consultation (kept in the archive: hv_desktop.core.storage.archive_session)
+    @property
+    def consultation(self) -> ConsultationState | None:
+        """The package the session came in and the requests it sent (hv_desktop.core.cases.consultation)."""
+        return self._consultation
+
+    @consultation.setter
+    def consultation(self, state: ConsultationState | None) -> None:
+        """Checked as it enters (ValueError when over a limit), then written to the archive (one transaction)."""
+        if state == self._consultation:
+            return
+        if state is not None:
+            state.check()
+        self._consultation = state
+        self._archive(lambda a: record_value(a.connection, CONSULTATION, state.to_json() if state else None))
+        self._tell("consultation")
+
+    def record_open(self) -> None:
+        """Write which cases are open, in order, and the current one, when they changed since last written (one
+        transaction). Called on each change of cases here; the window also calls it when it changes the current
+        case itself."""
+        state = (tuple(self.review.cases), self.review.current)
+        if not self.keeps_open or self.restoring or self.archive is None or state == self._recorded:
+            return
+        if self._archive(lambda a: record_open(a.connection, *state)):
+            self._recorded = state
+
+    def restore_open(self, chunk: int = 500) -> Generator[tuple[int, int], None, None]:
+        """Bring back the open session the archive holds (after a restart): its cases, sign-offs, audit, current
+        case and consultation at once, then its cells ``chunk`` at a time through ``append_rows`` (the current
+        case's first, so it shows in the first turn). Yields (cells restored, cells in all) after the cases and
+        after each chunk, so a window adds one chunk per event-loop turn. Cases already in the session stay as
+        they are. ArchiveError when the archive cannot be read (what came in stays). From then on this workspace
+        records the open session."""
+        self.restoring = True
+        archive = self.archive
+        try:
+            if archive is None:
+                return
+            held = read_open(archive.connection)
+            ids = [c.info.case_id for c in held.cases if c.info.case_id not in self.review.cases]
+            for c in held.cases:
+                if c.info.case_id in ids:
+                    self.review.cases[c.info.case_id] = c.info
+                    if c.sign_off is not None:
+                        self.review.signoffs[c.info.case_id] = c.sign_off
+            new = set(ids)
+            self.review.audit += [e for e in held.audit if e.get("case") in new]
+            if self.review.current not in self.review.cases:
+                self.review.current = held.current if held.current in self.review.cases else (ids or [""])[-1]
+            ids.sort(key=lambda cid: cid != self.review.current)  # the case shown first: it shows in the first turn
+            if self._consultation is None and held.consultation is not None:
+                self._consultation = ConsultationState.from_json(held.consultation)
+                self._tell("consultation")
+            self._tell("cases")
+            done = 0
+            yield done, held.cells
+            for results in archive.cells_in_chunks(ids, chunk):
+                if self.archive is not archive:  # closed meanwhile (the window closed)
+                    return
+                start = len(self.review.results)
+                self.append_rows(results)
+                self.queue.remember(results)
+                done += len(results)
+                self._tell("added", range(start, len(self.review.results)))
+                yield done, held.cells
+        finally:
+            self.restoring, self.keeps_open = False, True
+            self.record_open()
 
     # --- reviews
     def _cells(self, rows: Sequence[int]) -> list[tuple[str, str | None]]:

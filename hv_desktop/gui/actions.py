@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QMainWindow, QMenu
 
-from hv_desktop.core.model import bundled_model_path
-
-if TYPE_CHECKING:
-    from hv_desktop.gui.main_window import MainWindow
+from hv_desktop.core.inference.model import bundled_model_path
 
 Shortcut = QKeySequence.StandardKey | str | None
 
@@ -103,6 +99,13 @@ SPECS: tuple[tuple[str, str, str, Shortcut, str], ...] = (
         "Measure how large cells appear in this case's images and make a site model that shows them at the trained size",
     ),
     (
+        "site_history",
+        "Site Model &History…",
+        "site_model_history",
+        None,
+        "Every site model made at this lab, what each learnt from; go back to any of them",
+    ),
+    (
         "cell_types",
         "Cell &Types…",
         "edit_cell_types",
@@ -134,7 +137,7 @@ SPECS: tuple[tuple[str, str, str, Shortcut, str], ...] = (
 
 
 class Actions:
-    """The window's actions, one attribute each (see SPECS)."""
+    """The window's actions, one attribute each (see SPECS); ``window`` has the methods SPECS names."""
 
     open: QAction
     open_folder: QAction
@@ -160,17 +163,18 @@ class Actions:
     sign: QAction
     unlock: QAction
     shipped: QAction
+    site_history: QAction
 
-    def __init__(self, w: MainWindow) -> None:
-        self.w = w
+    def __init__(self, window: QMainWindow) -> None:
+        self.window = window
         for name, text, slot, shortcut, tip in SPECS:
-            setattr(self, name, self._act(text, getattr(w, slot), shortcut, tip))
+            setattr(self, name, self._act(text, getattr(window, slot), shortcut, tip))
         self.watch.setCheckable(True)
-        self.review_keys = QAction("", w)
+        self.review_keys = QAction("", window)
         self.review_keys.setEnabled(False)
 
     def _act(self, text: str, slot: Callable[[], object], shortcut: Shortcut = None, tip: str | None = None) -> QAction:
-        a = QAction(text, self.w)
+        a = QAction(text, self.window)
         if shortcut:
             a.setShortcut(QKeySequence(shortcut))
         if tip:
@@ -179,7 +183,7 @@ class Actions:
         return a
 
     def build_menus(self) -> None:
-        mb = self.w.menuBar()
+        mb = self.window.menuBar()
         m = mb.addMenu("&File")
         for a in (self.open, self.open_folder):
             m.addAction(a)
@@ -194,7 +198,7 @@ class Actions:
         for group in (
             (self.undo, self.next_flag, self.accept, self.cancel, self.cell_types),
             (self.sign, self.unlock),
-            (self.adapt, self.magnification, self.shipped, self.review_keys),
+            (self.adapt, self.magnification, self.site_history, self.shipped, self.review_keys),
         ):
             if group[0] is not self.undo:
                 r.addSeparator()
@@ -202,7 +206,7 @@ class Actions:
                 r.addAction(a)
         mb.addMenu("&Teaching").addAction(self.practice)
         mb.addMenu("&Help").addAction(self.about)
-        tb = self.w.addToolBar("Main")
+        tb = self.window.addToolBar("Main")
         tb.setObjectName("main-toolbar")
         tb.setMovable(False)
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
@@ -227,6 +231,7 @@ class Actions:
         self.archive.setEnabled(not busy)
         self.unlock.setEnabled(s.signed)
         self.shipped.setEnabled(not busy and not s.shipped_model)
+        self.site_history.setEnabled(not busy)
 
 
 class RecentFolders:

@@ -1,6 +1,6 @@
 """Review > Adapt to This Lab: fit a site model from the session's reviewed cells, off the GUI thread.
 
-The dialog only shows state and passes on actions: the fit is :func:`hv_desktop.core.adapt.adapt`, run in a
+The dialog only shows state and passes on actions: the fit is :func:`hv_desktop.core.site.adapt.adapt`, run in a
 QThread with progress and Cancel; "Save and Use" writes the file into the app's data folder (never over the
 shipped model) and hands its path to the window, which loads it and re-classifies the session.
 """
@@ -28,17 +28,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hv_desktop.core.adapt import (
-    MIN_PER_CLASS,
-    Adaptation,
-    AdaptError,
-    LabelledCell,
-    adapt,
-    classes_needed,
-    coverage_problem,
-)
-from hv_desktop.core.calibrate import MIN_IMAGES, Calibration, calibrate
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.site.adapt import MIN_PER_CLASS, Adaptation, adapt, classes_needed, coverage_problem
+from hv_desktop.core.site.calibrate import Calibration, calibrate
+from hv_desktop.core.site.lab_images import LabelledCell
+from hv_desktop.core.site.ruler import MIN_IMAGES
+from hv_desktop.core.site.site_model import AdaptError
 
 #: A site-model fit: (progress callback, cancel check) -> Adaptation or Calibration; raises AdaptError.
 Fit = Callable[[Callable[[str, float], None], Callable[[], bool]], "Adaptation | Calibration"]
@@ -198,6 +193,9 @@ class AdaptDialog(QDialog):
             return
         self.adaptation = result
         self.report.setPlainText("\n".join(result.summary_lines()))
+        warned = bool(result.warnings()) if isinstance(result, Adaptation) else False
+        self.save_button.setText("Save and Use Anyway" if warned else "Save and Use")
+        self.save_button.setToolTip("Read the warning at the top of the report first" if warned else "")
         self.save_button.setEnabled(True)
 
     def reject(self) -> None:
@@ -223,7 +221,7 @@ class AdaptDialog(QDialog):
 
 
 class MagnificationDialog(AdaptDialog):
-    """Review > Match Lab Magnification: the same dialog over :func:`hv_desktop.core.calibrate.calibrate`, which
+    """Review > Match Lab Magnification: the same dialog over :func:`hv_desktop.core.site.calibrate.calibrate`, which
     needs the case's images only (no reviews)."""
 
     TITLE = "Match Lab Magnification"
@@ -231,9 +229,9 @@ class MagnificationDialog(AdaptDialog):
     PLACEHOLDER = "How large this lab's cells appear, against the training labs', appears here."
     INTRO = (
         "HematoVision measures how large cells appear in this lab's images (from their stained nuclei; no reviews "
-        "needed) and makes a site model whose crop shows them at the size it was trained on. Only the crop changes: "
-        "to also fit the classes and the review flags, use Adapt to This Lab with reviewed cells. The shipped model "
-        "is not changed: Review ▸ Use Shipped Model switches back."
+        "needed) and their colours, and makes a site model that shows them at the size and in the colours it was "
+        "trained on. The classes and the review flags are the shipped model's: to fit those too, use Adapt to This "
+        "Lab with reviewed cells. The shipped model is not changed: Review ▸ Use Shipped Model switches back."
     )
 
     def __init__(self, model: Model, images: list[Path], folder: Path, parent: QWidget | None = None) -> None:

@@ -9,12 +9,13 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from types import TracebackType
 from typing import cast
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from hv_desktop.core.appdata import data_dir as core_data_dir
+from hv_desktop.core.system.appdata import data_dir as core_data_dir
 
 log = logging.getLogger("hematovision")
 
@@ -52,7 +53,7 @@ def setup_logging(folder: Path) -> Path:
 def install_excepthook(log_path: Path) -> None:
     """An unexpected exception becomes a log entry and a dialog, never a vanished window."""
 
-    def hook(exc_type, exc, tb):
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("unexpected error\n%s", text)
         if QApplication.instance() is not None and not os.environ.get("HV_NO_ERROR_DIALOG"):
@@ -184,8 +185,25 @@ def platform_problem(screenshot: bool = False) -> str | None:
     return None
 
 
+def _application() -> QApplication:
+    """The one QApplication (a caller's, e.g. pytest-qt's, or a new one), named, styled and with the app's icon."""
+    from hv_desktop.core.system.resources import app_icon_path
+
+    # instance() is typed as QCoreApplication; here it can only be the QApplication made below or by a caller
+    app = cast(QApplication, QApplication.instance()) or QApplication(sys.argv[:1])
+    app.setApplicationName("HematoVision")
+    app.setStyle("Fusion")  # the same look on every platform and desktop theme
+    icon = app_icon_path()
+    if icon.exists():
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(icon)))
+    app.setOrganizationName("HematoVision")
+    return app
+
+
 def run_gui(paths: list[str] | None = None, model_path: Path | None = None, screenshot: Path | None = None) -> int:
-    from hv_desktop.core.runtime import configure_process
+    from hv_desktop.core.system.runtime import configure_process
 
     configure_process()
     problem = platform_problem(screenshot=screenshot is not None)
@@ -194,19 +212,8 @@ def run_gui(paths: list[str] | None = None, model_path: Path | None = None, scre
         return 1
     from hv_desktop.gui.main_window import MainWindow
 
-    # instance() is typed as QCoreApplication; here it can only be the QApplication made below or by a caller
-    app = cast(QApplication, QApplication.instance()) or QApplication(sys.argv[:1])
-    app.setApplicationName("HematoVision")
-    app.setStyle("Fusion")  # the same look on every platform and desktop theme
-    icon = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2])) / "assets" / "icons" / "hematovision.png"
-    if not icon.exists():  # installed from a wheel
-        icon = Path(sys.prefix) / "share" / "hematovision" / "icons" / "hematovision.png"
-    if icon.exists():
-        from PySide6.QtGui import QIcon
-
-        app.setWindowIcon(QIcon(str(icon)))
-    app.setOrganizationName("HematoVision")
-    from hv_desktop.core.model import runtime_problem
+    app = _application()
+    from hv_desktop.core.inference.model import runtime_problem
 
     missing = runtime_problem()  # e.g. a Windows PC without a current Visual C++ runtime: say what to install
     if missing:

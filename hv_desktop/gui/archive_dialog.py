@@ -1,10 +1,10 @@
 """Cases ▸ Case Archive: find a case the lab archived by its sample ID, operator, status or date, and reopen it
-(a signed-off case read-only, as it was signed). The search is hv_desktop.core.archive's; this only asks and
+(a signed-off case read-only, as it was signed). The search is hv_desktop.core.storage.archive's; this only asks and
 shows."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -19,22 +19,22 @@ from PySide6.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
-from hv_desktop.core.archive import CaseArchive, CaseSummary
-from hv_desktop.core.archive_schema import ArchiveError
-
-if TYPE_CHECKING:
-    from hv_desktop.gui.main_window import MainWindow
+from hv_desktop.core.storage.archive import CaseArchive, CaseSummary
+from hv_desktop.core.storage.archive_schema import ArchiveError
 
 COLUMNS = ("Case / sample ID", "Operator", "Opened", "Status", "Cells", "Reviewed", "Signed off by", "Signed off at")
 STATUS = {"Any status": "", "Open": "open", "Signed off": "signed"}
 
 
 class ArchiveDialog(QDialog):
-    def __init__(self, w: MainWindow, archive: CaseArchive) -> None:
-        super().__init__(w)
-        self.w, self.archive = w, archive
+    """``reopen(case_id)``: bring the case into the session (True: done; the dialog closes)."""
+
+    def __init__(self, parent: QWidget, archive: CaseArchive, reopen: Callable[[str], bool]) -> None:
+        super().__init__(parent)
+        self.archive, self.open_case = archive, reopen
         self.setWindowTitle("Case Archive")
         self.resize(900, 480)
         self.text, self.operator = QLineEdit(), QLineEdit()
@@ -107,7 +107,7 @@ class ArchiveDialog(QDialog):
         row = self.table.currentRow()
         if not 0 <= row < len(self.cases):
             return False
-        if self.w.open_archived_case(self.cases[row].case_id):
+        if self.open_case(self.cases[row].case_id):
             self.accept()
             return True
         return False

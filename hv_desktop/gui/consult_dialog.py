@@ -3,7 +3,7 @@ reading; choosing a row shows that cell in the main table, and each is accepted 
 refused in a signed-off case) or kept as it is.
 
 Why (issue 30): the reply was a message box of file names; nothing could be found, compared or taken over. The
-rules (which reply answers which case, which cells disagree) are hv_desktop.core.package's; this shows them.
+rules (which reply answers which case, which cells disagree) are hv_desktop.core.io.package's; this shows them.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from hv_desktop.core.result import Result
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.workspace import Workspace
+from hv_desktop.gui.shell import Shell
 
 if TYPE_CHECKING:
-    from hv_desktop.gui.main_window import MainWindow
+    from hv_desktop.gui.results_pane import ResultsPane
+    from hv_desktop.gui.review_actions import ReviewActions
 
 COLUMNS = ("File", "Your review", "Consultant's review", "Merged")
 ACCEPTED, KEPT = "✓ Accepted", "Kept yours"
@@ -38,11 +41,22 @@ def _yours(r: Result) -> str:
 
 
 class MergeDialog(QDialog):
-    """The disagreements of one reply with one case; ``cells``: (the cell, the consultant's class)."""
+    """The disagreements of one reply with one case; ``cells``: (the cell, the consultant's class). A cell taken
+    over is reviewed through the workspace (its listeners repaint and save); ``pane`` shows the chosen cell."""
 
-    def __init__(self, w: MainWindow, case: str, cells: list[tuple[Result, str]], summary: str) -> None:
-        super().__init__(w)
-        self.w, self.case = w, case
+    def __init__(
+        self,
+        shell: Shell,
+        workspace: Workspace,
+        pane: ResultsPane,
+        reviewing: ReviewActions,
+        case: str,
+        cells: list[tuple[Result, str]],
+        summary: str,
+    ) -> None:
+        super().__init__(shell.dialog_parent())
+        self.shell, self.workspace, self.pane, self.reviewing = shell, workspace, pane, reviewing
+        self.case = case
         self.cells = [(r.cell_id, theirs) for r, theirs in cells]
         self.setWindowTitle(f"Consultant's reply: case {case}")
         self.setModal(False)
@@ -87,9 +101,9 @@ class MergeDialog(QDialog):
             return None
         row = rows[0].row()
         cell_id, theirs = self.cells[row]
-        index = next((i for i, r in enumerate(self.w.review.results) if r.cell_id == cell_id), None)
+        index = next((i for i, r in enumerate(self.workspace.results) if r.cell_id == cell_id), None)
         if index is None:
-            self.w.statusBar().showMessage("That cell is no longer in this session", 5000)
+            self.shell.status("That cell is no longer in this session", 5000)
             return None
         return row, index, theirs
 
@@ -104,11 +118,10 @@ class MergeDialog(QDialog):
         chosen = self._chosen()
         if chosen is None:
             return
-        w, pane = self.w, self.w.results_pane
-        if w.review.current != self.case and self.case in w.review.cases:
-            w.reviewing.case_chosen(self.case)
+        pane = self.pane
+        self.workspace.choose_case(self.case)  # its listeners show the case
         pane.tabs.setCurrentWidget(pane.table)
-        if not pane.proxy.mapFromSource(w.results.index(chosen[1], 0)).isValid():
+        if not pane.proxy.mapFromSource(pane.results.index(chosen[1], 0)).isValid():
             pane.class_combo.setCurrentIndex(0)
             pane.state_combo.setCurrentIndex(0)
             pane.search.clear()
@@ -120,15 +133,13 @@ class MergeDialog(QDialog):
         if chosen is None:
             return
         row, index, theirs = chosen
-        w = self.w
-        if w.reviewing.locked(index):  # a signed-off case: said in the status line, nothing changes
+        if self.reviewing.locked(index):  # a signed-off case: said in the status line, nothing changes
             return
-        w.workspace.assign(index, theirs)
-        w.results.rows_changed([index])
-        w.changed(soon=True, differential_now=True)
-        w.results_pane.show_current()
+        self.workspace.assign(index, theirs)
+        self.pane.show_current()
         self._mark(row, ACCEPTED)
-        w.statusBar().showMessage(f"{w.review.results[index].path.name}: the consultant's {theirs} taken (Ctrl+Z undoes)", 5000)
+        name = self.workspace.results[index].path.name
+        self.shell.status(f"{name}: the consultant's {theirs} taken (Ctrl+Z undoes)", 5000)
 
     def keep_mine(self) -> None:
         chosen = self._chosen()

@@ -17,10 +17,10 @@ from PySide6.QtWidgets import (
 )
 
 from hv_desktop import __version__
-from hv_desktop.core.metadata import ModelMetadata
-from hv_desktop.core.model import INTENDED_USE
-from hv_desktop.core.report import ReportInfo
-from hv_desktop.core.review import EXTRA_CLASSES, ReviewClass, format_extra_classes
+from hv_desktop.core.cases.review import EXTRA_CLASSES, ReviewClass, format_extra_classes
+from hv_desktop.core.inference.metadata import ModelMetadata
+from hv_desktop.core.inference.model import INTENDED_USE
+from hv_desktop.core.io.report import ReportInfo
 
 OK_CANCEL = QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
 

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hv_desktop.core.differential_view import UNREVIEWED_NOTE, DifferentialView
-from hv_desktop.core.review import SignOff
+from hv_desktop.core.cases.differential_view import UNREVIEWED_NOTE, DifferentialView
+from hv_desktop.core.cases.review import SignOff
 
 ROW_HEIGHT = 22  # a line of text and its padding: the whole differential fits under the picture at 1366 x 768
 

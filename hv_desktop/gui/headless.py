@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 
-from hv_desktop.core.report import Report
+from hv_desktop.core.io.report import Report
 
 
 def render_report_pdf(report: Report, path: str | os.PathLike) -> int:
-    """Write ``report`` (:mod:`hv_desktop.core.report`) as a PDF at ``path``; returns the page count."""
+    """Write ``report`` (:mod:`hv_desktop.core.io.report`) as a PDF at ``path``; returns the page count."""
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtGui import QGuiApplication

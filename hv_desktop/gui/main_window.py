@@ -2,9 +2,11 @@
 watch the differential, export.
 
 The window holds widgets and wiring only. Its panes (results_pane, preview_pane, review_panel,
-differential_pane) show state; runner, review_actions, exports and persistence route what a person does to
-hv_desktop.core, where the rules and the state that is not view live (ReviewSession, RunQueue, Autosaver,
-WatchedFolder, the preview cache).
+differential_pane) show state; runner, review_actions and exports route what a person does to the workspace
+(hv_desktop.core.workspace: the session, the model in use, the run queue, the case archive), where the rules and the
+state that is not view live. The handlers are given the workspace and a shell (hv_desktop.gui.shell: the status
+line, the dialog parent, the settings; this window is one), never the window; what they change reaches the panes
+through the workspace's listener here (:meth:`MainWindow._workspace_changed`).
 """
 
 from __future__ import annotations
@@ -18,26 +20,27 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
-    QLabel,
     QMainWindow,
     QSplitter,
-    QToolButton,
+    QTableWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from hv_desktop.core.archive_schema import ArchiveError
-from hv_desktop.core.differential_view import differential_view
-from hv_desktop.core.model import Model, bundled_model_path
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import ReviewClass, SignOff, key_map, review_classes
-from hv_desktop.core.runs import case_name
+from hv_desktop.core.cases.differential_view import differential_view
+from hv_desktop.core.cases.review import key_map, review_classes
+from hv_desktop.core.cases.runs import case_name
+from hv_desktop.core.inference.model import bundled_model_path
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.storage.archive_schema import ArchiveError
+from hv_desktop.core.system.appdata import data_dir
 from hv_desktop.core.workspace import Change, Workspace, open_archive
 from hv_desktop.gui import main_thread_gc
 from hv_desktop.gui.actions import Actions, ActionState, RecentFolders, is_shipped
+from hv_desktop.gui.archive_dialog import ArchiveDialog
 from hv_desktop.gui.dialogs import ask_new_or_add, show_about
 from hv_desktop.gui.differential_pane import DifferentialPane
-from hv_desktop.gui.exports import Exports
+from hv_desktop.gui.exports import Exports, Hooks
 from hv_desktop.gui.persistence import LAYOUT_KEYS, Persistence
 from hv_desktop.gui.preview_pane import PreviewPane
 from hv_desktop.gui.results_model import ResultsModel
@@ -45,12 +48,14 @@ from hv_desktop.gui.results_pane import ResultsPane
 from hv_desktop.gui.review_actions import ReviewActions
 from hv_desktop.gui.review_panel import ReviewPanel
 from hv_desktop.gui.runner import TITLE, Runner
+from hv_desktop.gui.site_models import SiteModels
 
 if TYPE_CHECKING:
+    from hv_desktop.core.inference.model import Model
     from hv_desktop.gui.adapt_dialog import AdaptDialog
-    from hv_desktop.gui.archive_dialog import ArchiveDialog
     from hv_desktop.gui.practice_window import PracticeWindow
     from hv_desktop.gui.report import ReportInfo
+    from hv_desktop.gui.site_history_dialog import SiteHistoryDialog
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.gif *.webp);;All files (*)"
 
@@ -86,7 +91,6 @@ class MainWindow(QMainWindow):
         super().__init__()
         main_thread_gc.install()  # Qt objects in cycles must never be collected on a decode thread
         self.settings = settings or QSettings("HematoVision", "HematoVision")
-        self.model: Model | None = None
         self._data_folder = autosave_path.parent if autosave_path else None
         self.setWindowTitle(TITLE)
         self.setAcceptDrops(True)
@@ -97,18 +101,16 @@ class MainWindow(QMainWindow):
         self.results = ResultsModel(self)
         self.results.results = self.review.results  # the table shows the session's own list
         self.workspace.append_rows = self.results.append  # rows join through the table model, which tells its views
-        self.runner = Runner(self)
-        self.workspace.queue = self.runner.queue
-        self.workspace.subscribe(self._workspace_changed)
-        self.reviewing = ReviewActions(self)
-        self.exports = Exports(self)
-        self.persistence = Persistence(self, autosave_path)
+        self.runner = Runner(self.workspace, self, lambda: self.persistence.restoring)
+        self.site_models = SiteModels(self.workspace, self, self.runner)
+        self.persistence = Persistence(self.workspace, self, autosave_path, self.results, self, self.is_running)
         self._diff_timer = QTimer(self, singleShot=True, interval=150)
         self._diff_timer.timeout.connect(self.update_differential)
         self.commands = Actions(self)
         self.commands.build_menus()
         self.recent = RecentFolders(self.settings, self.commands.recent_menu, lambda folder: self.classify([folder]))
         self._build_ui()
+        self.workspace.subscribe(self._workspace_changed)
         self.load_model(model_path or bundled_model_path(), quiet=True)
         self._remember_layout = restore
         if restore:
@@ -120,23 +122,40 @@ class MainWindow(QMainWindow):
             log.error("%s", archive_problem)
             self.statusBar().showMessage(archive_problem, 30000)
 
-    def _build_ui(self) -> None:
+    def _build_panes(self) -> None:
+        """The panes, and the handlers that work on them: each is given what it needs, never the window."""
         self.results_pane = ResultsPane(self.results, self)
-        self.results_pane.review_keys = lambda: key_map(self.model.labels, self.extra_classes()) if self.model else None
-        self.results_pane.currentChanged.connect(self.show_preview)
-        self.results_pane.caseChosen.connect(self.reviewing.case_chosen)
-        self.runFinished.connect(self.results_pane.focus_review)  # review keys work right after a run
-        self.persistence.restored.connect(lambda n: self.results_pane.focus_review() if n else None)  # and a restore
-        self.persistence.restored.connect(lambda _: self.runner.start_pending())  # what was opened meanwhile
-        self.results_pane.reviewKey.connect(self.assign_current)
-        self.results_pane.confirmKey.connect(self.reviewing.confirm_current)
+        self.reviewing = ReviewActions(self.workspace, self, self.results_pane, self._cell_types_changed)
         self.preview_pane = PreviewPane(self.settings, self)
-        self.preview_pane.problem.connect(lambda msg: self.statusBar().showMessage(msg, 5000))
-        self.preview_pane.saveRequested.connect(lambda: self.save_heatmap())
         self.review_panel = ReviewPanel(self)
-        self.review_panel.assign.connect(self.assign_current)
         self.differential_pane = DifferentialPane(self)
+        heat = self.preview_pane.heat_opacity
+        hooks = Hooks(self.is_running, self.clear_session, lambda: heat.value() / 100, self.autosave)
+        self.exports = Exports(self.workspace, self, self.results, self.results_pane, self.reviewing, hooks)
+
+    def _connect(self) -> None:
+        pane, runner = self.results_pane, self.runner
+        pane.review_keys = lambda: key_map(self.model.labels, self.reviewing.extra_classes()) if self.model else None
+        pane.currentChanged.connect(self.show_preview)
+        pane.caseChosen.connect(self.reviewing.case_chosen)
+        self.runFinished.connect(pane.focus_review)  # review keys work right after a run
+        self.persistence.restored.connect(lambda n: pane.focus_review() if n else None)  # and a restore
+        self.persistence.restored.connect(lambda _: runner.start_pending())  # what was opened meanwhile
+        pane.reviewKey.connect(self.assign_current)
+        pane.confirmKey.connect(self.reviewing.confirm_current)
+        self.preview_pane.problem.connect(lambda msg: self.status(msg, 5000))
+        self.preview_pane.saveRequested.connect(lambda: self.save_heatmap())
+        self.review_panel.assign.connect(self.assign_current)
         self.differential_pane.diff_mode.currentIndexChanged.connect(lambda _: self.update_differential())
+        runner.runFinished.connect(self.runFinished)
+        runner.runEnded.connect(self._run_ended)
+        runner.rowsAdded.connect(self._rows_added)
+        runner.actionsChanged.connect(self.update_actions)
+        runner.watchChanged.connect(self._watching)
+
+    def _build_ui(self) -> None:
+        self._build_panes()
+        self._connect()
         # The right side is a vertical splitter: the picture above (what a technologist looks at most; drag the
         # handle to change the split), probabilities, review buttons and the differential below.
         below = QWidget()
@@ -157,64 +176,44 @@ class MainWindow(QMainWindow):
         self.main_split.setStretchFactor(1, 2)
         self.main_split.setSizes([760, 500])
         self.setCentralWidget(self.main_split)
-        self.model_label = QLabel("")
-        for widget in (self.runner.progress_label, self.runner.progress, self.runner.cancel_button, self.model_label):
+        runner = self.runner
+        for widget in (runner.progress_label, runner.progress, runner.cancel_button, runner.model_label):
             self.statusBar().addPermanentWidget(widget)
-        self._aliases()
 
-    def _aliases(self) -> None:
-        """The widgets scripts and tests reach by their old names."""
-        pane, preview, diff = self.results_pane, self.preview_pane, self.differential_pane
-        self.table, self.gallery, self.proxy, self.tabs = pane.table, pane.gallery, pane.proxy, pane.tabs
-        self.class_combo, self.state_combo, self.case_combo = pane.class_combo, pane.state_combo, pane.case_combo
-        self.preview_title, self.preview_scroll = preview.preview_title, preview.preview_scroll
-        self.heat_box, self.heat_opacity, self.cell_zoom = preview.heat_box, preview.heat_opacity, preview.cell_zoom
-        self.diff_table, self.diff_mode, self.review_progress = diff.diff_table, diff.diff_mode, diff.review_progress
-        self.sign_label = diff.sign_label
-        self.progress, self.cancel_button = self.runner.progress, self.runner.cancel_button
+    # ------------------------------------------------------------------ the shell (hv_desktop.gui.shell.Shell)
+    def status(self, message: str, ms: int = 5000) -> None:
+        self.statusBar().showMessage(message, ms)
 
-    # ------------------------------------------------------------------ state the panes show
+    def dialog_parent(self) -> QWidget:
+        return self
+
+    def current_result(self) -> Result | None:
+        return self.results_pane.current()[0]
+
+    # ------------------------------------------------------------------ state
     @property
-    def signed(self) -> SignOff | None:
-        return self.review.signed
-
-    @property
-    def audit(self) -> list[dict]:
-        return self.review.audit
+    def model(self) -> Model | None:
+        """The model in use (the workspace's)."""
+        return self.workspace.model
 
     @property
-    def other_button(self) -> QToolButton | None:
-        return self.review_panel.other_button
-
-    @property
-    def last_disagreements(self) -> list[tuple[str, str | None, str | None]]:
-        return self.exports.last_disagreements
+    def diff_table(self) -> QTableWidget:
+        """persistence.py sizes the picture's split by it (tests reach the pane: differential_pane.diff_table)."""
+        return self.differential_pane.diff_table
 
     @property
     def autosave_path(self) -> Path | None:
-        return self.persistence.saver.path
+        return self.persistence.autosave_path
 
     @autosave_path.setter
     def autosave_path(self, path: Path | None) -> None:
-        self.persistence.saver.path = path
-
-    def case_results(self) -> list[Result]:
-        """The current case's results (all of them before cases are used)."""
-        return self.review.case_results()
-
-    def extra_classes(self) -> list[ReviewClass]:
-        return self.reviewing.extra_classes()
-
-    def operator(self) -> str:
-        return str(self.settings.value("operator", "") or "")
+        self.persistence.autosave_path = path
 
     def data_folder(self) -> Path:
-        from hv_desktop.gui.app import data_dir
-
         return self._data_folder or data_dir()
 
     def is_running(self) -> bool:
-        return self.runner.job is not None
+        return self.runner.is_running()
 
     # ------------------------------------------------------------------ showing
     def show_preview(self, r: Result) -> None:
@@ -225,7 +224,7 @@ class MainWindow(QMainWindow):
         """Rebuild the widgets that depend on the model's labels."""
         labels = self.model.labels if self.model else ()
         self.results_pane.set_labels(labels)
-        self.review_panel.set_classes(labels, self.extra_classes())
+        self.review_panel.set_classes(labels, self.reviewing.extra_classes())
         model_keys = " ".join(c.key for c in review_classes(labels) if c.name in labels)
         self.commands.review_keys.setText(
             f"Review keys: {model_keys or '1–4'} assign, other cell types by letter (Other…), Enter confirms, Backspace clears"
@@ -233,9 +232,9 @@ class MainWindow(QMainWindow):
 
     def update_differential(self) -> None:
         pane = self.differential_pane
-        self.proxy.reviewed_view = pane.by_review
+        self.results_pane.proxy.reviewed_view = pane.by_review
         view = differential_view(
-            self.case_results(), self.model.labels if self.model else [], self.extra_classes(), pane.by_review
+            self.workspace.case_results(), self.model.labels if self.model else [], self.reviewing.extra_classes(), pane.by_review
         )
         pane.show_view(view)
         self.results_pane.empty_hint.setVisible(view.total == 0)
@@ -255,13 +254,14 @@ class MainWindow(QMainWindow):
         self.update_differential()
 
     def show_signed(self) -> None:
-        self.differential_pane.show_signed(self.signed)
+        self.differential_pane.show_signed(self.review.signed)
         self.update_actions()
 
     def update_actions(self) -> None:
         has = bool(self.results.results)
         path = self.model.path if self.model is not None else None
-        state = ActionState(self.is_running(), self.model is not None, has, self.signed is not None, is_shipped(path))
+        signed = self.review.signed is not None
+        state = ActionState(self.is_running(), self.model is not None, has, signed, is_shipped(path))
         self.commands.update(state)
 
     # ------------------------------------------------------------------ opening and running
@@ -278,7 +278,7 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[Path]) -> None:
         """What a person opens or drops: asks whether it is a new case or more of the current one (the watch
         folder and scripts add to the current case without asking)."""
-        if self.review.current and self.review.case_results() and not self.is_running() and self.signed is None:
+        if self.review.current and self.review.case_results() and not self.is_running() and self.review.signed is None:
             choice = self.ask_case(case_name(paths))
             if choice is None or (choice == "new" and self.new_case(case_name(paths), ask=True) is None):
                 return
@@ -307,10 +307,13 @@ class MainWindow(QMainWindow):
         self.runner.toggle_watch(folder)
 
     def adapt_to_lab(self) -> AdaptDialog | None:
-        return self.runner.adapt_to_lab()
+        return self.site_models.adapt_to_lab()
 
     def match_magnification(self) -> AdaptDialog | None:
-        return self.runner.match_magnification()
+        return self.site_models.match_magnification()
+
+    def site_model_history(self) -> SiteHistoryDialog | None:
+        return self.site_models.history()
 
     def open_practice(self, folder: Path | None = None) -> PracticeWindow | None:
         return self.runner.open_practice(folder)
@@ -360,41 +363,34 @@ class MainWindow(QMainWindow):
         self.persistence.save(wait)
 
     def clear_session(self) -> None:
-        self.results.clear()
-        self.review.clear()
-        self.runner.queue.clear()
+        self.results.clear()  # the table's reset first: its views never see the list change under them
+        self.workspace.clear()
 
     def new_session(self) -> None:
         self.persistence.new_session()
 
     def open_archive(self) -> ArchiveDialog | None:
         """Cases ▸ Case Archive: find a case and reopen it."""
-        from hv_desktop.gui.archive_dialog import ArchiveDialog
-
         if self.workspace.archive is None:
-            self.statusBar().showMessage("There is no case archive in this session (see the log for why)", 8000)
+            self.status("There is no case archive in this session (see the log for why)", 8000)
             return None
-        dlg = ArchiveDialog(self, self.workspace.archive)
+        dlg = ArchiveDialog(self, self.workspace.archive, self.open_archived_case)
         dlg.open()
         return dlg
 
     def open_archived_case(self, case_id: str) -> bool:
         """Reopen an archived case in this session (signed off: read-only) and show it."""
         if self.is_running():
-            self.statusBar().showMessage("Wait for the run to end before reopening a case", 6000)
+            self.status("Wait for the run to end before reopening a case", 6000)
             return False
         try:
-            case = self.workspace.open_archived(case_id)
+            case = self.workspace.open_archived(case_id)  # the listener shows it
         except (ArchiveError, ValueError) as exc:
-            self.statusBar().showMessage(f"Case {case_id} not reopened: {exc}", 10000)
+            self.status(f"Case {case_id} not reopened: {exc}", 10000)
             return False
         self.runner.queue.remember(case.results)
-        self.refresh_cases()
-        self.show_signed()
-        self.changed(differential_now=True)
-        self.update_actions()
         how = f"read-only, signed off by {case.sign_off.operator}" if case.sign_off else "open"
-        self.statusBar().showMessage(f"Case {case_id} reopened from the archive ({how})", 10000)
+        self.status(f"Case {case_id} reopened from the archive ({how})", 10000)
         return True
 
     # ------------------------------------------------------------------ recent folders, about
@@ -438,7 +434,52 @@ class MainWindow(QMainWindow):
             self.workspace.archive = None
         super().closeEvent(event)
 
+    # ------------------------------------------------------------------ following the workspace and the runner
     def _workspace_changed(self, change: Change) -> None:
-        if change.kind == "archive":  # the session goes on (its autosave keeps it); say what was not archived
+        """The one place the window follows the workspace: what changed is shown, and saved."""
+        kind, rows = change.kind, list(change.rows)
+        if kind == "archive":  # the session goes on (its autosave keeps it); say what was not archived
             log.error("case archive: %s", change.message)
-            self.statusBar().showMessage(change.message[0].upper() + change.message[1:], 15000)
+            self.status(change.message[0].upper() + change.message[1:], 15000)
+        elif kind == "consultation":  # restored from the archive, or gone with a new session
+            self.exports.show_consultation()
+        elif kind == "model":
+            if self.model is not None:
+                self.preview_pane.set_model(self.model)
+            self.labels_changed()
+            self.update_actions()
+            self.site_models.reviews_changed()  # a fresh site model may be due against the new one
+        elif kind == "cases":
+            self.refresh_cases()
+            self.changed(soon=True)
+        elif kind == "signed":
+            self.show_signed()
+            self.autosave()
+        elif kind in ("reviews", "reclassified"):
+            self.results.rows_changed(rows)
+            if kind == "reviews":
+                self.site_models.reviews_changed()
+            if rows or kind == "reclassified":  # a review counts now; a run's new classes are counted batched
+                self.changed(soon=True, differential_now=kind == "reviews")
+        elif kind == "added":
+            now = not self.is_running()  # a run's batches: counted batched, the actions when it ends
+            self.changed(soon=True, differential_now=now)
+            if now:
+                self.update_actions()
+
+    def _run_ended(self) -> None:
+        self.update_differential()
+        self.autosave()
+        self.update_actions()
+
+    def _rows_added(self) -> None:
+        self.results_pane.select_first_if_none()
+        self.results_pane.empty_hint.hide()
+
+    def _watching(self, folder: str) -> None:
+        self.commands.watch.setChecked(bool(folder))
+        self.setWindowTitle(f"HematoVision — watching {folder}" if folder else TITLE)
+
+    def _cell_types_changed(self) -> None:
+        self.labels_changed()
+        self.update_differential()

@@ -1,201 +1,218 @@
-"""What the window keeps between starts: the autosaved session (saved and read off the GUI thread; the rules
-are hv_desktop.core.autosave's) and its own layout (size and split handles)."""
+"""What the window keeps between starts: the open session, restored from the case archive at start (the workspace
+writes every change there as it happens: hv_desktop.core.workspace), the one-time import of an old JSON autosave,
+and the window's own layout (size and split handles).
+
+Why no JSON any more: the whole session used to be rewritten as one JSON file after every change, and read back
+whole at start (a 10,000-cell session froze the window while it restored, issue 29). Now the window only says
+which cases are open and which is current (:meth:`Persistence.save`), and a restore adds one chunk of cells per
+event-loop turn, so the window answers throughout.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtCore import QByteArray, QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QSplitter, QWidget
 
-from hv_desktop.core.autosave import Autosaver, Snapshot, keep_copy, read_session, rebuild_thumbnails, set_aside
-from hv_desktop.core.result import Result
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.storage.archive import CaseArchive
+from hv_desktop.core.storage.archive_schema import ArchiveError
+from hv_desktop.core.storage.autosave import AutosaveImport, import_autosave, rebuild_thumbnails
+from hv_desktop.core.workspace import Workspace
 from hv_desktop.gui.dialogs import confirm
+from hv_desktop.gui.shell import Shell
 from hv_desktop.gui.worker import THUMBNAIL_SIDE
 
 if TYPE_CHECKING:
-    from hv_desktop.gui.main_window import MainWindow
+    from hv_desktop.gui.results_model import ResultsModel
 
 log = logging.getLogger("hematovision")
 
-#: QSettings keys of what the window remembers about its own layout
-#: restored rows added to the table per event-loop turn
+#: restored cells added to the table per event-loop turn (500 rows take ~20 ms to insert, sort and filter)
 RESTORE_CHUNK = 500
 
+#: QSettings keys of what the window remembers about its own layout
 LAYOUT_KEYS = {"geometry": "layout/geometry", "main": "layout/main_split", "preview": "layout/preview_split"}
 
 
-class Persistence(QObject):
-    failed = Signal(str)
-    again = Signal()
-    loaded = Signal(object, str)  # ((results, header) or None, error message)
-    restored = Signal(int)
-    thumbnailsReady = Signal(int, int)  # source rows whose thumbnails were just made
+class LayoutHost(Protocol):
+    """The window whose size and split handles are remembered."""
 
-    def __init__(self, w: MainWindow, path: Path | None) -> None:
-        super().__init__(w)
-        self.w = w
+    @property
+    def main_split(self) -> QSplitter: ...
+
+    @property
+    def preview_split(self) -> QSplitter: ...
+
+    @property
+    def diff_table(self) -> QWidget: ...
+
+    def saveGeometry(self) -> QByteArray: ...
+
+    def restoreGeometry(self, geometry: QByteArray) -> bool: ...
+
+
+class Persistence(QObject):
+    imported = Signal(object)  # AutosaveImport | None, from the import thread
+    restored = Signal(int)  # the restore ended: how many cells it brought back
+    thumbnailsReady = Signal(int, int)  # restored cells (first, last) whose thumbnails were just made
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        shell: Shell,
+        autosave_path: Path | None,
+        table: ResultsModel,
+        layout: LayoutHost,
+        running: Callable[[], bool],
+    ) -> None:
+        """``autosave_path``: where an old JSON autosave would be (imported once at start); ``table``: the model
+        the cells are shown in; ``running``: whether a run is in progress."""
+        super().__init__(table)
+        self.workspace, self.shell, self.table, self.layout, self.running = workspace, shell, table, layout, running
+        self.autosave_path = autosave_path
+        self.restoring = False  # the previous session is coming back: a run waits for it (issue 30)
         self.closing = False
+        self._steps: Generator[tuple[int, int], None, None] | None = None
+        self._first_row = 0
         self._thumbs: list[Result] = []  # the restored cells whose thumbnails are being made
-        self.saver = Autosaver(path, self._snapshot, self.failed.emit, self.again.emit)
-        self.failed.connect(lambda msg: w.statusBar().showMessage(f"Autosave failed: {msg}", 8000))
-        self.again.connect(lambda: None if self.closing else self.save())
-        self.loaded.connect(self._loaded)
+        self._said = ""  # what the import of an old autosave did, said again when the restore ends
+        self.imported.connect(self._imported)
         self.thumbnailsReady.connect(self._repaint)
         self.timer = QTimer(self, singleShot=True, interval=400)
         self.timer.timeout.connect(self.save)
 
-    # --- autosave
-    def _snapshot(self) -> Snapshot:
-        w = self.w
-        info = w.model.info if w.model else None
-        extra = w.review.to_extra()
-        consultation = w.exports.to_extra()
-        if consultation:
-            extra["consultation"] = consultation
-        return Snapshot(list(w.results.results), info.name if info else "", info.version if info else "", extra)
-
+    # --- the open session
     def save(self, wait: bool = False) -> None:
-        self.saver.save(wait)
+        """Record which cases are open and the current one (every other change is in the archive already, one
+        transaction each, as it happened). ``wait`` is kept for callers of the autosave's time: a write here is
+        done when this returns."""
+        self.workspace.record_open()
 
     def restore(self) -> None:
-        """Read the autosaved session off the GUI thread (10,000 results take seconds to check); autosave waits
-        until it is in, so a slow restore is never overwritten by an empty session."""
-        path = self.saver.path
-        if path is None or not path.exists():
-            return
-        self.saver.restoring = True
-        self.w.statusBar().showMessage("Restoring the previous session…")
-        threading.Thread(target=lambda: self.loaded.emit(*read_session(path)), daemon=True).start()
+        """An old JSON autosave is imported into the archive first, on a thread of its own (reading 10,000 cells
+        takes seconds); then the open session comes back from the archive a chunk per event-loop turn."""
+        archive = self.workspace.archive
+        self.restoring = self.workspace.restoring = True
+        path = self.autosave_path
+        if archive is not None and path is not None and path.exists():
+            self.shell.status("Moving the previous session into the case archive…", 0)
+            threading.Thread(target=self._import, args=(archive.path, path), daemon=True).start()
+        else:  # the cases at once (a run opened now waits only when there are cells to come)
+            self._imported(None)
 
-    def _loaded(self, payload: tuple[list[Result], dict] | None, error: str) -> None:
-        w = self.w
-        if payload is None:
-            self.saver.restoring = False
-            kept = set_aside(self.saver.path)
-            log.warning("autosave not restored: %s; kept as %s", error, kept)
-            where = f"; it was kept as {kept}" if kept else ""
-            w.statusBar().showMessage(f"Previous session could not be restored ({error}){where}", 15000)
-            self.restored.emit(0)
-            return
-        restored, header = payload
-        problems = w.review.load_extra(header.get("extra"))
-        if header.get("skipped"):
-            problems.append(f"{header['skipped']} cells")
-        if problems:  # restored in part: the whole file is kept aside and the user told, never silently dropped
-            kept = keep_copy(self.saver.path)
-            log.warning("autosave restored in part (%s unreadable); the whole file kept as %s", ", ".join(problems), kept)
-            QMessageBox.warning(
-                w,
-                "Previous session restored in part",
-                f"Some of the previous session could not be read back: {', '.join(problems)}.\n\n"
-                + (f"The whole file, as it was, is kept as:\n{kept}" if kept else "A copy of it could not be kept."),
-            )
-        self._adopt_caseless(restored)
-        w.exports.restore((header.get("extra") or {}).get("consultation"))
-        fresh = w.runner.queue.unseen(restored)
-        w.runner.queue.remember(fresh)
-        w.refresh_cases()
-        self._add_rows(fresh, 0, header)
+    def _import(self, archive_path: Path, path: Path) -> None:
+        """On the import thread, with a connection of its own (a connection stays on the thread that opened it)."""
+        try:
+            with CaseArchive.open(archive_path) as archive:
+                outcome = import_autosave(archive, path)
+        except Exception as exc:  # said on the status line, never a silent dead thread
+            log.exception("autosave import failed")
+            outcome = AutosaveImport(None, None, f"The previous session was not imported ({exc}); it is kept")
+        try:
+            self.imported.emit(outcome)
+        except RuntimeError:  # the window closed meanwhile: the archive has the import, the next start shows it
+            log.info("autosave imported after the window closed")
 
-    def _adopt_caseless(self, restored: list[Result]) -> None:
-        """Cells saved before cases existed (or whose case entry is gone) get a case of their own, with any sign-off
-        of that time: else the report and consultation of a restored session had no case to be of (issue 30)."""
-        review = self.w.review
-        orphans = [r for r in restored if r.case not in review.cases]
-        if not orphans:
-            return
-        current = review.current
-        cid = review.new_case("Restored session")
-        for r in orphans:
-            r.case = cid
-        if "" in review.signoffs:
-            review.signoffs[cid] = review.signoffs.pop("")
-        review.current = current or cid
+    def _imported(self, outcome: AutosaveImport | None) -> None:
+        if outcome is not None:
+            self._said = outcome.message
+            self.shell.status(outcome.message, 20000)
+        self._first_row = len(self.table.results)
+        self._steps = self.workspace.restore_open(RESTORE_CHUNK)
+        self._step()
 
-    def _add_rows(self, fresh: list[Result], start: int, header: dict) -> None:
-        """Restored rows go into the table a chunk per event-loop turn: 10,000 rows at once froze the window for
-        seconds while both views filtered and sorted them (issue 30). Autosave waits until the last chunk is in."""
-        w = self.w
-        w.results.append(fresh[start : start + RESTORE_CHUNK])
-        start += RESTORE_CHUNK
-        if start < len(fresh):
-            w.statusBar().showMessage(f"Restoring the previous session: {start:,} of {len(fresh):,} cells…")
-            QTimer.singleShot(0, lambda: self._add_rows(fresh, start, header))
+    def _step(self) -> None:
+        """One chunk of the restore; the next is queued behind whatever else the event loop has to do."""
+        if self._steps is None:
             return
-        self.saver.restoring = False
-        w.workspace.sync_to_archive()  # a session saved before the case archive: its cases go in once
+        if self.closing:  # the window closed meanwhile: the archive keeps the open session as it was
+            self._steps.close()
+            self._steps = None
+            return
+        try:
+            done, total = next(self._steps)
+            while done >= total:  # every cell is in: the restore ends in this turn
+                done, total = next(self._steps)
+        except StopIteration:
+            self._finish()
+            return
+        except ArchiveError as exc:  # a damaged archive: what came in stays, and the person is told
+            log.error("open session not restored: %s", exc)
+            self.shell.status(f"The previous session was not restored whole: {exc}", 20000)
+            self._finish()
+            return
+        self.shell.status(f"Restoring the previous session: {done:,} of {total:,} cells…", 0)
+        QTimer.singleShot(0, self._step)
+
+    def _finish(self) -> None:
+        self._steps = None
+        self.restoring = self.workspace.restoring = False
+        fresh = self.table.results[self._first_row :]
         if fresh:
-            self._restored_rows(fresh, header)
-        else:
-            w.statusBar().clearMessage()
-        if self.saver.pending:
-            self.save()
+            self._thumbs = [r for r in fresh if r.ok and r.thumbnail is None]
+            # thumbnails are not kept in the archive: made again in the background
+            threading.Thread(
+                target=rebuild_thumbnails, args=(list(self._thumbs), THUMBNAIL_SIDE, self._thumbnails_made), daemon=True
+            ).start()
+            reviewed = sum(1 for r in fresh if r.reviewer_label)
+            restored = f"Restored the previous session: {len(fresh)} cells, {reviewed} reviewed (File ▸ New Session clears it)"
+            self.shell.status(f"{self._said}. {restored}" if self._said else restored, 30000 if self._said else 10000)
+        elif self._said:
+            self.shell.status(self._said, 30000)
         self.restored.emit(len(fresh))
 
-    def _restored_rows(self, fresh: list[Result], header: dict) -> None:
-        w = self.w
-        self._thumbs = fresh
-        # thumbnails are not saved with the session: rebuild them in the background
-        threading.Thread(
-            target=rebuild_thumbnails, args=(list(fresh), THUMBNAIL_SIDE, self.thumbnailsReady.emit), daemon=True
-        ).start()
-        reviewed = sum(1 for r in fresh if r.reviewer_label)
-        skipped = f"; {header['skipped']} unreadable entries left out" if header.get("skipped") else ""
-        w.statusBar().showMessage(
-            f"Restored the previous session: {len(fresh)} files, {reviewed} reviewed{skipped} (File ▸ New Session clears it)",
-            10000,
-        )
-        w.update_differential()
-        w.update_actions()
+    def _thumbnails_made(self, first: int, last: int) -> None:
+        """On the thumbnail thread: tell the window, unless it has closed meanwhile."""
+        with contextlib.suppress(RuntimeError):
+            self.thumbnailsReady.emit(first, last)
 
     def _repaint(self, first: int, last: int) -> None:
-        """The rows that just got a thumbnail (``first``..``last`` of the restored cells), and only their picture:
+        """The rows that just got a thumbnail (``first``..``last`` of those being made), and only their picture:
         no re-sort, no re-filter."""
-        results = self.w.results
+        table = self.table
         done = {id(r) for r in self._thumbs[first : last + 1]}
-        rows = [i for i, r in enumerate(results.results) if id(r) in done]
+        rows = [i for i, r in enumerate(table.results) if id(r) in done]
         if rows:
-            results.dataChanged.emit(results.index(rows[0], 0), results.index(rows[-1], 0), [Qt.ItemDataRole.DecorationRole])
+            table.dataChanged.emit(table.index(rows[0], 0), table.index(rows[-1], 0), [Qt.ItemDataRole.DecorationRole])
 
     def new_session(self) -> None:
-        """Clear the results (asked first when some are reviewed) and save the empty session."""
-        w = self.w
-        if w.is_running():
+        """Clear the session (asked first when some cells are reviewed); every case stays in the archive."""
+        if self.running() or self.restoring:
             return
-        unsaved = sum(1 for r in w.results.results if r.reviewer_label)
-        question = f"Clear {len(w.results.results)} results ({unsaved} reviewed)?\nExport them first if you need them."
-        if unsaved and not confirm(w, "New session", question):
+        results = self.table.results
+        unsaved = sum(1 for r in results if r.reviewer_label)
+        question = f"Clear {len(results)} results ({unsaved} reviewed)?\nThey stay in the case archive (Cases ▸ Case Archive)."
+        if unsaved and not confirm(self.shell.dialog_parent(), "New session", question):
             return
-        w.clear_session()
-        w.exports.consultation = None
-        w.results.sender_labels = {}
-        w.results_pane.show_sender(False)
-        w.refresh_cases()
-        w.update_differential()
-        w.autosave()
-        w.update_actions()
+        self.table.clear()  # the table's reset first: its views never see the list change under them
+        self.table.sender_labels = {}
+        self.workspace.clear()  # its listeners show the empty session (and the consultation gone)
+        self.save()
 
     # --- layout
     def save_layout(self) -> None:
         """Window size and both split handles, so the next start looks as the user left it."""
-        w = self.w
-        w.settings.setValue(LAYOUT_KEYS["geometry"], w.saveGeometry())
-        w.settings.setValue(LAYOUT_KEYS["main"], w.main_split.saveState())
-        w.settings.setValue(LAYOUT_KEYS["preview"], w.preview_split.saveState())
+        settings, host = self.shell.settings, self.layout
+        settings.setValue(LAYOUT_KEYS["geometry"], host.saveGeometry())
+        settings.setValue(LAYOUT_KEYS["main"], host.main_split.saveState())
+        settings.setValue(LAYOUT_KEYS["preview"], host.preview_split.saveState())
 
     def restore_layout(self) -> None:
         """The saved layout; a missing or damaged entry leaves the default (Qt validates the bytes)."""
-        w = self.w
+        host = self.layout
         for key, apply in (
-            (LAYOUT_KEYS["geometry"], w.restoreGeometry),
-            (LAYOUT_KEYS["main"], w.main_split.restoreState),
-            (LAYOUT_KEYS["preview"], w.preview_split.restoreState),
+            (LAYOUT_KEYS["geometry"], host.restoreGeometry),
+            (LAYOUT_KEYS["main"], host.main_split.restoreState),
+            (LAYOUT_KEYS["preview"], host.preview_split.restoreState),
         ):
-            value = w.settings.value(key)
+            value = self.shell.settings.value(key)
             if isinstance(value, (QByteArray, bytes)) and value:
                 apply(QByteArray(value))
 
@@ -203,9 +220,9 @@ class Persistence(QObject):
         """The cell is what a reviewer judges: by default the picture's pane takes all the height the panel
         below can spare, which is the whole differential (every class and total always show; the flagged and
         failed rows too while the picture keeps a third of the height). A saved split is kept."""
-        split = self.w.preview_split
+        split = self.layout.preview_split
         total = sum(split.sizes())
         below = split.widget(1)
-        table = self.w.diff_table
+        table = self.layout.diff_table
         bottom = below.minimumSizeHint().height() + table.maximumHeight() - table.minimumHeight() if below is not None else 0
         split.setSizes([max(total - bottom, total // 3), min(bottom, total - total // 3)])

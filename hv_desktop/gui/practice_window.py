@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QKeyEvent, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -18,18 +18,19 @@ from PySide6.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
-from hv_desktop.core.heatmap import explain
-from hv_desktop.core.model import Model
-from hv_desktop.core.practice import PracticeSession, load_practice_set
-from hv_desktop.core.preprocess import ImageError, normalise, open_image, resize_for_model
-from hv_desktop.core.review import key_map
+from hv_desktop.core.cases.practice import PracticeSession, load_practice_set
+from hv_desktop.core.cases.review import key_map
+from hv_desktop.core.imaging.preprocess import ImageError, normalise, open_image, resize_for_model
+from hv_desktop.core.inference.heatmap import explain
+from hv_desktop.core.inference.model import Model
 from hv_desktop.gui.results_model import to_pixmap
 
 
 class PracticeWindow(QDialog):
-    def __init__(self, model: Model, folder: Path, parent=None, seed: int | None = None) -> None:
+    def __init__(self, model: Model, folder: Path, parent: QWidget | None = None, seed: int | None = None) -> None:
         super().__init__(parent)
         self.model = model
         self.session = PracticeSession(model.labels, load_practice_set(folder, model.labels, seed=seed))
@@ -146,7 +147,7 @@ class PracticeWindow(QDialog):
             self.show_item()
 
     def _update_scores(self) -> None:
-        for i, (lab, (c, n)) in enumerate(self.session.per_class().items()):
+        for i, (_lab, (c, n)) in enumerate(self.session.per_class().items()):
             self.score_table.setItem(i, 0, QTableWidgetItem(f"{c} / {n}" + (f"  ({100 * c / n:.0f} %)" if n else "")))
 
     def show_summary(self) -> None:
@@ -158,7 +159,7 @@ class PracticeWindow(QDialog):
             "<b>Your confusion matrix</b> (rows: true class, columns: your answer)<table border=1 cellpadding=4>",
             "<tr><th></th>" + "".join(f"<th>{lab[:4]}</th>" for lab in labels) + "</tr>",
         ]
-        for lab, row in zip(labels, grid):
+        for lab, row in zip(labels, grid, strict=True):
             html.append(f"<tr><th>{lab}</th>" + "".join(f"<td align=right>{v}</td>" for v in row) + "</tr>")
         html.append("</table>")
         self.image.setText("".join(html))
@@ -181,7 +182,7 @@ class PracticeWindow(QDialog):
             return False
         return True
 
-    def keyPressEvent(self, event) -> None:
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         text = event.text().lower()
         if self.awaiting_answer:
             # the main window's keys for the model's classes (one definition); practice asks only those

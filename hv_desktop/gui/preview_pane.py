@@ -3,7 +3,7 @@ with its heatmap), its name and why it is flagged.
 
 The picture is made off the GUI thread (decoding a large field, the nucleus search and a heatmap inference can
 take a noticeable time): each request gets a number, a worker of a small thread pool renders it through
-hv_desktop.core.preview (which keeps the last few decodes), and only the answer to the latest request is shown.
+hv_desktop.core.inference.preview (which keeps the last few decodes), and only the answer to the latest request is shown.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from PySide6.QtCore import QEvent, QObject, QRunnable, QSettings, QSize, Qt, QTh
 from PySide6.QtGui import QPixmap, QResizeEvent
 from PySide6.QtWidgets import QCheckBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSlider, QToolButton, QVBoxLayout, QWidget
 
-from hv_desktop.core.heatmap import PNG_OPACITY
-from hv_desktop.core.model import Model
-from hv_desktop.core.preview import Preview, PreviewCache, PreviewOptions, render
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import awaiting_review, flag_reason
+from hv_desktop.core.cases.review import awaiting_review, flag_reason
+from hv_desktop.core.inference.heatmap import PNG_OPACITY
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.preview import Preview, PreviewCache, PreviewOptions, render
+from hv_desktop.core.inference.result import Result
 from hv_desktop.gui.results_model import to_pixmap
 
 EDGE_NOTE = "<br><small>Cell at the image edge: may be cut off.</small>"

@@ -1,4 +1,4 @@
-"""Render the batch report (built Qt-free in :mod:`hv_desktop.core.report`) to PDF with Qt.
+"""Render the batch report (built Qt-free in :mod:`hv_desktop.core.io.report`) to PDF with Qt.
 
 Qt's own QTextDocument + QPdfWriter (no extra dependency) lay out each block; the pages are composed here
 (not left to Qt's pagination, which split a class heading from its cells and numbered pages without the
@@ -14,9 +14,9 @@ import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QRectF, Qt, QUrl
 from PySide6.QtGui import QColor, QFont, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter, QTextDocument
 
-from hv_desktop.core.export import atomic_write_bytes
-from hv_desktop.core.report import BAND, Report, ReportBlock, build_report, continued, paginate, pdf_bytes_ok
-from hv_desktop.core.report import ReportInfo as ReportInfo
+from hv_desktop.core.io.report import BAND, Report, ReportBlock, build_report, continued, paginate, pdf_bytes_ok
+from hv_desktop.core.io.report import ReportInfo as ReportInfo
+from hv_desktop.core.system.writing import atomic_write_bytes
 
 _RESOLUTION = 150
 
@@ -126,6 +126,6 @@ def render_pdf(report: Report, path: str | os.PathLike) -> int:
 
 
 def write_pdf(path: str | os.PathLike, *content: Any, **options: Any) -> int:
-    """Build the batch's report (the arguments of :func:`hv_desktop.core.report.build_report`: results, labels,
+    """Build the batch's report (the arguments of :func:`hv_desktop.core.io.report.build_report`: results, labels,
     model name and version, info, model, heatmaps, signed, extras) and write it; returns the page count."""
     return render_pdf(build_report(*content, **options), path)

@@ -8,10 +8,10 @@ import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
-from hv_desktop.core.package import sender_label
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import awaiting_review
-from hv_desktop.core.review_order import review_next
+from hv_desktop.core.cases.review import awaiting_review
+from hv_desktop.core.cases.review_order import review_next
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.io.reply import sender_label
 
 COLUMNS = ("File", "Model class", "Confidence", "Reviewed as", "Status", "Sender's review")
 COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_STATUS, COL_SENDER = range(6)
@@ -50,7 +50,7 @@ class ResultsModel(QAbstractTableModel):
         super().__init__(parent)
         self.results: list[Result] = []
         self._pixmaps: dict[int, QPixmap] = {}
-        #: cell ID -> the sending lab's review, when the session is a consultation (hv_desktop.core.package)
+        #: cell ID -> the sending lab's review, when the session is a consultation (hv_desktop.core.io.package)
         self.sender_labels: dict[str, str | None] = {}
         self._bold = QFont()
         self._bold.setBold(True)
@@ -122,7 +122,7 @@ class ResultsModel(QAbstractTableModel):
         self.endResetModel()
 
     def rows_changed(self, rows: list[int]) -> None:
-        """Rows whose review changed in the session (hv_desktop.core.review.ReviewSession): repaint them."""
+        """Rows whose review changed in the session (hv_desktop.core.cases.review.ReviewSession): repaint them."""
         if rows:
             self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), len(COLUMNS) - 1))
 
@@ -135,7 +135,7 @@ class ResultsFilter(QSortFilterProxyModel):
     """Filter by class and by state; sorts numerically on confidence."""
 
     STATES = ("All", "Needs review", "Unreviewed", "Review next", "Reviewed", "Errors")
-    #: the state whose rows are ordered by what a review would teach (core.review_order), not by a column
+    #: the state whose rows are ordered by what a review would teach (core.cases.review_order), not by a column
     TEACHING = "Review next"
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -207,9 +207,7 @@ class ResultsFilter(QSortFilterProxyModel):
             return False
         if s == "Errors" and r.ok:
             return False
-        if self.text_filter and self.text_filter not in r.path.name.casefold():
-            return False
-        return True
+        return not (self.text_filter and self.text_filter not in r.path.name.casefold())
 
 
 #: the usual differential-count abbreviations, so a caption fits under a thumbnail

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hv_desktop.core.result import Result
+from hv_desktop.core.inference.result import Result
 from hv_desktop.gui.results_model import (
     COL_CLASS,
     COL_CONF,
@@ -90,7 +90,7 @@ class ResultsPane(QWidget):
         lay.addWidget(self.tabs, 1)
 
     def _state_chosen(self, state: str) -> None:
-        """A state filter; "Review next" also orders the rows by what a review would teach (core.review_order),
+        """A state filter; "Review next" also orders the rows by what a review would teach (core.cases.review_order),
         and leaving it returns to file order."""
         was = self.proxy.state_filter
         self.proxy.set_filters(state=state)

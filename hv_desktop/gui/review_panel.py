@@ -1,5 +1,5 @@
 """The cell's class probabilities and the review buttons (one per model class, the further cell types under
-Other…); the keys come from the one key table, hv_desktop.core.review.review_classes."""
+Other…); the keys come from the one key table, hv_desktop.core.cases.review.review_classes."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import ReviewClass, review_classes
+from hv_desktop.core.cases.review import ReviewClass, review_classes
+from hv_desktop.core.inference.result import Result
 
 PROB_COLUMNS = 2
 

@@ -1,26 +1,29 @@
 """Classification runs from the window: the queue, the background job, progress in the status bar, the model
 in use (load, site model, shipped model; the adapt dialog and practice mode use it) and the watch folder.
-The rules live in hv_desktop.core.runs and hv_desktop.core.folder_watch; this module routes them to widgets."""
+The rules live in hv_desktop.core.cases.runs and hv_desktop.core.io.folder_watch; this module routes them to widgets.
+It works on the workspace (the state) and a shell (status line, dialog parent); what the window shows after a run
+follows from its signals and the workspace's changes."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer
+from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressBar, QPushButton
 
-from hv_desktop.core.folder_watch import WatchedFolder
-from hv_desktop.core.model import Model, ModelError, bundled_model_path
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import lab_hint
-from hv_desktop.core.runs import RunQueue, case_name
+from hv_desktop.core.cases.review import lab_hint
+from hv_desktop.core.cases.runs import case_name
+from hv_desktop.core.inference.model import Model, ModelError, bundled_model_path
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.io.folder_watch import WatchedFolder
+from hv_desktop.core.workspace import Workspace
+from hv_desktop.gui.shell import Shell
 from hv_desktop.gui.worker import ClassifyJob
 
 if TYPE_CHECKING:
-    from hv_desktop.gui.adapt_dialog import AdaptDialog
-    from hv_desktop.gui.main_window import MainWindow
     from hv_desktop.gui.practice_window import PracticeWindow
 
 log = logging.getLogger("hematovision")
@@ -28,10 +31,20 @@ TITLE = "HematoVision — white blood cell classification"
 
 
 class Runner(QObject):
-    def __init__(self, w: MainWindow) -> None:
-        super().__init__(w)
-        self.w = w
-        self.queue = RunQueue()
+    """``restoring()``: whether the previous session is still coming back (a run waits for it); by default the
+    workspace's own flag."""
+
+    runFinished = Signal()  # the queue is done: review keys work at once
+    runEnded = Signal()  # one run ended: the differential, the autosave and the actions follow
+    rowsAdded = Signal()  # a run's cells joined the table
+    actionsChanged = Signal()  # what the enabled actions depend on changed (a run started, a model refused)
+    watchChanged = Signal(str)  # the folder now watched ("": none)
+
+    def __init__(self, workspace: Workspace, shell: Shell, restoring: Callable[[], bool] | None = None) -> None:
+        super().__init__(shell.dialog_parent())
+        self.workspace, self.shell = workspace, shell
+        self.restoring = restoring or (lambda: workspace.restoring)
+        self.queue = workspace.queue
         self.job: ClassifyJob | None = None
         self._reclassify_after = False
         self.progress = QProgressBar()
@@ -42,62 +55,68 @@ class Runner(QObject):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.hide()
+        self.model_label = QLabel("")
         self.watched = WatchedFolder()
         self.fs_watcher = QFileSystemWatcher(self)
         self.fs_watcher.directoryChanged.connect(lambda _: self.poll_watch())
         self.watch_timer = QTimer(self, interval=250)
         self.watch_timer.timeout.connect(self.poll_watch)
 
+    @property
+    def model(self) -> Model | None:
+        return self.workspace.model
+
+    def is_running(self) -> bool:
+        return self.job is not None
+
     # --- runs
     def classify(self, paths: list[Path]) -> None:
         """Queue paths; the run starts now or when the current one ends."""
-        w = self.w
-        if w.model is None:
-            QMessageBox.warning(w, "No model", "Load a model first (File ▸ Load Model…).")
+        shell = self.shell
+        if self.model is None:
+            QMessageBox.warning(shell.dialog_parent(), "No model", "Load a model first (File ▸ Load Model…).")
             return
         for p in paths:
             if p.is_dir():
-                w.remember_recent(p)
+                shell.remember_recent(p)
         if self.job is not None:
             self.queue.pending.append(paths)
-            w.statusBar().showMessage("Queued; it starts when the current run ends", 4000)
+            shell.status("Queued; it starts when the current run ends", 4000)
             return
-        if w.persistence.saver.restoring:  # the previous session first: a run now could shadow its rows (issue 30)
+        if self.restoring():  # the previous session first: a run now could shadow its rows (issue 30)
             self.queue.pending.append(paths)
-            w.statusBar().showMessage("Queued; it starts when the previous session is restored", 6000)
+            shell.status("Queued; it starts when the previous session is restored", 6000)
             return
-        self.start(paths, w.model)
+        self.start(paths, self.model)
 
     def start_pending(self) -> None:
         """Start what was queued while the previous session was being restored."""
-        if self.job is None and self.queue.pending and self.w.model is not None:
-            self.start(self.queue.pending.pop(0), self.w.model)
+        if self.job is None and self.queue.pending and self.model is not None:
+            self.start(self.queue.pending.pop(0), self.model)
 
     def _case_for(self, paths: list[Path]) -> tuple[str, str] | None:
         """The case a run of new images adds to, decided when it starts: the current one, or a new case when that
         is signed off (or there is none). Said in the status line: a camera's images are never turned away and
         never get a modal box each (issue 30)."""
-        w = self.w
-        before = w.review.current
+        review = self.workspace.review
+        before = review.current
         try:
-            cid, opened = w.workspace.case_for_new_images(case_name(paths))
+            cid, opened = self.workspace.case_for_new_images(case_name(paths))  # a new case: listeners told
         except ValueError as exc:  # the session holds as many cases as it may
-            w.statusBar().showMessage(f"Not classified: {exc}", 15000)
+            self.shell.status(f"Not classified: {exc}", 15000)
             return None
         note = ""
-        if opened:
-            w.refresh_cases()
-            if before in w.review.signoffs:
-                note = f"case {before} is signed off: the new images went to a new case, {cid}"
-                w.statusBar().showMessage(note[0].upper() + note[1:], 15000)
+        if opened and before in review.signoffs:
+            note = f"case {before} is signed off: the new images went to a new case, {cid}"
+            self.shell.status(note[0].upper() + note[1:], 15000)
         return cid, note
 
     def start(self, paths: list[Path], model: Model) -> None:
-        case, note = self.w.review.current, ""
+        case, note = self.workspace.review.current, ""
         if not self.queue.reclassifying:
             chosen = self._case_for(paths)
             if chosen is None:
-                self.w.runFinished.emit()
+                self.runFinished.emit()
                 return
             case, note = chosen
         self.queue.begin(case, note)
@@ -109,7 +128,7 @@ class Runner(QObject):
         self.progress.show()
         self.cancel_button.show()
         self.progress_label.setText("Scanning…")
-        self.w.update_actions()
+        self.actionsChanged.emit()
         self.job.start()
 
     def _on_total(self, n: int) -> None:
@@ -118,27 +137,27 @@ class Runner(QObject):
         self.progress.setValue(0)
 
     def _on_results(self, batch: list[Result]) -> None:
-        w = self.w
+        """A batch of the run: into the workspace, whose listeners show it (and save it, batched)."""
+        review = self.workspace.review
         if self.queue.reclassifying:
             self.queue.done += len(batch)
-            w.results.rows_changed(w.workspace.apply_reclassified(batch))
+            self.workspace.apply_reclassified(batch)
         else:
-            if self.queue.case in w.review.signoffs or self.queue.case not in w.review.cases:
+            if self.queue.case in review.signoffs or self.queue.case not in review.cases:
                 # signed off (or gone) while this run was adding to it: the rest goes to a case of its own
                 self.queue.case, self.queue.note = self._case_for([r.path for r in batch]) or ("", "")
             kept = [r for r in batch if self.watched.settled(r)]  # a camera file caught mid-write waits
             kept = [r for r in kept if not self._replaced_grown(r)]  # or, caught just before its end, is replaced
             self.queue.done += len(batch) - len(kept)
             # the same file opened again in its case keeps its row and review
-            w.workspace.add_results(self.queue.fresh(kept), self.queue.case)
-            w.results_pane.select_first_if_none()
-            w.results_pane.empty_hint.hide()
+            self.workspace.add_results(self.queue.fresh(kept), self.queue.case)
+            self.rowsAdded.emit()
         self.progress.setValue(self.queue.done)
         self.progress_label.setText(self.queue.progress_text())
-        w.changed(soon=True)
 
     def _on_finished(self, cancelled: bool, error: str) -> None:
-        w, job, self.job = self.w, self.job, None
+        job, self.job = self.job, None
+        model = self.model
         self.queue.reclassifying = False
         if job is not None:
             job.wait(5000)
@@ -146,37 +165,36 @@ class Runner(QObject):
         self.progress.hide()
         self.cancel_button.hide()
         self.progress_label.setText("")
-        hint = None if cancelled or w.model is None else lab_hint(w.case_results(), bool(w.model.info.site_adaptation))
+        hint = None if cancelled or model is None else lab_hint(self.workspace.case_results(), bool(model.info.site_adaptation))
         message = self.queue.finish_message(cancelled)
-        w.statusBar().showMessage(f"{message} · {hint}" if hint else message, 30000 if hint else 8000)
+        self.shell.status(f"{message} · {hint}" if hint else message, 30000 if hint else 8000)
         if error:
             log.error("run failed: %s", error)
-            QMessageBox.critical(w, "Classification stopped", f"The run stopped: {error}\n\nResults so far are kept.")
-        w.update_differential()
-        w.autosave()
-        w.update_actions()
+            QMessageBox.critical(
+                self.shell.dialog_parent(), "Classification stopped", f"The run stopped: {error}\n\nResults so far are kept."
+            )
+        self.runEnded.emit()
         if cancelled:  # camera files of the dropped runs go back to the watcher, to be classified when it looks again
             self.watched.release()
         nxt = self.queue.next_run(cancelled)
-        if nxt is not None and w.model is not None:
-            self.start(nxt, w.model)
+        if nxt is not None and self.model is not None:
+            self.start(nxt, self.model)
         elif self._reclassify_after:
             # a site model was switched to while this run used the old one: now every result gets the new one
             self._reclassify_after = False
             self.reclassify()
         else:
-            w.runFinished.emit()
+            self.runFinished.emit()
 
     def _replaced_grown(self, r: Result) -> bool:
         """A watched file that grew after its row was shown: its row takes the complete file's result."""
         old = self.watched.completed(r)
         if old is None:
             return False
-        row = self.w.review.replace_grown(r, old)
+        row = self.workspace.review.replace_grown(r, old)
         if row is None:
             return False
-        self.w.results.rows_changed([row])
-        self.w.workspace.archive_reclassified([row])
+        self.workspace.archive_reclassified([row])  # its listeners repaint the row
         return True
 
     def cancel(self) -> None:
@@ -187,18 +205,16 @@ class Runner(QObject):
     def reclassify(self) -> None:
         """Run every classified file outside a signed-off case through the current model again, in the
         background; reviews are kept, and signed-off cases keep the results they were signed with."""
-        w = self.w
-        unlocked = w.review.unlocked_indices()
-        kept = sum(1 for r in w.results.results if r.ok) - sum(1 for i in unlocked if w.results.results[i].ok)
-        paths = list(dict.fromkeys(w.results.results[i].path for i in unlocked if w.results.results[i].ok))
+        results = self.workspace.results
+        unlocked = self.workspace.review.unlocked_indices()
+        kept = sum(1 for r in results if r.ok) - sum(1 for i in unlocked if results[i].ok)
+        paths = list(dict.fromkeys(results[i].path for i in unlocked if results[i].ok))
         if kept:
-            w.statusBar().showMessage(
-                f"{kept} cells of signed-off cases keep the results of the model they were signed with", 10000
-            )
-        if not paths or w.model is None or self.job is not None:
+            self.shell.status(f"{kept} cells of signed-off cases keep the results of the model they were signed with", 10000)
+        if not paths or self.model is None or self.job is not None:
             return
         self.queue.reclassifying = True
-        self.start(paths, w.model)
+        self.start(paths, self.model)
 
     def stop(self) -> None:
         """On close: the run is cancelled and waited for."""
@@ -208,36 +224,35 @@ class Runner(QObject):
 
     # --- the model
     def load_model(self, path: Path, quiet: bool = False) -> bool:
-        w = self.w
+        """Load and use the model at ``path`` (the workspace tells its listeners); a refused file keeps the one in use."""
         try:
             model = Model(path)
         except ModelError as exc:
             log.warning("model refused: %s", exc)
             if not quiet:
-                QMessageBox.critical(w, "Model not loaded", f"{exc}\n\nThe current model is still in use.")
+                QMessageBox.critical(
+                    self.shell.dialog_parent(), "Model not loaded", f"{exc}\n\nThe current model is still in use."
+                )
             else:
-                w.statusBar().showMessage(f"No model: {exc}")
-            if w.model is None:
-                w.model_label.setText("No model loaded")
-            w.update_actions()
+                self.shell.status(f"No model: {exc}", 0)
+            if self.model is None:
+                self.model_label.setText("No model loaded")
+            self.actionsChanged.emit()
             return False
-        w.model = model
-        w.model_label.setText(f"Model: {model.info.name} v{model.info.version}")
-        w.preview_pane.set_model(model)
-        w.labels_changed()
-        w.update_actions()
+        self.model_label.setText(f"Model: {model.info.name} v{model.info.version}")
+        self.workspace.set_model(model)
         return True
 
     def choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.w, "Load model", "", "ONNX models (*.onnx);;All files (*)")
-        if path and self.load_model(Path(path)) and self.w.model is not None:
-            self.w.statusBar().showMessage(f"Loaded {self.w.model.info.name} v{self.w.model.info.version}", 5000)
+        path, _ = QFileDialog.getOpenFileName(self.shell.dialog_parent(), "Load model", "", "ONNX models (*.onnx);;All files (*)")
+        if path and self.load_model(Path(path)) and self.model is not None:
+            self.shell.status(f"Loaded {self.model.info.name} v{self.model.info.version}", 5000)
 
     def use_site_model(self, path: Path) -> None:
         """Switch to a site model and re-classify the session; a run in progress (e.g. the watch folder's) finishes
         with the model it started with, and the re-classification follows it."""
-        if self.load_model(path) and self.w.model is not None:
-            self.w.statusBar().showMessage(f"Using {self.w.model.info.name}; re-classifying this session", 8000)
+        if self.load_model(path) and self.model is not None:
+            self.shell.status(f"Using {self.model.info.name}; re-classifying this session", 8000)
             if self.job is not None:
                 self._reclassify_after = True
             else:
@@ -246,96 +261,54 @@ class Runner(QObject):
     def use_shipped_model(self) -> None:
         if self.job is not None:
             return
-        if self.load_model(bundled_model_path()) and self.w.model is not None:
-            info = self.w.model.info
-            self.w.statusBar().showMessage(f"Using the shipped model {info.name} v{info.version}", 8000)
+        if self.load_model(bundled_model_path()) and self.model is not None:
+            info = self.model.info
+            self.shell.status(f"Using the shipped model {info.name} v{info.version}", 8000)
             self.reclassify()
-
-    def adapt_to_lab(self) -> AdaptDialog | None:
-        """Open the adapt dialog on the session's reviewed cells; a saved site model is loaded at once."""
-        from hv_desktop.core.adapt import LabelledCell
-        from hv_desktop.gui.adapt_dialog import AdaptDialog
-
-        w = self.w
-        if w.model is None or self.job is not None:
-            return None
-        if not w.model.info.embedding_output:
-            QMessageBox.information(
-                w,
-                "Adapt to This Lab",
-                "This model cannot be adapted (it has no embedding output). Review ▸ Use Shipped Model first.",
-            )
-            return None
-        cells = [LabelledCell(r.path, r.reviewer_label) for r in w.results.results if r.ok and r.reviewer_label]
-        dlg = AdaptDialog(w.model, cells, w.data_folder(), w)
-        dlg.modelSaved.connect(self.use_site_model)
-        dlg.open()
-        return dlg
-
-    def match_magnification(self) -> AdaptDialog | None:
-        """Open the magnification dialog on the current case's images; a saved site model is loaded at once."""
-        from hv_desktop.gui.adapt_dialog import MagnificationDialog
-
-        w = self.w
-        if w.model is None or self.job is not None:
-            return None
-        if w.model.info.preprocessing.crop != "cell":
-            QMessageBox.information(
-                w,
-                "Match Lab Magnification",
-                "This model does not crop a square around the cell, so there is no magnification to match.",
-            )
-            return None
-        images = [r.path for r in w.case_results() if r.ok]
-        dlg = MagnificationDialog(w.model, images, w.data_folder(), w)
-        dlg.modelSaved.connect(self.use_site_model)
-        dlg.open()
-        return dlg
 
     def open_practice(self, folder: Path | None = None) -> PracticeWindow | None:
         from hv_desktop.gui.practice_window import PracticeWindow
 
-        w = self.w
-        if w.model is None:
+        model, parent = self.model, self.shell.dialog_parent()
+        if model is None:
             return None
         if folder is None:
-            chosen = QFileDialog.getExistingDirectory(w, "Practice set: a folder with one subfolder per class", w.last_dir())
+            chosen = QFileDialog.getExistingDirectory(
+                parent, "Practice set: a folder with one subfolder per class", self.shell.last_dir()
+            )
             if not chosen:
                 return None
             folder = Path(chosen)
         try:
-            win = PracticeWindow(w.model, folder, w)
+            win = PracticeWindow(model, folder, parent)
         except (ValueError, OSError) as exc:
-            QMessageBox.warning(w, "Practice set", str(exc))
+            QMessageBox.warning(parent, "Practice set", str(exc))
             return None
         win.show()
         return win
 
     # --- the watch folder
     def toggle_watch(self, folder: Path | None = None) -> None:
-        w = self.w
         if self.watched.folder is not None:
             self.fs_watcher.removePaths(self.fs_watcher.directories())
             self.watch_timer.stop()
-            w.statusBar().showMessage(f"Stopped watching {self.watched.folder}", 5000)
+            self.shell.status(f"Stopped watching {self.watched.folder}", 5000)
             self.watched.stop()
-            w.commands.watch.setChecked(False)
-            w.setWindowTitle(TITLE)
+            self.watchChanged.emit("")
             return
         if folder is None:
-            chosen = QFileDialog.getExistingDirectory(w, "Watch folder", w.last_dir())
+            chosen = QFileDialog.getExistingDirectory(self.shell.dialog_parent(), "Watch folder", self.shell.last_dir())
             folder = Path(chosen) if chosen else None
-        if folder is None or w.model is None:
-            w.commands.watch.setChecked(False)
+        if folder is None or self.model is None:
+            self.watchChanged.emit("")
             return
         self.watched.start(folder)
         self.fs_watcher.addPath(str(folder))
         self.watch_timer.start()
-        w.commands.watch.setChecked(True)
-        w.setWindowTitle(f"HematoVision — watching {folder}")
-        w.statusBar().showMessage(f"Watching {folder}: new images are classified as they arrive", 8000)
+        self.watchChanged.emit(str(folder))
+        self.shell.status(f"Watching {folder}: new images are classified as they arrive", 8000)
 
     def poll_watch(self) -> None:
         ready = self.watched.poll()
         if ready:
-            self.w.classify(ready)
+            self.classify(ready)

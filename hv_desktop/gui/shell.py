@@ -11,7 +11,7 @@ from typing import Protocol
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QWidget
 
-from hv_desktop.core.result import Result
+from hv_desktop.core.inference.result import Result
 
 
 class Shell(Protocol):

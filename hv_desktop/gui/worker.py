@@ -13,10 +13,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from hv_desktop.core.batch import classify_stream
-from hv_desktop.core.model import Model
-from hv_desktop.core.result import result_json
-from hv_desktop.core.scan import scan
+from hv_desktop.core.imaging.scan import scan
+from hv_desktop.core.inference.batch import classify_stream
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.result import result_json
 
 THUMBNAIL_SIDE = 96
 

@@ -9,7 +9,7 @@ os.environ["HV_NO_ERROR_DIALOG"] = "1"
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from hv_desktop.core.model import bundled_model_path  # noqa: E402
+from hv_desktop.core.inference.model import bundled_model_path  # noqa: E402
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
 
 
@@ -25,7 +25,7 @@ def test_adapt_needs_reviewed_cells(qtbot, tmp_path):
 
 
 def test_match_magnification_measures_the_case_and_loads_the_site_model(qtbot, tmp_path):
-    from hv_desktop.core.calibrate import MIN_IMAGES
+    from hv_desktop.core.site.ruler import MIN_IMAGES
     from tests.support.images import disc_image
 
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)

@@ -14,7 +14,8 @@ os.environ["HV_NO_ERROR_DIALOG"] = "1"
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from hv_desktop.core.archive import CaseArchive  # noqa: E402
+from hv_desktop.core.storage.archive import CaseArchive  # noqa: E402
+from hv_desktop.core.storage.session import save_session  # noqa: E402
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
 from tests.support.gui import images as _images  # noqa: E402
 from tests.support.gui import run as _run  # noqa: E402
@@ -41,9 +42,9 @@ def test_every_change_reaches_the_archive_as_it_happens(qtbot, tmp_path, tiny_mo
     w.new_case("S-300", ask=False)
     _run(qtbot, w, lambda: w.classify([_images(tmp_path / "smear", 4)]))
     assert len(_archived(tmp_path, "S-300").results) == 4
-    w.table.setFocus()
-    w.table.selectRow(0)
-    qtbot.keyClick(w.table, "3")
+    w.results_pane.table.setFocus()
+    w.results_pane.table.selectRow(0)
+    qtbot.keyClick(w.results_pane.table, "3")
     assert _archived(tmp_path, "S-300").results[0].reviewer_label == "monocyte"  # no autosave needed
     w.accept_unflagged(ask=False)
     assert w.sign_off_case("A. Tech", "one flagged cell left for the haematologist")
@@ -79,11 +80,11 @@ def test_the_archive_finds_a_case_and_reopens_it_read_only(qtbot, tmp_path, tiny
     dlg.operator.clear()
     dlg.text.setText("S-301")
     assert dlg.reopen()
-    assert w.review.current == "S-301" and w.signed is not None and w.results.rowCount() == 3
+    assert w.review.current == "S-301" and w.review.signed is not None and w.results.rowCount() == 3
     before = [r.reviewer_label for r in w.results.results]
-    w.table.setFocus()
-    w.table.selectRow(0)
-    qtbot.keyClick(w.table, "4")
+    w.results_pane.table.setFocus()
+    w.results_pane.table.selectRow(0)
+    qtbot.keyClick(w.results_pane.table, "4")
     assert [r.reviewer_label for r in w.results.results] == before  # read-only: signed off
     assert "signed off" in w.statusBar().currentMessage()
 
@@ -92,20 +93,25 @@ def test_an_autosave_from_before_the_archive_goes_in_once(qtbot, tmp_path, tiny_
     w1 = _window(qtbot, tmp_path, tiny_model_path)
     w1.new_case("OLD-1", ask=False)
     _run(qtbot, w1, lambda: w1.classify([_images(tmp_path / "old", 3)]))
-    w1.table.selectRow(1)
-    qtbot.keyClick(w1.table, "2")
+    w1.results_pane.table.selectRow(1)
+    qtbot.keyClick(w1.results_pane.table, "2")
+    autosave = tmp_path / "data" / "autosave.json"  # the session as a version without the archive saved it
+    save_session(autosave, w1.results.results, "tiny", "1", w1.review.to_extra())
     w1.close()
-    (tmp_path / "data" / "cases.sqlite").unlink()  # as if saved by a version without the archive
+    (tmp_path / "data" / "cases.sqlite").unlink()
     for extra in ("-wal", "-shm"):
         (tmp_path / "data" / f"cases.sqlite{extra}").unlink(missing_ok=True)
     w2 = _window(qtbot, tmp_path, tiny_model_path)
-    qtbot.waitUntil(lambda: w2.results.rowCount() == 3 and not w2.persistence.saver.restoring, timeout=10000)
+    qtbot.waitUntil(lambda: w2.results.rowCount() == 3 and not w2.persistence.restoring, timeout=10000)
     case = _archived(tmp_path, "OLD-1")
     assert len(case.results) == 3 and case.results[1].reviewer_label == "lymphocyte"
+    assert w2.review.current == "OLD-1" and w2.results.results[1].reviewer_label == "lymphocyte"
+    kept = [p.name for p in (tmp_path / "data").iterdir() if p.name.startswith("autosave.")]
+    assert not autosave.exists() and len(kept) == 1 and kept[0].startswith("autosave.imported-")  # renamed, kept
     w2.close()
-    w3 = _window(qtbot, tmp_path, tiny_model_path)  # a second start adds nothing
-    qtbot.waitUntil(lambda: w3.results.rowCount() == 3 and not w3.persistence.saver.restoring, timeout=10000)
-    assert len(_archived(tmp_path, "OLD-1").results) == 3
+    w3 = _window(qtbot, tmp_path, tiny_model_path)  # a second start restores from the archive and adds nothing
+    qtbot.waitUntil(lambda: w3.results.rowCount() == 3 and not w3.persistence.restoring, timeout=10000)
+    assert len(_archived(tmp_path, "OLD-1").results) == 3 and w3.results.results[1].reviewer_label == "lymphocyte"
 
 
 @pytest.mark.parametrize("damage", ["newer", "garbage"])

@@ -75,13 +75,13 @@ def _sent_and_answered(qtbot, tmp_path, make_window, case_id="S-1", lab=None, an
     """A lab's case sent out, opened by a consultant who reviews it (``answer``: name -> class) and replies."""
     lab = lab or make_window("lab")
     _run(qtbot, lab, [_smear(tmp_path / case_id)])
-    lab.review.assign(_row(lab, "cell_0.png"), "neutrophil")
-    lab.review.assign(_row(lab, "twin.png"), "eosinophil")  # the same bytes, another reading
+    lab.workspace.assign(_row(lab, "cell_0.png"), "neutrophil")
+    lab.workspace.assign(_row(lab, "twin.png"), "eosinophil")  # the same bytes, another reading
     assert lab.export_consultation(tmp_path / f"{case_id}.zip", ReportInfo(case_id, "", "Lab"))
     cons = make_window(f"consultant-{case_id}")
     assert cons.open_package(tmp_path / f"{case_id}.zip")
     for name, label in (answer or {}).items():
-        cons.review.assign(_row(cons, name), label)
+        cons.workspace.assign(_row(cons, name), label)
     assert cons.export_consultation(tmp_path / f"{case_id}-reply.zip", ReportInfo(case_id, "", "Consultant"))
     return lab, cons, tmp_path / f"{case_id}-reply.zip"
 
@@ -96,7 +96,7 @@ def test_the_reply_lists_exactly_the_cells_the_consultant_disagrees_on(qtbot, tm
     answer = {"cell_0.png": "neutrophil", "twin.png": "eosinophil", "cell_1.png": "monocyte"}
     lab, _, reply = _sent_and_answered(qtbot, tmp_path, make_window, answer=answer)
     assert lab.open_package(reply)
-    assert lab.last_disagreements == [("cell_1.png", None, "monocyte")]  # the twins agree, each with its own
+    assert lab.exports.last_disagreements == [("cell_1.png", None, "monocyte")]  # the twins agree, each with its own
 
 
 def test_a_reply_for_another_case_is_refused(qtbot, tmp_path, make_window, boxes):
@@ -106,7 +106,7 @@ def test_a_reply_for_another_case_is_refused(qtbot, tmp_path, make_window, boxes
     assert not lab.open_package(other_reply)
     assert boxes and boxes[-1].startswith("warning") and "S-2" in boxes[-1]
     assert not any("agrees" in b for b in boxes)  # never "the consultant agrees with every review"
-    assert lab.last_disagreements == [] and [r.reviewer_label for r in lab.results.results] == before
+    assert lab.exports.last_disagreements == [] and [r.reviewer_label for r in lab.results.results] == before
 
 
 def test_a_package_is_not_opened_while_a_run_is_in_progress(qtbot, tmp_path, make_window):
@@ -169,4 +169,4 @@ def test_the_request_and_its_cells_survive_a_restart(qtbot, tmp_path, make_windo
     assert again.exports.sent == lab.exports.sent and len(again.exports.sent) == 1
     assert [r.cell_id for r in again.results.results] == [r.cell_id for r in lab.results.results]
     assert again.open_package(reply)
-    assert again.last_disagreements == [("twin.png", "eosinophil", "basophil")]
+    assert again.exports.last_disagreements == [("twin.png", "eosinophil", "basophil")]

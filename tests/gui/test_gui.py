@@ -60,7 +60,7 @@ def test_open_folder_classifies_in_background(qtbot, window, tmp_path, monkeypat
     assert sum(1 for r in window.results.results if r.error) == 1
     labels = [r.label for r in window.results.results if r.ok]
     assert labels[:4] == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
-    assert window.diff_table.item(0, 0).text() == "3"  # eosinophils in the live differential
+    assert window.differential_pane.diff_table.item(0, 0).text() == "3"  # eosinophils in the live differential
     assert str(folder) in window.settings.value("recent_folders")
 
 
@@ -87,26 +87,26 @@ def test_cancel_mid_run_keeps_results(qtbot, window, tmp_path):
     window.classify([folder])
     qtbot.waitUntil(lambda: window.results.rowCount() > 0, timeout=20000)
     with qtbot.waitSignal(window.runFinished, timeout=20000):
-        window.cancel_button.click()
+        window.runner.cancel_button.click()
     assert 0 < window.results.rowCount() < 401
-    assert not window.is_running() and not window.progress.isVisible()
+    assert not window.is_running() and not window.runner.progress.isVisible()
 
 
 def test_review_by_keys_and_export(qtbot, window, tmp_path, monkeypatch):
     folder = _images(tmp_path / "r", 4)
     _run(qtbot, window, lambda: window.classify([folder]))
-    window.table.setFocus()
-    window.table.selectRow(0)
-    qtbot.keyClick(window.table, "2")  # review row 0 as lymphocyte, move on
+    window.results_pane.table.setFocus()
+    window.results_pane.table.selectRow(0)
+    qtbot.keyClick(window.results_pane.table, "2")  # review row 0 as lymphocyte, move on
     assert window.results.results[0].reviewer_label == "lymphocyte"
-    assert window.table.currentIndex().row() == 1
-    qtbot.keyClick(window.table, Qt.Key_Return)  # confirm the model's label for row 1
+    assert window.results_pane.table.currentIndex().row() == 1
+    qtbot.keyClick(window.results_pane.table, Qt.Key_Return)  # confirm the model's label for row 1
     assert window.results.results[1].reviewer_label == window.results.results[1].label
-    qtbot.keyClick(window.table, "m")
+    qtbot.keyClick(window.results_pane.table, "m")
     assert window.results.results[2].reviewer_label == "monocyte"
-    assert "Reviewed 3 of 4" in window.review_progress.text()
-    window.diff_mode.setCurrentIndex(1)  # differential by review
-    assert window.diff_table.item(1, 0).text() == "2"  # two lymphocytes after review
+    assert "Reviewed 3 of 4" in window.differential_pane.review_progress.text()
+    window.differential_pane.diff_mode.setCurrentIndex(1)  # differential by review
+    assert window.differential_pane.diff_table.item(1, 0).text() == "2"  # two lymphocytes after review
     out = tmp_path / "export.csv"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "CSV files (*.csv)"))
     window.commands.export.trigger()
@@ -124,7 +124,7 @@ def test_bad_model_shows_dialog_and_keeps_current(qtbot, window, tmp_path, monke
     before = window.model
     window.commands.model.trigger()
     assert shown and "not a valid ONNX model" in shown[0]
-    assert window.model is before and "tiny-test" in window.model_label.text()
+    assert window.model is before and "tiny-test" in window.runner.model_label.text()
 
 
 def test_review_is_autosaved_and_restored(qtbot, tmp_path, tiny_model_path):
@@ -135,10 +135,10 @@ def test_review_is_autosaved_and_restored(qtbot, tmp_path, tiny_model_path):
     folder = _images(tmp_path / "x", 3)
     with qtbot.waitSignal(w1.runFinished, timeout=30000):
         w1.classify([folder])
-    w1.table.selectRow(0)
-    qtbot.keyClick(w1.table, "4")
-    qtbot.waitUntil(lambda: autosave.exists() and '"reviewer_label": "neutrophil"' in autosave.read_text(), timeout=5000)
-    # simulate a crash: no close event, a new window starts from the autosave
+    w1.results_pane.table.selectRow(0)
+    qtbot.keyClick(w1.results_pane.table, "4")
+    assert not autosave.exists()  # no JSON rewritten whole: the review went into the case archive as it was made
+    # simulate a crash: no close event, a new window starts from the archive
     w2 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=autosave)
     qtbot.addWidget(w2)
     qtbot.waitUntil(lambda: w2.results.rowCount() == 3, timeout=10000)  # restored off the GUI thread
@@ -151,11 +151,11 @@ def test_filters_by_state_and_class(qtbot, window, tmp_path):
     folder = _images(tmp_path / "f", 8)
     (folder / "zz_bad.png").write_bytes(b"")
     _run(qtbot, window, lambda: window.classify([folder]))
-    window.state_combo.setCurrentText("Errors")
-    assert window.proxy.rowCount() == 1
-    window.state_combo.setCurrentText("All")
-    window.class_combo.setCurrentIndex(1)  # eosinophil
-    assert window.proxy.rowCount() == 2
+    window.results_pane.state_combo.setCurrentText("Errors")
+    assert window.results_pane.proxy.rowCount() == 1
+    window.results_pane.state_combo.setCurrentText("All")
+    window.results_pane.class_combo.setCurrentIndex(1)  # eosinophil
+    assert window.results_pane.proxy.rowCount() == 2
 
 
 def test_watch_folder_classifies_new_files_written_in_chunks(qtbot, window, tmp_path):
@@ -219,12 +219,12 @@ def test_heatmap_toggle_and_save(qtbot, window, tmp_path):
     im.paste((255, 0, 0), (0, 0, 12, 12))  # the red (eosinophil) evidence sits top-left
     im.save(folder / "cell.png")
     _run(qtbot, window, lambda: window.classify([folder]))
-    window.table.selectRow(0)
+    window.results_pane.table.selectRow(0)
     _preview_ready(qtbot, window)
     assert window.results.results[0].label == "eosinophil"
     plain = window.preview_pane.pixmap.toImage()
-    window.heat_opacity.setValue(80)
-    window.heat_box.setChecked(True)
+    window.preview_pane.heat_opacity.setValue(80)
+    window.preview_pane.heat_box.setChecked(True)
     _preview_ready(qtbot, window)
     assert window.preview_pane.pixmap.toImage() != plain  # the overlay changed the picture
     out = tmp_path / "heat.png"
@@ -237,7 +237,7 @@ def test_preview_is_decoded_off_the_gui_thread_and_cached(qtbot, window, tmp_pat
     is served from the cache; an answer for a cell no longer selected is dropped."""
     import threading
 
-    from hv_desktop.core import heatmap, preview
+    from hv_desktop.core.inference import heatmap, preview
 
     _run(qtbot, window, lambda: window.classify([_images(tmp_path / "pv", 3)]))
     _preview_ready(qtbot, window)  # the first row, selected when the results came in
@@ -254,16 +254,16 @@ def test_preview_is_decoded_off_the_gui_thread_and_cached(qtbot, window, tmp_pat
 
     monkeypatch.setattr(preview, "decode", decode)
     monkeypatch.setattr(heatmap, "view_for", view_for)
-    window.heat_box.setChecked(True)
+    window.preview_pane.heat_box.setChecked(True)
     for row in (1, 2, 1):
-        window.table.selectRow(row)
+        window.results_pane.table.selectRow(row)
         _preview_ready(qtbot, window)
         assert window.preview_pane.result is window.results.results[row]
     assert [name for name, _ in decoded] == ["cell_0001.png", "cell_0002.png"]  # the repeat came from the cache
     assert not any(on_gui for _, on_gui in decoded) and explained and not any(explained)
     shown = window.preview_pane.pixmap
-    window.table.selectRow(0)
-    window.table.selectRow(2)  # row 0's answer, if it comes, is for a cell no longer selected
+    window.results_pane.table.selectRow(0)
+    window.results_pane.table.selectRow(2)  # row 0's answer, if it comes, is for a cell no longer selected
     _preview_ready(qtbot, window)
     assert window.preview_pane.result is window.results.results[2] and window.preview_pane.pixmap is not shown
 
@@ -289,14 +289,14 @@ def test_accept_unflagged_leaves_flagged_cells(qtbot, window, tmp_path):
     assert flagged and len(flagged) < 8
     assert window.accept_unflagged(ask=False) == 8 - len(flagged)
     assert all((r.reviewer_label == r.label) != r.needs_review for r in window.results.results)
-    assert f"Reviewed {8 - len(flagged)} of 8" in window.review_progress.text()
+    assert f"Reviewed {8 - len(flagged)} of 8" in window.differential_pane.review_progress.text()
 
 
 def test_opening_the_same_folder_twice_keeps_one_row_per_file(qtbot, window, tmp_path):
     folder = _images(tmp_path / "twice", 3)
     _run(qtbot, window, lambda: window.classify([folder]))
-    window.table.selectRow(0)
-    qtbot.keyClick(window.table, "3")
+    window.results_pane.table.selectRow(0)
+    qtbot.keyClick(window.results_pane.table, "3")
     _images(folder, 1, start=3)  # one new file arrives
     _run(qtbot, window, lambda: window.classify([folder]))
     assert window.results.rowCount() == 4
@@ -362,15 +362,15 @@ def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):
     assert not by_name["a_bright.png"].needs_review and by_name["b_dark.png"].needs_review
     assert by_name["b_dark.png"].confidence > 0.5  # confidence alone would not have flagged it
     row = [r.path.name for r in w.results.results].index("b_dark.png")
-    w.table.selectRow(row)
-    from hv_desktop.core.review import flag_reason
+    w.results_pane.table.selectRow(row)
+    from hv_desktop.core.cases.review import flag_reason
 
-    text = w.preview_title.text()
+    text = w.preview_pane.preview_title.text()
     short, tip = flag_reason(by_name["b_dark.png"])
     assert f"Needs review: {short}" in text and "typicality" not in text  # words, not a raw score
-    assert w.preview_title.toolTip() == tip
-    w.table.selectRow(1 - row)
-    assert "Needs review" not in w.preview_title.text()
+    assert w.preview_pane.preview_title.toolTip() == tip
+    w.results_pane.table.selectRow(1 - row)
+    assert "Needs review" not in w.preview_pane.preview_title.text()
 
 
 def _cropping_window(qtbot, tmp_path, nucleus):
@@ -394,11 +394,11 @@ def _cropping_window(qtbot, tmp_path, nucleus):
 
 def test_preview_outlines_the_square_a_cropping_model_classified(qtbot, tmp_path):
     """With a model whose file asks for the cell crop, the preview shows which part of the field was classified."""
-    from hv_desktop.core.preprocess import Preprocessing, model_box
+    from hv_desktop.core.imaging.preprocess import Preprocessing, model_box
 
     w, im, _, _ = _cropping_window(qtbot, tmp_path, nucleus=(230, 70))
-    w.cell_zoom.setChecked(False)  # the whole field
-    w.table.selectRow(0)
+    w.preview_pane.cell_zoom.setChecked(False)  # the whole field
+    w.results_pane.table.selectRow(0)
     _preview_ready(qtbot, w)
     shown = w.preview_pane.pixmap.toImage()
     assert (shown.width(), shown.height()) == im.size
@@ -416,13 +416,14 @@ def test_preview_first_and_the_differential_can_be_shown_whole(qtbot, window, tm
     window.resize(1280, 800)
     qtbot.wait(50)
     split = window.preview_split
-    before_preview, before_diff = window.preview_scroll.height(), window.diff_table.height()
+    before_preview, before_diff = window.preview_pane.preview_scroll.height(), window.differential_pane.diff_table.height()
     total = sum(split.sizes())
     split.setSizes([10, total - 10])  # drag the handle as far up as it goes
     qtbot.wait(50)
-    assert window.preview_scroll.height() < before_preview
-    assert window.diff_table.height() == window.diff_table.maximumHeight() >= before_diff  # all rows visible
-    assert window.diff_table.rowCount() == 7
+    assert window.preview_pane.preview_scroll.height() < before_preview
+    diff_table = window.differential_pane.diff_table
+    assert diff_table.height() == diff_table.maximumHeight() >= before_diff  # all rows visible
+    assert window.differential_pane.diff_table.rowCount() == 7
 
 
 def test_window_layout_is_remembered_and_damaged_settings_are_ignored(qtbot, tmp_path, tiny_model_path):
@@ -463,12 +464,12 @@ def test_window_layout_is_remembered_and_damaged_settings_are_ignored(qtbot, tmp
 def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_model_path):
     """A cropping model's preview shows the outlined square with a margin (the cell large); the choice is remembered.
     A model that does not crop always shows the whole field."""
-    from hv_desktop.core.preprocess import Preprocessing, model_box
-    from hv_desktop.core.preview import cell_view_box
+    from hv_desktop.core.imaging.preprocess import Preprocessing, model_box
+    from hv_desktop.core.inference.preview import cell_view_box
 
     w, im, model, settings = _cropping_window(qtbot, tmp_path, nucleus=(150, 120))
-    assert w.cell_zoom.isChecked() and w.cell_zoom.isEnabled()
-    w.table.selectRow(0)
+    assert w.preview_pane.cell_zoom.isChecked() and w.preview_pane.cell_zoom.isEnabled()
+    w.results_pane.table.selectRow(0)
     _preview_ready(qtbot, w)
     box = model_box(im, Preprocessing(crop="cell", crop_fraction=0.5))
     left, top, right, bottom = cell_view_box(box, im.size)
@@ -480,13 +481,13 @@ def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_m
     corner = shown.pixelColor(0, 0)
     assert (corner.red(), corner.green(), corner.blue()) == im.getpixel((left, top))  # the margin: the field
 
-    w.cell_zoom.setChecked(False)
+    w.preview_pane.cell_zoom.setChecked(False)
     _preview_ready(qtbot, w)
     assert (w.preview_pane.pixmap.width(), w.preview_pane.pixmap.height()) == im.size
     w.close()
     w2 = MainWindow(model_path=model, settings=settings, autosave_path=tmp_path / "a2.json", restore=False)
     qtbot.addWidget(w2)
-    assert not w2.cell_zoom.isChecked()  # remembered
+    assert not w2.preview_pane.cell_zoom.isChecked()  # remembered
 
     plain = MainWindow(
         model_path=tiny_model_path,
@@ -494,7 +495,7 @@ def test_preview_zooms_to_the_classified_cell_by_default(qtbot, tmp_path, tiny_m
         autosave_path=tmp_path / "a3.json",
     )
     qtbot.addWidget(plain)
-    assert plain.cell_zoom.isChecked() and not plain.cell_zoom.isEnabled()
+    assert plain.preview_pane.cell_zoom.isChecked() and not plain.preview_pane.cell_zoom.isEnabled()
     assert not plain.preview_pane.zooms_to_cell()
 
 
@@ -503,16 +504,16 @@ def test_preview_says_when_the_cell_is_at_the_edge_of_the_picture(qtbot, tmp_pat
     """A cell in the corner of the field cannot be centred in its square; the preview tells the reviewer why the
     outlined square looks off and that part of the cell may be missing."""
     w, _, _, _ = _cropping_window(qtbot, tmp_path, nucleus=nucleus)
-    w.table.selectRow(0)
+    w.results_pane.table.selectRow(0)
     _preview_ready(qtbot, w)
-    assert ("Cell at the image edge" in w.preview_title.text()) is at_edge
-    assert ("may be cut by the edge" in w.preview_title.toolTip()) is at_edge
+    assert ("Cell at the image edge" in w.preview_pane.preview_title.text()) is at_edge
+    assert ("may be cut by the edge" in w.preview_pane.preview_title.toolTip()) is at_edge
 
 
 def _key_review(qtbot, window, row: int, key: str) -> str | None:
     """Select ``row``, press ``key`` in the table, and return the reviewer label the row then has."""
-    window.table.selectRow(row)
-    qtbot.keyClick(window.table, key)
+    window.results_pane.table.selectRow(row)
+    qtbot.keyClick(window.results_pane.table, key)
     return window.results.results[row].reviewer_label
 
 
@@ -520,18 +521,18 @@ def test_review_into_other_cell_types_with_keys_and_menu(qtbot, window, tmp_path
     """Issue 18: a flagged basophil or a nucleated red cell gets its own name; the differential by review
     counts nucleated red cells per 100 white cells, outside the total."""
     _run(qtbot, window, lambda: window.classify([_images(tmp_path / "x", 4)]))
-    window.table.setFocus()
+    window.results_pane.table.setFocus()
     assert _key_review(qtbot, window, 0, "b") == "basophil"
     assert _key_review(qtbot, window, 1, "r") == "nucleated red cell"
-    other = window.other_button
-    window.table.selectRow(2)
+    other = window.review_panel.other_button
+    window.results_pane.table.selectRow(2)
     next(a for a in other.menu().actions() if a.text().startswith("Blast")).trigger()
     assert window.results.results[2].reviewer_label == "blast"
-    window.diff_mode.setCurrentIndex(1)  # by review
+    window.differential_pane.diff_mode.setCurrentIndex(1)  # by review
     window.update_differential()
     rows = {
-        window.diff_table.verticalHeaderItem(i).text(): window.diff_table.item(i, 0).text()
-        for i in range(window.diff_table.rowCount())
+        window.differential_pane.diff_table.verticalHeaderItem(i).text(): window.differential_pane.diff_table.item(i, 0).text()
+        for i in range(window.differential_pane.diff_table.rowCount())
     }
     assert rows["Basophil"] == "1" and rows["Blast"] == "1"
     assert rows["Nucleated red cell /100 WBC"] == "1"
@@ -569,12 +570,12 @@ def test_sign_off_blocked_then_overridden_locked_unlocked_and_restored(qtbot, tm
     warned = []
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
     assert not w.sign_off_case("A. Tech", "") and "not reviewed" in warned[-1]  # blocked
-    assert w.signed is None
+    assert w.review.signed is None
     assert w.sign_off_case("A. Tech", "urgent, consultant informed")  # allowed with a reason
-    assert w.signed.unreviewed_flagged == 1 and "Signed off by A. Tech" in w.sign_label.text()
-    w.table.setFocus()
-    w.table.selectRow(0)
-    qtbot.keyClick(w.table, "3")
+    assert w.review.signed.unreviewed_flagged == 1 and "Signed off by A. Tech" in w.differential_pane.sign_label.text()
+    w.results_pane.table.setFocus()
+    w.results_pane.table.selectRow(0)
+    qtbot.keyClick(w.results_pane.table, "3")
     assert all(r.reviewer_label is None for r in w.results.results)  # locked
     assert w.export_csv(tmp_path / "case.csv")
     with open(tmp_path / "case.csv", encoding="utf-8-sig", newline="") as fh:
@@ -592,24 +593,25 @@ def test_sign_off_blocked_then_overridden_locked_unlocked_and_restored(qtbot, tm
     w2 = MainWindow(model_path=model, settings=settings, autosave_path=autosave)  # a restart keeps it
     qtbot.addWidget(w2)
     qtbot.waitUntil(lambda: w2.results.rowCount() == 2, timeout=10000)
-    assert w2.signed is not None and w2.signed.operator == "A. Tech"
+    assert w2.review.signed is not None and w2.review.signed.operator == "A. Tech"
     assert w2.unlock_case("a cell was misread")
-    assert w2.signed is None and w2.audit[-1]["event"] == "unlocked" and w2.audit[-1]["reason"] == "a cell was misread"
-    w2.table.setFocus()
-    w2.table.selectRow(0)
-    qtbot.keyClick(w2.table, "3")
+    assert w2.review.signed is None and w2.review.audit[-1]["event"] == "unlocked"
+    assert w2.review.audit[-1]["reason"] == "a cell was misread"
+    w2.results_pane.table.setFocus()
+    w2.results_pane.table.selectRow(0)
+    qtbot.keyClick(w2.results_pane.table, "3")
     assert any(r.reviewer_label == "monocyte" for r in w2.results.results)  # editable again
 
 
 def test_ctrl_z_takes_back_the_last_review(qtbot, window, tmp_path):
     _run(qtbot, window, lambda: window.classify([_images(tmp_path / "u", 4)]))
-    window.table.setFocus()
-    window.table.selectRow(0)
-    qtbot.keyClick(window.table, "3")
+    window.results_pane.table.setFocus()
+    window.results_pane.table.selectRow(0)
+    qtbot.keyClick(window.results_pane.table, "3")
     assert window.results.results[0].reviewer_label == "monocyte"
     window.commands.undo.trigger()
     assert window.results.results[0].reviewer_label is None
-    assert window.table.currentIndex().row() == 0  # back on the cell that changed
+    assert window.results_pane.table.currentIndex().row() == 0  # back on the cell that changed
 
 
 def test_consultation_round_trip_between_two_windows(qtbot, tmp_path, tiny_model_path, monkeypatch):
@@ -638,7 +640,7 @@ def test_consultation_round_trip_between_two_windows(qtbot, tmp_path, tiny_model
     )
     qtbot.addWidget(cons)
     assert cons.open_package(tmp_path / "case.zip")
-    assert cons.results.rowCount() == 4 and not cons.table.isColumnHidden(COL_SENDER)
+    assert cons.results.rowCount() == 4 and not cons.results_pane.table.isColumnHidden(COL_SENDER)
     row = next(i for i, r in enumerate(cons.results.results) if r.path.name == "cell_0002.png")
     sender = cons.results.data(cons.results.index(row, COL_SENDER))
     assert sender == "Basophil" and cons.results.results[row].reviewer_label is None  # beside, not applied
@@ -647,7 +649,7 @@ def test_consultation_round_trip_between_two_windows(qtbot, tmp_path, tiny_model
     assert cons.export_consultation(tmp_path / "reply.zip", ReportInfo("S-9", "", "Consultant"))
 
     assert lab.open_package(tmp_path / "reply.zip")
-    assert lab.last_disagreements == [("cell_0002.png", "basophil", "monocyte")]
+    assert lab.exports.last_disagreements == [("cell_0002.png", "basophil", "monocyte")]
     table = lab.exports.merge_dialog.table  # listed beside each other, cell by cell (issue 30)
     assert [table.item(0, c).text() for c in range(3)] == ["cell_0002.png", "Basophil", "Monocyte"] and not infos
 
@@ -678,19 +680,20 @@ def test_two_cases_in_one_session_each_with_its_own_csv_and_report(qtbot, window
     from hv_desktop.gui.report import ReportInfo
 
     _run(qtbot, window, lambda: window.open_paths([_images(tmp_path / "S-1", 4)]))
-    assert window.review.current == "S-1" and window.case_combo.currentText() == "S-1"
+    assert window.review.current == "S-1" and window.results_pane.case_combo.currentText() == "S-1"
     window.ask_case = lambda name: "new"
     original = MainWindow.new_case  # the dialog that asks the new case's ID, answered "S-2"
     monkeypatch.setattr(MainWindow, "new_case", lambda self, name="", ask=True: original(self, "S-2", ask=False))
     _run(qtbot, window, lambda: window.open_paths([_images(tmp_path / "second", 3, start=10)]))
     assert list(window.review.cases) == ["S-1", "S-2"] and window.review.current == "S-2"
-    assert window.proxy.rowCount() == 3 and window.results.rowCount() == 7  # the table shows the current case
-    assert window.diff_table.item(window.diff_table.rowCount() - 3, 0).text() == "3"  # classified in S-2
+    assert window.results_pane.proxy.rowCount() == 3 and window.results.rowCount() == 7  # the table shows the current case
+    diff_table = window.differential_pane.diff_table
+    assert diff_table.item(diff_table.rowCount() - 3, 0).text() == "3"  # classified in S-2
     assert window.export_csv(tmp_path / "s2.csv")
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: None)
     assert window.sign_off_case("A. Tech", "grey cells checked on the slide")
-    window.case_combo.setCurrentIndex(0)  # back to S-1
-    assert window.review.current == "S-1" and window.proxy.rowCount() == 4 and window.signed is None
+    window.results_pane.case_combo.setCurrentIndex(0)  # back to S-1
+    assert window.review.current == "S-1" and window.results_pane.proxy.rowCount() == 4 and window.review.signed is None
     assert window.export_csv(tmp_path / "s1.csv")
     assert window.export_report(tmp_path / "s1.pdf", ReportInfo())
     with open(tmp_path / "s1.csv", encoding="utf-8-sig", newline="") as fh:
@@ -716,7 +719,8 @@ def test_cell_types_are_editable_in_preferences(qtbot, window, tmp_path, monkeyp
     assert "already used" in warned[-1]
     assert window.edit_cell_types("hairy cell, H\nnucleated red cell, R, per 100")
     _run(qtbot, window, lambda: window.classify([_images(tmp_path / "p", 2)]))
-    window.table.setFocus()
+    window.results_pane.table.setFocus()
     assert _key_review(qtbot, window, 0, "h") == "hairy cell"
     assert _key_review(qtbot, window, 1, "t") is None  # platelet clump is no longer in the list
-    assert [a.text().split(" (")[0] for a in window.other_button.menu().actions()] == ["Hairy cell", "Nucleated red cell"]
+    other = window.review_panel.other_button
+    assert [a.text().split(" (")[0] for a in other.menu().actions()] == ["Hairy cell", "Nucleated red cell"]

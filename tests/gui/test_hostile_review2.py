@@ -147,9 +147,19 @@ def test_D_surrogate_folder_case_id(qtbot, tmp_path, mk, boxes):
     assert not errors and again.results.rowCount() == 4
 
 
+def _legacy_autosave(w: MainWindow, name: str, tmp_path: Path) -> Path:
+    """``w``'s session as a version without the case archive saved it, in a data folder of its own (no archive)."""
+    from hv_desktop.core.storage.session import save_session
+
+    path = tmp_path / name / "autosave.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_session(path, w.results.results, "tiny", "1", w.review.to_extra())
+    return path
+
+
 def test_E_open_folder_at_start_while_restore_runs(qtbot, tmp_path, mk, monkeypatch):
     """`hematovision open FOLDER` (or a file association) with yesterday's autosave: the run starts at once while
-    the restore thread is still reading (10,000 cells take seconds)."""
+    the old autosave is still being imported (10,000 cells take seconds)."""
     folder = _imgs(tmp_path / "smear1")
     w1 = mk("lab")
     _run(qtbot, w1, [folder])
@@ -157,19 +167,20 @@ def test_E_open_folder_at_start_while_restore_runs(qtbot, tmp_path, mk, monkeypa
     w1.accept_unflagged(ask=False)
     assert w1.sign_off_case("A. Tech", "ok")
     reviews = [r.reviewer_label for r in w1.review.case_results("smear1")]
+    _legacy_autosave(w1, "lab2", tmp_path)
     w1.close()
     from hv_desktop.gui import persistence
 
-    real = persistence.read_session
+    real = persistence.import_autosave
 
-    def slow(path):
+    def slow(archive, path):
         time.sleep(3)  # a large session
-        return real(path)
+        return real(archive, path)
 
-    monkeypatch.setattr(persistence, "read_session", slow)
-    w2 = mk("lab")
+    monkeypatch.setattr(persistence, "import_autosave", slow)
+    w2 = mk("lab2")
     _run(qtbot, w2, [folder])  # what run_gui does with paths, one event-loop turn after the window opens
-    qtbot.waitUntil(lambda: not w2.persistence.saver.restoring, timeout=20000)
+    qtbot.waitUntil(lambda: not w2.persistence.restoring, timeout=20000)
     qtbot.wait(500)
     print("cases", list(w2.review.cases), "signoffs", list(w2.review.signoffs), "current", w2.review.current)
     print("rows", [(r.case, r.path.name, r.reviewer_label) for r in w2.results.results])
@@ -180,14 +191,14 @@ def test_E_open_folder_at_start_while_restore_runs(qtbot, tmp_path, mk, monkeypa
 def test_F_legacy_session_report(qtbot, tmp_path, mk, boxes):
     w1 = mk("lab")
     _run(qtbot, w1, [_imgs(tmp_path / "old")])
+    p = _legacy_autosave(w1, "lab2", tmp_path)
     w1.close()
-    p = tmp_path / "lab" / "autosave.json"
     data = json.loads(p.read_text())
     for r in data["results"]:
         r["case"] = ""
     data["extra"] = {}
     p.write_text(json.dumps(data))
-    w2 = mk("lab")
+    w2 = mk("lab2")
     qtbot.waitUntil(lambda: w2.results.rowCount() == 4, timeout=10000)
     print("current", repr(w2.review.current), "cases", w2.review.cases)
     ok = w2.export_report(tmp_path / "r.pdf", ReportInfo("", "", "Op"))
@@ -202,7 +213,7 @@ def test_F_legacy_session_report(qtbot, tmp_path, mk, boxes):
 
 
 def test_G_signed_report_changes_with_loaded_model_and_cell_types(qtbot, tmp_path, mk):
-    from hv_desktop.core.report import build_case_report
+    from hv_desktop.core.io.report import build_case_report
     from tests.support.onnx_factory import tiny_model
 
     w = mk("lab")
@@ -215,7 +226,7 @@ def test_G_signed_report_changes_with_loaded_model_and_cell_types(qtbot, tmp_pat
     assert w.sign_off_case("A. Tech", "ok")
 
     def summary():
-        rep = build_case_report(w.review, "CASE-A", list(w.model.labels), w.model, False, w.extra_classes())
+        rep = build_case_report(w.review, "CASE-A", list(w.model.labels), w.model, False, w.reviewing.extra_classes())
         return rep
 
     before = summary()
@@ -266,7 +277,7 @@ def test_H_watch_images_queued_behind_a_cancelled_run_are_lost(qtbot, tmp_path, 
 
 
 def test_I_final_report_numbers_follow_cell_type_setting(qtbot, tmp_path, mk):
-    from hv_desktop.core.review import reviewed_differential
+    from hv_desktop.core.cases.reviewed_differential import reviewed_differential
 
     w = mk("lab")
     w.new_case("CASE-A", ask=False)
@@ -278,16 +289,16 @@ def test_I_final_report_numbers_follow_cell_type_setting(qtbot, tmp_path, mk):
         if r.ok and not r.reviewer_label:
             w.review.assign(i, r.label)
     assert w.sign_off_case("A. Tech", "ok")
-    d1 = reviewed_differential(w.case_results(), w.model.labels, w.extra_classes())
-    from hv_desktop.core.review import EXTRA_CLASSES, format_extra_classes
+    d1 = reviewed_differential(w.workspace.case_results(), w.model.labels, w.reviewing.extra_classes())
+    from hv_desktop.core.cases.review import EXTRA_CLASSES, format_extra_classes
 
     txt = format_extra_classes([c for c in EXTRA_CLASSES if c.name != "smudge cell"])
     assert w.edit_cell_types(txt)
-    d2 = reviewed_differential(w.case_results(), w.model.labels, w.extra_classes())
+    d2 = reviewed_differential(w.workspace.case_results(), w.model.labels, w.reviewing.extra_classes())
     print("white total before/after", d1.white_total, d2.white_total, "audit", w.review.audit[-1]["event"])
-    from hv_desktop.core.report import build_case_report
+    from hv_desktop.core.io.report import build_case_report
 
-    build_case_report(w.review, "CASE-A", list(w.model.labels), w.model, False, w.extra_classes())
+    build_case_report(w.review, "CASE-A", list(w.model.labels), w.model, False, w.reviewing.extra_classes())
     assert d1.white_total == d2.white_total
 
 
@@ -359,7 +370,8 @@ def test_L_consultant_rows_named_after_consultants_model(qtbot, tmp_path, mk):
     assert cons.open_package(tmp_path / "req.zip")
     print("consultant model", cons.model.info.name, "row model names", {r.model_name for r in cons.results.results})
     assert cons.export_csv(tmp_path / "c.csv")
-    names = {r["model_name"] for r in csv.DictReader(open(tmp_path / "c.csv", encoding="utf-8-sig"))}
+    with open(tmp_path / "c.csv", encoding="utf-8-sig") as fh:
+        names = {r["model_name"] for r in csv.DictReader(fh)}
     print("CSV model_name", names)
     assert names == {"Lab site model"}
 

@@ -12,8 +12,8 @@ from pypdf import PdfReader
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from hv_desktop.core.batch import classify_paths  # noqa: E402
-from hv_desktop.core.model import Model  # noqa: E402
+from hv_desktop.core.inference.batch import classify_paths  # noqa: E402
+from hv_desktop.core.inference.model import Model  # noqa: E402
 from tests.support import ROOT  # noqa: E402
 
 

@@ -4,6 +4,7 @@ the differential cut to three rows, and "By review" counting unreviewed cells wi
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -54,10 +55,10 @@ def test_a_review_key_right_after_a_run_reviews_the_selected_cell(qtbot, window,
     """Break: the focus stayed in the Case box, so the first key after a run did nothing."""
     _run(qtbot, window, lambda: window.classify([_images(tmp_path / "r", 4)]))
     focused = QApplication.focusWidget()
-    assert focused is window.table  # where review keys work
+    assert focused is window.results_pane.table  # where review keys work
     qtbot.keyClick(focused, "2")  # the person presses a key without clicking first
     assert window.results.results[0].reviewer_label == "lymphocyte"
-    assert window.table.currentIndex().row() == 1  # and moved on
+    assert window.results_pane.table.currentIndex().row() == 1  # and moved on
 
 
 def test_a_review_key_right_after_choosing_a_case_reviews_that_case(qtbot, window, tmp_path, monkeypatch):
@@ -68,28 +69,33 @@ def test_a_review_key_right_after_choosing_a_case_reviews_that_case(qtbot, windo
     monkeypatch.setattr(MainWindow, "new_case", lambda self, name="", ask=True: original(self, "S-2", ask=False))
     _run(qtbot, window, lambda: window.open_paths([_images(tmp_path / "second", 3, start=10)]))
     assert window.review.current == "S-2"
-    window.case_combo.setFocus()
-    window.case_combo.setCurrentIndex(window.case_combo.findData("S-1"))  # the person picks S-1
+    window.results_pane.case_combo.setFocus()
+    window.results_pane.case_combo.setCurrentIndex(window.results_pane.case_combo.findData("S-1"))  # the person picks S-1
     assert window.review.current == "S-1"
     focused = QApplication.focusWidget()
-    assert focused is window.table
+    assert focused is window.results_pane.table
     qtbot.keyClick(focused, "m")
     first_of_s1 = next(r for r in window.results.results if r.case == "S-1")
     assert first_of_s1.reviewer_label == "monocyte"
     assert all(r.reviewer_label is None for r in window.results.results if r.case == "S-2")
 
 
+def _move_archive(before: Path, now: Path) -> None:
+    """The previous session (the case archive holds it) into another data folder, with a fresh window's settings."""
+    now.mkdir()
+    for f in before.glob("cases.sqlite*"):
+        f.replace(now / f.name)
+
+
 def test_a_review_key_right_after_the_previous_session_is_restored_reviews_a_cell(qtbot, tmp_path, tiny_model_path):
     first = _window(qtbot, tmp_path / "before", tiny_model_path)
     _run(qtbot, first, lambda: first.classify([_images(tmp_path / "r", 3)]))
-    first.autosave(wait=True)
     first.close()
-    (tmp_path / "now").mkdir()
-    (tmp_path / "before" / "autosave.json").replace(tmp_path / "now" / "autosave.json")
+    _move_archive(tmp_path / "before", tmp_path / "now")
     w = _window(qtbot, tmp_path / "now", tiny_model_path)
     qtbot.waitUntil(lambda: w.results.rowCount() == 3, timeout=10000)
     focused = QApplication.focusWidget()
-    assert focused is w.table
+    assert focused is w.results_pane.table
     qtbot.keyClick(focused, "n")
     assert w.results.results[0].reviewer_label == "neutrophil"
 
@@ -125,10 +131,8 @@ def test_every_differential_row_shows_without_scrolling(qtbot, tmp_path, tiny_mo
     if start == "restored":
         first = _window(qtbot, tmp_path / "before", tiny_model_path, size)
         _run(qtbot, first, lambda: first.classify([_images(tmp_path / "d", 8)]))
-        first.autosave(wait=True)
         first.close()
-        (tmp_path / "now").mkdir()
-        (tmp_path / "before" / "autosave.json").replace(tmp_path / "now" / "autosave.json")
+        _move_archive(tmp_path / "before", tmp_path / "now")
         w = _window(qtbot, tmp_path / "now", tiny_model_path, size)
         qtbot.waitUntil(lambda: w.results.rowCount() == 8, timeout=10000)
         qtbot.wait(50)
@@ -140,19 +144,19 @@ def test_every_differential_row_shows_without_scrolling(qtbot, tmp_path, tiny_mo
     else:
         w = _window(qtbot, tmp_path, tiny_model_path, size)
         _run(qtbot, w, lambda: w.classify([_images(tmp_path / "d", 8)]))
-    table = w.diff_table
+    table = w.differential_pane.diff_table
     for mode in (0, 1):  # by model, by review
-        w.diff_mode.setCurrentIndex(mode)
+        w.differential_pane.diff_mode.setCurrentIndex(mode)
         qtbot.wait(20)
         names = [table.verticalHeaderItem(i).text() for i in range(table.rowCount())]
         assert {"Eosinophil", "Lymphocyte", "Monocyte", "Neutrophil"} <= set(names)
         assert all(_rows_shown_whole(table)), (mode, names, table.height())
         assert not table.verticalScrollBar().isVisible()
     # a nucleated red cell and a smudge cell bring two rows per 100 white cells
-    w.table.setFocus()
+    w.results_pane.table.setFocus()
     for row, key in ((0, "r"), (1, "s")):
-        w.table.selectRow(row)
-        qtbot.keyClick(w.table, key)
+        w.results_pane.table.selectRow(row)
+        qtbot.keyClick(w.results_pane.table, key)
     w.update_differential()
     qtbot.wait(20)
     names = [table.verticalHeaderItem(i).text() for i in range(table.rowCount())]
@@ -169,11 +173,11 @@ def test_every_differential_row_shows_without_scrolling(qtbot, tmp_path, tiny_mo
 def test_by_review_says_what_is_unreviewed_and_gives_the_white_cell_total(qtbot, window, tmp_path):
     """Break: "By review" counted unreviewed cells under the model's class without a word, and had no WBC total."""
     _run(qtbot, window, lambda: window.classify([_images(tmp_path / "b", 8)]))
-    window.table.setFocus()
-    window.table.selectRow(0)
-    qtbot.keyClick(window.table, "2")  # one eosinophil reviewed as a lymphocyte
-    window.diff_mode.setCurrentIndex(1)
-    table = window.diff_table
+    window.results_pane.table.setFocus()
+    window.results_pane.table.selectRow(0)
+    qtbot.keyClick(window.results_pane.table, "2")  # one eosinophil reviewed as a lymphocyte
+    window.differential_pane.diff_mode.setCurrentIndex(1)
+    table = window.differential_pane.diff_table
     headers = [table.horizontalHeaderItem(j).text() for j in range(table.columnCount())]
     assert headers == ["Count", "%", "Unreviewed"]
     rows = {
@@ -185,7 +189,7 @@ def test_by_review_says_what_is_unreviewed_and_gives_the_white_cell_total(qtbot,
     assert rows["White cells (WBC)"] == ["8", "100.0", "7"]
     note = window.differential_pane.note
     assert note.isVisible() and note.text() == "unreviewed cells count as the model's class"
-    window.diff_mode.setCurrentIndex(0)  # by model: the model's counts, two columns
+    window.differential_pane.diff_mode.setCurrentIndex(0)  # by model: the model's counts, two columns
     assert table.columnCount() == 2 and note.text() == ""
 
 

@@ -11,7 +11,7 @@ os.environ["HV_NO_ERROR_DIALOG"] = "1"
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from hv_desktop.core.review_order import review_next  # noqa: E402
+from hv_desktop.core.cases.review_order import review_next  # noqa: E402
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
 from hv_desktop.gui.results_model import RESULT_ROLE  # noqa: E402
 
@@ -32,14 +32,14 @@ def test_review_next_orders_the_table_and_a_review_moves_on(qtbot, tmp_path, tin
         w.classify([folder])
 
     def shown():
-        return [w.proxy.index(i, 0).data(RESULT_ROLE) for i in range(w.proxy.rowCount())]
+        return [w.results_pane.proxy.index(i, 0).data(RESULT_ROLE) for i in range(w.results_pane.proxy.rowCount())]
 
-    w.state_combo.setCurrentText("Review next")
+    w.results_pane.state_combo.setCurrentText("Review next")
     expected = [w.results.results[i] for i in review_next(w.results.results)]
     assert shown() == expected and shown() != list(w.results.results)
     first = shown()[0]
-    w.table.setFocus()
-    qtbot.keyClick(w.table, "1")  # reviewed: it leaves the list
+    w.results_pane.table.setFocus()
+    qtbot.keyClick(w.results_pane.table, "1")  # reviewed: it leaves the list
     assert first.reviewer_label == "eosinophil" and first not in shown()
-    w.state_combo.setCurrentText("All")
+    w.results_pane.state_combo.setCurrentText("All")
     assert shown() == list(w.results.results)  # file order again

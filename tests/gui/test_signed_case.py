@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -104,7 +105,7 @@ def test_a_site_model_leaves_the_signed_case_and_rows_keep_their_model(qtbot, wi
     assert [(r.label, r.confidence, r.reviewer_label) for r in a] == signed_before
     assert {r.model_name for r in a} == {old_name} and {r.model_name for r in b} == {"Site model"}
     assert [r.label for r in b] != [r.label for r in a]  # B really was re-classified
-    assert "signed-off" in window.statusBar().currentMessage() or window.audit[-1]["event"] == "signed off"
+    assert "signed-off" in window.statusBar().currentMessage() or window.review.audit[-1]["event"] == "signed off"
     window.review.current = "CASE-A"
     assert window.export_csv(tmp_path / "a.csv")
     with open(tmp_path / "a.csv", encoding="utf-8-sig", newline="") as fh:
@@ -150,36 +151,48 @@ def test_limits_are_enforced_on_entry(qtbot, window, tmp_path, monkeypatch):
     assert window.sign_off_case("A. Tech", "r" * 2000)
 
 
+def _legacy_autosave(w: MainWindow, folder: Path) -> Path:
+    """``w``'s session as a version without the case archive saved it, in a data folder of its own."""
+    from hv_desktop.core.storage.session import save_session
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_session(folder / "autosave.json", w.results.results, "tiny", "1", w.review.to_extra())
+    return folder / "autosave.json"
+
+
 def test_a_restore_keeps_long_texts_many_events_and_the_lock(qtbot, tmp_path, tiny_model_path):
-    autosave = tmp_path / "autosave.json"
-    w1 = _window(qtbot, tmp_path, tiny_model_path, autosave)
+    w1 = _window(qtbot, tmp_path, tiny_model_path)
     _signed_case(qtbot, w1, tmp_path)
-    for i in range(1200):  # an older app let these in: a restore must keep them all
+    for i in range(1200):  # an older app let these in: its autosave goes into the archive whole
         w1.review.audit.append({"event": "unlocked", "case": "CASE-A", "at": f"t{i}", "reason": "r"})
     w1.review.cases["CASE-A"].note = "n" * 5000
     w1.review.signoffs["CASE-A"].override_reason = "long " * 600
-    w1.autosave(wait=True)
+    autosave = _legacy_autosave(w1, tmp_path / "old")
     w2 = _window(qtbot, tmp_path, tiny_model_path, autosave)
-    qtbot.waitUntil(lambda: w2.results.rowCount() == 4, timeout=10000)
+    qtbot.waitUntil(lambda: w2.results.rowCount() == 4 and not w2.persistence.restoring, timeout=10000)
     assert w2.review.signoffs["CASE-A"].override_reason == "long " * 600  # still locked, reason whole
     assert len(w2.review.cases["CASE-A"].note) == 5000 and len(w2.review.audit) == 1201
+    w2.close()
+    w3 = _window(qtbot, tmp_path, tiny_model_path, autosave)  # and from the archive at the next start
+    qtbot.waitUntil(lambda: w3.results.rowCount() == 4 and not w3.persistence.restoring, timeout=10000)
+    assert w3.review.signed is not None and w3.review.signed.override_reason == "long " * 600
+    assert len(w3.review.cases["CASE-A"].note) == 5000 and len(w3.review.audit) == 1201
 
 
-def test_a_session_restored_in_part_is_kept_whole_and_the_user_told(qtbot, tmp_path, tiny_model_path, monkeypatch):
-    told = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: told.append(a[2]))
-    autosave = tmp_path / "autosave.json"
-    w1 = _window(qtbot, tmp_path, tiny_model_path, autosave)
+def test_a_session_restored_in_part_is_kept_whole_and_the_user_told(qtbot, tmp_path, tiny_model_path):
+    w1 = _window(qtbot, tmp_path, tiny_model_path)
     _run(qtbot, w1, lambda: w1.classify([_images(tmp_path / "p", 3)]))
-    w1.close()  # saves, and saves no more
+    autosave = _legacy_autosave(w1, tmp_path / "old")
+    w1.close()
     data = json.loads(autosave.read_text())
     data["results"][1]["confidence"] = "not a number"
     autosave.write_text(json.dumps(data))
     w2 = _window(qtbot, tmp_path, tiny_model_path, autosave)
-    qtbot.waitUntil(lambda: w2.results.rowCount() == 2, timeout=10000)
-    kept = list(tmp_path.glob("autosave.incomplete-*.json"))
-    assert len(kept) == 1 and json.loads(kept[0].read_text()) == data
-    assert told and "1 cells" in told[-1] and str(kept[0]) in told[-1]
+    qtbot.waitUntil(lambda: w2.results.rowCount() == 2 and not w2.persistence.restoring, timeout=10000)
+    kept = list((tmp_path / "old").glob("autosave.imported-*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text()) == data and not autosave.exists()
+    said = w2.statusBar().currentMessage()  # on the status line: no box at start
+    assert "1 unreadable cells" in said and kept[0].name in said
 
 
 # --- 4. camera images are never lost

@@ -12,7 +12,7 @@ os.environ["HV_NO_ERROR_DIALOG"] = "1"
 
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 
-from hv_desktop.core.model import bundled_model_path  # noqa: E402
+from hv_desktop.core.inference.model import bundled_model_path  # noqa: E402
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
 
 CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
@@ -52,7 +52,7 @@ def test_adapt_dialog_loads_site_model_reclassifies_and_switches_back(qtbot, tmp
     with qtbot.waitSignal(w.runFinished, timeout=60000):
         qtbot.mouseClick(dlg.save_button, Qt.LeftButton)
     assert "adapted to Lab B" in w.model.info.name
-    assert "Lab B" in w.model_label.text()
+    assert "Lab B" in w.runner.model_label.text()
     assert w.model.path.parent == tmp_path / "site-models"
     assert w.results.rowCount() == 24  # re-classified in place, not appended
     assert all(r.reviewer_label == truth[r.path.name] for r in w.results.results)  # reviews kept
@@ -62,5 +62,5 @@ def test_adapt_dialog_loads_site_model_reclassifies_and_switches_back(qtbot, tmp
     with qtbot.waitSignal(w.runFinished, timeout=60000):
         w.commands.shipped.trigger()
     assert w.model.path.resolve() == bundled_model_path().resolve()
-    assert "adapted" not in w.model_label.text()
+    assert "adapted" not in w.runner.model_label.text()
     assert w.results.rowCount() == 24

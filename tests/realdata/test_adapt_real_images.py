@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hv_desktop.core import adapt as A
-from hv_desktop.core.batch import classify_paths
-from hv_desktop.core.model import Model
-from hv_desktop.core.onnx_proto import OnnxFile
+from hv_desktop.core.inference.batch import classify_paths
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.onnx_proto import OnnxFile
+from hv_desktop.core.site import adapt as A
+from hv_desktop.core.site import lab_images as LI
+from hv_desktop.core.site.adapt_graph import Probe
 from tests.support.cli import run_hematovision as run
 
 CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
@@ -63,7 +65,7 @@ def lab(shared_data, tmp_path_factory):
 
 def _accuracy_and_flags(model: Model, score):
     res = list(classify_paths([p for p, _ in score], model))
-    acc = np.mean([r.label == c for r, (_, c) in zip(res, score)])
+    acc = np.mean([r.label == c for r, (_, c) in zip(res, score, strict=True)])
     return acc, np.mean([r.needs_review for r in res])
 
 
@@ -102,13 +104,13 @@ def test_adapt_cli_end_to_end(lab, shipped_model, tmp_path):
 @pytest.mark.slow
 def test_written_review_graph_matches_the_numpy_mirror(lab, shipped_model, tmp_path):
     """The lab centres written into the graph give exactly the distances, and typicality, that adapt() used."""
-    from hv_desktop.core.preprocess import normalise, resize_for_model
+    from hv_desktop.core.imaging.preprocess import normalise, resize_for_model
 
     root, score = lab
     base = Model(shipped_model)
     cells = [
         c
-        for c in A.read_labelled_csv([root / "labelled.csv"])
+        for c in LI.read_labelled_csv([root / "labelled.csv"])
         if c.label in CLASSES and c.path.is_file() and c.path.name != "broken.png"
     ]
     site = Model(A.adapt(base, cells, site_name="x").save(tmp_path / "s.onnx", base))
@@ -118,7 +120,7 @@ def test_written_review_graph_matches_the_numpy_mirror(lab, shipped_model, tmp_p
         ims = [Image.open(p).convert("RGB") for p in paths]
         return normalise(np.stack([resize_for_model(i, site.input_size, prep) for i in ims]), prep)
 
-    probe_base, probe_site = A._Probe(base), A._Probe(site)
+    probe_base, probe_site = Probe(base), Probe(site)
     rv = probe_base.review
     assert rv is not None
     fl = probe_base.run(tensor([c.path for c in cells]))
@@ -139,9 +141,9 @@ def test_written_review_graph_matches_the_numpy_mirror(lab, shipped_model, tmp_p
 
 def test_a_class_with_few_cells_keeps_the_base_head(shared_data, shipped_model):
     cells = []
-    for c, n in zip(CLASSES, (6, 6, 2, 6)):
+    for c, n in zip(CLASSES, (6, 6, 2, 6), strict=True):
         files = sorted((shared_data / "pbc" / "train" / c).iterdir())[:n]
-        cells += [A.LabelledCell(f, c) for f in files]
+        cells += [LI.LabelledCell(f, c) for f in files]
     base = Model(shipped_model)
     result = A.adapt(base, cells, site_name="few")
     assert result.kept_base == ["monocyte"]
@@ -156,10 +158,10 @@ def test_duplicate_pictures_count_once(shared_data, shipped_model, tmp_path):
     cells = []
     for c in CLASSES:
         for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[:5]:
-            cells.append(A.LabelledCell(f, c))
+            cells.append(LI.LabelledCell(f, c))
             copy = tmp_path / f"copy_{f.name}"
             copy.write_bytes(f.read_bytes())
-            cells.append(A.LabelledCell(copy, c))
+            cells.append(LI.LabelledCell(copy, c))
     result = A.adapt(Model(shipped_model), cells)
     assert result.counts == {c: 5 for c in CLASSES}
     assert result.duplicates == {c: 5 for c in CLASSES}  # said, not dropped silently (issue 27: 3 shown, 2 used)
@@ -169,16 +171,16 @@ def test_duplicate_pictures_count_once(shared_data, shipped_model, tmp_path):
 
 
 def test_huge_csv_reads_a_bounded_class_balanced_subset(shared_data, shipped_model, tmp_path):
-    real = [A.LabelledCell(f, c) for c in CLASSES for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[:6]]
-    ghosts = [A.LabelledCell(tmp_path / f"gone_{i}.png", "neutrophil") for i in range(5000)]
+    real = [LI.LabelledCell(f, c) for c in CLASSES for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[:6]]
+    ghosts = [LI.LabelledCell(tmp_path / f"gone_{i}.png", "neutrophil") for i in range(5000)]
     result = A.adapt(Model(shipped_model), ghosts + real)
-    assert len(result.skipped) + sum(result.counts.values()) <= A.MAX_CELLS  # never 5,024 reads
+    assert len(result.skipped) + sum(result.counts.values()) <= LI.MAX_CELLS  # never 5,024 reads
     assert [result.counts[c] for c in CLASSES[:3]] == [6, 6, 6]  # the rare classes are all kept
 
 
 def test_the_ruler_measures_the_magnification_instead_of_cross_validating(lab, shipped_model):
     root, _ = lab
-    cells = [c for c in A.read_labelled_csv([root / "labelled.csv"]) if c.label in CLASSES and c.path.exists()]
+    cells = [c for c in LI.read_labelled_csv([root / "labelled.csv"]) if c.label in CLASSES and c.path.exists()]
     base = Model(shipped_model)
     ruled = A.adapt(base, cells, site_name="ruler", magnification="ruler")
     assert ruled.scale_scores == {}  # no magnification was cross-validated

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hv_desktop.core.calibrate import calibrate
-from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import normalise, open_image, resize_for_model
+from hv_desktop.core.imaging.preprocess import normalise, open_image, resize_for_model
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.site.calibrate import calibrate
 from training.magnification import at_magnification
 
 

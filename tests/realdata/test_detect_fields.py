@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from hv_desktop.core.detect import FinderParams
+from hv_desktop.core.imaging.detect import FinderParams
 from training.analysis.detect_eval import SIMS, evaluate, load_lab
 
 FLOOR = 0.93

@@ -36,4 +36,4 @@ def test_fields_with_several_white_cells_give_a_row_per_cell(tmp_path, shared_da
         found = [tuple(float(row[k]) for k in ("cell_x0", "cell_y0", "cell_x1", "cell_y1")) for row in got]
         assert [row["cell_index"] for row in got] == [str(i + 1) for i in range(len(got))]
         exact.append(len(got) == len(boxes) and len(match(found, boxes)) == len(boxes))  # type: ignore[arg-type]
-    assert sum(exact) >= FLOOR * len(several), [p.name for (p, _), ok in zip(several, exact) if not ok]
+    assert sum(exact) >= FLOOR * len(several), [p.name for (p, _), ok in zip(several, exact, strict=True) if not ok]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hv_desktop.core.preprocess import nucleus_radius
+from hv_desktop.core.imaging.preprocess import nucleus_radius
 from training.analysis.scale_probe import SCALES, zoom
 
 

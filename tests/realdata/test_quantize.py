@@ -17,8 +17,8 @@ onnx = (
 
 
 def test_quantised_model_keeps_its_stem_in_float_and_agrees_with_fp32(tmp_path, shared_data, monkeypatch):
-    from hv_desktop.core.model import Model
-    from hv_desktop.core.preprocess import load_for_model, normalise
+    from hv_desktop.core.imaging.preprocess import load_for_model, normalise
+    from hv_desktop.core.inference.model import Model
     from training.data import list_labelled
     from training.quantize import quantize
 

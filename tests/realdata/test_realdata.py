@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hv_desktop.core.batch import classify_paths
-from hv_desktop.core.export import csv_columns
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.batch import classify_paths
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.io.export import csv_columns
 from tests.support import ROOT
 
 pytestmark = pytest.mark.realdata
@@ -88,8 +88,8 @@ def _nucleus_mask(rgb: np.ndarray) -> np.ndarray:
 
 def test_heatmaps_peak_on_the_white_cell(shared_data, model):
     """On cell-centred images (pbc) the heat's peak lies on or next to the stained nucleus."""
-    from hv_desktop.core.heatmap import cam_for, upsample
-    from hv_desktop.core.preprocess import model_box, open_image
+    from hv_desktop.core.imaging.preprocess import model_box, open_image
+    from hv_desktop.core.inference.heatmap import cam_for, upsample
     from tests.support.scipy_free_dilate import dilate  # local helper below
 
     files = []
@@ -118,7 +118,7 @@ def test_heatmaps_peak_on_the_white_cell(shared_data, model):
 )
 def test_the_cell_search_ignores_an_illumination_cast(shared_data, cast):
     """Another lab's lamp or camera white balance must not move the classified square off the cell."""
-    from hv_desktop.core.preprocess import cell_centre, open_image
+    from hv_desktop.core.imaging.preprocess import cell_centre, open_image
 
     paths = [
         p
@@ -138,7 +138,7 @@ def test_another_magnification_alone_does_not_flag_most_cells(shared_data, model
     """A lab imaging at 0.7x or 1.4x our magnification still gets answers it can use: the model classifies
     those cells as well, so they must not all land in review; at half magnification, where accuracy drops,
     they should (see the model card's magnification probe)."""
-    from hv_desktop.core.preprocess import open_image
+    from hv_desktop.core.imaging.preprocess import open_image
     from training.analysis.magnification_probe import assess_at
     from training.data import list_labelled
 

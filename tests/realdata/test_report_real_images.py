@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
-from hv_desktop.core.batch import classify_paths
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.batch import classify_paths
+from hv_desktop.core.inference.model import Model
 
 
 @pytest.mark.realdata

@@ -39,7 +39,7 @@ def test_alpha035_base_equals_file(weights_dir):
 
 
 def test_alpha100_classifier_recognises_coral_images(weights_dir):
-    from hv_desktop.core.preprocess import load_for_model
+    from hv_desktop.core.imaging.preprocess import load_for_model
     from training.weights import load_alpha100_classifier
 
     model = load_alpha100_classifier(weights_dir)
@@ -54,15 +54,15 @@ def test_alpha100_classifier_recognises_coral_images(weights_dir):
     files = sorted(expected)
     x = np.stack([load_for_model(weights_dir / "coral-test-images" / f, (224, 224)) for f in files])
     probs = model.predict(x.astype(np.float32) / 127.5 - 1.0, verbose=0)
-    for f, p in zip(files, probs):
+    for f, p in zip(files, probs, strict=True):
         assert labels[int(p.argmax()) + 1].startswith(expected[f]), f
 
 
 @pytest.mark.parametrize("crop", [None, {"kind": "cell", "fraction": 0.75}])
 def test_training_and_app_preprocess_identically(shared_data, crop):
     """Training's cached arrays and the app's batch decoder give the same tensors, whole image or cell crop."""
-    from hv_desktop.core.batch import read_and_decode
-    from hv_desktop.core.preprocess import normalise
+    from hv_desktop.core.imaging.preprocess import normalise
+    from hv_desktop.core.inference.batch import read_and_decode
     from training.data import list_labelled, load_arrays, preprocessing_for, subset
 
     prep = preprocessing_for({"image_size": 224, "crop": crop})
@@ -70,7 +70,7 @@ def test_training_and_app_preprocess_identically(shared_data, crop):
         list_labelled(shared_data / "pbc" / "val"), 10
     )
     x, y = load_arrays(items, 224, prep=prep)
-    for (path, label), arr, lab in zip(items, x, y):
+    for (path, label), arr, lab in zip(items, x, y, strict=True):
         app = read_and_decode(path, (224, 224), prep=prep)
         assert app.error is None and np.array_equal(app.pixels, normalise(arr, prep)), path
         assert label == lab
@@ -88,9 +88,9 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     r = run_module("training.export_onnx", "--run", run, "--out", onnx_path, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
 
-    from hv_desktop.core.batch import classify_paths
-    from hv_desktop.core.model import Model
-    from hv_desktop.core.preprocess import load_for_model, normalise
+    from hv_desktop.core.imaging.preprocess import load_for_model, normalise
+    from hv_desktop.core.inference.batch import classify_paths
+    from hv_desktop.core.inference.model import Model
     from training.data import list_labelled
     from training.export_onnx import load_core
 

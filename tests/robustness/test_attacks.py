@@ -17,11 +17,11 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from hv_desktop.core.batch import classify_paths
-from hv_desktop.core.model import Model, ModelError
-from hv_desktop.core.paths import path_to_text, text_to_path
-from hv_desktop.core.session import SessionError, load_session, save_session
-from hv_desktop.core.watch import FolderWatcher
+from hv_desktop.core.inference.batch import classify_paths
+from hv_desktop.core.inference.model import Model, ModelError
+from hv_desktop.core.io.watch import FolderWatcher
+from hv_desktop.core.storage.session import SessionError, load_session, save_session
+from hv_desktop.core.system.paths import path_to_text, text_to_path
 from tests.support import ROOT
 from tests.support.onnx_factory import tiny_model
 
@@ -118,9 +118,11 @@ def test_gui_autosave_keeps_a_non_utf8_name(qtbot, tmp_path, tiny_model_path):
     qtbot.addWidget(w1)
     with qtbot.waitSignal(w1.runFinished, timeout=30000):
         w1.classify([folder])
-    w1.results.set_reviewer_label(0, "monocyte")
+    w1.workspace.assign(0, "monocyte")
     w1.autosave(wait=True)
-    assert "file:" in autosave.read_text(encoding="utf-8")  # written, not failed silently
+    assert w1.workspace.archive is not None  # written to the case archive, not failed silently
+    cell = w1.workspace.archive.load_case(w1.review.current).results[0]
+    assert os.fsencode(cell.path) == os.fsencode(folder / LATIN1) and cell.reviewer_label == "monocyte"
     w2 = MainWindow(model_path=tiny_model_path, settings=settings, autosave_path=autosave)
     qtbot.addWidget(w2)
     qtbot.waitUntil(lambda: w2.results.rowCount() == 1, timeout=10000)
@@ -162,7 +164,7 @@ def test_special_files_get_rows_and_never_block(tmp_path, tiny_model_path):
 
 @pytest.mark.skipif(not POSIX, reason="FIFOs are POSIX")
 def test_fifo_model_and_preview_do_not_block(tmp_path):
-    from hv_desktop.core.preprocess import ImageError, open_image
+    from hv_desktop.core.imaging.preprocess import ImageError, open_image
 
     os.mkfifo(tmp_path / "m.onnx")
     with pytest.raises(ModelError, match="not a regular file"):

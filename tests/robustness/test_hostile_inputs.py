@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from hv_desktop import cli
-from hv_desktop.core import batch as batch_mod
-from hv_desktop.core import export as export_mod
-from hv_desktop.core.batch import classify_paths, classify_stream
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference import batch as batch_mod
+from hv_desktop.core.inference.batch import classify_paths, classify_stream
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.io import export as export_mod
 from tests.support import ROOT
 from tests.support.badfiles import make_bad_files, make_odd_good_files
 

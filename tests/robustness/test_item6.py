@@ -14,9 +14,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from hv_desktop.core import adapt as A
-from hv_desktop.core.model import Model
-from hv_desktop.core.watch import FolderWatcher
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.io.watch import FolderWatcher
+from hv_desktop.core.site import adapt as A
+from hv_desktop.core.site import lab_images as LI
 from tests.support import ROOT
 from tests.support.cli import run_hematovision, serve
 from tests.support.images import smear
@@ -107,11 +108,12 @@ def test_an_autosave_whose_entries_are_all_unreadable_is_kept_and_the_user_told(
         model_path=tiny_model_path, settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), autosave_path=autosave
     )
     qtbot.addWidget(w)
-    qtbot.waitUntil(lambda: bool(told), timeout=10000)
-    kept = [p for p in tmp_path.iterdir() if p.name.startswith("autosave.") and p.name != "autosave.json"]
-    assert len(kept) == 1 and kept[0].read_text() == text  # the whole file, byte for byte
-    assert "3 cells" in told[-1] and str(kept[0]) in told[-1]
-    w.close()  # the close-time autosave writes the (empty) session over the original, never over the copy
+    qtbot.waitUntil(lambda: not w.persistence.restoring, timeout=10000)
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("autosave.")]
+    assert len(kept) == 1 and kept[0].read_text() == text  # the whole file, byte for byte, renamed aside
+    said = w.statusBar().currentMessage()  # on the status line: no box at start
+    assert "3 unreadable cells" in said and str(kept[0]) in said and not told
+    w.close()  # nothing is written over it
     assert kept[0].read_text() == text
 
 
@@ -155,12 +157,12 @@ def test_the_adapt_dialog_applies_the_same_rule(qtbot, tmp_path, shipped_model):
     from hv_desktop.gui.adapt_dialog import AdaptDialog
 
     model = Model(shipped_model)
-    one_class = [A.LabelledCell(tmp_path / f"n{i}.png", "neutrophil") for i in range(40)]
+    one_class = [LI.LabelledCell(tmp_path / f"n{i}.png", "neutrophil") for i in range(40)]
     dlg = AdaptDialog(model, one_class, tmp_path)
     qtbot.addWidget(dlg)
     assert not dlg.adapt_button.isEnabled()
     assert "at least 5 cells of each of 3 of the 4 classes" in dlg.report.toPlainText()
-    three = one_class + [A.LabelledCell(tmp_path / f"{c}{i}.png", c) for c in ("eosinophil", "monocyte") for i in range(5)]
+    three = one_class + [LI.LabelledCell(tmp_path / f"{c}{i}.png", c) for c in ("eosinophil", "monocyte") for i in range(5)]
     dlg3 = AdaptDialog(model, three, tmp_path)
     qtbot.addWidget(dlg3)
     assert dlg3.adapt_button.isEnabled()
@@ -179,7 +181,7 @@ def test_a_reviewed_csv_over_64_mb_is_read_whole(tmp_path):
         for i, label in enumerate(["eosinophil", "lymphocyte", "monocyte", "neutrophil"] * 6):
             fh.write(f"r{i}.png,{label},\n")
     assert src.stat().st_size > 64 * 1024 * 1024
-    cells = A.read_labelled_csv([src])
+    cells = LI.read_labelled_csv([src])
     assert [c.path.name for c in cells] == [f"r{i}.png" for i in range(24)]
     assert cells[0].path == tmp_path / "r0.png" and cells[0].label == "eosinophil"
 
@@ -187,19 +189,19 @@ def test_a_reviewed_csv_over_64_mb_is_read_whole(tmp_path):
 def test_reading_keeps_exactly_the_cells_adapt_can_choose(tmp_path):
     """Memory stays bounded however many rows: only the cells adapt could use are kept, and its choice is the
     same as from every row."""
-    labels = [f"type{k:04}" for k in range(A.MAX_CELLS + 50)][::-1]  # more labels than cells are used
-    every = [A.LabelledCell(tmp_path / f"n{i}.png", "Neutrophil") for i in range(A.MAX_CELLS + 300)]
-    every += [A.LabelledCell(tmp_path / f"o{i}.png", lab) for i, lab in enumerate(labels)]
-    every += [A.LabelledCell(tmp_path / f"e{i}.png", "eosinophil") for i in range(7)]
+    labels = [f"type{k:04}" for k in range(LI.MAX_CELLS + 50)][::-1]  # more labels than cells are used
+    every = [LI.LabelledCell(tmp_path / f"n{i}.png", "Neutrophil") for i in range(LI.MAX_CELLS + 300)]
+    every += [LI.LabelledCell(tmp_path / f"o{i}.png", lab) for i, lab in enumerate(labels)]
+    every += [LI.LabelledCell(tmp_path / f"e{i}.png", "eosinophil") for i in range(7)]
     src = tmp_path / "many.csv"
     src.write_text("path,reviewer_label\n" + "".join(f"{c.path.name},{c.label}\n" for c in every))
-    read = A.read_labelled_csv([src])
+    read = LI.read_labelled_csv([src])
     # neutrophil capped at MAX_CELLS; of the other labels only those among the first MAX_CELLS (sorted) can be taken
-    assert len(read) == A.MAX_CELLS + (A.MAX_CELLS - 2) + 7 < len(every)
-    assert A._within_limit(read) == A._within_limit(every)
+    assert len(read) == LI.MAX_CELLS + (LI.MAX_CELLS - 2) + 7 < len(every)
+    assert LI.within_limit(read) == LI.within_limit(every)
     small = every[:30]
     src.write_text("path,reviewer_label\n" + "".join(f"{c.path.name},{c.label}\n" for c in small))
-    assert A.read_labelled_csv([src]) == small  # under the limit: every cell, in order
+    assert LI.read_labelled_csv([src]) == small  # under the limit: every cell, in order
 
 
 # ---------------------------------------------------------------- onnxruntime writes nothing under HOME
@@ -219,10 +221,10 @@ def test_onnxruntime_leaves_home_untouched(tmp_path):
 
 
 def test_start_up_switches_onnxruntime_telemetry_off_before_it_is_imported():
-    from hv_desktop.core import runtime
+    from hv_desktop.core.system import runtime
 
     code = (
-        "import os, sys; from hv_desktop.core.runtime import configure_process; configure_process(); "
+        "import os, sys; from hv_desktop.core.system.runtime import configure_process; configure_process(); "
         "print(os.environ.get('ORT_DISABLE_TELEMETRY'), 'onnxruntime' in sys.modules)"
     )
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}

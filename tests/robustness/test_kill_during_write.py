@@ -16,9 +16,9 @@ from tests.support import ROOT
 WRITER = r"""
 import sys
 from pathlib import Path
-from hv_desktop.core.result import Result
-from hv_desktop.core.export import write_csv
-from hv_desktop.core.session import save_session
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.io.export import write_csv
+from hv_desktop.core.storage.session import save_session
 target, kind = Path(sys.argv[1]), sys.argv[2]
 labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 probs = {l: 0.25 for l in labels}
@@ -43,7 +43,7 @@ def _check_csv(path: Path) -> None:
 
 
 def _check_session(path: Path) -> None:
-    from hv_desktop.core.session import load_session
+    from hv_desktop.core.storage.session import load_session
 
     results, header = load_session(path)
     assert len(results) == 3000 and sum(1 for r in results if r.reviewer_label) == 1000
@@ -76,8 +76,8 @@ def test_session_autosave_survives_kills(tmp_path):
 
 
 def test_review_state_round_trips_exactly(tmp_path):
-    from hv_desktop.core.result import Result
-    from hv_desktop.core.session import load_session, save_session
+    from hv_desktop.core.inference.result import Result
+    from hv_desktop.core.storage.session import load_session, save_session
 
     rs = [
         Result(

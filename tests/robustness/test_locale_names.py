@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hv_desktop.core.paths import display_name, path_to_text, text_to_path
+from hv_desktop.core.system.paths import display_name, path_to_text, text_to_path
 from tests.support import ROOT
 from tests.support.cli import serve
 from tests.support.images import disc_image, smear
@@ -184,9 +184,9 @@ def test_messages_naming_a_path_that_is_not_utf8_are_printed(loc, tmp_path):
 
 
 def test_package_export_keeps_a_name_that_is_not_utf8(tmp_path):
-    from hv_desktop.core.batch import classify_paths
-    from hv_desktop.core.model import Model
-    from hv_desktop.core.package import write_package
+    from hv_desktop.core.inference.batch import classify_paths
+    from hv_desktop.core.inference.model import Model
+    from hv_desktop.core.io.package import write_package
 
     model = Model(tiny_model(tmp_path / "tiny.onnx"))
     folder = tmp_path / "imgs"
@@ -202,7 +202,7 @@ def test_package_export_keeps_a_name_that_is_not_utf8(tmp_path):
 
 
 def test_practice_score_export_keeps_a_name_that_is_not_utf8(tmp_path):
-    from hv_desktop.core.practice import PracticeSession
+    from hv_desktop.core.cases.practice import PracticeSession
 
     labels = ["eosinophil", "lymphocyte"]
     session = PracticeSession(labels, [(_bad(tmp_path), "eosinophil"), (tmp_path / "b.jpg", "lymphocyte")])

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hv_desktop.core.batch import classify_paths
-from hv_desktop.core.model import Model
-from hv_desktop.core.package import PackageError, disagreements, read_package, write_package
+from hv_desktop.core.inference.batch import classify_paths
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.io.package import PackageError, read_package, write_package
+from hv_desktop.core.io.reply import disagreements
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_request_review_reply_and_disagreements(tmp_path, case):
     opened = read_package(pkg, tmp_path / "consultant" / "S-1")
     assert opened.kind == "request" and opened.case["case_id"] == "S-1"
     assert len(opened.results) == 5 and sum(1 for r in opened.results if r.ok) == 4
-    for mine, theirs in zip(results, opened.results):
+    for mine, theirs in zip(results, opened.results, strict=True):
         if mine.ok:
             assert theirs.path.read_bytes() == mine.path.read_bytes()  # the same pictures
             assert theirs.path.is_relative_to(tmp_path / "consultant" / "S-1")

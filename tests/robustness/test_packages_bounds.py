@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hv_desktop.core.batch import classify_paths
-from hv_desktop.core.model import Model
-from hv_desktop.core.package import PackageError, disagreements, read_package, write_package
-from hv_desktop.core.result import Result, decode, encode
+from hv_desktop.core.inference.batch import classify_paths
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.result import Result, decode, encode
+from hv_desktop.core.io.package import PackageError, read_package, write_package
+from hv_desktop.core.io.reply import disagreements
 
 
 def _raw_zip(path: Path, members: dict[str, bytes]) -> Path:
@@ -154,7 +155,7 @@ def test_entries_sharing_a_display_name_each_get_their_own_image(tmp_path, tiny_
 
 
 def test_a_reply_is_checked_against_the_request_it_answers(tmp_path, twins):
-    from hv_desktop.core.package import reply_case
+    from hv_desktop.core.io.reply import reply_case
 
     model, mine = twins
     for r in mine:
@@ -176,7 +177,7 @@ def test_a_reply_is_checked_against_the_request_it_answers(tmp_path, twins):
 
 def test_a_reply_without_cell_ids_is_matched_only_where_the_image_is_unique(tmp_path, twins):
     """A reply to a request sent before cells had IDs: matched by the image's sha256, never between twins."""
-    from hv_desktop.core.package import matched_cells
+    from hv_desktop.core.io.reply import matched_cells
 
     model, mine = twins
     images = {f"images/{i}.png": r.path.read_bytes() for i, r in enumerate(mine)}
@@ -297,8 +298,8 @@ def test_a_camera_fields_cells_keep_their_boxes_through_a_package(tmp_path):
 
     from PIL import Image
 
-    from hv_desktop.core.package import read_package, write_package
-    from hv_desktop.core.result import Result
+    from hv_desktop.core.inference.result import Result
+    from hv_desktop.core.io.package import read_package, write_package
 
     img = tmp_path / "field.png"
     Image.new("RGB", (64, 48), (200, 150, 150)).save(img)

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hv_desktop.core.batch import classify_stream
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.batch import classify_stream
+from hv_desktop.core.inference.model import Model
 
 SETTINGS = settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 EXTS = [".jpg", ".png", ".bmp", ".tif", ".gif", ".webp", ".dat"]

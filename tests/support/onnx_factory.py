@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from hv_desktop.core.metadata import ModelMetadata
-from hv_desktop.core.preprocess import Preprocessing
+from hv_desktop.core.imaging.preprocess import Preprocessing
+from hv_desktop.core.inference.metadata import ModelMetadata
 
 LABELS = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 

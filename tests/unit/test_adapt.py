@@ -9,9 +9,11 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from hv_desktop.core import adapt as A
-from hv_desktop.core.model import Model, ModelError
-from hv_desktop.core.onnx_proto import OnnxFile
+from hv_desktop.core.inference.model import Model, ModelError
+from hv_desktop.core.inference.onnx_proto import OnnxFile
+from hv_desktop.core.site.adapt_fit import fit_head
+from hv_desktop.core.site.lab_images import read_labelled_csv
+from hv_desktop.core.site.site_model import AdaptError
 from tests.support.cli import run_hematovision as run
 
 CLASSES = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
@@ -59,12 +61,12 @@ def _blobs(n_per: int, d: int = 16, seed: int = 0):
 def test_fit_head_learns_and_pulls_toward_base():
     x, y = _blobs(10)
     w0, b0 = np.zeros((16, 4)), np.zeros(4)
-    w, b = A.fit_head(x, y, w0, b0, ridge=0.01)
+    w, b = fit_head(x, y, w0, b0, ridge=0.01)
     assert np.mean((x @ w + b).argmax(1) == y) == 1.0
     xt, yt = _blobs(50, seed=0)
     assert np.mean((xt @ w + b).argmax(1) == yt) > 0.9
     # a huge pull leaves the head where it was
-    w_big, b_big = A.fit_head(x, y, w0 + 1.0, b0, ridge=1e6)
+    w_big, b_big = fit_head(x, y, w0 + 1.0, b0, ridge=1e6)
     assert np.abs(w_big - (w0 + 1.0)).max() < 1e-3
 
 
@@ -72,7 +74,7 @@ def test_frozen_class_keeps_base_weights():
     x, y = _blobs(10)
     rng = np.random.default_rng(1)
     w0, b0 = rng.normal(size=(16, 4)), rng.normal(size=4)
-    w, b = A.fit_head(x, y, w0, b0, ridge=0.1, frozen=[2])
+    w, b = fit_head(x, y, w0, b0, ridge=0.1, frozen=[2])
     np.testing.assert_array_equal(w[:, 2], w0[:, 2])
     assert b[2] == b0[2]
     assert not np.allclose(w[:, 0], w0[:, 0])
@@ -108,7 +110,7 @@ def test_bad_inputs_are_one_line(tmp_path, tiny_model_path, shipped_model):
 
 
 def test_wider_square_is_padded_with_background():
-    from hv_desktop.core.preprocess import Preprocessing, model_box, resize_for_model
+    from hv_desktop.core.imaging.preprocess import Preprocessing, model_box, resize_for_model
 
     im = Image.new("RGB", (100, 80), (230, 220, 210))
     im.paste((120, 40, 160), (40, 30, 60, 50))  # a purple "nucleus" in the middle
@@ -136,5 +138,5 @@ def test_metadata_bounds_for_crop_fraction(tmp_path):
 @pytest.mark.skipif(os.name != "posix", reason="FIFOs")
 def test_fifo_csv_is_refused_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "labels.csv")
-    with pytest.raises(A.AdaptError, match="cannot be read"):
-        A.read_labelled_csv([tmp_path / "labels.csv"])
+    with pytest.raises(AdaptError, match="cannot be read"):
+        read_labelled_csv([tmp_path / "labels.csv"])

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hv_desktop.core.archive import ArchiveError, ArchiveLocked, CaseArchive
-from hv_desktop.core.result import Result, encode
-from hv_desktop.core.review import MAX_NAME, MAX_NOTE, MAX_REASON, CaseInfo, SignOff
+from hv_desktop.core.cases.review import MAX_NAME, MAX_NOTE, MAX_REASON, CaseInfo, SignOff
+from hv_desktop.core.inference.result import Result, encode
+from hv_desktop.core.storage.archive import ArchiveError, ArchiveLocked, CaseArchive
 
 
 def cell(name: str, label: str = "neutrophil", flagged: bool = False, error: str | None = None, **kw) -> Result:
@@ -246,7 +246,7 @@ def test_a_name_that_is_not_utf8_round_trips(tmp_path):
 
 
 def test_the_file_is_in_wal_mode_with_foreign_keys_and_the_chosen_durability(tmp_path):
-    from hv_desktop.core import archive_schema
+    from hv_desktop.core.storage import archive_schema
 
     with CaseArchive.open(tmp_path / "a.sqlite") as a:
         conn = a._conn

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from hv_desktop.core import archive_schema
-from hv_desktop.core.archive import ArchiveError, ArchiveTooNew, CaseArchive
-from hv_desktop.core.result import Result, encode
-from hv_desktop.core.review import MAX_NOTE, MAX_REASON, CaseInfo, ReviewSession
-from hv_desktop.core.session import save_session
+from hv_desktop.core.cases.review import MAX_NOTE, MAX_REASON, CaseInfo, ReviewSession
+from hv_desktop.core.inference.result import Result, encode
+from hv_desktop.core.storage import archive_schema
+from hv_desktop.core.storage.archive import ArchiveError, ArchiveTooNew, CaseArchive
+from hv_desktop.core.storage.session import save_session
 from tests.support import ROOT
 
 #: Version 1 of the archive, written out as it shipped (not taken from the code, which may move on).
@@ -62,7 +62,7 @@ def _digest(path: Path) -> str:
 def test_a_version_1_archive_is_migrated_and_its_data_survives(tmp_path):
     path = _v1(tmp_path / "old.sqlite")
     with CaseArchive.open(path) as a:
-        assert a._conn.execute("PRAGMA user_version").fetchone()[0] == archive_schema.VERSION == 3
+        assert a._conn.execute("PRAGMA user_version").fetchone()[0] == archive_schema.VERSION == 4
         assert [c.case_id for c in a.find_cases(text="ärztin")] == ["Ärztin-7"]  # step 2's search keys were filled in
         assert [c.case_id for c in a.find_cases(operator="åsa berg", status="signed")] == ["Ärztin-7"]
         case = a.load_case("Ärztin-7")
@@ -120,7 +120,7 @@ def test_a_file_that_is_not_an_archive_is_refused_untouched(tmp_path, kind):
 
 CHILD = """
 import sys
-from hv_desktop.core.archive import CaseArchive
+from hv_desktop.core.storage.archive import CaseArchive
 ids = sys.argv[2].split(",")
 with CaseArchive.open(sys.argv[1]) as a:
     i = 0

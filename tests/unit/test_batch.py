@@ -5,8 +5,8 @@ import threading
 import pytest
 from PIL import Image
 
-from hv_desktop.core.batch import classify_paths, classify_stream
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.batch import classify_paths, classify_stream
+from hv_desktop.core.inference.model import Model
 from tests.support.badfiles import make_bad_files, make_odd_good_files
 
 

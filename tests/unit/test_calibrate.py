@@ -7,9 +7,10 @@ import math
 import pytest
 from PIL import Image
 
-from hv_desktop.core.adapt import AdaptError
-from hv_desktop.core.calibrate import MIN_IMAGES, REFERENCE_RADII, calibrate
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.site.calibrate import calibrate
+from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII
+from hv_desktop.core.site.site_model import AdaptError
 from tests.support.cli import run_hematovision
 from tests.support.images import disc_image
 from tests.support.onnx_factory import tiny_model

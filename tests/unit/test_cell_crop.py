@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hv_desktop.core.heatmap import explain, overlay, view_for
-from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import Preprocessing, cell_centre, model_box, normalise, resize_for_model
+from hv_desktop.core.imaging.preprocess import Preprocessing, cell_centre, model_box, normalise, resize_for_model
+from hv_desktop.core.inference.heatmap import explain, overlay, view_for
+from hv_desktop.core.inference.model import Model
 from tests.support.images import smear
 from tests.support.onnx_factory import tiny_model
 
@@ -105,7 +105,7 @@ def test_explain_gives_the_answer_and_its_picture_from_one_inference(tmp_path):
 
 
 def test_a_cell_at_the_edge_is_reported_off_centre_in_its_square():
-    from hv_desktop.core.preprocess import at_image_edge, model_box_and_centre
+    from hv_desktop.core.imaging.preprocess import at_image_edge, model_box_and_centre
 
     box, centre = model_box_and_centre(smear(nucleus=(300, 20)), CELL)
     assert box == (200, 0, 320, 120) and at_image_edge(box, centre)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hv_desktop.core.result import NO_CELL
+from hv_desktop.core.inference.result import NO_CELL
 from tests.support import ROOT
 from tests.support.cli import run_module, serve
 from tests.unit.test_detect import field
@@ -54,7 +54,7 @@ def test_cells_all_gives_a_row_per_cell_with_its_box_and_one_row_for_a_field_wit
         by_file.setdefault(row["file_name"], []).append(row)
     two, none, edge = by_file["a_two.png"], by_file["b_none.png"], by_file["c_edge.png"]
     assert [row["cell_index"] for row in two] == ["1", "2"]
-    for row, (x, y) in zip(two, [(180, 200), (450, 300)]):
+    for row, (x, y) in zip(two, [(180, 200), (450, 300)], strict=True):
         assert int(row["cell_x0"]) <= x < int(row["cell_x1"]) and int(row["cell_y0"]) <= y < int(row["cell_y1"])
         assert row["predicted_label"] and row["cell_at_edge"] == "no" and row["error"] == ""
     (row,) = none

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from hv_desktop.core.detect import FoundCell, dilate, find_cells, label, rbc_diameter
+from hv_desktop.core.imaging.detect import FoundCell, dilate, find_cells, label, rbc_diameter
 
 BACKGROUND = (236, 228, 222)
 RED_CELL = (214, 150, 158)
@@ -109,7 +109,7 @@ def reference_labels(mask: np.ndarray) -> int:
     seen = np.zeros_like(mask, bool)
     h, w = mask.shape
     count = 0
-    for y0, x0 in zip(*np.nonzero(mask)):
+    for y0, x0 in zip(*np.nonzero(mask), strict=True):
         if seen[y0, x0]:
             continue
         count += 1

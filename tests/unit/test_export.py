@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from hv_desktop.core import export as export_mod
-from hv_desktop.core.export import StreamingCsv, atomic_write_text, csv_columns, differential, safe_cell, summary_csv, write_csv
-from hv_desktop.core.result import Result
+from hv_desktop.core.cases.differential import differential
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.io import export as export_mod
+from hv_desktop.core.io.export import StreamingCsv, csv_columns, summary_csv, write_csv
+from hv_desktop.core.system.writing import atomic_write_text, safe_cell
 
 LABELS = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 

@@ -1,4 +1,4 @@
-"""Every white cell of a camera field classified (issue 28, step 2: core.fields), on fields drawn here: one row per
+"""Every white cell of a camera field classified (issue 28, step 2: core.inference.fields), on fields drawn here: one row per
 cell with its box, one "no white cell" row for a field without, cells at the border marked and left out of the
 differential by default, and the cells' fields kept in the JSON form. The command line: test_cli_cells.py; real
 fields: tests/realdata/test_fields_realdata.py."""
@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hv_desktop.core.detect import find_cells
-from hv_desktop.core.export import StreamingCsv, Tally, differential, summary_csv, summary_text
-from hv_desktop.core.fields import cell_square, classify_fields, cut_cells, field_results
-from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import Preprocessing
-from hv_desktop.core.result import NO_CELL, Result, decode, encode, result_fields
+from hv_desktop.core.cases.differential import Tally, differential
+from hv_desktop.core.imaging.detect import find_cells
+from hv_desktop.core.imaging.preprocess import Preprocessing
+from hv_desktop.core.inference.fields import cell_square, classify_fields, cut_cells, field_results
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.result import NO_CELL, Result, decode, encode, result_fields
+from hv_desktop.core.io.export import StreamingCsv, summary_csv, summary_text
 from tests.unit.test_detect import BACKGROUND, D, field
 
 
@@ -267,7 +268,7 @@ def _poll(watcher, want: int, tries: int = 60) -> list[Result]:
 
 
 def test_a_watched_field_gets_a_row_per_cell_once_even_after_a_restart(tmp_path, model):
-    from hv_desktop.core.watch import FolderWatcher
+    from hv_desktop.core.io.watch import FolderWatcher
 
     camera, out = tmp_path / "camera", tmp_path / "live.csv"
     camera.mkdir()

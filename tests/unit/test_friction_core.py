@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hv_desktop.core.differential_view import BY_MODEL_COLUMNS, BY_REVIEW_COLUMNS, WBC_TOTAL, differential_view
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import EXTRA_CLASSES, reviewed_differential
+from hv_desktop.core.cases.differential_view import BY_MODEL_COLUMNS, BY_REVIEW_COLUMNS, WBC_TOTAL, differential_view
+from hv_desktop.core.cases.review import EXTRA_CLASSES
+from hv_desktop.core.cases.reviewed_differential import reviewed_differential
+from hv_desktop.core.inference.result import Result
 from tests.support import ROOT
 from tests.support.ort_missing import DLL_LOAD_FAILED, break_onnxruntime, broken_onnxruntime_package
 
@@ -75,7 +76,7 @@ def test_by_model_view_is_unchanged_and_fully_reviewed_needs_no_note():
 
 def test_a_missing_visual_cpp_runtime_is_named_when_a_model_loads(monkeypatch, tiny_model_path):
     """Break: a fresh Windows PC failed with a bare "DLL load failed" traceback."""
-    from hv_desktop.core.model import Model, ModelError, RuntimeMissing, runtime_problem
+    from hv_desktop.core.inference.model import Model, ModelError, RuntimeMissing, runtime_problem
 
     break_onnxruntime(monkeypatch)
     with pytest.raises(ModelError) as caught:  # every face already turns a ModelError into a message
@@ -86,7 +87,7 @@ def test_a_missing_visual_cpp_runtime_is_named_when_a_model_loads(monkeypatch, t
 
 
 def test_another_import_failure_is_not_blamed_on_visual_cpp():
-    from hv_desktop.core.model import runtime_message
+    from hv_desktop.core.inference.model import runtime_message
 
     text = runtime_message(ImportError("No module named 'onnxruntime'"))
     assert "onnxruntime" in text and "Visual C++" not in text and "reinstall" in text

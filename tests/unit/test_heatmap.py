@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from hv_desktop.core.heatmap import normalise_heat, overlay, upsample
+from hv_desktop.core.inference.heatmap import normalise_heat, overlay, upsample
 
 
 def test_heat_normalisation_and_overlay():

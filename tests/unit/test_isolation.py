@@ -6,7 +6,7 @@ from tests.support import ROOT
 
 def test_core_imports_neither_qt_nor_tensorflow():
     code = (
-        "import sys, hv_desktop.core, hv_desktop.core.batch, hv_desktop.core.export, hv_desktop.cli;"
+        "import sys, hv_desktop.core, hv_desktop.core.inference.batch, hv_desktop.core.io.export, hv_desktop.cli;"
         "bad=[m for m in sys.modules if m.split('.')[0] in ('PySide6','tensorflow','keras','tf2onnx','shiboken6')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -27,7 +27,8 @@ def test_app_leaves_pillows_font_stack_alone():
     """The bundle drops HarfBuzz (and with it Pillow's FreeType module): no app module may load them."""
     code = (
         "import os, sys; os.environ['QT_QPA_PLATFORM']='offscreen';"
-        "import hv_desktop.core.heatmap, hv_desktop.core.practice, hv_desktop.gui.main_window, hv_desktop.gui.report;"
+        "import hv_desktop.core.inference.heatmap, hv_desktop.core.cases.practice;"
+        "import hv_desktop.gui.main_window, hv_desktop.gui.report;"
         "bad=[m for m in sys.modules if m in ('PIL.ImageFont','PIL.ImageDraw','PIL._imagingft','PIL.ImageText')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

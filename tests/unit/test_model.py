@@ -4,8 +4,8 @@ import numpy as np
 import onnx
 import pytest
 
-from hv_desktop.core.model import Model, ModelError
-from hv_desktop.core.preprocess import normalise
+from hv_desktop.core.imaging.preprocess import normalise
+from hv_desktop.core.inference.model import Model, ModelError
 from tests.support.onnx_factory import tiny_model
 
 
@@ -85,7 +85,7 @@ def test_external_data_reference_is_refused(tmp_path):
 
 
 def test_thread_policy_leaves_cores_for_decoding(monkeypatch):
-    from hv_desktop.core.model import decode_workers, default_threads
+    from hv_desktop.core.inference.model import decode_workers, default_threads
 
     monkeypatch.delenv("HV_THREADS", raising=False)
     assert [(decode_workers(c), default_threads(c)) for c in (1, 2, 4, 8, 16, 32)] == [
@@ -104,7 +104,7 @@ def test_typicality_output_drives_needs_review(tmp_path):
     """A model's own typicality output, not its confidence, decides needs-review when the metadata names it."""
     from PIL import Image
 
-    from hv_desktop.core.batch import classify_paths
+    from hv_desktop.core.inference.batch import classify_paths
 
     model = Model(tiny_model(tmp_path / "t.onnx", typicality=True, metadata={"review_threshold": 0.5}))
     assert model.review_name == "typicality"
@@ -139,7 +139,7 @@ def test_metadata_round_trips_the_shipped_model(shipped_model):
     """The shipped file's metadata reads into ModelMetadata and writes back as the same JSON object."""
     import json
 
-    from hv_desktop.core.metadata import ModelMetadata
+    from hv_desktop.core.inference.metadata import ModelMetadata
 
     text = _shipped_metadata_text(shipped_model)
     meta = ModelMetadata.from_json(text, shipped_model.name)
@@ -151,7 +151,7 @@ def test_metadata_round_trips_the_shipped_model(shipped_model):
 
 
 def test_metadata_keeps_keys_it_does_not_know():
-    from hv_desktop.core.metadata import ModelMetadata
+    from hv_desktop.core.inference.metadata import ModelMetadata
 
     text = (
         '{"labels": ["a", "b"], "future_rule": {"k": [1, 2]}, "name": "n", "version": "9",'
@@ -167,8 +167,8 @@ def test_metadata_keeps_keys_it_does_not_know():
 
 
 def test_metadata_defaults_name_from_the_file():
-    from hv_desktop.core.metadata import ModelMetadata
-    from hv_desktop.core.preprocess import NORMALISATION
+    from hv_desktop.core.imaging.preprocess import NORMALISATION
+    from hv_desktop.core.inference.metadata import ModelMetadata
 
     meta = ModelMetadata.from_json('{"labels": ["a", "b"]}', "lab-model.onnx")
     assert meta.name == "lab-model" and meta.version == "unknown" and meta.temperature == 1.0
@@ -194,7 +194,7 @@ def test_metadata_defaults_name_from_the_file():
     ],
 )
 def test_metadata_validation_is_a_model_error_with_a_plain_message(text, needle):
-    from hv_desktop.core.metadata import ModelMetadata
+    from hv_desktop.core.inference.metadata import ModelMetadata
 
     with pytest.raises(ModelError, match="^m.onnx: ") as err:
         ModelMetadata.from_json(text, "m.onnx")

@@ -8,7 +8,7 @@ import math
 import pytest
 from PIL import Image, ImageDraw
 
-from hv_desktop.core.preprocess import nucleus_radius
+from hv_desktop.core.imaging.preprocess import nucleus_radius
 from tests.support.images import disc_image as _disc_image
 
 
@@ -32,7 +32,7 @@ def test_a_second_cell_does_not_move_the_ruler():
 
 
 def test_a_nucleus_square_is_its_multiple_of_the_radius_and_follows_magnification():
-    from hv_desktop.core.preprocess import Preprocessing, model_box
+    from hv_desktop.core.imaging.preprocess import Preprocessing, model_box
 
     prep = Preprocessing(crop="nucleus", crop_radii=6.0, crop_fraction=0.75)
     sides = {}
@@ -47,7 +47,7 @@ def test_a_nucleus_square_is_its_multiple_of_the_radius_and_follows_magnificatio
 
 
 def test_a_nucleus_square_wider_than_the_field_is_padded_with_its_background():
-    from hv_desktop.core.preprocess import Preprocessing, model_box, resize_for_model
+    from hv_desktop.core.imaging.preprocess import Preprocessing, model_box, resize_for_model
 
     im = _disc_image(30, size=(200, 150), centre=(100, 75))
     prep = Preprocessing(crop="nucleus", crop_radii=12.0)
@@ -58,7 +58,7 @@ def test_a_nucleus_square_wider_than_the_field_is_padded_with_its_background():
 
 
 def test_models_declare_the_nucleus_crop_and_out_of_range_multiples_are_refused(tmp_path):
-    from hv_desktop.core.model import Model, ModelError
+    from hv_desktop.core.inference.model import Model, ModelError
     from tests.support.onnx_factory import tiny_model
 
     ok = tiny_model(
@@ -74,7 +74,7 @@ def test_models_declare_the_nucleus_crop_and_out_of_range_multiples_are_refused(
 
 
 def test_a_field_stained_all_over_cannot_ask_for_a_huge_square():
-    from hv_desktop.core.preprocess import MAX_CROP_FRACTION, Preprocessing, model_box
+    from hv_desktop.core.imaging.preprocess import MAX_CROP_FRACTION, Preprocessing, model_box
 
     strip = Image.new("RGB", (300, 3000), (90, 40, 150))  # purple everywhere: no nucleus, a "radius" of the field
     box = model_box(strip, Preprocessing(crop="nucleus", crop_radii=40.0, crop_fraction=0.75))
@@ -82,7 +82,7 @@ def test_a_field_stained_all_over_cannot_ask_for_a_huge_square():
 
 
 def test_crop_radii_on_a_cell_model_is_kept_as_written_and_not_checked(tmp_path):
-    from hv_desktop.core.model import Model
+    from hv_desktop.core.inference.model import Model
     from tests.support.onnx_factory import tiny_model
 
     meta = {"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_radii": 0}}
@@ -91,7 +91,7 @@ def test_crop_radii_on_a_cell_model_is_kept_as_written_and_not_checked(tmp_path)
 
 
 def test_model_text_that_cannot_be_written_is_refused(tmp_path):
-    from hv_desktop.core.model import Model, ModelError
+    from hv_desktop.core.inference.model import Model, ModelError
     from tests.support.onnx_factory import tiny_model
 
     with pytest.raises(ModelError, match="name"):

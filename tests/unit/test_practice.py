@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hv_desktop.core.practice import PracticeSession, load_practice_set
+from hv_desktop.core.cases.practice import PracticeSession, load_practice_set
 
 LABELS = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hv_desktop.core.preprocess import ImageError, Preprocessing, load_for_model, normalise, open_image, resize_for_model
+from hv_desktop.core.imaging.preprocess import ImageError, Preprocessing, load_for_model, normalise, open_image, resize_for_model
 from tests.support.badfiles import bomb_png, make_odd_good_files
 
 
@@ -121,7 +121,7 @@ def test_pillow_block_cache_stays_off_and_glibc_keeps_buffers():
 
     from PIL import Image
 
-    from hv_desktop.core.runtime import configure_process
+    from hv_desktop.core.system.runtime import configure_process
 
     settings = configure_process()
     assert Image.core.get_blocks_max() == 0
@@ -141,9 +141,9 @@ def test_importing_the_core_changes_no_process_state():
     from pathlib import Path
 
     code = (
-        "from PIL import Image; default = Image.MAX_IMAGE_PIXELS; import hv_desktop.core.preprocess, hv_desktop.core; "
+        "from PIL import Image; default = Image.MAX_IMAGE_PIXELS; import hv_desktop.core.imaging.preprocess, hv_desktop.core; "
         "assert Image.MAX_IMAGE_PIXELS == default and default is not None, Image.MAX_IMAGE_PIXELS; "
-        "from hv_desktop.core.runtime import configure_process; configure_process(); "
+        "from hv_desktop.core.system.runtime import configure_process; configure_process(); "
         "assert Image.MAX_IMAGE_PIXELS is None; print('ok')"
     )
     root = Path(__file__).resolve().parents[1]

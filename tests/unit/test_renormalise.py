@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hv_desktop.core.model import Model
-from hv_desktop.core.onnx_proto import OnnxFile
-from hv_desktop.core.preprocess import normalise, resize_for_model
+from hv_desktop.core.imaging.preprocess import normalise, resize_for_model
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.onnx_proto import OnnxFile
 from tests.support.images import disc_image
 from training import renormalise as rn
 
@@ -66,7 +66,7 @@ def test_a_lab_with_another_look_gets_the_training_statistics_back(shipped):
         stats = rn.channel_stats(g, lab, names, shipped.input_name)
         return [
             float(np.mean(np.abs(m - record.mean[i]) + np.abs(sd - record.std[i])) / np.mean(record.std[i] + 1e-3))
-            for (m, sd), i in zip(stats, probe)
+            for (m, sd), i in zip(stats, probe, strict=True)
         ]
 
     before = mismatch(f)

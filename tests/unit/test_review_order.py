@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hv_desktop.core.result import Result
-from hv_desktop.core.review_order import review_next
+from hv_desktop.core.cases.review_order import review_next
+from hv_desktop.core.inference.result import Result
 
 
 def _cell(i: int, probs: dict[str, float], reviewed: str | None = None) -> Result:

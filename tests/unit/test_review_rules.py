@@ -1,9 +1,9 @@
-"""The one definition of the review rules (hv_desktop.core.review)."""
+"""The one definition of the review rules (hv_desktop.core.cases.review)."""
 
 from pathlib import Path
 
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import awaiting_review, flag_reason
+from hv_desktop.core.cases.review import awaiting_review, flag_reason
+from hv_desktop.core.inference.result import Result
 
 
 def test_awaiting_review_is_flagged_and_unreviewed_only():
@@ -23,7 +23,7 @@ def test_flag_reason_in_words():
 
 
 def test_review_classes_keys_are_unique_and_keep_the_model_keys():
-    from hv_desktop.core.review import key_map, review_classes
+    from hv_desktop.core.cases.review import key_map, review_classes
 
     labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     classes = review_classes(labels)
@@ -34,7 +34,7 @@ def test_review_classes_keys_are_unique_and_keep_the_model_keys():
 
 
 def test_reviewed_differential_counts_nrbc_per_100_white_cells_outside_the_total():
-    from hv_desktop.core.review import reviewed_differential
+    from hv_desktop.core.cases.reviewed_differential import reviewed_differential
 
     labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     rs = [Result(Path(f"n{i}.png"), label="neutrophil", confidence=0.99) for i in range(6)]
@@ -54,7 +54,7 @@ def test_reviewed_differential_counts_nrbc_per_100_white_cells_outside_the_total
 def test_sign_off_needs_reviews_or_a_reason():
     import pytest
 
-    from hv_desktop.core.review import SignOff, sign_off
+    from hv_desktop.core.cases.review import SignOff, sign_off
 
     rs = [
         Result(Path("a.png"), label="monocyte", confidence=0.6, needs_review=True),
@@ -77,7 +77,7 @@ def test_sign_off_needs_reviews_or_a_reason():
 def test_review_session_undo_accept_and_lock():
     import pytest
 
-    from hv_desktop.core.review import CaseLocked, ReviewSession
+    from hv_desktop.core.cases.review import CaseLocked, ReviewSession
 
     s = ReviewSession()
     s.results += [
@@ -109,7 +109,7 @@ def test_review_session_undo_accept_and_lock():
 def test_cases_each_have_their_results_and_their_own_sign_off():
     import pytest
 
-    from hv_desktop.core.review import CaseLocked, ReviewSession
+    from hv_desktop.core.cases.review import CaseLocked, ReviewSession
 
     s = ReviewSession()
     a = s.new_case("S-1", "A. Tech")
@@ -131,7 +131,7 @@ def test_cases_each_have_their_results_and_their_own_sign_off():
 def test_parse_extra_classes_names_the_wrong_line():
     import pytest
 
-    from hv_desktop.core.review import EXTRA_CLASSES, format_extra_classes, parse_extra_classes
+    from hv_desktop.core.cases.review import EXTRA_CLASSES, format_extra_classes, parse_extra_classes
 
     labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     assert parse_extra_classes(format_extra_classes(EXTRA_CLASSES), labels) == list(EXTRA_CLASSES)
@@ -150,7 +150,7 @@ def test_parse_extra_classes_names_the_wrong_line():
 def test_a_case_flagged_far_more_than_the_training_labs_names_the_ways_to_fit_it():
     from pathlib import Path
 
-    from hv_desktop.core.review import LAB_HINT_CELLS, lab_hint
+    from hv_desktop.core.cases.review import LAB_HINT_CELLS, lab_hint
 
     def cells(n, flagged):
         return [Result(Path(f"c{i}.png"), label="neutrophil", needs_review=i < flagged) for i in range(n)]

@@ -5,8 +5,8 @@ import os
 
 from PIL import Image
 
-scan_mod = importlib.import_module("hv_desktop.core.scan")
-from hv_desktop.core.scan import natural_key, scan
+scan_mod = importlib.import_module("hv_desktop.core.imaging.scan")
+from hv_desktop.core.imaging.scan import natural_key, scan
 
 
 def _img(path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hv_desktop.core.result import Result
-from hv_desktop.core.result import encode as _encode
-from hv_desktop.core.session import load_session, save_session, session_json
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.inference.result import encode as _encode
+from hv_desktop.core.storage.session import load_session, save_session, session_json
 
 
 def _results() -> list[Result]:
@@ -72,7 +72,7 @@ def test_results_saved_before_they_named_their_model_take_the_sessions(tmp_path)
 
 
 def test_result_text_is_cached_until_the_reviewer_changes_it():
-    from hv_desktop.core.result import result_json
+    from hv_desktop.core.inference.result import result_json
 
     r = _results()[0]
     first = result_json(r)

@@ -69,7 +69,7 @@ def test_l2sp_pull_moves_base_kernels_back_toward_their_start():
     for v in kernels:
         v.assign(v + 1.0)
     pull.on_train_batch_end(0)
-    for v, s in zip(kernels, start):
+    for v, s in zip(kernels, start, strict=True):
         assert np.allclose(v.numpy() - s, 0.95, atol=1e-5)
 
 
@@ -122,7 +122,7 @@ def test_instance_norm_until_makes_the_early_normalisations_per_image():
     assert isinstance(swapped.get_layer("bn_Conv1"), InstanceNorm)
     assert not isinstance(swapped.get_layer("block_1_expand_BN"), InstanceNorm)
     for name in ("bn_Conv1", "Conv1", "block_1_expand_BN"):
-        for a, b in zip(plain.get_layer(name).get_weights(), swapped.get_layer(name).get_weights()):
+        for a, b in zip(plain.get_layer(name).get_weights(), swapped.get_layer(name).get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
 
     core = build_core(0.35, 96, 0.2, None, instance_norm_until="block_2_project_BN")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hv_desktop.core.metadata import FLAG_ALL, needs_review
-from hv_desktop.core.unflag import UNFLAG_BOUND, cells_needed, unflag_check, wilson_lower
+from hv_desktop.core.inference.metadata import FLAG_ALL, needs_review
+from hv_desktop.core.site.unflag import UNFLAG_BOUND, cells_needed, unflag_check, wilson_lower
 
 LABELS = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
 
@@ -56,7 +56,7 @@ def test_a_threshold_of_flag_all_flags_every_cell():
 
 
 def test_the_interval_said_beside_an_estimate_holds_it_and_narrows_with_cells():
-    from hv_desktop.core.unflag import wilson_interval
+    from hv_desktop.core.site.unflag import wilson_interval
 
     lo, hi = wilson_interval(34, 40)  # "about 85 %"
     assert lo < 0.85 < hi and round(lo, 2) == 0.71 and round(hi, 2) == 0.93

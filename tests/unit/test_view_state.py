@@ -1,27 +1,25 @@
-"""The window's state that is not view, Qt-free (issue 19): run queue, autosave scheduling, watch folder,
+"""The window's state that is not view, Qt-free (issue 19): run queue, watch folder,
 review navigation and the preview cache."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from hv_desktop.core import preview
-from hv_desktop.core.autosave import Autosaver, Snapshot
-from hv_desktop.core.folder_watch import WatchedFolder
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import ReviewSession, next_awaiting
-from hv_desktop.core.runs import RunQueue, case_name
-from hv_desktop.core.session import load_session
+from hv_desktop.core.cases.review import ReviewSession, next_awaiting
+from hv_desktop.core.cases.runs import RunQueue, case_name
+from hv_desktop.core.inference import preview
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.io.folder_watch import WatchedFolder
 
 
 def _result(name: str, sha: str = "x", flagged: bool = False, label: str = "monocyte") -> Result:
     return Result(Path(name), label=label, confidence=0.95, needs_review=flagged, sha256=sha)
 
 
-def test_run_queue_keeps_one_row_per_file_and_counts_the_rest(tmp_path):
+def test_run_queue_keeps_one_row_per_file_and_counts_the_rest(tmp_path: Path) -> None:
     q = RunQueue()
     q.begin("S-1")
     first = q.fresh([_result("a.png", "1"), _result("b.png", "2")])
@@ -38,7 +36,7 @@ def test_run_queue_keeps_one_row_per_file_and_counts_the_rest(tmp_path):
     assert case_name([tmp_path / "smear-7" / "a.png"]) == "smear-7"  # else the files' folder
 
 
-def test_next_awaiting_wraps_and_accept_unflagged_uses_the_same_rows():
+def test_next_awaiting_wraps_and_accept_unflagged_uses_the_same_rows() -> None:
     shown = [_result("a", flagged=True), _result("b"), _result("c", flagged=True)]
     assert next_awaiting(shown, 0) == 2 and next_awaiting(shown, 2) == 0 and next_awaiting(shown, -1) == 0
     assert next_awaiting([_result("b")], 0) is None
@@ -48,35 +46,7 @@ def test_next_awaiting_wraps_and_accept_unflagged_uses_the_same_rows():
     assert rows == [1] and session.accept_unflagged() == rows
 
 
-def test_autosave_waits_for_the_restore_and_repeats_a_save_asked_for_meanwhile(tmp_path, monkeypatch):
-    from hv_desktop.core import autosave
-
-    gate, written, again = threading.Event(), [], []
-    real = autosave.save_session
-
-    def slow_save(path, results, *args):
-        gate.wait(5)
-        written.append(len(results))
-        real(path, results, *args)
-
-    monkeypatch.setattr(autosave, "save_session", slow_save)
-    results = [_result("a.png")]
-    saver = Autosaver(tmp_path / "s.json", lambda: Snapshot(list(results)), lambda msg: None, lambda: again.append(1))
-    saver.restoring = True
-    saver.save()
-    assert saver.pending and not written  # nothing is written over a session still being read
-    saver.restoring = False
-    saver.save()  # runs, blocked in slow_save
-    results.append(_result("b.png"))
-    saver.save()  # asked for while the first runs: remembered, not started
-    assert saver.pending
-    gate.set()
-    saver.save(wait=True)  # what the window does on close (and on the "again" signal)
-    assert written[-1] == 2 and len(load_session(tmp_path / "s.json")[0]) == 2
-    assert again  # the first save, finding a save pending, asked for it
-
-
-def test_watched_folder_returns_only_new_files_once_settled(tmp_path, monkeypatch):
+def test_watched_folder_returns_only_new_files_once_settled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
     Image.new("RGB", (8, 8)).save(tmp_path / "old.png")
@@ -93,12 +63,17 @@ def test_watched_folder_returns_only_new_files_once_settled(tmp_path, monkeypatc
     assert not watched.active and watched.poll() == []
 
 
-def test_preview_cache_serves_a_repeat_and_sees_a_changed_file(tmp_path, monkeypatch):
+def test_preview_cache_serves_a_repeat_and_sees_a_changed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "cell.png"
     Image.new("RGB", (30, 20), (200, 0, 0)).save(path)
-    calls = []
+    calls: list[Path] = []
     real = preview.decode
-    monkeypatch.setattr(preview, "decode", lambda p, prep: calls.append(p) or real(p, prep))
+
+    def counted(p: Path, prep: object) -> object:
+        calls.append(p)
+        return real(p, prep)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(preview, "decode", counted)
     cache = preview.PreviewCache(size=2)
     first = cache.get(path, None)
     assert cache.get(path, None) is first and len(calls) == 1

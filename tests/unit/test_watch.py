@@ -12,8 +12,8 @@ import time
 
 from PIL import Image
 
-from hv_desktop.core.model import Model
-from hv_desktop.core.watch import FolderWatcher, SettleTracker
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.io.watch import FolderWatcher, SettleTracker
 from tests.support import ROOT
 
 

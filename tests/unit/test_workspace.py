@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hv_desktop.core.archive import CaseArchive
-from hv_desktop.core.result import Result
-from hv_desktop.core.review import CaseLocked
+from hv_desktop.core.cases.review import CaseLocked
+from hv_desktop.core.inference.result import Result
+from hv_desktop.core.storage.archive import CaseArchive
 from hv_desktop.core.workspace import Workspace
 
 LABELS = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.model import Model
-from hv_desktop.core.onnx_proto import OnnxFile
-from hv_desktop.core.preprocess import load_for_model, normalise
+from hv_desktop.core.imaging.preprocess import load_for_model, normalise
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.onnx_proto import OnnxFile
 from training import renormalise as rn
 from training.analysis import adapt_benchmark as bench
 from training.data import list_labelled, shared_root

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from hv_desktop.core.adapt import LabelledCell, adapt
-from hv_desktop.core.batch import classify_paths
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.batch import classify_paths
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.site.adapt import adapt
+from hv_desktop.core.site.lab_images import LabelledCell
 from training.data import CLASSES, list_labelled, list_other, shared_root
 from training.magnification import at_magnification
 
@@ -58,6 +59,8 @@ SYNTHETIC = {
     "bluegreen": lambda im, rng: _cast(im, (0.8, 1.0, 1.0), 1.1),
     "blurjpeg": lambda im, rng: _jpeg(im.filter(ImageFilter.GaussianBlur(1.5)), 35),
     "mag1.5yellow": lambda im, rng: _cast(at_magnification(im, 1.5, rng), (1.0, 0.95, 0.72), 0.9),
+    # a lab where the model is simply wrong (red and blue swapped): calibrate must not clear its flags (issue 26)
+    "swapped": lambda im, rng: Image.merge("RGB", im.split()[::-1]),
 }
 
 
@@ -167,7 +170,7 @@ def summarise(rows: list[dict], title: str) -> str:
     for k in sorted({r["k"] for r in rows}):
         rs = [r for r in rows if r["k"] == k]
 
-        def ms(key: str, pct: bool = True) -> str:
+        def ms(key: str, pct: bool = True, rs: list[dict] = rs) -> str:
             v = np.asarray([r[key] for r in rs if key in r and r[key] is not None], float)
             if not len(v):
                 return "-"

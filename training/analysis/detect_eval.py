@@ -1,4 +1,4 @@
-"""Measure the white-cell finder (``hv_desktop.core.detect``, issue 28) on boxed fields: recall and precision.
+"""Measure the white-cell finder (``hv_desktop.core.imaging.detect``, issue 28) on boxed fields: recall and precision.
 
 A found box matches a true white-cell box at IoU >= 0.3, one to one, greedily by IoU. Prints per lab, per number
 of white cells in the field (0, 1, 2, 3+; for fields with none, false positives per field), and on simulated labs
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from hv_desktop.core.detect import RULER_TO_RBC, FinderParams, FoundCell, find_cells, rbc_diameter
+from hv_desktop.core.imaging.detect import RULER_TO_RBC, FinderParams, FoundCell, find_cells, rbc_diameter
 
 LABS = {"bccd": "bccd-fields", "deepbionet": "deepbionet/fields"}
 WHITE = {"WBC", "W"}
@@ -329,7 +329,7 @@ def grid(items: list[str]) -> list[dict[str, str]]:
         key, _, vals = item.partition("=")
         keys.append(key)
         choices.append(vals.split(","))
-    return [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*choices)]
 
 
 def ruler_report(fields: list[Field], data: Path, lab: str) -> None:

@@ -2,7 +2,7 @@
 docs/research/rules/fields_square.txt, written before this was first run.
 
 With the shipped model, on deepbionet/cells (361 labelled fields; the labelled cell is the single found cell, else
-the found cell nearest the field's centre): accuracy of today's whole-image path and of ``core.fields``'s square
+the found cell nearest the field's centre): accuracy of today's whole-image path and of ``core.inference.fields``'s square
 at several multiples of the found cell's box; the training view (the model's square / the found cell's box on
 blood-cells/TEST_SIMPLE and pbc/val, no labels used); and, at the chosen multiple, rows per field against the WBC
 boxes of bccd-fields (no class labels there).
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.batch import classify_stream
-from hv_desktop.core.detect import FoundCell, find_cells
-from hv_desktop.core.fields import cut_cells, field_results
-from hv_desktop.core.model import Model, bundled_model_path
-from hv_desktop.core.preprocess import model_box_and_centre, normalise, open_image
-from hv_desktop.core.runtime import configure_process
+from hv_desktop.core.imaging.detect import FoundCell, find_cells
+from hv_desktop.core.imaging.preprocess import model_box_and_centre, normalise, open_image
+from hv_desktop.core.inference.batch import classify_stream
+from hv_desktop.core.inference.fields import cut_cells, field_results
+from hv_desktop.core.inference.model import Model, bundled_model_path
+from hv_desktop.core.system.runtime import configure_process
 from training.analysis.detect_eval import WHITE, read_boxes
 
 MULTIPLES = (1.4, 1.8, 2.2, 2.6, 3.0, 3.4)
@@ -46,8 +46,8 @@ def nearest_centre(cells: list[FoundCell], size: tuple[int, int]) -> FoundCell |
 
 
 def figures(pred: list[str | None], truth: list[str], flagged: list[bool], labels) -> dict[str, float]:
-    ok = [p == t for p, t in zip(pred, truth)]
-    recall = {lab: float(np.mean([o for o, t in zip(ok, truth) if t == lab])) for lab in labels if lab in truth}
+    ok = [p == t for p, t in zip(pred, truth, strict=True)]
+    recall = {lab: float(np.mean([o for o, t in zip(ok, truth, strict=True) if t == lab])) for lab in labels if lab in truth}
     return {
         "acc": float(np.mean(ok)),
         "bal": float(np.mean(list(recall.values()))),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.model import Model
 from training.data import list_labelled, shared_root
 from training.evaluate import fit_temperature, predict
 from training.export_onnx import update_metadata

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.calibrate import calibrate
-from hv_desktop.core.model import Model
-from hv_desktop.core.onnx_proto import OnnxFile
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.onnx_proto import OnnxFile
+from hv_desktop.core.site.calibrate import calibrate
 from training import renormalise as rn
 from training.analysis.renorm_benchmark import lab_sets, renormalised_file
 from training.analysis.source_stats import review_values

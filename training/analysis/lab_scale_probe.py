@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hv_desktop.core.calibrate import lab_square
-from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import Preprocessing, normalise, nucleus_radius, open_image, resize_for_model
+from hv_desktop.core.imaging.preprocess import Preprocessing, normalise, nucleus_radius, open_image, resize_for_model
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.site.ruler import lab_square
 from training.data import list_labelled, shared_root
 from training.magnification import at_magnification
 

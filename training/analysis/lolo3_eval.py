@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.batch import classify_stream
-from hv_desktop.core.calibrate import calibrate
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.batch import classify_stream
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.site.calibrate import calibrate
 from training.data import CLASSES, list_labelled, shared_root
 
 

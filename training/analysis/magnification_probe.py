@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.model import Model
-from hv_desktop.core.preprocess import normalise, open_image
+from hv_desktop.core.imaging.preprocess import normalise, open_image
+from hv_desktop.core.inference.model import Model
 from training.data import list_labelled, shared_root
 from training.magnification import model_input_at
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from hv_desktop.core.model import Model
+from hv_desktop.core.inference.model import Model
 from training.data import list_labelled, list_other, shared_root
 from training.evaluate import auroc
 from training.review import LAYER_SETS, Distance, confidence, features_and_logits
@@ -35,7 +35,7 @@ def layer_scores(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarra
 
     def feats(paths: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         fs, logits, _ = features_and_logits(proto, m, paths, KEYS)
-        return dict(zip(KEYS, fs)), logits
+        return dict(zip(KEYS, fs, strict=True)), logits
 
     data = shared_root() / "data"
     fit, grp = [], []

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hv_desktop.core.preprocess import cell_centre, open_image
+from hv_desktop.core.imaging.preprocess import cell_centre, open_image
 from training.data import CLASSES, list_labelled, shared_root
 
 RADII = np.arange(2, 56, 2.0)  # px in a 320 x 240 field; a BCCD white cell is ~80 px across
@@ -74,7 +74,7 @@ def group(unit: np.ndarray, threshold: float) -> np.ndarray:
 
     for start in range(0, len(unit), 1024):  # blocks keep the similarity matrix small
         sims = unit[start : start + 1024] @ unit.T
-        for i, j in zip(*np.nonzero(sims > threshold)):
+        for i, j in zip(*np.nonzero(sims > threshold), strict=True):
             a, b = root(start + int(i)), root(int(j))
             if a != b:
                 parent[a] = b
@@ -94,7 +94,7 @@ def _accuracy(correct: np.ndarray) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from hv_desktop.core.runtime import configure_process
+    from hv_desktop.core.system.runtime import configure_process
 
     configure_process()  # it decodes in threads: Pillow's block cache must be off
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     correct = np.array(
         [
             predicted.get(str(p.resolve())) == CLASSES[y] if str(p.resolve()) in predicted else np.nan
-            for p, y in zip(paths, labels)
+            for p, y in zip(paths, labels, strict=True)
         ],
         dtype=float,
     )

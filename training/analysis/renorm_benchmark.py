@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.calibrate import calibrate
-from hv_desktop.core.metadata import METADATA_KEY
-from hv_desktop.core.model import Model
-from hv_desktop.core.onnx_proto import OnnxFile
-from hv_desktop.core.preprocess import load_for_model, normalise
+from hv_desktop.core.imaging.preprocess import load_for_model, normalise
+from hv_desktop.core.inference.metadata import METADATA_KEY
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.onnx_proto import OnnxFile
+from hv_desktop.core.site.calibrate import calibrate
 from training import renormalise as rn
 from training.analysis import adapt_benchmark as bench
 from training.data import list_labelled, list_other, shared_root
@@ -40,7 +40,7 @@ def lab_sets(lab: str, synthetic: str | None, cache: Path) -> tuple[list[Path], 
     if synthetic:
         pool, ev_paths = bench._materialise(synthetic, pool, cache), bench._materialise(synthetic, ev_paths, cache)
         even, odd = bench._materialise(synthetic, even, cache), bench._materialise(synthetic, odd, cache)
-    return pool, list(zip(ev_paths, [y for _, y in ev])), even, odd
+    return pool, list(zip(ev_paths, [y for _, y in ev], strict=True)), even, odd
 
 
 def score(model: Model, ev: list[tuple[Path, int]], even: list[Path], odd: list[Path]) -> dict:

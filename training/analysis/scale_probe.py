@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hv_desktop.core.preprocess import cell_centre, nucleus_radius
+from hv_desktop.core.imaging.preprocess import cell_centre, nucleus_radius
 from training.magnification import at_magnification
 
 SETS = {

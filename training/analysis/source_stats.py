@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hv_desktop.core.export import atomic_write_bytes
-from hv_desktop.core.metadata import METADATA_KEY
-from hv_desktop.core.model import Model
-from hv_desktop.core.onnx_proto import OnnxFile
-from hv_desktop.core.preprocess import load_for_model, normalise
+from hv_desktop.core.imaging.preprocess import load_for_model, normalise
+from hv_desktop.core.inference.metadata import METADATA_KEY
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.onnx_proto import OnnxFile
+from hv_desktop.core.system.writing import atomic_write_bytes
 from training.data import list_labelled, shared_root
 from training.renormalise import RECORD_KEY, source_record
 

@@ -1,0 +1,41 @@
+"""The nucleus ruler: a lab's magnification from the median nucleus radius of its images.
+
+Why: the stained nucleus (:func:`~hv_desktop.core.imaging.preprocess.nucleus_radius`) says how large a lab's cells are in
+the frame, so a "cell" square of :data:`REFERENCE_RADII` of those radii shows them at the size the model's training
+labs show theirs. :mod:`hv_desktop.core.site.calibrate` sizes the square from unlabelled images with it and
+:mod:`hv_desktop.core.site.adapt` from the reviewed cells' images; this one definition serves both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from hv_desktop.core.imaging.preprocess import MAX_CROP_FRACTION
+
+#: The "cell" square of the shipped models' training labs, in nucleus radii: the median of 0.75 x short side /
+#: radius is 7.22 on BCCD and 6.72 on PBC training images (docs/research/scale_normalised_crop.md).
+REFERENCE_RADII = 7.0
+#: The square (share of the short side) those labs were trained at; a model trained at another scales with it.
+REFERENCE_FRACTION = 0.75
+#: Fewer measured images than this give too rough a median (one cell's radius varies by class, +-25 %).
+MIN_IMAGES = 20
+
+
+def lab_square(base_fraction: float, median: float, radii: float = REFERENCE_RADII) -> tuple[float, float]:
+    """(the lab's square as a share of the short side, within the app's limits; how large the lab's cells appear
+    against the training labs') from the lab's median nucleus radius as a share of the short side."""
+    scale = radii * median / REFERENCE_FRACTION
+    return float(min(MAX_CROP_FRACTION, max(0.2, base_fraction * scale))), scale
+
+
+def ruler_magnification(radius_fractions: Iterable[float], base_fraction: float) -> float | None:
+    """The lab's magnification relative to a "cell" square of ``base_fraction``, from each image's nucleus radius
+    as a share of its short side (nan where none was measured); None when fewer than :data:`MIN_IMAGES` were."""
+    finite = [r for r in radius_fractions if math.isfinite(r)]
+    if len(finite) < MIN_IMAGES:
+        return None
+    crop, _ = lab_square(base_fraction, float(np.median(finite)))
+    return crop / base_fraction

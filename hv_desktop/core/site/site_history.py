@@ -1,0 +1,134 @@
+"""A lab's site models over time: which it has made, what each was made from, when a fresh one is due, going back.
+
+Why: a lab reviews cells every day, so the reviews a site model could learn from keep growing after it is made. A
+site model fitted on 10 cells per class is a start; at 25 and 50 the head is better fitted and the unflag check
+(:mod:`hv_desktop.core.site.unflag`) has more cells to verify. The app offers a refresh when every class has reached the
+next step (:data:`STEPS`) beyond what the model in use was made from, keeps every site model it made (the data
+folder's ``site-models``), and can go back to any of them. The files are the history: each carries its provenance
+(site, date, kind, cells per class, its estimates) in its own metadata, so nothing else has to be kept in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hv_desktop.core.inference.metadata import METADATA_KEY, ModelError, ModelMetadata
+from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
+
+#: Reviewed cells per class at which a fresh site model is offered.
+STEPS = (10, 25, 50)
+#: The folder (inside the app's data folder) site models are saved in.
+FOLDER = "site-models"
+#: A history longer than this is not read whole (the newest are listed).
+MAX_LISTED = 200
+#: Files larger than this are not read for their metadata (a site model is a few MB).
+MAX_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SiteModelEntry:
+    """One site model file as the history lists it."""
+
+    path: Path
+    site: str
+    kind: str
+    made: str
+    version: str
+    base: str
+    cells_per_class: dict[str, int] = field(default_factory=dict)
+    #: whether its reviewed cells verified that what it leaves unflagged is right (None: not an adapted model)
+    unflag_verified: bool | None = None
+    #: its cross-validated accuracy on the reviewed cells (None: not an adapted model)
+    estimated_accuracy: float | None = None
+
+    @property
+    def fewest_per_class(self) -> int:
+        """The fewest reviewed cells of any class it was made from (0 for a model made without reviews)."""
+        return min(self.cells_per_class.values()) if self.cells_per_class else 0
+
+    def describe(self) -> str:
+        """One line for the history list."""
+        made_from = (
+            f"{sum(self.cells_per_class.values())} reviewed cells (at least {self.fewest_per_class} of each type)"
+            if self.cells_per_class
+            else "unlabelled images"
+        )
+        flags = (
+            ""
+            if self.unflag_verified is None
+            else (", leaves verified cells unflagged" if self.unflag_verified else ", flags every cell")
+        )
+        return f"{self.made[:16].replace('T', ' ')} · {self.site} · from {made_from}{flags}"
+
+
+def entry_for(path: Path) -> SiteModelEntry:
+    """The history's view of one site model file; ModelError when it is not one."""
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ModelError(f"{path.name}: too large to be a site model")
+        raw = OnnxFile(path.read_bytes()).metadata().get(METADATA_KEY)
+    except (OSError, ProtoError) as exc:
+        raise ModelError(f"{path.name}: cannot be read ({exc})") from None
+    if raw is None:
+        raise ModelError(f"{path.name}: not a HematoVision model")
+    info = ModelMetadata.from_json(raw, path.name)
+    site = info.site_adaptation
+    if not site:
+        raise ModelError(f"{path.name}: not a site model")
+    cells = site.get("cells_per_class")
+    per_class = {str(k): int(v) for k, v in cells.items() if isinstance(v, int)} if isinstance(cells, dict) else {}
+    check = site.get("unflag_check")
+    estimate = site.get("estimate_after_cross_validated")
+    accuracy = estimate.get("accuracy") if isinstance(estimate, dict) else None
+    base = site.get("base_model")
+    return SiteModelEntry(
+        path=path,
+        site=str(site.get("site", "")),
+        kind=str(site.get("kind", "reviewed cells")),
+        made=str(site.get("date", "")),
+        version=info.version,
+        base=f"{base.get('name', '')} {base.get('version', '')}".strip() if isinstance(base, dict) else "",
+        cells_per_class=per_class,
+        unflag_verified=bool(check.get("verified")) if isinstance(check, dict) else None,
+        estimated_accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else None,
+    )
+
+
+def site_models(folder: Path) -> tuple[list[SiteModelEntry], list[tuple[Path, str]]]:
+    """The site models in ``folder`` (the data folder's ``site-models``), newest first, and the files there that
+    could not be read as one (with why). A missing folder is an empty history."""
+    try:
+        files = sorted((p for p in folder.glob("*.onnx") if p.is_file()), key=lambda p: p.name, reverse=True)
+    except OSError as exc:
+        return [], [(folder, exc.strerror or str(exc))]
+    entries: list[SiteModelEntry] = []
+    problems: list[tuple[Path, str]] = []
+    for path in files[:MAX_LISTED]:
+        try:
+            entries.append(entry_for(path))
+        except ModelError as exc:
+            problems.append((path, str(exc)))
+    entries.sort(key=lambda e: (e.made, e.path.name), reverse=True)
+    return entries, problems
+
+
+def refresh_due(
+    reviewed_per_class: Mapping[str, int], labels: Sequence[str], in_use: SiteModelEntry | None, steps: Sequence[int] = STEPS
+) -> int | None:
+    """The step (cells per class) a fresh site model is due at, or None: the largest step every class of ``labels``
+    has reached in reviewed cells, when the model in use was made from fewer than that of some class (a base model,
+    or one made without reviews, counts as made from none)."""
+    if not labels:
+        return None
+    counts = {label.lower(): 0 for label in labels}
+    for label, n in reviewed_per_class.items():
+        if label.lower() in counts:
+            counts[label.lower()] += n
+    fewest = min(counts.values())
+    reached = [k for k in steps if fewest >= k]
+    if not reached:
+        return None
+    made_from = in_use.fewest_per_class if in_use is not None else 0
+    return reached[-1] if reached[-1] > made_from else None

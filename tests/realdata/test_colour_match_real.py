@@ -1,0 +1,61 @@
+"""Flags that stay honest (issue 26): at a lab where the shipped model is simply wrong (red and blue swapped, as a
+camera that writes BGR would), calibrate's colour matching does not clear its flags; at a lab with a colour cast
+it matches the colours and reads the cells as well as at the training labs."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from hv_desktop.core.inference.batch import classify_paths
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.site.calibrate import calibrate
+
+
+def _lab(shared_data, split, folder, look, every):
+    folder.mkdir(parents=True)
+    files = sorted((shared_data / split).glob("*/*"))[::every]
+    out = []
+    for i, f in enumerate(files):
+        target = folder / f"{i:03}-{f.parent.name.lower()}.png"
+        look(Image.open(f).convert("RGB")).save(target)
+        out.append(target)
+    return out
+
+
+def _swapped(im):
+    return Image.merge("RGB", im.split()[::-1])
+
+
+def _bluegreen(im):
+    a = np.asarray(im, np.float32) / 255.0
+    return Image.fromarray((np.clip(a**1.1 * np.asarray((0.8, 1.0, 1.0), np.float32), 0, 1) * 255 + 0.5).astype(np.uint8))
+
+
+def _read(model, paths):
+    res = list(classify_paths(paths, model))
+    right = [r.label == p.stem.split("-", 1)[1] for r, p in zip(res, paths, strict=True)]
+    return float(np.mean(right)), float(np.mean([r.needs_review for r in res]))
+
+
+def test_calibrate_does_not_clear_the_flags_of_a_lab_where_the_model_is_wrong(shared_data, shipped_model, tmp_path):
+    base = Model(shipped_model)
+    assert base.info.colour() is not None  # the shipped model carries its training labs' colours
+    cal = _lab(shared_data, "pbc/train", tmp_path / "cal", _swapped, 40)
+    test = _lab(shared_data, "pbc/val", tmp_path / "test", _swapped, 16)
+    result = calibrate(base, cal)
+    assert result.colour is not None  # the colours were matched, and still:
+    site = Model(result.save(tmp_path / "site.onnx", base))
+    accuracy, flagged = _read(site, test)
+    assert accuracy < 0.8 and flagged == 1.0, (accuracy, flagged)
+
+
+def test_a_colour_cast_lab_is_read_as_well_after_calibrate(shared_data, shipped_model, tmp_path):
+    base = Model(shipped_model)
+    cal = _lab(shared_data, "pbc/train", tmp_path / "cal", _bluegreen, 40)
+    test = _lab(shared_data, "pbc/val", tmp_path / "test", _bluegreen, 8)
+    site = Model(calibrate(base, cal).save(tmp_path / "site.onnx", base))
+    accuracy, flagged = _read(site, test)
+    base_accuracy, base_flagged = _read(base, test)
+    assert accuracy >= 0.97 and accuracy >= base_accuracy - 0.02, (accuracy, base_accuracy)
+    assert flagged <= base_flagged, (flagged, base_flagged)

@@ -1,0 +1,26 @@
+"""A site model that flags fewer unusual cells than its base is never offered silently (issue 27 item 1)."""
+
+from __future__ import annotations
+
+from hv_desktop.core.inference.metadata import ModelMetadata
+from hv_desktop.core.site.adapt import Adaptation, Estimate
+
+META = ModelMetadata.from_dict({"labels": ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]})
+
+
+def _adaptation(before_other, after_other, outside):
+    counts = {"eosinophil": 10, "lymphocyte": 10, "monocyte": 10, "neutrophil": 10}
+    return Adaptation(b"", META, counts, 1.0, Estimate(0.8, 0.5, before_other), Estimate(0.9, 0.3, after_other), outside=outside)
+
+
+def test_fewer_unusual_cells_flagged_is_said_first_in_words():
+    a = _adaptation(0.385, 0.154, {"blast": 8, "platelet": 5})
+    assert len(a.warnings()) == 1 and "38% -> 15%" in a.warnings()[0] and "13 reviewed" in a.warnings()[0]
+    assert a.summary_lines()[0].startswith("WARNING: this site model flags fewer unusual cells")
+
+
+def test_as_many_or_more_unusual_cells_flagged_or_none_marked_says_nothing():
+    assert _adaptation(0.385, 0.385, {"blast": 8}).warnings() == []
+    assert _adaptation(0.385, 0.6, {"blast": 8}).warnings() == []
+    assert _adaptation(None, None, {}).warnings() == []
+    assert not _adaptation(None, None, {}).summary_lines()[0].startswith("WARNING")

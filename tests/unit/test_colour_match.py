@@ -1,0 +1,105 @@
+"""A lab's colours matched to the training labs' inside calibrate (issue 26; rule docs/research/rules/colour_match.txt)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hv_desktop.core.imaging.preprocess import Preprocessing, normalise
+from hv_desktop.core.inference.colour import Accumulator, ChannelStats, match_problem, matched, mixture
+from hv_desktop.core.inference.metadata import ModelError, ModelMetadata
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.site.calibrate import calibrate
+from tests.support.images import disc_image
+from tests.support.onnx_factory import tiny_model
+
+REFERENCE = {"mean": [200.0, 178.0, 185.0], "std": [47.0, 52.0, 34.0], "images": 400}
+CELL = {"preprocessing": {"width": 32, "height": 32, "crop": "cell", "crop_fraction": 0.75}}
+
+
+def test_a_lab_pixel_lands_where_the_same_standard_score_of_the_reference_lands():
+    prep = Preprocessing()
+    lab = ChannelStats((150.0, 160.0, 170.0), (30.0, 55.0, 44.0))
+    ref = ChannelStats((200.0, 178.0, 185.0), (47.0, 52.0, 34.0))
+    site = matched(prep, lab, ref)
+    for k in (-2.0, 0.0, 1.5):
+        at_lab = np.asarray(lab.mean) + k * np.asarray(lab.std)
+        at_ref = np.asarray(ref.mean) + k * np.asarray(ref.std)
+        got = (at_lab - np.asarray(site.mean)) / np.asarray(site.std)
+        want = (at_ref - np.asarray(prep.mean)) / np.asarray(prep.std)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_the_app_normalises_with_the_matched_values():
+    lab = ChannelStats((150.0, 160.0, 170.0), (30.0, 55.0, 44.0))
+    ref = ChannelStats((200.0, 178.0, 185.0), (47.0, 52.0, 34.0))
+    site = matched(Preprocessing(), lab, ref)
+    pixel = np.array([[[150, 160, 170]]], dtype=np.uint8)  # the lab's mean maps to the reference's mean
+    out = normalise(pixel, site)
+    np.testing.assert_allclose(out[0, 0], (np.asarray(ref.mean) - 127.5) / 127.5, atol=1e-5)
+
+
+def test_statistics_and_the_equal_weight_mixture():
+    acc = Accumulator()
+    acc.add(np.full((4, 4, 3), 100, np.uint8))
+    acc.add(np.full((4, 4, 3), 200, np.uint8))
+    s = acc.stats()
+    assert s is not None and s.mean == pytest.approx((150, 150, 150)) and s.std == pytest.approx((50, 50, 50), abs=1e-3)
+    assert Accumulator().stats() is None
+    m = mixture([ChannelStats((100, 100, 100), (0.001,) * 3, 10), ChannelStats((200, 200, 200), (0.001,) * 3, 1000)])
+    assert m.mean == pytest.approx((150, 150, 150)) and m.std == pytest.approx((50, 50, 50), abs=1e-3)  # labs, not images
+
+
+def test_a_flat_lab_is_not_matched():
+    ref = ChannelStats((200.0, 178.0, 185.0), (47.0, 52.0, 34.0))
+    assert match_problem(ChannelStats((200, 200, 200), (40, 50, 30)), ref) is None
+    assert "too far" in (match_problem(ChannelStats((200, 200, 200), (2, 50, 30)), ref) or "")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"mean": [1, 2], "std": [1, 1, 1]}, {"mean": [1, 2, 3], "std": [0, 1, 1]}, {"mean": [1, 2, 999], "std": [1, 1, 1]}, "x"],
+)
+def test_a_bad_colour_reference_is_refused_with_a_message(bad):
+    meta = {"labels": ["a", "b"], "colour_reference": bad}
+    with pytest.raises(ModelError, match="colour_reference"):
+        ModelMetadata.from_dict(meta, "m.onnx")
+
+
+def test_a_colour_reference_round_trips():
+    meta = ModelMetadata.from_dict({"labels": ["a", "b"], "colour_reference": REFERENCE})
+    again = ModelMetadata.from_json(meta.to_json())
+    assert again.colour() == ChannelStats((200.0, 178.0, 185.0), (47.0, 52.0, 34.0), 400)
+
+
+def _lab(folder, tint, n=24):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        im = disc_image(20 + i % 3, size=(320, 240), centre=(160 + i, 120))
+        a = np.asarray(im, np.float32) * np.asarray(tint, np.float32)
+        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(folder / f"c{i:02}.png")
+    return folder
+
+
+def test_calibrate_matches_colours_when_the_model_carries_a_reference(tmp_path):
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata={**CELL, "colour_reference": REFERENCE}))
+    result = calibrate(base, [_lab(tmp_path / "lab", (0.8, 1.0, 1.0))])
+    prep = result.metadata.preprocessing
+    assert result.colour is not None and result.colour.images == 24
+    assert prep.mean != base.info.preprocessing.mean and prep.std != base.info.preprocessing.std
+    # the lab's own mean colour is shown to the network as the training labs' mean colour
+    np.testing.assert_allclose(
+        (np.asarray(result.colour.mean) - prep.mean) / prep.std, (np.asarray(REFERENCE["mean"]) - 127.5) / 127.5, atol=1e-6
+    )
+    site = Model(result.save(tmp_path / "site.onnx", base))
+    assert site.info.preprocessing.mean == pytest.approx(prep.mean)
+    assert site.info.site_adaptation["colour_match"]["lab"]["images"] == 24
+    assert any(line.startswith("colours: matched") for line in result.summary_lines())
+
+
+def test_calibrate_says_colours_are_not_matched_without_a_reference(tmp_path):
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata=CELL))
+    result = calibrate(base, [_lab(tmp_path / "lab", (1.0, 1.0, 1.0))])
+    assert result.colour is None and result.metadata.preprocessing.mean == base.info.preprocessing.mean
+    assert any("carries no colour reference" in line for line in result.summary_lines())

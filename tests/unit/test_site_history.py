@@ -1,0 +1,66 @@
+"""A lab's site models over time (issue 27 item 2): the history read from the files, when a refresh is due."""
+
+from __future__ import annotations
+
+from hv_desktop.core.site.site_history import SiteModelEntry, entry_for, refresh_due, site_models
+from tests.support.onnx_factory import LABELS, tiny_model
+
+
+def _site(path, date, per_class, verified=True, site="Ward 3"):
+    meta = {
+        "site_adaptation": {
+            "site": site,
+            "date": date,
+            "base_model": {"name": "HematoVision", "version": "1.2.3"},
+            "cells_per_class": per_class,
+            "unflag_check": {"verified": verified},
+            "estimate_after_cross_validated": {"accuracy": 0.9},
+        }
+    }
+    return tiny_model(path, metadata=meta)
+
+
+def _entry(per_class):
+    return SiteModelEntry(path=None, site="", kind="", made="", version="", base="", cells_per_class=per_class)  # type: ignore[arg-type]
+
+
+def test_the_history_lists_site_models_newest_first_and_names_what_is_not_one(tmp_path):
+    folder = tmp_path / "site-models"
+    folder.mkdir()
+    _site(folder / "a.onnx", "2026-12-01T09:00:00+00:00", {"x": 10, "y": 12})
+    _site(folder / "b.onnx", "2026-12-02T09:00:00+00:00", {"x": 25, "y": 30}, verified=False)
+    tiny_model(folder / "base.onnx")  # a model, but not a site model
+    (folder / "junk.onnx").write_bytes(b"not onnx")
+    entries, problems = site_models(folder)
+    assert [e.path.name for e in entries] == ["b.onnx", "a.onnx"]
+    assert entries[0].fewest_per_class == 25 and entries[0].unflag_verified is False
+    assert entries[1].estimated_accuracy == 0.9 and entries[1].base == "HematoVision 1.2.3"
+    assert "flags every cell" in entries[0].describe() and "at least 10 of each type" in entries[1].describe()
+    assert sorted(p.name for p, _ in problems) == ["base.onnx", "junk.onnx"]
+    assert all(why for _, why in problems)
+
+
+def test_a_missing_folder_is_an_empty_history(tmp_path):
+    assert site_models(tmp_path / "nope") == ([], [])
+
+
+def test_a_refresh_is_due_at_each_step_beyond_what_the_model_in_use_was_made_from():
+    labels = list(LABELS)
+    few = dict.fromkeys(labels, 9)
+    assert refresh_due(few, labels, None) is None  # not even 10 of each
+    ten = dict.fromkeys(labels, 10)
+    assert refresh_due(ten, labels, None) == 10  # the base model: the first site model is due
+    assert refresh_due(ten, labels, _entry(dict.fromkeys(labels, 10))) is None  # made from these already
+    lopsided = {**dict.fromkeys(labels, 60), labels[0]: 24}
+    assert refresh_due(lopsided, labels, _entry(dict.fromkeys(labels, 10))) is None  # one class still short of 25
+    assert refresh_due({k.upper(): 30 for k in labels}, labels, _entry(dict.fromkeys(labels, 10))) == 25
+    assert refresh_due(dict.fromkeys(labels, 80), labels, _entry(dict.fromkeys(labels, 25))) == 50
+    assert refresh_due(dict.fromkeys(labels, 80), labels, _entry(dict.fromkeys(labels, 50))) is None
+
+
+def test_an_entry_reads_a_calibrated_model_as_made_from_no_reviews(tmp_path):
+    path = tiny_model(
+        tmp_path / "cal.onnx", metadata={"site_adaptation": {"site": "Lab", "kind": "magnification from unlabelled images"}}
+    )
+    entry = entry_for(path)
+    assert entry.fewest_per_class == 0 and entry.unflag_verified is None and "unlabelled images" in entry.describe()
