@@ -36,6 +36,9 @@ class DifferentialPane(QWidget):
         self.diff_table.verticalHeader().setDefaultSectionSize(ROW_HEIGHT)
         self.diff_table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.review_progress = QLabel("")
+        self.source = QLabel("")  # camera fields: how many cells from how many fields, edge cells left out
+        self.source.setWordWrap(True)
+        self.source.hide()
         self.sign_label = QLabel("")
         self.sign_label.setStyleSheet("color: #006400; font-weight: bold;")
         self.sign_label.hide()
@@ -50,6 +53,7 @@ class DifferentialPane(QWidget):
         head.addWidget(self.diff_mode)
         lay.addLayout(head)
         lay.addWidget(self.diff_table, 1)
+        lay.addWidget(self.source)
         lay.addWidget(self.review_progress)
         lay.addWidget(self.sign_label)
 
@@ -78,6 +82,8 @@ class DifferentialPane(QWidget):
         table.setMaximumHeight(self.table_height(len(view.rows)))
         table.setMinimumHeight(self.table_height(view.essential or len(view.rows)))
         self.review_progress.setText(view.progress)
+        self.source.setText(view.source)
+        self.source.setVisible(bool(view.source))
         self.note.setText(view.note)
         self.note.setToolTip(UNREVIEWED_NOTE if view.note else "")
 

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from hv_desktop.core.cases.differential_view import differential_view
 from hv_desktop.core.cases.review import key_map, review_classes
 from hv_desktop.core.cases.runs import case_name
+from hv_desktop.core.inference.fields import same_field
 from hv_desktop.core.inference.model import bundled_model_path
 from hv_desktop.core.inference.result import Result
 from hv_desktop.core.storage.archive_schema import ArchiveError
@@ -38,6 +39,7 @@ from hv_desktop.core.workspace import Change, Workspace, open_archive
 from hv_desktop.gui import main_thread_gc
 from hv_desktop.gui.actions import Actions, ActionState, RecentFolders, is_shipped
 from hv_desktop.gui.archive_dialog import ArchiveDialog
+from hv_desktop.gui.cell_mode import CellModeMenu, count_edge
 from hv_desktop.gui.dialogs import ask_new_or_add, show_about
 from hv_desktop.gui.differential_pane import DifferentialPane
 from hv_desktop.gui.exports import Exports, Hooks
@@ -108,6 +110,7 @@ class MainWindow(QMainWindow):
         self._diff_timer.timeout.connect(self.update_differential)
         self.commands = Actions(self)
         self.commands.build_menus()
+        self.cell_mode = CellModeMenu(self.settings, self.menuBar())  # Cases: crops or camera fields (issue 28)
         self.recent = RecentFolders(self.settings, self.commands.recent_menu, lambda folder: self.classify([folder]))
         self._build_ui()
         self.workspace.subscribe(self._workspace_changed)
@@ -145,6 +148,9 @@ class MainWindow(QMainWindow):
         pane.confirmKey.connect(self.reviewing.confirm_current)
         self.preview_pane.problem.connect(lambda msg: self.status(msg, 5000))
         self.preview_pane.saveRequested.connect(lambda: self.save_heatmap())
+        self.preview_pane.cellClicked.connect(self._cell_clicked)
+        self.cell_mode.changed.connect(lambda message: self.status(message, 8000))
+        self.cell_mode.changed.connect(lambda _: self.update_differential())
         self.review_panel.assign.connect(self.assign_current)
         self.differential_pane.diff_mode.currentIndexChanged.connect(lambda _: self.update_differential())
         runner.runFinished.connect(self.runFinished)
@@ -217,7 +223,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ showing
     def show_preview(self, r: Result) -> None:
-        self.preview_pane.show_result(r)
+        self.preview_pane.show_result(r, same_field(self.review.results, r))
         self.review_panel.show_result(r)
 
     def labels_changed(self) -> None:
@@ -233,9 +239,8 @@ class MainWindow(QMainWindow):
     def update_differential(self) -> None:
         pane = self.differential_pane
         self.results_pane.proxy.reviewed_view = pane.by_review
-        view = differential_view(
-            self.workspace.case_results(), self.model.labels if self.model else [], self.reviewing.extra_classes(), pane.by_review
-        )
+        labels, extras = self.model.labels if self.model else [], self.reviewing.extra_classes()
+        view = differential_view(self.workspace.case_results(), labels, extras, pane.by_review, count_edge(self.settings))
         pane.show_view(view)
         self.results_pane.empty_hint.setVisible(view.total == 0)
 
@@ -479,6 +484,11 @@ class MainWindow(QMainWindow):
     def _watching(self, folder: str) -> None:
         self.commands.watch.setChecked(bool(folder))
         self.setWindowTitle(f"HematoVision — watching {folder}" if folder else TITLE)
+
+    def _cell_clicked(self, r: Result) -> None:
+        """A field's box clicked in the preview: its cell's row becomes current."""
+        if not self.results_pane.select_result(r):
+            self.status("That cell is hidden by the table's filters", 4000)
 
     def _cell_types_changed(self) -> None:
         self.labels_changed()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from PySide6.QtCore import QByteArray, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QSplitter, QWidget
 
+from hv_desktop.core.inference.fields import cell_thumbnails
 from hv_desktop.core.inference.result import Result
 from hv_desktop.core.storage.archive import CaseArchive
 from hv_desktop.core.storage.archive_schema import ArchiveError
@@ -158,15 +159,19 @@ class Persistence(QObject):
         if fresh:
             self._thumbs = [r for r in fresh if r.ok and r.thumbnail is None]
             # thumbnails are not kept in the archive: made again in the background
-            threading.Thread(
-                target=rebuild_thumbnails, args=(list(self._thumbs), THUMBNAIL_SIDE, self._thumbnails_made), daemon=True
-            ).start()
+            threading.Thread(target=self._make_thumbnails, args=(list(self._thumbs),), daemon=True).start()
             reviewed = sum(1 for r in fresh if r.reviewer_label)
             restored = f"Restored the previous session: {len(fresh)} cells, {reviewed} reviewed (File ▸ New Session clears it)"
             self.shell.status(f"{self._said}. {restored}" if self._said else restored, 30000 if self._said else 10000)
         elif self._said:
             self.shell.status(self._said, 30000)
         self.restored.emit(len(fresh))
+
+    def _make_thumbnails(self, rows: list[Result]) -> None:
+        """On the thumbnail thread: a camera field's cells get their own square (core.inference.fields), the rest
+        their file's picture."""
+        cell_thumbnails(rows, THUMBNAIL_SIDE)
+        rebuild_thumbnails(rows, THUMBNAIL_SIDE, self._thumbnails_made)
 
     def _thumbnails_made(self, first: int, last: int) -> None:
         """On the thumbnail thread: tell the window, unless it has closed meanwhile."""

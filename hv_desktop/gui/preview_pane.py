@@ -9,12 +9,14 @@ hv_desktop.core.inference.preview (which keeps the last few decodes), and only t
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
-from PySide6.QtCore import QEvent, QObject, QRunnable, QSettings, QSize, Qt, QThreadPool, QTimer, Signal
-from PySide6.QtGui import QPixmap, QResizeEvent
+from PySide6.QtCore import QEvent, QObject, QPointF, QRunnable, QSettings, QSize, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QMouseEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QCheckBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSlider, QToolButton, QVBoxLayout, QWidget
 
 from hv_desktop.core.cases.review import awaiting_review, flag_reason
+from hv_desktop.core.inference.fields import cell_name
 from hv_desktop.core.inference.heatmap import PNG_OPACITY
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.preview import Preview, PreviewCache, PreviewOptions, render
@@ -24,6 +26,12 @@ from hv_desktop.gui.results_model import to_pixmap
 EDGE_NOTE = "<br><small>Cell at the image edge: may be cut off.</small>"
 EDGE_TIP = "The classified square had to stay inside the image, so the cell is off-centre in it and may be cut by the edge."
 LOADING_DELAY_MS = 150  # a picture that takes longer than this is replaced by "Loading…" meanwhile
+#: a camera field's legend (core.inference.preview's colours) and its row with no white cell
+FIELD_LEGEND = (
+    "<small><span style='color:#00be6e'>■</span> this cell · <span style='color:#286eff'>■</span> other cells of the"
+    " field · <span style='color:#eb7800'>▪ ▪</span> cut by the edge · click a box to select its cell</small>"
+)
+NO_CELL_NOTE = "No white cell was found in this field."
 
 
 def _tool_button(text: str, checkable: bool = False) -> QToolButton:
@@ -39,16 +47,24 @@ class _Done(QObject):
 
 class _RenderJob(QRunnable):
     def __init__(
-        self, number: int, latest: list[int], done: _Done, result: Result, model: Model | None, options: PreviewOptions
+        self,
+        number: int,
+        latest: list[int],
+        done: _Done,
+        result: Result,
+        model: Model | None,
+        options: PreviewOptions,
+        field: Sequence[Result] = (),
     ) -> None:
         super().__init__()
         self.number, self.latest, self.done = number, latest, done
-        self.result, self.model, self.options = result, model, options
+        self.result, self.model, self.options, self.field = result, model, options, field
 
     def run(self) -> None:
         if self.number != self.latest[0]:
             return  # another cell was chosen while this one waited: never rendered
-        self.done.rendered.emit(self.number, render(self.result, self.model, self.options, PreviewLoader.cache))
+        preview = render(self.result, self.model, self.options, PreviewLoader.cache, self.field)
+        self.done.rendered.emit(self.number, preview)
 
 
 class PreviewLoader(QObject):
@@ -66,10 +82,10 @@ class PreviewLoader(QObject):
         self._done.rendered.connect(self._arrived)
         self.pending = False
 
-    def request(self, result: Result, model: Model | None, options: PreviewOptions) -> None:
+    def request(self, result: Result, model: Model | None, options: PreviewOptions, field: Sequence[Result] = ()) -> None:
         self._latest[0] += 1
         self.pending = True
-        self.pool.start(_RenderJob(self._latest[0], self._latest, self._done, result, model, options))
+        self.pool.start(_RenderJob(self._latest[0], self._latest, self._done, result, model, options, tuple(field)))
 
     def drop(self) -> None:
         """Nothing asked for is wanted any more."""
@@ -89,6 +105,7 @@ class PreviewPane(QWidget):
     shown = Signal()  # the current cell's picture is on screen
     problem = Signal(str)  # for the status bar
     saveRequested = Signal()
+    cellClicked = Signal(object)  # a camera field's box was clicked: that cell's Result
 
     def __init__(self, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -96,6 +113,9 @@ class PreviewPane(QWidget):
         self.model: Model | None = None
         self.result: Result | None = None
         self.pixmap: QPixmap | None = None
+        self.field: tuple[Result, ...] = ()  # a camera field's rows, drawn with the selected cell
+        self.boxes: tuple[tuple[int, int, int, int], ...] = ()  # their boxes in the picture's pixels
+        self._view_size = (0, 0)  # the picture's size before fitting
         self._title, self._tip = "", ""
         self.loader = PreviewLoader(self)
         self.loader.rendered.connect(self._rendered)
@@ -111,10 +131,14 @@ class PreviewPane(QWidget):
         self.preview_scroll = QScrollArea()
         self.preview_scroll.viewport().installEventFilter(self)
         self.preview_scroll.setWidget(self.preview)
+        self.preview.installEventFilter(self)  # a click on a field's box selects its cell
         self.preview_scroll.setWidgetResizable(True)
         self.preview_title = QLabel("")
         self.preview_title.setWordWrap(True)
         self.preview_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.cells_note = QLabel("")  # under the picture: a camera field's legend, or that it has no white cell
+        self.cells_note.setWordWrap(True)
+        self.cells_note.hide()
         self.error_label = QLabel("")
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #a00000; font-weight: bold;")
@@ -122,6 +146,7 @@ class PreviewPane(QWidget):
         lay.setContentsMargins(6, 6, 6, 0)
         lay.addLayout(self._build_controls())
         lay.addWidget(self.preview_scroll, 1)
+        lay.addWidget(self.cells_note)
         lay.addWidget(self.error_label)
 
     def _build_controls(self) -> QHBoxLayout:
@@ -173,21 +198,26 @@ class PreviewPane(QWidget):
         self.refresh()
 
     # --- showing a cell
-    def show_result(self, r: Result) -> None:
-        """Name and flag at once; the picture when the worker has made it."""
-        self.result = r
+    def show_result(self, r: Result, field: Sequence[Result] = ()) -> None:
+        """Name and flag at once; the picture when the worker has made it. ``field``: a camera field's rows
+        (core.inference.fields.same_field), whose boxes are drawn around the selected cell's."""
+        self.result, self.field, self.boxes = r, tuple(field), ()
         why, tip = "", ""
         if awaiting_review(r):
             # Say why (briefly here, fully in the tooltip), so a flag reads as the model's doubt, not a finding.
             short, tip = flag_reason(r)
             why = f"<br><span style='color:#b35900'>⚑ Needs review: {short}</span>"
-        self._title = f"<b>{html.escape(r.path.name)}</b><br><small>{html.escape(str(r.path.parent))}</small>{why}"
+        of = sum(1 for x in self.field if x.cell_index is not None)
+        name = html.escape(cell_name(r, of))
+        self._title = f"<b>{name}</b><br><small>{html.escape(str(r.path.parent))}</small>{why}"
+        self.cells_note.setText(NO_CELL_NOTE if r.no_cell else (FIELD_LEGEND if r.cell_index is not None else ""))
+        self.cells_note.setVisible(r.no_cell or r.cell_index is not None)
         self._tip = tip
         self.preview_title.setToolTip(tip)
         self.preview_title.setText(self._title)
         self.error_label.setText(f"Could not classify: {r.error}" if r.error else "")
         if r.ok:
-            self.loader.request(r, self.model, self.options())
+            self.loader.request(r, self.model, self.options(), self.field)
             self._loading.start()
         else:
             self.loader.drop()
@@ -195,7 +225,7 @@ class PreviewPane(QWidget):
 
     def refresh(self) -> None:
         if self.result is not None:
-            self.show_result(self.result)
+            self.show_result(self.result, self.field)
 
     def _rendered(self, preview: Preview) -> None:
         self._loading.stop()
@@ -207,6 +237,8 @@ class PreviewPane(QWidget):
             if preview.at_edge:
                 self.preview_title.setText(self._title + EDGE_NOTE)
                 self.preview_title.setToolTip(self._tip + ("\n\n" if self._tip else "") + EDGE_TIP)
+            self.boxes = preview.boxes
+            self._view_size = (preview.pixels.shape[1], preview.pixels.shape[0])
             self._set_pixmap(to_pixmap(preview.pixels))
         self.shown.emit()
 
@@ -241,7 +273,30 @@ class PreviewPane(QWidget):
         super().resizeEvent(event)
         self.fit()
 
+    def cell_at(self, pos: QPointF) -> Result | None:
+        """The field's cell whose box holds ``pos`` (in the picture label's coordinates), the smallest where boxes
+        overlap; None off every box."""
+        shown = self.preview.pixmap()
+        if not self.boxes or shown is None or shown.isNull() or not self._view_size[0]:
+            return None
+        area = self.preview.contentsRect()
+        w, h = shown.width() / shown.devicePixelRatio(), shown.height() / shown.devicePixelRatio()
+        scale = self._view_size[0] / w
+        x = (pos.x() - area.x() - (area.width() - w) / 2) * scale
+        y = (pos.y() - area.y() - (area.height() - h) / 2) * scale
+        hits = [
+            ((b[2] - b[0]) * (b[3] - b[1]), r)
+            for r, b in zip(self.field, self.boxes, strict=False)
+            if r.cell_box is not None and b[0] <= x < b[2] and b[1] <= y < b[3]
+        ]
+        return min(hits, key=lambda hit: hit[0])[1] if hits else None
+
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if obj is self.preview and event.type() == QEvent.Type.MouseButtonPress and isinstance(event, QMouseEvent):
+            hit = self.cell_at(event.position()) if event.button() == Qt.MouseButton.LeftButton else None
+            if hit is not None and hit is not self.result:
+                self.cellClicked.emit(hit)
+                return True
         if event.type() == QEvent.Type.Resize and obj is self.preview_scroll.viewport():
             # The preview area also changes size when the text above it wraps: refit the image then too.
             QTimer.singleShot(0, self.fit)

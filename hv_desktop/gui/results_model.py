@@ -10,6 +10,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
 from hv_desktop.core.cases.review import awaiting_review
 from hv_desktop.core.cases.review_order import review_next
+from hv_desktop.core.inference.fields import cell_name
 from hv_desktop.core.inference.result import Result
 from hv_desktop.core.io.reply import sender_label
 
@@ -21,11 +22,14 @@ RESULT_ROLE = Qt.ItemDataRole.UserRole + 2
 FLAG_TEXT = "⚑ Needs review"
 REVIEWED_TEXT = "✓ Reviewed"
 ERROR_TEXT = "✕ Error"
+NO_CELL_TEXT = "○ No white cell"  # a camera field in which none was found: no class, nothing to review
 
 
 def status_of(r: Result) -> str:
     if not r.ok:
         return ERROR_TEXT
+    if r.no_cell:
+        return NO_CELL_TEXT
     if r.reviewer_label:
         return REVIEWED_TEXT
     if r.needs_review:
@@ -54,6 +58,22 @@ class ResultsModel(QAbstractTableModel):
         self.sender_labels: dict[str, str | None] = {}
         self._bold = QFont()
         self._bold.setBold(True)
+        self._cells: dict[tuple[str, str, str | None], int] = {}  # a camera field -> its number of cells
+        self._cells_rows = -1  # the number of rows ``_cells`` was counted over
+
+    def cells_in_field(self, r: Result) -> int | None:
+        """How many white cells ``r``'s field holds (None for a file classified as one cell); counted again only
+        when rows were added or removed."""
+        if r.cell_index is None:
+            return None
+        if self._cells_rows != len(self.results):
+            self._cells = {}
+            for x in self.results:
+                if x.cell_index is not None:
+                    key = (x.case, str(x.path), x.sha256)
+                    self._cells[key] = max(self._cells.get(key, 0), x.cell_index)
+            self._cells_rows = len(self.results)
+        return self._cells.get((r.case, str(r.path), r.sha256))
 
     # --- Qt API ---
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
@@ -76,7 +96,7 @@ class ResultsModel(QAbstractTableModel):
             return r
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             if col == COL_FILE:
-                return r.path.name if role == Qt.ItemDataRole.DisplayRole else str(r.path)
+                return cell_name(r, self.cells_in_field(r)) if role == Qt.ItemDataRole.DisplayRole else str(r.path)
             if col == COL_CLASS:
                 return (r.label or "").capitalize() if r.ok else ""
             if col == COL_CONF:
@@ -223,6 +243,8 @@ class GalleryFilter(ResultsFilter):
             if r is not None:
                 if not r.ok:
                     return f"✕ {r.path.name}"
+                if r.no_cell:
+                    return NO_CELL_TEXT
                 label = effective_label(r, self.reviewed_view)
                 label = SHORT_NAMES.get(label, label.capitalize())
                 flag = "⚑ " if awaiting_review(r) else ("✓ " if r.reviewer_label else "")

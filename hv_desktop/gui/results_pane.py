@@ -193,6 +193,17 @@ class ResultsPane(QWidget):
         idx = self._view_proxy().mapFromSource(self.results.index(row, 0))
         self.view().selectionModel().setCurrentIndex(idx, SELECT_ROW)
 
+    def select_result(self, r: Result) -> bool:
+        """Make ``r`` the current row of the view in use (its box was clicked in the preview); False when it is
+        not in the session or the filters hide it."""
+        row = next((i for i, x in enumerate(self.results.results) if x is r), -1)
+        idx = self._view_proxy().mapFromSource(self.results.index(row, 0)) if row >= 0 else None
+        if idx is None or not idx.isValid():
+            return False
+        self.view().selectionModel().setCurrentIndex(idx, SELECT_ROW)
+        self.view().scrollTo(idx)
+        return True
+
     def move_next(self) -> None:
         """On to the next row of the view in use (the last row stays, shown again)."""
         view = self.view()

@@ -15,13 +15,14 @@ from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressBar, QPushButton
 
 from hv_desktop.core.cases.review import lab_hint
-from hv_desktop.core.cases.runs import case_name
+from hv_desktop.core.cases.runs import case_name, files_in
 from hv_desktop.core.inference.model import Model, ModelError, bundled_model_path
 from hv_desktop.core.inference.result import Result
 from hv_desktop.core.io.folder_watch import WatchedFolder
 from hv_desktop.core.workspace import Workspace
+from hv_desktop.gui.cell_mode import camera_fields
 from hv_desktop.gui.shell import Shell
-from hv_desktop.gui.worker import ClassifyJob
+from hv_desktop.gui.worker import ClassifyJob, Kinds
 
 if TYPE_CHECKING:
     from hv_desktop.gui.practice_window import PracticeWindow
@@ -111,7 +112,8 @@ class Runner(QObject):
             self.shell.status(note[0].upper() + note[1:], 15000)
         return cid, note
 
-    def start(self, paths: list[Path], model: Model) -> None:
+    def start(self, paths: list[Path], model: Model, kinds: Kinds | None = None) -> None:
+        """Run ``paths`` (as the Cases menu says the images are; a re-classification: each file as ``kinds``)."""
         case, note = self.workspace.review.current, ""
         if not self.queue.reclassifying:
             chosen = self._case_for(paths)
@@ -120,7 +122,7 @@ class Runner(QObject):
                 return
             case, note = chosen
         self.queue.begin(case, note)
-        self.job = ClassifyJob(model, paths, self)
+        self.job = ClassifyJob(model, paths, self, kinds or camera_fields(self.shell.settings))
         self.job.worker.total.connect(self._on_total)
         self.job.worker.results.connect(self._on_results)
         self.job.worker.finished.connect(self._on_finished)
@@ -140,7 +142,7 @@ class Runner(QObject):
         """A batch of the run: into the workspace, whose listeners show it (and save it, batched)."""
         review = self.workspace.review
         if self.queue.reclassifying:
-            self.queue.done += len(batch)
+            self.queue.done += files_in(batch)
             self.workspace.apply_reclassified(batch)
         else:
             if self.queue.case in review.signoffs or self.queue.case not in review.cases:
@@ -148,7 +150,7 @@ class Runner(QObject):
                 self.queue.case, self.queue.note = self._case_for([r.path for r in batch]) or ("", "")
             kept = [r for r in batch if self.watched.settled(r)]  # a camera file caught mid-write waits
             kept = [r for r in kept if not self._replaced_grown(r)]  # or, caught just before its end, is replaced
-            self.queue.done += len(batch) - len(kept)
+            self.queue.done += files_in(batch) - files_in(kept)
             # the same file opened again in its case keeps its row and review
             self.workspace.add_results(self.queue.fresh(kept), self.queue.case)
             self.rowsAdded.emit()
@@ -209,12 +211,15 @@ class Runner(QObject):
         unlocked = self.workspace.review.unlocked_indices()
         kept = sum(1 for r in results if r.ok) - sum(1 for i in unlocked if results[i].ok)
         paths = list(dict.fromkeys(results[i].path for i in unlocked if results[i].ok))
+        cells = [results[i] for i in unlocked if results[i].ok]
+        fields = frozenset(r.path for r in cells if r.cell_index is not None or r.no_cell)
+        kinds = Kinds(fields, frozenset(r.path for r in cells if r.cell_index is None and not r.no_cell))
         if kept:
             self.shell.status(f"{kept} cells of signed-off cases keep the results of the model they were signed with", 10000)
         if not paths or self.model is None or self.job is not None:
             return
         self.queue.reclassifying = True
-        self.start(paths, self.model)
+        self.start(paths, self.model, kinds)
 
     def stop(self) -> None:
         """On close: the run is cancelled and waited for."""

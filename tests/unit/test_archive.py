@@ -257,3 +257,32 @@ def test_the_file_is_in_wal_mode_with_foreign_keys_and_the_chosen_durability(tmp
     assert raw.execute("PRAGMA user_version").fetchone()[0] == archive_schema.VERSION
     assert raw.execute("PRAGMA application_id").fetchone()[0] == archive_schema.APPLICATION_ID
     raw.close()
+
+
+def test_a_camera_fields_cells_keep_their_number_box_edge_and_no_cell_mark(tmp_path):
+    """Issue 28: a reopened case counts the cells of a field as it did when they were classified."""
+    field = Path("/fields/f1.jpg")
+    cells = [
+        Result(field, label="neutrophil", confidence=0.9, cell_index=1, cell_box=(10, 20, 110, 130)),
+        Result(field, label="lymphocyte", confidence=0.8, cell_index=2, cell_box=(500, 0, 600, 60), cell_at_edge=True),
+        Result(Path("/fields/empty.jpg"), no_cell=True),
+    ]
+    with CaseArchive.open(tmp_path / "a.sqlite") as a:
+        a.upsert_case(CaseInfo("F-1", "Ann", ""))
+        a.add_cells("F-1", cells)
+    with CaseArchive.open(tmp_path / "a.sqlite") as again:
+        back = again.load_case("F-1").results
+    assert [(r.cell_index, r.cell_box, r.cell_at_edge, r.no_cell) for r in back] == [
+        (1, (10, 20, 110, 130), False, False),
+        (2, (500, 0, 600, 60), True, False),
+        (None, None, False, True),
+    ]
+
+
+@pytest.mark.parametrize("bad", [{"cell_index": -1}, {"cell_box": (1, 2, 3)}, {"cell_box": (1.5, 2, 3, 4)}])
+def test_a_cell_number_or_box_that_is_not_whole_numbers_is_refused_as_it_enters(tmp_path, bad):
+    with CaseArchive.open(tmp_path / "a.sqlite") as a:
+        a.upsert_case(CaseInfo("F-1", "Ann", ""))
+        with pytest.raises(ArchiveError, match="cell number|box"):
+            a.add_cells("F-1", [Result(Path("/fields/f.jpg"), label="neutrophil", confidence=0.9, **bad)])
+        assert a.load_case("F-1").results == []

@@ -62,7 +62,7 @@ def _digest(path: Path) -> str:
 def test_a_version_1_archive_is_migrated_and_its_data_survives(tmp_path):
     path = _v1(tmp_path / "old.sqlite")
     with CaseArchive.open(path) as a:
-        assert a._conn.execute("PRAGMA user_version").fetchone()[0] == archive_schema.VERSION == 4
+        assert a._conn.execute("PRAGMA user_version").fetchone()[0] == archive_schema.VERSION == 5
         assert [c.case_id for c in a.find_cases(text="ärztin")] == ["Ärztin-7"]  # step 2's search keys were filled in
         assert [c.case_id for c in a.find_cases(operator="åsa berg", status="signed")] == ["Ärztin-7"]
         case = a.load_case("Ärztin-7")

@@ -225,15 +225,20 @@ def test_a_version_3_archive_is_migrated_to_keep_the_open_session(tmp_path: Path
         m.setattr(archive_schema, "VERSION", 3)
         with CaseArchive.open(path) as a:
             a.upsert_case(CaseInfo("V3-1", "Ann"))
-            a.add_cells("V3-1", _cells(3, "v"))
     conn = sqlite3.connect(path)
+    old_columns = "cell_id, case_id, position, path, label, probabilities, timestamp"  # version 3's cells table
+    rows = [(f"v3-{i}", "V3-1", i, f"/slides/cell_{i}.png", "neutrophil", "{}", "") for i in range(3)]
+    conn.executemany(f"INSERT INTO cells ({old_columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.commit()
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('open_cases', 'session')").fetchone()[0] == 0
     conn.close()
 
     with CaseArchive.open(path) as a:
-        assert a.connection.execute("PRAGMA user_version").fetchone()[0] == archive_schema.VERSION == 4
-        assert [r.path.name for r in a.load_case("V3-1").results] == ["cell_0.png", "cell_1.png", "cell_2.png"]
+        assert a.connection.execute("PRAGMA user_version").fetchone()[0] == archive_schema.VERSION == 5
+        back = a.load_case("V3-1").results
+        assert [r.path.name for r in back] == ["cell_0.png", "cell_1.png", "cell_2.png"]
+        assert all(r.cell_index is None and r.cell_box is None and not r.no_cell for r in back)  # version 5's columns
     ws = _window(path)  # nothing was open in a version 3 file; its cases are in the archive
     assert ws.review.cases == {}
     ws.open_archived("V3-1")

@@ -29,6 +29,7 @@ class Differential:
     fields: int = 0
     no_cell: int = 0
     files: int = 0
+    field_cells: int = 0  # of ``classified``, the cells found in camera fields (the rest: single-cell images)
 
     @property
     def total(self) -> int:
@@ -36,6 +37,12 @@ class Differential:
 
     def percent(self, label: str) -> float:
         return 100.0 * self.counts.get(label, 0) / self.classified if self.classified else 0.0
+
+
+def counted(r: Result, count_edge: bool = False) -> bool:
+    """Whether ``r`` is a cell of the differential: classified, a white cell, and not cut by the field's border
+    unless ``count_edge`` (the one rule; :class:`Tally` and the by-review view both ask it)."""
+    return r.ok and not r.no_cell and (count_edge or not r.cell_at_edge)
 
 
 class Tally:
@@ -49,7 +56,7 @@ class Tally:
         self.labels, self.reviewed, self.count_edge = list(labels), reviewed, count_edge
         self.counts: Counter[str] = Counter()
         self.classified = self.flagged = self.failed = self.n_reviewed = 0
-        self.edge_cells = self.no_cell = 0
+        self.edge_cells = self.no_cell = self.field_cells = 0
         self._fields: set[Path] = set()  # files that gave a cell row or a no-cell row
         self._counted: set[Path] = set()  # files whose cells were counted
 
@@ -62,12 +69,12 @@ class Tally:
         if r.no_cell:
             self.no_cell += 1
             return
-        if r.cell_at_edge:
-            self.edge_cells += 1
-            if not self.count_edge:
-                return
+        self.edge_cells += r.cell_at_edge
+        if not counted(r, self.count_edge):
+            return
         if r.cell_index is not None:
             self._counted.add(r.path)
+            self.field_cells += 1
         self.classified += 1
         if r.reviewer_label:
             self.n_reviewed += 1
@@ -94,12 +101,16 @@ class Tally:
             len(self._counted),
             self.no_cell,
             len(self._fields) + self.failed if cells else self.classified + self.failed,
+            self.field_cells,
         )
 
 
-def differential(results: Iterable[Result], labels: Sequence[str], reviewed: bool = False) -> Differential:
-    """The white-cell differential; ``reviewed=True`` counts the reviewer's label where set."""
-    tally = Tally(labels, reviewed)
+def differential(
+    results: Iterable[Result], labels: Sequence[str], reviewed: bool = False, count_edge: bool = False
+) -> Differential:
+    """The white-cell differential; ``reviewed=True`` counts the reviewer's label where set; ``count_edge``
+    counts the cells a field's border cuts too."""
+    tally = Tally(labels, reviewed, count_edge)
     for r in results:
         tally.add(r)
     return tally.result()

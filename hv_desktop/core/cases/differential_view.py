@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hv_desktop.core.cases.differential import differential
+from hv_desktop.core.cases.differential import Differential, counted, differential
 from hv_desktop.core.cases.review import ReviewClass
 from hv_desktop.core.cases.reviewed_differential import reviewed_differential
 from hv_desktop.core.inference.result import Result
@@ -28,19 +28,44 @@ class DifferentialView:
     #: the leading rows a reader needs whole (every class, the total, the per-100 types): never scrolled away
     essential: int = 0
     note: str = ""  # by review with cells not yet reviewed: how those are counted
+    source: str = ""  # camera fields: how many cells from how many fields, and the edge cells left out
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def source_line(d: Differential) -> str:
+    """Where the counted cells came from, for camera fields (issue 28): "12 cells from 5 fields · 2 edge cells
+    left out · 1 field with no white cell"; "" for single-cell images only."""
+    if not d.cells:
+        return ""
+    parts = [f"{_plural(d.field_cells, 'cell')} from {_plural(d.fields, 'field')}"]
+    if d.classified > d.field_cells:
+        parts[0] += f" + {_plural(d.classified - d.field_cells, 'single-cell image')}"
+    if d.edge_cells:
+        parts.append(f"{_plural(d.edge_cells, 'edge cell')} {'counted' if d.edge_counted else 'left out'}")
+    if d.no_cell:
+        parts.append(f"{_plural(d.no_cell, 'field')} with no white cell")
+    return " · ".join(parts)
 
 
 def differential_view(
-    results: Sequence[Result], labels: Sequence[str], extras: Sequence[ReviewClass], reviewed: bool
+    results: Sequence[Result],
+    labels: Sequence[str],
+    extras: Sequence[ReviewClass],
+    reviewed: bool,
+    count_edge: bool = False,
 ) -> DifferentialView:
     """By model: the model's classes and the cells classified (their total). By review: white cells as % of white
     cells in clinical order with how many of each are still the model's call, the white-cell total, and the types
-    counted per 100 white cells (NRBC, smudge…) after them. Then the flagged and failed counts."""
-    d = differential(results, list(labels), reviewed=reviewed)
+    counted per 100 white cells (NRBC, smudge…) after them. Then the flagged and failed counts. A camera field's
+    cells at its border are left out unless ``count_edge``, and its rows with no white cell are no class."""
+    d = differential(results, list(labels), reviewed=reviewed, count_edge=count_edge)
     rows: list[tuple[str, ...]]
     columns: tuple[str, ...]
     if reviewed:
-        rd = reviewed_differential(results, labels, extras)
+        rd = reviewed_differential([r for r in results if counted(r, count_edge)], labels, extras)
         left = rd.unreviewed
         rows = [(n.capitalize(), str(c), f"{p:.1f}", str(left.get(n, 0))) for n, c, p in rd.white]
         rows.append((WBC_TOTAL, str(rd.white_total), "100.0" if rd.white_total else "", str(rd.unreviewed_white)))
@@ -56,4 +81,4 @@ def differential_view(
     rows.append(("✕ Failed", str(d.failed), "", *pad))
     progress = f"Reviewed {d.reviewed} of {d.classified} cells" + (f" · {d.flagged} still need review" if d.flagged else "")
     note = "unreviewed cells count as the model's class" if reviewed and d.classified > d.reviewed else ""
-    return DifferentialView(rows, progress, d.total, columns, essential, note)
+    return DifferentialView(rows, progress, d.total, columns, essential, note, source_line(d))

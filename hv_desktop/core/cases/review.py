@@ -314,11 +314,12 @@ class ReviewSession:
 
         Why in place: a signed-off case must not change without a trace (issue 30), and a row's identity must
         survive a model change."""
-        by_file: dict[tuple[str, str | None], Result] = {(str(r.path), r.sha256): r for r in fresh}
+        # a camera field's cells are matched cell by cell (issue 28: every cell took its field's last cell's class)
+        by_file = {(str(r.path), r.sha256, r.cell_index): r for r in fresh}
         changed = []
         for i in self.unlocked_indices():
             old = self.results[i]
-            new = by_file.get((str(old.path), old.sha256))
+            new = by_file.get((str(old.path), old.sha256, old.cell_index))
             if new is None:
                 continue
             for name in RECLASSIFIED_FIELDS:

@@ -14,13 +14,20 @@ from pathlib import Path
 from hv_desktop.core.inference.result import Result
 from hv_desktop.core.system.paths import display_name
 
-ResultKey = tuple[str, str, str | None, str | None]
+ResultKey = tuple[str, str, str | None, str | None, int | None]
 
 
 def result_key(r: Result, case: str | None = None) -> ResultKey:
-    """Same case, same path, same bytes (and the same failure): the same cell. The same images opened again as a
-    new case are that case's cells too (issue 30: a new case of them was left empty)."""
-    return r.case if case is None else case, str(r.path), r.sha256, r.error
+    """Same case, same path, same bytes (and the same failure), and the same cell of a camera field: the same
+    cell. The same images opened again as a new case are that case's cells too (issue 30: a new case of them was
+    left empty); a field's second cell is not its first (issue 28: it was dropped as a repeat)."""
+    return r.case if case is None else case, str(r.path), r.sha256, r.error, r.cell_index
+
+
+def files_in(rows: Iterable[Result]) -> int:
+    """How many files ``rows`` finish: a camera field's cells after its first belong to a file already counted
+    (a run's progress counts files, as its total does)."""
+    return sum(1 for r in rows if r.cell_index is None or r.cell_index == 1)
 
 
 #: a case named after a folder keeps at most this much of the name (a typed ID over the limit is refused instead)
@@ -57,12 +64,12 @@ class RunQueue:
     def fresh(self, batch: list[Result]) -> list[Result]:
         """Count ``batch`` as done; the results not already in the session, each put in the run's case (the
         files seen before are counted as skipped)."""
-        self.done += len(batch)
+        self.done += files_in(batch)
         fresh = [r for r in batch if result_key(r, self.case) not in self.seen]
         for r in fresh:
             r.case = self.case
         self.remember(fresh)
-        self.skipped += len(batch) - len(fresh)
+        self.skipped += files_in(batch) - files_in(fresh)
         return fresh
 
     def remember(self, results: Iterable[Result]) -> None:

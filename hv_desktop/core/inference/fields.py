@@ -39,7 +39,9 @@ from hv_desktop.core.imaging.preprocess import (
     Box,
     ImageError,
     Preprocessing,
+    _read_path,
     normalise,
+    open_image,
     resize_for_model,
 )
 from hv_desktop.core.imaging.scan import ScanItem, scan
@@ -233,3 +235,47 @@ def field_rows(d: _Decoded, scored: tuple[np.ndarray, np.ndarray] | None, model:
         r.cell_index, r.cell_box, r.cell_at_edge, r.thumbnail = i + 1, cell.box, cell.at_edge, thumb
         rows.append(r)
     return rows
+
+
+def same_field(results: Sequence[Result], r: Result) -> list[Result]:
+    """The rows of ``r``'s camera field in ``results`` (the same file, bytes and case: its cells, or its one
+    no-cell row), in their order; [] for a file classified as one cell."""
+    if r.cell_index is None and not r.no_cell:
+        return []
+    return [
+        x
+        for x in results
+        if (x.cell_index is not None or x.no_cell) and x.path == r.path and x.sha256 == r.sha256 and x.case == r.case
+    ]
+
+
+def cell_name(r: Result, of: int | None = None) -> str:
+    """A row's name as the window lists it: the file's, and for a camera field which cell ("field.jpg · cell 2
+    of 3") or that it has none ("field.jpg · no white cell")."""
+    if r.no_cell:
+        return f"{r.path.name} · no white cell"
+    if r.cell_index is None:
+        return r.path.name
+    return f"{r.path.name} · cell {r.cell_index}" + (f" of {of}" if of else "")
+
+
+def cell_thumbnails(results: Sequence[Result], side: int) -> None:
+    """A camera field's cell rows without a thumbnail get their cell's square, as a run makes it (a restored
+    session keeps none: the whole field was shown for each of its cells). Each field is decoded once; one that
+    cannot be read leaves its rows without (call off the GUI thread)."""
+    by_field: dict[Path, list[Result]] = {}
+    for r in results:
+        if r.ok and r.cell_box is not None and r.thumbnail is None:
+            by_field.setdefault(r.path, []).append(r)
+    for path, rows in by_field.items():
+        try:
+            data = _read_path(path).getvalue()
+            im = open_image(io.BytesIO(data))
+        except ImageError:
+            continue
+        stored = stored_size(data, im.size)
+        sx, sy = im.width / stored[0], im.height / stored[1]
+        for r in rows:
+            x0, y0, x1, y1 = cell_square(r.cell_box) if r.cell_box is not None else (0, 0) + im.size
+            box = (round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy))
+            r.thumbnail = resize_for_model(im, (side, side), None, box=box)

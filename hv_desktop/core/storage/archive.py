@@ -13,10 +13,7 @@ are in :mod:`hv_desktop.core.storage.archive_schema`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import numbers
 import os
 import sqlite3
 import uuid
@@ -38,6 +35,7 @@ from hv_desktop.core.cases.review import (
 )
 from hv_desktop.core.inference.result import Result
 from hv_desktop.core.storage.archive_import import ImportPlan, ImportReport, SessionFile, plan_import, read_session_file
+from hv_desktop.core.storage.archive_rows import CELL_COLUMNS, cell_id_of, cell_row, result_of
 from hv_desktop.core.storage.archive_schema import (
     ArchiveError,
     ArchiveLocked,
@@ -50,21 +48,13 @@ from hv_desktop.core.storage.archive_schema import (
 )
 from hv_desktop.core.storage.archive_session import CONSULTATION, open_case_ids, set_value, write_open
 from hv_desktop.core.storage.archive_session import audit_event as _audit_event
-from hv_desktop.core.system.paths import path_to_text, text_to_path
+from hv_desktop.core.system.paths import path_to_text
 
 __all__ = ["ArchiveError", "ArchiveLocked", "ArchiveTooNew", "ArchivedCase", "CaseArchive", "CaseSummary", "ImportReport"]
 
 #: Result's per-cell ID (added to Result by the cells-in-a-field work); read and set by name so this module works
 #: with a Result that has it and one that does not yet.
-_CELL_ID = "cell_id"
-_RESULT_HAS_ID = any(f.name == _CELL_ID for f in dataclasses.fields(Result))
 #: The cell columns, in the order :func:`_cell_row` writes them.
-_CELL_COLUMNS = (
-    "cell_id, case_id, position, path, sha256, label, confidence, probabilities, needs_review, typicality, error, "
-    "timestamp, model_name, model_version, reviewer_label"
-)
-#: Longest text a cell keeps (the session loader's bounds: a path, any other text, a probability table).
-MAX_PATH, MAX_CELL_TEXT, MAX_CLASSES = 32768, 4096, 1000
 MAX_AUDIT_JSON = 100_000
 
 
@@ -151,7 +141,7 @@ class CaseArchive:
     def add_cells(self, case_id: str, results: Sequence[Result]) -> list[str]:
         """Add cells to an open case, after the ones it holds, in one transaction; their IDs (a result's own
         ``cell_id`` where it has one; a new one, also set on the result, where it is empty)."""
-        ids = [_cell_id(r) for r in results]
+        ids = [cell_id_of(r) for r in results]
         with transaction(self._conn, "cells"):
             if self._status(case_id) == "signed":
                 raise self._locked(case_id)
@@ -161,9 +151,11 @@ class CaseArchive:
     def _insert_cells(self, case_id: str, cells: list[tuple[str, Result]]) -> None:
         start = self._conn.execute("SELECT coalesce(max(position), -1) + 1 FROM cells WHERE case_id = ?", (case_id,))
         first = start.fetchone()[0]
-        rows = [_cell_row(cid, case_id, first + i, r) for i, (cid, r) in enumerate(cells)]
+        rows = [cell_row(cid, case_id, first + i, r) for i, (cid, r) in enumerate(cells)]
         try:
-            self._conn.executemany(f"INSERT INTO cells ({_CELL_COLUMNS}) VALUES ({', '.join('?' * 15)})", rows)
+            self._conn.executemany(
+                f"INSERT INTO cells ({CELL_COLUMNS}) VALUES ({', '.join('?' * CELL_COLUMNS.count(','))}, ?)", rows
+            )
         except sqlite3.IntegrityError as exc:
             raise ArchiveError(f"a cell is already in the archive, or its case is not ({exc})") from exc
 
@@ -175,8 +167,8 @@ class CaseArchive:
         with transaction(self._conn, "new classification") as c:
             for cid, r in cells:
                 self._cell_case(cid, open_only=True)
-                row = _cell_row(cid, "", 0, r)
-                values = dict(zip(_CELL_COLUMNS.replace(" ", "").split(","), row, strict=True))
+                row = cell_row(cid, "", 0, r)
+                values = dict(zip(CELL_COLUMNS.replace(" ", "").split(","), row, strict=True))
                 c.execute(sql, [values[n] for n in names] + [values["probabilities"], cid])
 
     # --- review
@@ -326,7 +318,7 @@ class CaseArchive:
         """The cells of ``case_ids``, case by case in the order they were added, ``chunk`` at a time (a window adds
         one chunk per event-loop turn); each chunk is one short read by the case's position index."""
         out: list[Result] = []
-        sql = f"SELECT {_CELL_COLUMNS} FROM cells WHERE case_id = ? AND position > ? ORDER BY position LIMIT ?"
+        sql = f"SELECT {CELL_COLUMNS} FROM cells WHERE case_id = ? AND position > ? ORDER BY position LIMIT ?"
         for case_id in case_ids:
             after = -1
             while rows := self._read(sql, [case_id, after, max(1, chunk) - len(out)]):
@@ -340,12 +332,12 @@ class CaseArchive:
 
     def _parsed(self, case_id: str, rows: list[tuple]) -> list[Result]:
         try:
-            return [_result(row) for row in rows]
+            return [result_of(row) for row in rows]
         except (TypeError, ValueError) as exc:
             raise ArchiveError(f"a cell of the case {case_id!r} is damaged in the archive ({exc})") from exc
 
     def _results(self, case_id: str) -> list[Result]:
-        rows = self._read(f"SELECT {_CELL_COLUMNS} FROM cells WHERE case_id = ? ORDER BY position", [case_id])
+        rows = self._read(f"SELECT {CELL_COLUMNS} FROM cells WHERE case_id = ? ORDER BY position", [case_id])
         return self._parsed(case_id, rows)
 
     def _read(self, sql: str, args: Sequence[object]) -> list[tuple]:
@@ -423,7 +415,7 @@ class CaseArchive:
             )
             cells = []
             for r in case.results:
-                cid = _cell_id(r)
+                cid = cell_id_of(r)
                 if cid in taken_ids or self._conn.execute("SELECT 1 FROM cells WHERE cell_id = ?", (cid,)).fetchone():
                     cid = uuid.uuid4().hex  # this cell is already archived from another copy of the session
                 taken_ids.add(cid)
@@ -441,51 +433,3 @@ def _checked(what: str, text: str, limit: int) -> str:
         return check_text(what, text, limit)
     except ValueError as exc:
         raise ArchiveError(str(exc)) from exc
-
-
-def _cell_id(r: Result) -> str:
-    cid = getattr(r, _CELL_ID, "") or ""
-    if not cid:
-        cid = uuid.uuid4().hex
-        if _RESULT_HAS_ID:
-            setattr(r, _CELL_ID, cid)
-    return cid
-
-
-def _cell_row(cell_id: str, case_id: str, position: int, r: Result) -> tuple:
-    """One cell as the archive stores it, every field checked (ArchiveError naming the one that is not)."""
-    path = path_to_text(r.path)
-    if len(path) > MAX_PATH:
-        raise ArchiveError(f"a cell's file name is {len(path):,} characters long; at most {MAX_PATH:,} are kept")
-    texts = (r.sha256, r.label, r.error, r.timestamp, r.model_name, r.model_version, r.reviewer_label, cell_id)
-    if any(t is not None and (not isinstance(t, str) or len(t) > MAX_CELL_TEXT) for t in texts):
-        raise ArchiveError(f"a text of the cell {path!r} is not a text of at most {MAX_CELL_TEXT:,} characters")
-    numbers = [r.confidence, r.typicality, *r.probabilities.values()]
-    if len(r.probabilities) > MAX_CLASSES or not all(n is None or _finite(n) for n in numbers):
-        raise ArchiveError(f"the classification of the cell {path!r} holds a value that is not a finite number")
-    probabilities = json.dumps({str(k): float(v) for k, v in r.probabilities.items()}, ensure_ascii=False)
-    return (
-        cell_id, case_id, position, path, r.sha256, r.label, _float(r.confidence), probabilities,
-        int(bool(r.needs_review)), _float(r.typicality), r.error, r.timestamp or "", r.model_name or "",
-        r.model_version or "", r.reviewer_label or None,
-    )  # fmt: skip
-
-
-def _finite(v: object) -> bool:
-    return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(float(v))  # numpy's too
-
-
-def _float(v: float | None) -> float | None:
-    return None if v is None else float(v)
-
-
-def _result(row: tuple) -> Result:
-    cell_id, case_id, _, path, sha, label, conf, probs, needs, typ, error, ts, name, version, reviewed = row
-    r = Result(
-        path=text_to_path(path), label=label, confidence=conf, probabilities=json.loads(probs),
-        needs_review=bool(needs), typicality=typ, error=error, sha256=sha, timestamp=ts, reviewer_label=reviewed,
-        case=case_id, model_name=name, model_version=version,
-    )  # fmt: skip
-    if _RESULT_HAS_ID:
-        setattr(r, _CELL_ID, cell_id)
-    return r

@@ -64,6 +64,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
             case_id TEXT PRIMARY KEY REFERENCES cases (case_id) ON DELETE CASCADE, position INTEGER NOT NULL)""",
         "CREATE TABLE session (key TEXT PRIMARY KEY, json TEXT NOT NULL)",
     ),
+    (  # 5: a cell of a camera field: which cell of its field, its box, cut by the edge, or a field with none (issue 28)
+        "ALTER TABLE cells ADD COLUMN cell_index INTEGER",
+        "ALTER TABLE cells ADD COLUMN cell_box TEXT",
+        "ALTER TABLE cells ADD COLUMN cell_at_edge INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE cells ADD COLUMN no_cell INTEGER NOT NULL DEFAULT 0",
+    ),
 ]
 VERSION = len(MIGRATIONS)
 
