@@ -142,7 +142,7 @@ def _classify_into_csv(args: argparse.Namespace, model: Model, total: int) -> _B
             try:
                 for result in stream:
                     heat = ""
-                    if args.heatmaps is not None and result.ok:
+                    if args.heatmaps is not None and result.ok and not result.no_cell:
                         written = _write_heatmap(model, result, args.heatmaps)
                         run.heat_failures += written is None
                         heat = str(written or "")
@@ -162,7 +162,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from hv_desktop.core.io.export import summary_csv, summary_text
     from hv_desktop.core.system.writing import atomic_write_text
 
-    _check_cells_options(args)
     model = outputs_and_model(args, [args.csv, args.summary, args.report], [*args.paths, args.model])
     total = _check_inputs(args, model)
     t0 = time.monotonic()
@@ -200,15 +199,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return EXIT_CANCELLED if run.cancel.is_set() else EXIT_OK
 
 
-def _check_cells_options(args: argparse.Namespace) -> None:
-    """Outputs that hold one entry per file, refused with ``--cells all`` (a usage error before anything runs)."""
-    if args.cells != "all":
-        return
-    for flag, value in (("--heatmaps", args.heatmaps), ("--report", args.report), ("--case", args.case)):
-        if value:
-            raise CliError(EXIT_USAGE, f"{flag} is not available with --cells all yet; use --cells one, or leave {flag} out")
-
-
 def _lab_hint(model: Model, model_arg: str | None, classified: int, flagged: int) -> str | None:
     """What to do when nearly every cell was flagged (core.cases.review.lab_flag_share): the lab is probably not one
     the model was trained on, and two commands fit it (from the model this run used)."""
@@ -237,9 +227,11 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def heatmap_name(result: Result) -> str:
-    """A safe, unique file name for a result's heatmap (names may hold newlines or slashes)."""
+    """A safe, unique file name for a result's heatmap (names may hold newlines or slashes; a camera field's
+    cells each get their own: ``.cell2``)."""
     stem = "".join(ch if ch.isalnum() or ch in "-_. " else "_" for ch in result.path.stem).strip(" .") or "image"
-    return f"{stem[:80]}.{(result.sha256 or '0' * 8)[:8]}.heatmap.png"
+    cell = f".cell{result.cell_index}" if result.cell_index is not None else ""
+    return f"{stem[:80]}.{(result.sha256 or '0' * 8)[:8]}{cell}.heatmap.png"
 
 
 def _write_heatmap(model: Model, result: Result, folder: Path) -> Path | None:
@@ -260,7 +252,16 @@ def _write_report(args: argparse.Namespace, results: list[Result], model: Model)
     from hv_desktop.gui.headless import render_report_pdf
 
     info = ReportInfo(case_id=args.case_id or args.case or "", note=args.note or "", operator=args.operator or "")
-    report = build_report(results, model.labels, model.info.name, model.info.version, info, model, args.report_heatmaps)
+    report = build_report(
+        results,
+        model.labels,
+        model.info.name,
+        model.info.version,
+        info,
+        model,
+        args.report_heatmaps,
+        count_edge=args.edge_cells == "count",
+    )
     return render_report_pdf(report, args.report)
 
 

@@ -68,7 +68,8 @@ def cmd_report(args: argparse.Namespace, model: Model) -> str:
             ws.open_archived(args.case)
         except ArchiveError as exc:
             raise CaseCommandError(str(exc)) from None
-        report = build_case_report(ws.review, args.case, model.labels, model, args.heatmaps)
+        count_edge = args.edge_cells == "count"
+        report = build_case_report(ws.review, args.case, model.labels, model, args.heatmaps, count_edge=count_edge)
     try:
         pages = render_report_pdf(report, args.out)
     except Exception as exc:  # Qt missing or the file cannot be written
@@ -80,3 +81,10 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case", required=True, metavar="ID", help="the case (sample) ID in the case archive")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT.pdf", help="the report to write")
     parser.add_argument("--heatmaps", action="store_true", help="show heatmaps in the report's gallery")
+    parser.add_argument(
+        "--edge-cells",
+        choices=("skip", "count"),
+        default="skip",
+        help="camera fields: leave the cells cut by a field's border out of the differential (skip, the default) or "
+        "count them; they are shown, marked, either way",
+    )

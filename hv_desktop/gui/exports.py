@@ -181,10 +181,12 @@ class Exports:
     def _write_pdf(self, path: Path, model: Model, heatmaps: bool) -> int:
         """The current case's report (identity from the case, never from a dialog) written to ``path``."""
         from hv_desktop.core.io.report import build_case_report
+        from hv_desktop.gui.cell_mode import count_edge
         from hv_desktop.gui.report import render_pdf
 
-        review = self.workspace.review
-        report = build_case_report(review, review.current, list(model.labels), model, heatmaps, self.reviewing.extra_classes())
+        review, edge = self.workspace.review, count_edge(self.shell.settings)
+        extras = self.reviewing.extra_classes()
+        report = build_case_report(review, review.current, list(model.labels), model, heatmaps, extras, edge)
         return render_pdf(report, path)
 
     def save_heatmap(self, path: Path | None = None) -> bool:
@@ -192,12 +194,15 @@ class Exports:
         from hv_desktop.core.inference.heatmap import heatmap_png
 
         r, model, parent = self.shell.current_result(), self.workspace.model, self.shell.dialog_parent()
-        if r is None or not r.ok or model is None or not model.cam_name:
+        if r is None or not r.ok or r.no_cell or model is None or not model.cam_name:
             self.shell.status("No heatmap for this cell", 4000)
             return False
         if path is None:
             name, _ = QFileDialog.getSaveFileName(
-                parent, "Save heatmap", str(r.path.with_suffix(".heatmap.png").name), "PNG images (*.png)"
+                parent,
+                "Save heatmap",
+                f"{r.path.stem}{f'.cell{r.cell_index}' if r.cell_index else ''}.heatmap.png",
+                "PNG images (*.png)",
             )
             if not name:
                 return False

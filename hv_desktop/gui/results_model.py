@@ -8,7 +8,7 @@ import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 
-from hv_desktop.core.cases.review import awaiting_review
+from hv_desktop.core.cases.review import awaiting_review, unreviewed
 from hv_desktop.core.cases.review_order import review_next
 from hv_desktop.core.inference.fields import cell_name
 from hv_desktop.core.inference.result import Result
@@ -219,9 +219,7 @@ class ResultsFilter(QSortFilterProxyModel):
         s = self.state_filter
         if s == "Needs review" and not awaiting_review(r):
             return False
-        if s == "Review next" and not (r.ok and not r.reviewer_label):
-            return False
-        if s == "Unreviewed" and not (r.ok and not r.reviewer_label):
+        if s in ("Review next", "Unreviewed") and not unreviewed(r):
             return False
         if s == "Reviewed" and not r.reviewer_label:
             return False

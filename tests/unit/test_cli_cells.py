@@ -95,15 +95,6 @@ def test_cells_one_writes_todays_csv(tmp_path, fields, tiny_model_path):
     assert default.read_bytes()[:3] == one.read_bytes()[:3] == b"\xef\xbb\xbf"
 
 
-@pytest.mark.parametrize("flag", [["--report", "r.pdf"], ["--heatmaps", "heat"], ["--case", "S-1"]])
-def test_outputs_of_one_entry_per_file_are_refused_with_cells_all(tmp_path, fields, tiny_model_path, flag):
-    option, value = flag
-    r = classify(tiny_model_path, fields, "--csv", tmp_path / "o.csv", "--cells", "all", option, tmp_path / value)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert f"{option} is not available with --cells all" in r.stderr
-    assert not (tmp_path / "o.csv").exists()
-
-
 def test_watch_cells_all_adds_a_row_per_cell(tmp_path, fields, tiny_model_path):
     camera, out = tmp_path / "camera", tmp_path / "live.csv"
     camera.mkdir()

@@ -16,9 +16,20 @@ from hv_desktop.core.inference.result import Result
 LOW_CONFIDENCE = 0.9
 
 
+def reviewable(r: Result) -> bool:
+    """A cell a person can review: classified, and a white cell (a camera field's "no white cell" row has no
+    class to confirm: it never awaits review, is never counted and is never listed as unreviewed)."""
+    return r.ok and not r.no_cell
+
+
+def unreviewed(r: Result) -> bool:
+    """A cell nobody has reviewed yet (Show ▸ Unreviewed, Review next, Accept unflagged)."""
+    return reviewable(r) and not r.reviewer_label
+
+
 def awaiting_review(r: Result) -> bool:
     """Flagged by the model and not yet reviewed by a person."""
-    return r.ok and r.needs_review and not r.reviewer_label
+    return unreviewed(r) and r.needs_review
 
 
 #: A case with at least this many cells, of which at least this share is flagged, looks like another lab's images.
@@ -378,9 +389,8 @@ class ReviewSession:
         return [
             i
             for i, r in enumerate(self.results)
-            if r.ok
+            if unreviewed(r)
             and not r.needs_review
-            and not r.reviewer_label
             and (not self.current or r.case == self.current)
             and r.case not in self.signoffs  # never a signed-off case's cell, whatever is current
         ]

@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from hv_desktop.core.cases.review import reviewable, unreviewed
 from hv_desktop.core.inference.result import Result
 
 
 def class_shares(results: Sequence[Result]) -> dict[str, float]:
     """Each class's share of the classified cells (the reviewer's class where given, else the model's)."""
-    counts = Counter((r.reviewer_label or r.label) for r in results if r.ok)
+    counts = Counter((r.reviewer_label or r.label) for r in results if reviewable(r))
     total = sum(counts.values())
     return {k: v / total for k, v in counts.items() if k} if total else {}
 
@@ -29,5 +30,5 @@ def teaching_value(r: Result, shares: Mapping[str, float]) -> float:
 def review_next(results: Sequence[Result]) -> list[int]:
     """The indices of the classified, unreviewed cells, those whose review would teach most first (ties: file order)."""
     shares = class_shares(results)
-    todo = [i for i, r in enumerate(results) if r.ok and not r.reviewer_label]
+    todo = [i for i, r in enumerate(results) if unreviewed(r)]
     return sorted(todo, key=lambda i: -teaching_value(results[i], shares))

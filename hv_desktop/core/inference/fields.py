@@ -269,13 +269,23 @@ def cell_thumbnails(results: Sequence[Result], side: int) -> None:
             by_field.setdefault(r.path, []).append(r)
     for path, rows in by_field.items():
         try:
-            data = _read_path(path).getvalue()
-            im = open_image(io.BytesIO(data))
+            im, scale = open_field(path)
         except ImageError:
             continue
-        stored = stored_size(data, im.size)
-        sx, sy = im.width / stored[0], im.height / stored[1]
         for r in rows:
-            x0, y0, x1, y1 = cell_square(r.cell_box) if r.cell_box is not None else (0, 0) + im.size
-            box = (round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy))
+            box = scale(cell_square(r.cell_box)) if r.cell_box is not None else (0, 0) + im.size
             r.thumbnail = resize_for_model(im, (side, side), None, box=box)
+
+
+def open_field(path: Path) -> tuple[Image.Image, Callable[[Box], Box]]:
+    """A field decoded as a run decodes it (so a cell's square holds the pixels the model saw) and the map of a
+    box in the stored file's pixels (``Result.cell_box``) to the decoded picture's; ImageError when unreadable."""
+    data = _read_path(path).getvalue()
+    im = open_image(io.BytesIO(data))
+    stored = stored_size(data, im.size)
+    sx, sy = im.width / stored[0], im.height / stored[1]
+
+    def scale(box: Box) -> Box:
+        return (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
+
+    return im, scale

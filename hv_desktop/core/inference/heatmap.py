@@ -119,6 +119,35 @@ def explain(
     return probs, out
 
 
+def cell_view(
+    model: Model | None,
+    path: Path,
+    cell_box: Box,
+    heat: bool = False,
+    class_index: int | None = None,
+    opacity: float = OPACITY,
+    max_side: int = 800,
+) -> tuple[np.ndarray | None, Image.Image]:
+    """(probabilities or None, the picture) of a camera field's cell (issue 28): the square
+    ``fields.cell_square`` cut around its box, from the field decoded as a run decodes it, so the heatmap is the
+    evidence for the cell that row classified, never a nucleus search of the whole field; its box outlined.
+    ``cell_box``: ``Result.cell_box`` (the stored file's pixels); ImageError when the file cannot be read."""
+    from hv_desktop.core.inference.fields import cell_square, open_field
+
+    im, scale = open_field(path)
+    box = scale(cell_box)
+    square = cell_square(box)
+    side = max(1, min(max_side, square[2] - square[0]))
+    view = Image.fromarray(resize_for_model(im, (side, side), None, box=square))
+    probs = None
+    if heat and model is not None and model.cam_name:
+        h, probs = cam_for(model, im, class_index, square)
+        view = overlay(view, h, opacity)
+    f = side / max(1, square[2] - square[0])
+    inner = tuple(round((v - o) * f) for v, o in zip(box, square[:2] * 2, strict=True))
+    return probs, outline(view, (inner[0], inner[1], inner[2], inner[3]), max(1, round(side / 120)))
+
+
 def outline(image: Image.Image, box: Box, width: int = 2, colour: tuple[int, int, int] = (0, 190, 110)) -> Image.Image:
     """A copy with a rectangle drawn just inside ``box``. Plain numpy, not ImageDraw: ImageDraw pulls in
     Pillow's font stack (FreeType, HarfBuzz), which the standalone bundle leaves out."""
@@ -148,9 +177,13 @@ def heatmap_png(
 
     from hv_desktop.core.system.writing import atomic_write_bytes
 
-    im = open_image(path, draft_size=(max_side, max_side))
-    im.thumbnail((max_side, max_side))
-    probs, view = explain(model, im, heat=True, opacity=opacity)
+    k = model.labels.index(result.label) if result is not None and result.label in model.labels else None
+    if result is not None and result.cell_box is not None:  # a camera field's cell: its square, as it was classified
+        probs, view = cell_view(model, path, result.cell_box, True, k, opacity, max_side)
+    else:
+        im = open_image(path, draft_size=(max_side, max_side))
+        im.thumbnail((max_side, max_side))
+        probs, view = explain(model, im, heat=True, class_index=k, opacity=opacity)
     if result is not None and result.label:
         label, conf = result.label, result.confidence or 0.0
     elif probs is not None:
@@ -180,5 +213,5 @@ def with_legend(view: Image.Image, text: str) -> Image.Image:
     except Exception:  # no font at all: the strip keeps its colour scale
         return canvas
     draw.text((6, h + 5), text, fill=(0, 0, 0), font=font)
-    draw.text((w - bar_w - 40, h + 5), "evidence", fill=(80, 80, 80), font=font)
+    draw.text((w - bar_w - 6 - 52, h + 5), "evidence", fill=(80, 80, 80), font=font)  # 8 characters of 6 px
     return canvas

@@ -127,12 +127,17 @@ def _case_results(results: Sequence[Result]) -> tuple[list[dict[str, object]], d
     """The case file's entry for every result, and the images they name as members (read now, checked)."""
     items: list[dict[str, object]] = []
     images: dict[str, bytes] = {}
+    fields: dict[tuple, str] = {}  # a camera field's image, sent once for all its cells (issue 28)
     for i, r in enumerate(results):
         member = None
-        if r.ok:
+        if r.ok and r.cell_index is not None and (r.path, r.sha256) in fields:
+            member = fields[(r.path, r.sha256)]
+        elif r.ok:
             data = _image_bytes(r)
             member = _member_name(i, r)
             images[member] = data
+            if r.cell_index is not None:
+                fields[(r.path, r.sha256)] = member
         items.append(
             {
                 "file_name": path_to_text(r.path.name),
@@ -302,20 +307,21 @@ def _open(z: zipfile.ZipFile, package_bytes: int, folder: Path) -> Consultation:
     if hashlib.sha256(raw).hexdigest() != manifest["case.json"]:
         raise PackageError("case.json does not match its checksum (damaged or altered); refused")
     kind, case, pid, parsed = _case_file(raw, set(by_name))
-    members = [p["member"] for p in parsed if p["member"]]
-    if len(set(members)) != len(members):
-        raise PackageError("the package names one image for two cells; refused")
-    if set(members) != {n for n in by_name if n.startswith("images/")}:
+    firsts = _images_of(parsed)
+    if {p["member"] for p in firsts} != {n for n in by_name if n.startswith("images/")}:
         raise PackageError("the package holds an image that no cell names; refused")
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise PackageError(f"{folder} is not empty; the package is unpacked into a new folder")
-    with_image = [p for p in parsed if p["member"]]
-    for p, name in zip(with_image, disk_names(p["name"] for p in with_image), strict=True):
+    for p, name in zip(firsts, disk_names(p["name"] for p in firsts), strict=True):
         p["target"] = folder / "images" / name
+    target = {p["member"]: p["target"] for p in firsts}
+    for p in parsed:
+        if p["member"]:
+            p["target"] = target[p["member"]]
     without = [p for p in parsed if not p["member"]]  # a file that failed at the sender: a row, no image
     for p, name in zip(without, disk_names(p["name"] for p in without), strict=True):
         p["target"] = folder / "missing" / name
-    _unpack(z, by_name, manifest, with_image, folder)
+    _unpack(z, by_name, manifest, firsts, folder)
     results = [
         Result(
             path=p["target"],
@@ -335,6 +341,20 @@ def _open(z: zipfile.ZipFile, package_bytes: int, folder: Path) -> Consultation:
     ]
     sender = {p["cell_id"]: p["reviewer"] for p in parsed}
     return Consultation(kind, case, results, sender, folder, pid)
+
+
+def _images_of(parsed: list[dict]) -> list[dict]:
+    """The first entry naming each image. One image names one cell, except a camera field's image, which its
+    cells share (each a cell of a field, its own number, the same bytes); anything else is refused."""
+    by_member: dict[str, list[dict]] = {}
+    for p in parsed:
+        if p["member"]:
+            by_member.setdefault(p["member"], []).append(p)
+    for group in by_member.values():
+        numbers = [p["cell"]["cell_index"] for p in group]
+        if len(group) > 1 and (None in numbers or len(set(numbers)) != len(numbers) or len({p["sha256"] for p in group}) != 1):
+            raise PackageError("the package names one image for two cells; refused")
+    return [group[0] for group in by_member.values()]
 
 
 def _unpack(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from hv_desktop.core.cases.review import reviewable
+from hv_desktop.core.inference.fields import cell_name
 from hv_desktop.core.inference.result import Result
 from hv_desktop.core.io.package import Consultation, PackageError
 
@@ -55,7 +57,7 @@ def reply_summary(results: Sequence[Result], reply: Consultation, case: str) -> 
     """What a reply says about a case, in words: how many of its cells the consultant reviewed and how many they
     classed otherwise. Why: a reply that reviewed nothing read "the consultant agrees with every review" (issue 30)."""
     who = " ".join(str(reply.case.get("operator") or "the consultant").split())[:200]
-    n = sum(1 for r in results if r.ok)
+    n = sum(1 for r in results if reviewable(r))  # a camera field's "no white cell" row is no cell
     reviewed = sum(1 for _, theirs in matched_cells(results, reply) if theirs)
     differ = len(disagreeing(results, reply))
     cells = f"cell{'s' if n != 1 else ''}"
@@ -73,9 +75,10 @@ def reply_summary(results: Sequence[Result], reply: Consultation, case: str) -> 
 
 
 def disagreements(mine: Sequence[Result], reply: Consultation) -> list[tuple[str, str | None, str | None]]:
-    """(file name, my review, the consultant's review) wherever the consultant's review differs from mine."""
+    """(the cell's name, my review, the consultant's review) wherever the consultant's review differs from mine (a
+    camera field's cell named which it is: "field.jpg · cell 2", fields.cell_name)."""
     mine = list(mine)
-    return [(mine[i].path.name, mine[i].reviewer_label, theirs) for i, theirs in disagreeing(mine, reply)]
+    return [(cell_name(mine[i]), mine[i].reviewer_label, theirs) for i, theirs in disagreeing(mine, reply)]
 
 
 def reply_case(reply: Consultation, sent: Mapping[str, str], results: Sequence[Result]) -> str:

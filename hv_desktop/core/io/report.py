@@ -18,9 +18,19 @@ from datetime import datetime
 import numpy as np
 
 from hv_desktop import __version__
-from hv_desktop.core.cases.differential import Differential, differential
-from hv_desktop.core.cases.review import ReviewClass, ReviewSession, SignOff, awaiting_review, parse_extra_classes
+from hv_desktop.core.cases.differential import Differential, counted, differential
+from hv_desktop.core.cases.differential_view import source_line
+from hv_desktop.core.cases.review import (
+    ReviewClass,
+    ReviewSession,
+    SignOff,
+    awaiting_review,
+    parse_extra_classes,
+    reviewable,
+    sign_off_blockers,
+)
 from hv_desktop.core.cases.reviewed_differential import reviewed_differential
+from hv_desktop.core.inference.fields import cell_name
 from hv_desktop.core.inference.model import INTENDED_USE, Model
 from hv_desktop.core.inference.result import Result
 
@@ -80,14 +90,15 @@ def _plural(n: int, word: str = "cell") -> str:
 
 
 def _differential_rows(
-    results: Sequence[Result], labels: Sequence[str], extras: Sequence[ReviewClass] | None
+    results: Sequence[Result], labels: Sequence[str], extras: Sequence[ReviewClass] | None, count_edge: bool = False
 ) -> tuple[list[str], Differential, Differential]:
     """The differential table's rows: white cells in clinical order, by review as % of white cells, the
-    model's columns for its own classes; then the other reviewed findings per 100 white cells."""
+    model's columns for its own classes; then the other reviewed findings per 100 white cells. A camera field's
+    cells at its border are left out unless ``count_edge``, as in the window (core.cases.differential.counted)."""
     e = html.escape
-    by_model = differential(results, labels)
-    by_review = differential(results, labels, reviewed=True)
-    rd = reviewed_differential(results, labels, extras)
+    by_model = differential(results, labels, count_edge=count_edge)
+    by_review = differential(results, labels, reviewed=True, count_edge=count_edge)
+    rd = reviewed_differential([r for r in results if counted(r, count_edge)], labels, extras)
     rows = []
     for name, n, pct in rd.white:
         model_cols = (
@@ -140,10 +151,12 @@ def summary_html(
     now: str,
     signed: SignOff | None = None,
     extras: Sequence[ReviewClass] | None = None,
+    count_edge: bool = False,
 ) -> str:
-    """The first block: case details, status, note, intended use, the differential and the counts."""
+    """The first block: case details, status, note, intended use, the differential and the counts (for camera
+    fields, how many cells from how many fields: the window's line, core.cases.differential_view.source_line)."""
     e = html.escape
-    rows, by_model, by_review = _differential_rows(results, labels, extras)
+    rows, by_model, by_review = _differential_rows(results, labels, extras, count_edge)
     parts = [
         "<h1 style='font-size: 16pt;'>HematoVision — white blood cell report</h1>",
         "<table cellspacing=0 cellpadding=3>",
@@ -153,7 +166,7 @@ def summary_html(
         f"<tr><td><b>Model</b></td><td>{e(models_text(results, model_name, model_version))}</td></tr>",
         f"<tr><td><b>Software</b></td><td>HematoVision {__version__}</td></tr>",
         "</table>",
-        *_status_html(signed, by_model.flagged),
+        *_status_html(signed, sign_off_blockers(results)),  # every flagged cell, as sign-off counts them
     ]
     if info.note:
         parts.append(f"<p><b>Note:</b> {e(info.note).replace(chr(10), '<br>')}</p>")
@@ -168,6 +181,8 @@ def summary_html(
         f" &nbsp;·&nbsp; flagged for review and not yet reviewed: <b>{by_model.flagged}</b>"
         f" &nbsp;·&nbsp; files that failed: <b>{by_model.failed}</b></p>",
     ]
+    if by_model.cells:
+        parts.append(f"<p>Camera fields: <b>{e(source_line(by_model))}</b></p>")
     if signed is None:
         parts.append(
             "<p style='margin-top: 12px;'>Not signed off. &nbsp; Signed off by: "
@@ -208,30 +223,57 @@ def gallery_order(members: list[Result]) -> tuple[list[Result], int]:
 
 def thumbnail(r: Result, model: Model | None, heatmaps: bool) -> np.ndarray | None:
     """A cell's picture for the gallery (with its heatmap when asked), RGB uint8; the result's own
-    thumbnail when the file cannot be read again, None when there is neither."""
+    thumbnail when the file cannot be read again, None when there is neither. A camera field's cell is its own
+    square (``fields.cell_square`` of its box, as it was classified), not the whole field."""
     from hv_desktop.core.imaging.preprocess import ImageError, open_image
+    from hv_desktop.core.inference.heatmap import cell_view, view_for
 
     try:
+        if r.cell_box is not None:
+            k = model.labels.index(r.label) if model is not None and r.label in model.labels else None
+            return np.asarray(cell_view(model, r.path, r.cell_box, heatmaps, k, max_side=THUMB_PX * 2)[1].convert("RGB"))
         im = open_image(r.path, draft_size=(THUMB_PX * 2, THUMB_PX * 2))
     except ImageError:
         return np.ascontiguousarray(r.thumbnail) if r.thumbnail is not None else None
     if model is not None:
-        from hv_desktop.core.inference.heatmap import view_for
-
         im = view_for(model, im, heat=heatmaps)
     im.thumbnail((THUMB_PX * 2, THUMB_PX * 2))
     return np.asarray(im.convert("RGB"))
 
 
-def thumb_row(row: list[Result], model: Model | None, heatmaps: bool, section: str) -> ReportBlock:
-    """A row of cells: picture (fitted to a THUMB_PX square, aspect kept), file name, confidence, flag and
-    the model's label where the reviewer changed it."""
+def field_sizes(results: Sequence[Result]) -> dict[tuple, int]:
+    """How many cells each camera field holds (keyed by :func:`_field_key`), for "cell 2 of 3"."""
+    sizes: dict[tuple, int] = {}
+    for r in results:
+        if r.cell_index is not None:
+            sizes[_field_key(r)] = sizes.get(_field_key(r), 0) + 1
+    return sizes
+
+
+def _field_key(r: Result) -> tuple:
+    return (r.path, r.sha256, r.case)
+
+
+def cell_caption(r: Result, of: int | None = None) -> str:
+    """A gallery cell's name, HTML: the file's (shortened), and for a camera field's cell which one it is
+    ("field.jpg · cell 2 of 3", fields.cell_name) and whether the field's border cuts it."""
+    name = html.escape(cell_name(r, of).replace(r.path.name, r.path.name[:22], 1))
+    if r.cell_index is not None:  # the cell on a line of its own: a thumbnail is narrower than the whole name
+        name = name.replace(" · ", " ·<br>", 1)
+    return name + (" · <b>at edge</b>" if r.cell_at_edge else "")
+
+
+def thumb_row(
+    row: list[Result], model: Model | None, heatmaps: bool, section: str, sizes: dict[tuple, int] | None = None
+) -> ReportBlock:
+    """A row of cells: picture (fitted to a THUMB_PX square, aspect kept), name (a field's cell: which of how
+    many, and an edge mark), confidence, flag and the model's label where the reviewer changed it."""
     e = html.escape
     cells, images = [], {}
     for n, r in enumerate(row):
         img = thumbnail(r, model, heatmaps)
         flag = " ⚑" if awaiting_review(r) else ""
-        caption = f"{e(r.path.name[:22])}<br>{(r.confidence or 0) * 100:.0f} %{flag}"
+        caption = f"{cell_caption(r, (sizes or {}).get(_field_key(r)))}<br>{(r.confidence or 0) * 100:.0f} %{flag}"
         if r.reviewer_label and r.reviewer_label != r.label:
             caption += f"<br>model: {e(r.label or '')}"
         picture = ""
@@ -248,24 +290,32 @@ def thumb_row(row: list[Result], model: Model | None, heatmaps: bool, section: s
     return ReportBlock(document(body), section=section, images=images)
 
 
-def gallery_blocks(results: Sequence[Result], labels: Sequence[str], model: Model | None, heatmaps: bool) -> list[ReportBlock]:
-    """Per class (the model's, then any other the reviewer gave): a heading kept with its rows of cells."""
+def gallery_blocks(
+    results: Sequence[Result], labels: Sequence[str], model: Model | None, heatmaps: bool, count_edge: bool = False
+) -> list[ReportBlock]:
+    """Per class (the model's, then any other the reviewer gave): a heading kept with its rows of cells. A field
+    with no white cell is no cell (core.cases.review.reviewable); cells at a field's border are shown, marked, and
+    said to be left out of the count unless ``count_edge``."""
     names = list(labels) + sorted(
-        {r.reviewer_label for r in results if r.ok and r.reviewer_label and r.reviewer_label not in labels}
+        {r.reviewer_label for r in results if reviewable(r) and r.reviewer_label and r.reviewer_label not in labels}
     )
+    sizes = field_sizes(results)
     blocks = []
     for lab in names:
-        members = [r for r in results if r.ok and (r.reviewer_label or r.label) == lab]
+        members = [r for r in results if reviewable(r) and (r.reviewer_label or r.label) == lab]
         if not members:
             continue
         shown, left_out = gallery_order(members)
         title = f"{lab.capitalize()} — {_plural(len(members))}"
+        edge = 0 if count_edge else sum(r.cell_at_edge for r in members)
+        if edge:
+            title += f" ({edge} at the edge of a field, not counted)"
         if left_out:
             title += f" ({left_out} more in the CSV; flagged and changed cells are all shown)"
         heading = f"<h2 style='font-size: 13pt;'>{html.escape(title)}{' with heatmaps' if heatmaps else ''}</h2>"
         blocks.append(ReportBlock(document(heading), keep_with_next=True))
         for i in range(0, len(shown), CELLS_PER_ROW):
-            blocks.append(thumb_row(shown[i : i + CELLS_PER_ROW], model, heatmaps, lab.capitalize()))
+            blocks.append(thumb_row(shown[i : i + CELLS_PER_ROW], model, heatmaps, lab.capitalize(), sizes))
     return blocks
 
 
@@ -279,14 +329,16 @@ def build_report(
     heatmaps: bool = False,
     signed: SignOff | None = None,
     extras: Sequence[ReviewClass] | None = None,
+    count_edge: bool = False,
 ) -> Report:
     """The report of a batch. ``signed``: the case's sign-off (a signed report is final; an unsigned one is
-    PRELIMINARY and has an empty signature line)."""
+    PRELIMINARY and has an empty signature line); ``count_edge``: count the cells a camera field's border cuts."""
     info = info or ReportInfo()
     now = datetime.now().strftime("%Y-%m-%d %H:%M")
-    summary = ReportBlock(document(summary_html(results, labels, model_name, model_version, info, now, signed, extras)))
+    summary = summary_html(results, labels, model_name, model_version, info, now, signed, extras, count_edge)
+    gallery = gallery_blocks(results, labels, model, heatmaps, count_edge)
     return Report(
-        blocks=[summary, *failed_blocks(results), *gallery_blocks(results, labels, model, heatmaps)],
+        blocks=[ReportBlock(document(summary)), *failed_blocks(results), *gallery],
         title=f"HematoVision report {info.case_id}".strip(),
         header=f"HematoVision report · Case {info.case_id or '—'} · {now}",
         status=f"FINAL · signed off by {signed.operator}" if signed else "PRELIMINARY · not signed off",
@@ -319,6 +371,7 @@ def build_case_report(
     model: Model | None = None,
     heatmaps: bool = False,
     extras: Sequence[ReviewClass] | None = None,
+    count_edge: bool = False,
 ) -> Report:
     """The report of one case of a session: its cells, with the identity and sign-off of :func:`case_report_info`."""
     info, signed = case_report_info(session, case_id)
@@ -326,7 +379,8 @@ def build_case_report(
         with contextlib.suppress(ValueError):
             extras = parse_extra_classes(signed.cell_types, labels)
     name, version = (model.info.name, model.info.version) if model is not None else ("", "")
-    return build_report(session.case_results(case_id), labels, name, version, info, model, heatmaps, signed, extras)
+    results = session.case_results(case_id)
+    return build_report(results, labels, name, version, info, model, heatmaps, signed, extras, count_edge)
 
 
 def paginate(
