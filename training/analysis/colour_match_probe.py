@@ -53,12 +53,14 @@ def mixture(stats: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
     return m1, np.sqrt(np.maximum(m2 - m1 * m1, 1e-6))
 
 
-def matched(prep: Preprocessing, lab: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray]) -> Preprocessing:
+def matched(
+    prep: Preprocessing, lab: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray], means_only: bool = False
+) -> Preprocessing:
     """The normalisation that maps the lab's channel statistics onto the reference's, then normalises as trained
     (assumes the trained normalisation is the same for the three channels, as MobileNetV2's is)."""
     (mu_l, sd_l), (mu_r, sd_r) = lab, ref
     base_mean, base_std = np.asarray(prep.mean), np.asarray(prep.std)
-    ratio = sd_l / sd_r
+    ratio = np.ones(3) if means_only else sd_l / sd_r  # means only: each channel shifted, its spread kept
     std = base_std * ratio
     mean = mu_l - (mu_r - base_mean) * ratio
     return dataclasses.replace(prep, mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
@@ -103,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--measure", required=True)
     ap.add_argument("--synthetic", choices=sorted(SYNTHETIC), help="the lab's images as this synthetic lab")
     ap.add_argument("--cache", type=Path, default=Path("runs/cache/adapt_benchmark"))
+    ap.add_argument(
+        "--means-only", action="store_true", help="shift each channel's mean, keep its spread (rules/colour_means.txt)"
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     data = shared_root() / "data"
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         if (site.info.site_adaptation or {}).get("colour_match"):  # the app's calibrate matched colours itself
             out["colour_matched"] = out["calibrated"]
         else:
-            site.info = dataclasses.replace(site.info, preprocessing=matched(prep, lab, ref))
+            site.info = dataclasses.replace(site.info, preprocessing=matched(prep, lab, ref, args.means_only))
             out["colour_matched"] = scores(site, items)
     out["stats"] = {"reference": [v.tolist() for v in ref], "lab": [v.tolist() for v in lab], "square": prep.crop_fraction}
     name = f"{args.model.parent.name} -> {args.measure}{' as ' + args.synthetic if args.synthetic else ''}"
