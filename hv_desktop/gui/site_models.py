@@ -36,6 +36,7 @@ class SiteModels(QObject):
         self.workspace, self.shell, self.runner = workspace, shell, runner
         self.offered: set[tuple[str, int]] = set()  # (model file, step) already offered: once each
         self.due: int | None = None
+        self._in_use: tuple[Path | None, SiteModelEntry | None] = (None, None)
         self._check = QTimer(self, singleShot=True, interval=500)  # reviews come in bursts: count once after
         self._check.timeout.connect(self.check_refresh)
 
@@ -76,13 +77,16 @@ class SiteModels(QObject):
         self._check.start()
 
     def in_use(self) -> SiteModelEntry | None:
+        """The history's entry of the model in use, read from its file once per model (not at every review burst)."""
         model = self.workspace.model
         if model is None or not model.info.site_adaptation:
             return None
-        try:
-            return entry_for(model.path)
-        except ModelError:
-            return None
+        if self._in_use[0] != model.path:
+            try:
+                self._in_use = (model.path, entry_for(model.path))
+            except ModelError:
+                self._in_use = (model.path, None)
+        return self._in_use[1]
 
     def check_refresh(self) -> int | None:
         """The step a fresh site model is due at (None: none); said once per model and step on the status line."""

@@ -23,54 +23,29 @@ import numpy as np
 
 from hv_desktop.core.imaging.preprocess import load_for_model
 from hv_desktop.core.inference.batch import classify_stream
+from hv_desktop.core.inference.colour import Accumulator, ChannelStats, matched, mixture
 from hv_desktop.core.inference.metadata import Preprocessing
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.site.calibrate import calibrate
 from training.analysis.adapt_benchmark import SYNTHETIC, _materialise
+from training.colour_reference import evenly
 from training.data import CLASSES, list_labelled, shared_root
 
 PER_LAB = 200
 
 
-def channel_stats(paths: list[Path], prep: Preprocessing, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and E[x^2] of the crops the model sees (RGB, 0-255)."""
-    s1, s2, n = np.zeros(3), np.zeros(3), 0
+def channel_stats(paths: list[Path], prep: Preprocessing, size: tuple[int, int]) -> ChannelStats:
+    """Per-channel mean and spread of the crops the model sees (the app's own statistics); unreadable files skipped."""
+    acc = Accumulator()
     for p in paths:
         try:
-            a = load_for_model(p, size, prep).reshape(-1, 3).astype(np.float64)
+            acc.add(load_for_model(p, size, prep))
         except Exception:  # noqa: BLE001 - a probe skips what it cannot read
             continue
-        s1 += a.sum(0)
-        s2 += (a * a).sum(0)
-        n += len(a)
-    return s1 / n, s2 / n
-
-
-def mixture(stats: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and spread of an equal-weight mixture of labs."""
-    m1 = np.mean([m for m, _ in stats], axis=0)
-    m2 = np.mean([q for _, q in stats], axis=0)
-    return m1, np.sqrt(np.maximum(m2 - m1 * m1, 1e-6))
-
-
-def matched(
-    prep: Preprocessing, lab: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray], means_only: bool = False
-) -> Preprocessing:
-    """The normalisation that maps the lab's channel statistics onto the reference's, then normalises as trained
-    (assumes the trained normalisation is the same for the three channels, as MobileNetV2's is)."""
-    (mu_l, sd_l), (mu_r, sd_r) = lab, ref
-    base_mean, base_std = np.asarray(prep.mean), np.asarray(prep.std)
-    ratio = np.ones(3) if means_only else sd_l / sd_r  # means only: each channel shifted, its spread kept
-    std = base_std * ratio
-    mean = mu_l - (mu_r - base_mean) * ratio
-    return dataclasses.replace(prep, mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
-
-
-def evenly(paths: list[Path], n: int) -> list[Path]:
-    if len(paths) <= n:
-        return paths
-    idx = np.linspace(0, len(paths) - 1, n).round().astype(int)
-    return [paths[i] for i in idx]
+    stats = acc.stats()
+    if stats is None:
+        raise SystemExit("no image could be read")
+    return stats
 
 
 def scores(model: Model, items: list[tuple[Path, int]]) -> dict:
@@ -117,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         channel_stats(evenly([p for p, _ in list_labelled(data / s)], PER_LAB), model.info.preprocessing, size)
         for s in args.reference
     ]
-    ref = mixture(ref_stats)
+    ref = mixture(ref_stats)  # the app's equal-weight mixture (hv_desktop.core.inference.colour)
     items = lab_items(args.measure, args.synthetic, args.cache)
     cal_paths = [p for p, _ in lab_items(args.calibrate_on, args.synthetic, args.cache)][:: args.calibrate_every]
     out: dict = {
@@ -131,14 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         site = Model(cal.save(Path(tmp) / "site.onnx", model))
         out["calibrated"] = scores(site, items)
         prep = site.info.preprocessing
-        lab_m1, lab_m2 = channel_stats(cal_paths, prep, size)
-        lab = (lab_m1, np.sqrt(np.maximum(lab_m2 - lab_m1 * lab_m1, 1e-6)))
+        lab = channel_stats(cal_paths, prep, size)
         if (site.info.site_adaptation or {}).get("colour_match"):  # the app's calibrate matched colours itself
             out["colour_matched"] = out["calibrated"]
         else:
-            site.info = dataclasses.replace(site.info, preprocessing=matched(prep, lab, ref, args.means_only))
+            target = ChannelStats(lab.mean, ref.std) if args.means_only else lab  # means only: spread kept
+            site.info = dataclasses.replace(site.info, preprocessing=matched(prep, target, ref))
             out["colour_matched"] = scores(site, items)
-    out["stats"] = {"reference": [v.tolist() for v in ref], "lab": [v.tolist() for v in lab], "square": prep.crop_fraction}
+    out["stats"] = {"reference": ref.to_dict(), "lab": lab.to_dict(), "square": prep.crop_fraction}
     name = f"{args.model.parent.name} -> {args.measure}{' as ' + args.synthetic if args.synthetic else ''}"
     for way in ("as_trained", "calibrated", "colour_matched"):
         s = out[way]
@@ -146,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{name} {way}: accuracy {s['accuracy']:.3f}, flagged {s['flagged']:.3f}, "
             f"unflagged right {s['unflagged_correct']:.3f} (n={s['unflagged_n']}) of {s['n']}"
         )
-    print(f"  reference mean/sd {np.round(ref[0], 1)} / {np.round(ref[1], 1)}; lab {np.round(lab[0], 1)} / {np.round(lab[1], 1)}")
+    print(
+        f"  reference mean/sd {np.round(ref.mean, 1)} / {np.round(ref.std, 1)}; "
+        f"lab {np.round(lab.mean, 1)} / {np.round(lab.std, 1)}"
+    )
     if args.out:
         args.out.write_text(json.dumps(out, indent=2))
     return 0
