@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,22 @@ from hv_desktop.core.imaging.preprocess import box_around, cell_centre, normalis
 from hv_desktop.core.inference.model import Model, bundled_model_path
 from hv_desktop.core.site.adapt_fit import RIDGE, fit_head
 from hv_desktop.core.site.adapt_graph import REVIEW, Probe
+from hv_desktop.core.site.calibrate import calibrate
 from training.analysis.adapt_benchmark import SYNTHETIC, reviewed_pool
 from training.data import CLASSES, list_labelled, shared_root
 
 SYNTHETIC_LABS = ("yellow", "bluegreen", "blurjpeg", "mag0.6", "mag1.5")
+
+
+def calibrated(model: Model, ims: list[Image.Image], may: np.ndarray, folder: Path) -> Model:
+    """The site model core calibrate() writes from the lab's images that may be reviewed (no labels read)."""
+    for i in np.flatnonzero(may):
+        ims[i].save(folder / f"{i:05d}.png")
+    cal = calibrate(model, [folder])
+    out = folder / "site.onnx"
+    cal.save(out, model)
+    print("  " + " | ".join(cal.summary_lines()[:1] + [cal.colour_note]), flush=True)
+    return Model(out)
 
 
 def lab_cells(lab: str) -> tuple[list[Image.Image], np.ndarray, np.ndarray]:
@@ -73,9 +86,13 @@ def draw(ys: np.ndarray, may: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.asarray(sorted(picked))
 
 
-def run_lab(model: Model, lab: str, ks: list[int], draws: int) -> dict:
+def run_lab(model: Model, lab: str, ks: list[int], draws: int, calibrate_first: bool = False) -> dict:
     ims, ys, may = lab_cells(lab)
-    pooled, inner, probe = features(model, ims)
+    if calibrate_first:
+        with tempfile.TemporaryDirectory() as tmp:
+            pooled, inner, probe = features(calibrated(model, ims, may, Path(tmp)), ims)
+    else:
+        pooled, inner, probe = features(model, ims)
     variants = {"A": (pooled, probe.w0), "B": (with_inner(pooled, inner), np.vstack([probe.w0, np.zeros((inner.shape[1], probe.w0.shape[1]))]))}
     scored = ~may if (~may).any() else np.ones(len(ys), bool)
     base_acc = float(np.mean((pooled @ probe.w0 + probe.b0).argmax(1)[scored] == ys[scored]))
@@ -99,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labs", nargs="+", default=["deepbionet", *SYNTHETIC_LABS])
     ap.add_argument("--k", type=int, nargs="+", default=[10, 25])
     ap.add_argument("--draws", type=int, default=5)
+    ap.add_argument("--calibrate", action="store_true", help="each lab's head on its calibrated site model")
     args = ap.parse_args(argv)
     model = Model(args.model or bundled_model_path())
     assert len(model.labels) == len(CLASSES)
     rows = []
     for lab in args.labs:
-        r = run_lab(model, lab, args.k, args.draws)
+        r = run_lab(model, lab, args.k, args.draws, args.calibrate)
         rows.append(r)
         parts = " ".join(f"{key} {100 * m:5.1f}±{100 * s:3.1f}" for key, (m, s) in ((k, v) for k, v in r.items() if "@" in k))
         print(f"{lab:11s} n={r['cells']:4d} base {100 * r['base']:5.1f}  {parts}", flush=True)
