@@ -188,3 +188,29 @@ def test_the_ruler_measures_the_magnification_instead_of_cross_validating(lab, s
     # the lab is PBC at 1.5x; PBC itself measures x1.08 against the training labs (calibrate on pbc/train)
     assert 1.5 * 1.08 * 0.85 < ruled.scale < 1.5 * 1.08 * 1.15
     assert ruled.metadata.preprocessing.crop_fraction == pytest.approx(0.75 * ruled.scale, rel=1e-6)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_adapt_matches_the_labs_colours_before_it_fits_and_never_twice(lab, shipped_model, tmp_path):
+    """Issue 27 item 4 (docs/research/rules/adapt_on_calibrate.txt): the head is fitted on the lab's colours matched to
+    the training labs', as calibrate matches them; a base whose colours were matched already keeps them."""
+    from hv_desktop.core.site.calibrate import calibrate
+
+    root, _ = lab
+    cells = [c for c in LI.read_labelled_csv([root / "labelled.csv"]) if c.label in CLASSES and c.path.exists()]
+    base = Model(shipped_model)
+    site = A.adapt(base, cells, site_name="warm")
+    match = site.metadata.site_adaptation["colour_match"]
+    assert match["lab"]["images"] == 40  # every readable reviewed cell (broken.png is skipped)
+    assert match["lab"]["mean"][2] < match["reference"]["mean"][2] - 10  # the warm cast: less blue than the training labs
+    assert site.metadata.preprocessing.mean != base.info.preprocessing.mean
+    assert any(line.startswith("colours: matched to the model's training labs from 40 images") for line in site.summary_lines())
+
+    calibrated = calibrate(base, [root / "reviewed"], site_name="warm")
+    assert calibrated.colour is not None
+    cal = Model(calibrated.save(tmp_path / "cal.onnx", base))
+    on_cal = A.adapt(cal, cells, site_name="warm")
+    assert on_cal.metadata.preprocessing.mean == cal.info.preprocessing.mean  # not matched a second time
+    assert on_cal.metadata.site_adaptation["colour_match"] == cal.info.site_adaptation["colour_match"]
+    assert "colours: as the model it was made from (matched to this lab already)" in on_cal.summary_lines()

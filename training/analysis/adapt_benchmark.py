@@ -9,6 +9,8 @@ Labs (folders under ../shared/data):
   (the even half chose the base review weights).
 - ``bccd``: reviewed cells drawn from blood-cells/TRAIN, scored on blood-cells/TEST_SIMPLE (independent of TRAIN;
   TEST is a handful of cells copied ~100 times); BCCD has no non-target cells.
+- ``deepbionet``: drawn from deepbionet/cells@train, scored on deepbionet/cells@val (73 cells); a lab the shipped
+  model never saw (it has 5 monocytes: at most 4 are drawn, 1 is scored).
 ``--synthetic`` first turns the lab into another one (magnification, stain/colour cast, blur + JPEG) and writes it
 to a cache folder, so the shipped model can be tried on labs nobody has. Each k is drawn ``--draws`` times (seeded);
 mean and spread are printed per lab and setting. The adapted file is scored through the app's own loader.
@@ -34,7 +36,12 @@ from hv_desktop.core.site.lab_images import LabelledCell
 from training.data import CLASSES, list_labelled, list_other, shared_root
 from training.magnification import at_magnification
 
-LABS = {"pbc": ("pbc/train", "pbc/val", True), "bccd": ("blood-cells/TRAIN", "blood-cells/TEST_SIMPLE", False)}
+LABS = {
+    "pbc": ("pbc/train", "pbc/val", True),
+    "bccd": ("blood-cells/TRAIN", "blood-cells/TEST_SIMPLE", False),
+    # a lab the shipped model (BCCD + PBC) never saw; 4 of its 5 monocytes can be drawn, the scored part has 1
+    "deepbionet": ("deepbionet/cells@train", "deepbionet/cells@val", False),
+}
 POOL_PER_CLASS = 100  # reviewed cells are drawn from the first this many of each class (after a seeded shuffle)
 
 
@@ -138,7 +145,9 @@ def run(
     for k in ks:
         for d in range(draws):
             r = np.random.default_rng(100 * k + d)
-            pick = np.concatenate([r.choice(np.flatnonzero(ys == c), k, replace=False) for c in range(len(CLASSES))])
+            pick = np.concatenate(
+                [r.choice(np.flatnonzero(ys == c), min(k, int((ys == c).sum())), replace=False) for c in range(len(CLASSES))]
+            )
             cells = [LabelledCell(pool_paths[i], CLASSES[ys[i]]) for i in pick]
             t0 = time.perf_counter()
             a = adapt(base, cells, site_name=f"{lab}-{synthetic or 'real'}", magnification=magnification)

@@ -9,6 +9,8 @@ and with numpy alone:
   cells' images (cross-validating :data:`SCALES` on 40 cells swung between draws and cost more than the head
   gained: docs/research/rules/adapt_ruler.txt), so the network sees the lab's cells at the size it was trained
   on; chosen among :data:`SCALES` by cross-validation only when fewer than 20 cells have a nucleus to measure;
+- the lab's colours, matched to the training labs' as calibrate matches them (:mod:`site_colour`), so the head
+  reads colour-matched features (deepbionet 85 -> 92 % at 10 cells/class: docs/research/rules/adapt_on_calibrate.txt);
 - the classifier head: class-balanced multinomial logistic regression on the model's own pooled features
   (its ``embedding`` output), pulled toward the base head by an L2 penalty (a class with fewer than
   :data:`MIN_PER_CLASS` cells keeps its base weights); fitted in the dual (n x n Gram matrix), as n << d;
@@ -38,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from hv_desktop.core.imaging.preprocess import Preprocessing, box_around, cell_centre, normalise, nucleus_radius, resize_for_model
+from hv_desktop.core.inference.colour import ChannelStats, matched
 from hv_desktop.core.inference.metadata import FLAG_ALL, MAX_CROP_FRACTION, ModelMetadata
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile
@@ -56,6 +59,7 @@ from hv_desktop.core.site.adapt_fit import (
 from hv_desktop.core.site.adapt_graph import REVIEW, Probe, ReviewGraph, softmax
 from hv_desktop.core.site.lab_images import LabelledCell, limit_by_class, load_images, within_limit
 from hv_desktop.core.site.ruler import ruler_magnification
+from hv_desktop.core.site.site_colour import already_matched, lab_colours, site_colours
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
 from hv_desktop.core.site.unflag import UnflagCheck, unflag_check, wilson_interval
 from hv_desktop.core.system.paths import display_name
@@ -102,6 +106,8 @@ class Adaptation(SiteModel):
     unflag: UnflagCheck | None = None
     #: reviewed cells left out because the same picture was already used, per reviewed class
     duplicates: dict[str, int] = field(default_factory=dict)
+    #: whether the lab's colours were matched before the fit, in words
+    colour_note: str = ""
 
     def warnings(self) -> list[str]:
         """What a person must know before using this site model, in words (issue 27: it never silently flags fewer
@@ -139,6 +145,8 @@ class Adaptation(SiteModel):
         how = "chosen" if self.scale_scores else "measured from the nuclei"
         crop = self.metadata.preprocessing.crop_fraction
         lines.append(f"magnification {how}: x{self.scale:.3g} (crop {crop:.3g} x the short side)")
+        if self.colour_note:
+            lines.append(self.colour_note)
 
         n = sum(self.counts.values())
 
@@ -182,6 +190,7 @@ def adapt(
     measure = _Measure(base, probe, ims, laps)
     folds = stratified_folds(y_all[target], fold_count(y_all[target]))
     ruler = _ruler_magnification(measure) if magnification == "ruler" else None
+    colour, colour_note = _match_colours(base, measure, ruler or 1.0)
     best, scores = (ruler, {}) if ruler is not None else _choose_magnification(measure, y_all, frozen, say, cancel)
     say("fitting", 0.9)
     out, f_base, cv_logits, t, base_typ, after_typ = _refit(
@@ -193,12 +202,13 @@ def adapt(
     if not check.verified:  # nothing unflagged that the lab's own reviews have not shown to be right
         after = replace(after, flagged=1.0, other_flagged=None if after.other_flagged is None else 1.0)
     meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen, check)
+    meta = site_colours(meta, base.info, colour)
     data = with_metadata(out, meta)
     laps.lap("fit")
     say("done", 1.0)
     kept_base = [labels[i] for i in frozen]
     return Adaptation(
-        data, meta, counts, best, before, after, kept_base, skipped, outside, scores, laps.seconds, check, duplicates
+        data, meta, counts, best, before, after, kept_base, skipped, outside, scores, laps.seconds, check, duplicates, colour_note
     )
 
 
@@ -218,7 +228,7 @@ def _refit(
     target = y_all >= 0
     every = np.arange(len(measure.ims))
     f_best = measure.features(best, every)
-    f_base = f_best if best == 1.0 else measure.features(1.0, every)
+    f_base = f_best if best == 1.0 and measure.prep == measure.base_prep else measure.features(1.0, every, as_base=True)
     emb = f_best[probe.embedding]
     w, b = fit_head(emb[target], y_all[target], probe.w0, probe.b0, RIDGE, frozen)
     out = OnnxFile(probe.file.to_bytes())
@@ -290,7 +300,7 @@ class _Measure:
     square, measured per cell."""
 
     def __init__(self, base: Model, probe: Probe, ims: list[Image.Image], laps: _Laps) -> None:
-        self.prep = prep = base.info.preprocessing
+        self.prep = self.base_prep = prep = base.info.preprocessing
         self.scales = SCALES if prep.crop == "cell" else (1.0,)
         self.n_labels = len(base.labels)
         self.size, self.probe, self.ims, self.laps = base.input_size, probe, ims, laps
@@ -299,16 +309,30 @@ class _Measure:
             nucleus_radius(im, c) if prep.crop == "nucleus" and c else None for im, c in zip(ims, self.centres, strict=True)
         ]
 
-    def features(self, s: float, idx: np.ndarray) -> dict[str, np.ndarray]:
-        p = _at_scale(self.prep, s)
-        ims, centres, radii = self.ims, self.centres, self.radii
-        x = normalise(
-            np.stack([resize_for_model(ims[i], self.size, p, box_around(ims[i].size, centres[i], p, radii[i])) for i in idx]),
-            p,
-        )
-        out = self.probe.run(x)
+    def square(self, s: float, i: int, prep: Preprocessing | None = None) -> np.ndarray:
+        """Cell i's square at magnification s, uint8 (what the normalisation is applied to)."""
+        p = _at_scale(prep or self.prep, s)
+        return resize_for_model(self.ims[i], self.size, p, box_around(self.ims[i].size, self.centres[i], p, self.radii[i]))
+
+    def features(self, s: float, idx: np.ndarray, as_base: bool = False) -> dict[str, np.ndarray]:
+        """The probe's outputs; ``as_base``: with the base model's colours (the lab's when matched: :attr:`prep`)."""
+        prep = self.base_prep if as_base else self.prep
+        out = self.probe.run(normalise(np.stack([self.square(s, i, prep) for i in idx]), _at_scale(prep, s)))
         self.laps.lap("features")
         return out
+
+
+def _match_colours(base: Model, measure: _Measure, scale: float) -> tuple[ChannelStats | None, str]:
+    """The lab's colours from the cells' own squares, folded into ``measure.prep`` so the head is fitted on
+    colour-matched features (docs/research/rules/adapt_on_calibrate.txt); a base matched already is left as it is."""
+    if already_matched(base.info):
+        return None, "colours: as the model it was made from (matched to this lab already)"
+    reference = base.info.colour()
+    squares = (measure.square(scale, i) for i in range(len(measure.ims))) if reference is not None else iter(())
+    lab, note = lab_colours(squares, reference)
+    if lab is not None and reference is not None:
+        measure.prep = matched(measure.prep, lab, reference)
+    return lab, note
 
 
 def _ruler_magnification(measure: _Measure) -> float | None:

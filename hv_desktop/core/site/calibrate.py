@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,12 +30,13 @@ import numpy as np
 
 from hv_desktop.core.imaging.preprocess import MAX_CROP_FRACTION, ImageError, Preprocessing, load_for_model, nucleus_radius
 from hv_desktop.core.imaging.scan import scan
-from hv_desktop.core.inference.colour import Accumulator, ChannelStats, match_problem, matched
+from hv_desktop.core.inference.colour import ChannelStats
 from hv_desktop.core.inference.metadata import ModelMetadata
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.site.lab_images import read_image
 from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, lab_square
+from hv_desktop.core.site.site_colour import lab_colours, with_colour
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
 from hv_desktop.core.system.paths import display_name
 
@@ -132,8 +133,9 @@ def calibrate(
         raise AdaptError(f"{base.path.name} cannot be read ({exc})") from None
     meta = _calibrated_metadata(base, hashlib.sha256(data).hexdigest(), site_name, crop, measured_scale, median, shas)
     colour, note = _colour_match(base, meta.preprocessing, measured, say, cancel)
-    if colour is not None:
-        meta = _with_colour(meta, colour, base)
+    reference = base.info.colour()
+    if colour is not None and reference is not None:
+        meta = with_colour(meta, colour, reference)
     data = with_metadata(out, meta)
     say("done", 1.0)
     spread = (q3 - q1) / median
@@ -145,44 +147,20 @@ def _colour_match(
 ) -> tuple[ChannelStats | None, str]:
     """The lab's colour statistics of the crops the site model will see (a second read of the measured images, one at
     a time), or None and the reason in words when the colours are not matched."""
-    reference = base.info.colour()
-    if reference is None:
-        return None, "colours: not matched (this model file carries no colour reference of its training labs)"
-    acc = Accumulator()
     size = base.input_size
-    for i, path in enumerate(paths):
-        if cancel and cancel():
-            raise AdaptError("cancelled")
-        say(f"matching colours {i + 1} of {len(paths)}", 0.6 + 0.35 * i / max(1, len(paths)))
-        try:
-            acc.add(load_for_model(path, size, prep))
-        except (ImageError, OSError):
-            continue  # read once already; a file changed since is left out of the statistics
-    lab = acc.stats()
-    if lab is None:
-        return None, "colours: not matched (no image could be read again)"
-    problem = match_problem(lab, reference)
-    if problem:
-        return None, f"colours: not matched ({problem})"
-    shift = max(abs(a - b) for a, b in zip(lab.mean, reference.mean, strict=True))
-    return (
-        lab,
-        f"colours: matched to the model's training labs from {lab.images} images (largest channel shift {shift:.0f} of 255)",
-    )
 
+    def crops() -> Iterator[np.ndarray]:
+        for i, path in enumerate(paths):
+            if cancel and cancel():
+                raise AdaptError("cancelled")
+            say(f"matching colours {i + 1} of {len(paths)}", 0.6 + 0.35 * i / max(1, len(paths)))
+            try:
+                yield load_for_model(path, size, prep)
+            except (ImageError, OSError):
+                continue  # read once already; a file changed since is left out of the statistics
 
-def _with_colour(meta: ModelMetadata, lab: ChannelStats, base: Model) -> ModelMetadata:
     reference = base.info.colour()
-    assert reference is not None  # only called with one
-    site = dict(meta.site_adaptation or {}, colour_match={"lab": lab.to_dict(), "reference": reference.to_dict()})
-    notes = {
-        **meta.preprocessing_notes,
-        "colour": "each channel shifted and scaled so this lab's crops have the training labs' mean and spread, "
-        "folded into mean/std (hv_desktop.core.inference.colour)",
-    }
-    return meta.with_updates(
-        preprocessing=matched(meta.preprocessing, lab, reference), preprocessing_notes=notes, site_adaptation=site
-    )
+    return lab_colours(crops() if reference is not None else iter(()), reference)
 
 
 def _check_base(base: Model) -> None:
