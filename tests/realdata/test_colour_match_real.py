@@ -5,11 +5,16 @@ it matches the colours and reads the cells as well as at the training labs."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from hv_desktop.core.imaging.preprocess import load_for_model
 from hv_desktop.core.inference.batch import classify_paths
 from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.onnx_proto import OnnxFile
 from hv_desktop.core.site.calibrate import calibrate
+from hv_desktop.core.site.site_colour import lab_colours, site_colours
+from hv_desktop.core.site.site_model import AdaptError, with_metadata
 
 
 def _lab(shared_data, split, folder, look, every):
@@ -43,9 +48,19 @@ def test_calibrate_does_not_clear_the_flags_of_a_lab_where_the_model_is_wrong(sh
     assert base.info.colour() is not None  # the shipped model carries its training labs' colours
     cal = _lab(shared_data, "pbc/train", tmp_path / "cal", _swapped, 40)
     test = _lab(shared_data, "pbc/val", tmp_path / "test", _swapped, 16)
-    result = calibrate(base, cal)
-    assert result.colour is not None  # the colours were matched, and still:
-    site = Model(result.save(tmp_path / "site.onnx", base))
+    # calibrate finds no purple nucleus to measure there and says so (it once "measured" x3.9 on flooded stain)
+    with pytest.raises(AdaptError, match="with a stained nucleus the ruler can measure.*swaps red and blue"):
+        calibrate(base, cal)
+    accuracy, flagged = _read(base, test)
+    assert accuracy < 0.8 and flagged == 1.0, (accuracy, flagged)
+    # and had its colours been matched as calibrate matches them, the cells would still all be flagged
+    prep = base.info.preprocessing
+    lab, _ = lab_colours((load_for_model(p, base.input_size, prep) for p in cal), base.info.colour())
+    assert lab is not None
+    site_path = tmp_path / "site.onnx"
+    site_path.write_bytes(with_metadata(OnnxFile(shipped_model.read_bytes()), site_colours(base.info, base.info, lab)))
+    site = Model(site_path)
+    assert site.info.preprocessing.mean != prep.mean
     accuracy, flagged = _read(site, test)
     assert accuracy < 0.8 and flagged == 1.0, (accuracy, flagged)
 

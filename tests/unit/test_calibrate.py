@@ -106,10 +106,12 @@ def test_what_was_measured_and_what_was_not_is_said(tmp_path):
     assert any(p.name == "broken.png" for p, _ in result.skipped)
     with pytest.raises(AdaptError, match="no images found to measure .*not found"):
         calibrate(base, [tmp_path / "no-such-folder"])
-    # cells so large the square reaches its limit: the summary says it cannot show them at the trained size
-    big = calibrate(base, [_lab(tmp_path / "big", radius=100, size=(320, 240))])
-    assert big.metadata.preprocessing.crop_fraction == 2.0 and big.scale > 2.0 / 0.75
-    assert any("at its limit" in line for line in big.summary_lines())
+    # a "nucleus" larger than any square can show (the stain measure flooding the frame) is not measured: refused
+    with pytest.raises(AdaptError, match="24 image.s. read, 0 with a stained nucleus the ruler can measure"):
+        calibrate(base, [_lab(tmp_path / "huge", radius=100, size=(320, 240))])
+    # cells nearly as large as the largest square (2 short sides) can show
+    big = calibrate(base, [_lab(tmp_path / "big", radius=90, size=(320, 240))])
+    assert 1.8 < big.metadata.preprocessing.crop_fraction <= 2.0
     # and the user is told that such a lab's cells may stay flagged until reviewed cells adapt the model
     assert any("Adapt to This Lab" in line for line in big.summary_lines())
     assert not any("Adapt to This Lab" in line for line in result.summary_lines())
@@ -120,3 +122,15 @@ def test_what_was_measured_and_what_was_not_is_said(tmp_path):
     unpadded = calibrate(base, [_lab(tmp_path / "unpadded", radius=44)])  # ~0.95: shows the image, no padding note
     assert 0.8 < unpadded.metadata.preprocessing.crop_fraction < 1.1
     assert not any("Adapt to This Lab" in line for line in unpadded.summary_lines())
+
+
+def test_the_ruler_ignores_a_radius_no_nucleus_can_have():
+    """deepbionet: 146 of 361 images read 0.47 of the short side (the stain measure flooded a pale field whose red cells
+    take the stain); a draw of 40 reviewed cells whose median landed there set adapt's square to its largest (x2.67)."""
+    from hv_desktop.core.site.ruler import is_measured, largest_radius, ruler_magnification
+
+    assert largest_radius(0.75) == pytest.approx(2.0 * 0.75 / (7.0 * 0.75))
+    assert not is_measured(0.47, 0.75) and not is_measured(float("nan"), 0.75) and is_measured(0.107, 0.75)
+    flooded = [0.47] * 25
+    assert ruler_magnification([0.107] * 15 + flooded, 0.75) is None  # 15 real measurements are too few
+    assert ruler_magnification([0.107] * 21 + flooded, 0.75) == pytest.approx(7.0 * 0.107 / 0.75)

@@ -35,7 +35,7 @@ from hv_desktop.core.inference.metadata import ModelMetadata
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.site.lab_images import read_image
-from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, lab_square
+from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, is_measured, lab_square
 from hv_desktop.core.site.site_colour import lab_colours, with_colour
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
 from hv_desktop.core.system.paths import display_name
@@ -65,12 +65,15 @@ class Calibration(SiteModel):
     #: the lab's per-channel colour statistics its colours were matched from (None: not matched, ``colour_note`` why)
     colour: ChannelStats | None = None
     colour_note: str = ""
+    #: images read whose nucleus the ruler could not use (none found, or the stain measure flooded the field)
+    unmeasured: int = 0
 
     def summary_lines(self) -> list[str]:
         crop = self.metadata.preprocessing.crop_fraction
         lines = [
             f"cells appear x{self.scale:.2f} as large as in the model's training labs",
             f"images measured: {self.measured}"
+            + (f" ({self.unmeasured} more read without a nucleus the ruler can use)" if self.unmeasured else "")
             + (
                 f" ({len(self.skipped)} skipped, e.g. {display_name(self.skipped[0][0].name)}: {self.skipped[0][1]})"
                 if self.skipped
@@ -118,11 +121,14 @@ def calibrate(
         first = f" ({display_name(skipped[0][0])}: {skipped[0][1]})" if skipped else ""
         raise AdaptError(f"no images found to measure{first}")
     chosen = files[:: max(1, math.ceil(len(files) / MAX_IMAGES))]  # evenly over the lab's images
-    fractions, shas, unmeasured, measured = _measure(chosen, skipped, say, cancel)
+    fractions, shas, unmeasured, measured = _measure(chosen, skipped, say, cancel, base.info.preprocessing.crop_fraction)
     if len(fractions) < MIN_IMAGES:
-        read = f"{len(fractions) + unmeasured} image(s) read, {len(fractions)} with a stained nucleus to measure"
+        read = f"{len(fractions) + unmeasured} image(s) read, {len(fractions)} with a stained nucleus the ruler can measure"
         why = f"; {len(skipped)} skipped (e.g. {display_name(skipped[0][0].name)}: {skipped[0][1]})" if skipped else ""
-        raise AdaptError(f"{read}{why}; at least {MIN_IMAGES} are needed")
+        raise AdaptError(
+            f"{read}{why}; at least {MIN_IMAGES} are needed (white cells of a Romanowsky-stained smear, one per image, "
+            "colours as captured: a camera that swaps red and blue shows no purple nucleus)"
+        )
     q1, median, q3 = (float(v) for v in np.percentile(fractions, [25, 50, 75]))
     fraction = base.info.preprocessing.crop_fraction
     crop, measured_scale = lab_square(fraction, median)
@@ -139,7 +145,7 @@ def calibrate(
     data = with_metadata(out, meta)
     say("done", 1.0)
     spread = (q3 - q1) / median
-    return Calibration(data, meta, len(fractions), median, spread, measured_scale, fraction, skipped, colour, note)
+    return Calibration(data, meta, len(fractions), median, spread, measured_scale, fraction, skipped, colour, note, unmeasured)
 
 
 def _colour_match(
@@ -180,10 +186,14 @@ def _check_base(base: Model) -> None:
 
 
 def _measure(
-    files: list[Path], skipped: list[tuple[Path, str]], say: Callable[[str, float], None], cancel: Callable[[], bool] | None
+    files: list[Path],
+    skipped: list[tuple[Path, str]],
+    say: Callable[[str, float], None],
+    cancel: Callable[[], bool] | None,
+    base_fraction: float,
 ) -> tuple[np.ndarray, list[str], int, list[Path]]:
-    """(nucleus radius / short side per measured image, their sha256, how many were read but had no nucleus, the
-    measured files);
+    """(nucleus radius / short side per measured image, their sha256, how many were read but had no nucleus the ruler
+    can use (:func:`~hv_desktop.core.site.ruler.is_measured`), the measured files);
     each image is measured as it is read and let go, so memory stays flat however many there are."""
     fractions: list[float] = []
     shas: list[str] = []
@@ -204,7 +214,7 @@ def _measure(
         im, digest = read
         seen.add(digest)
         r = nucleus_radius(im) / min(im.size)
-        if math.isfinite(r):
+        if is_measured(r, base_fraction):
             fractions.append(r)
             shas.append(digest)
             measured.append(path)

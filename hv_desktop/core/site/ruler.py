@@ -31,10 +31,25 @@ def lab_square(base_fraction: float, median: float, radii: float = REFERENCE_RAD
     return float(min(MAX_CROP_FRACTION, max(0.2, base_fraction * scale))), scale
 
 
+def largest_radius(base_fraction: float) -> float:
+    """The largest nucleus radius (share of the short side) whose square the app can still show (MAX_CROP_FRACTION).
+
+    A larger one is not a nucleus: the stain measure flooded a pale field whose red cells take the stain (deepbionet:
+    146 of 361 images read 0.47, the radius of gyration of a uniformly stained 4:3 frame, and the median of a draw of
+    40 reviewed cells could land there and set the square to its largest)."""
+    return MAX_CROP_FRACTION * REFERENCE_FRACTION / (REFERENCE_RADII * base_fraction)
+
+
+def is_measured(radius_fraction: float, base_fraction: float) -> bool:
+    """Whether a nucleus radius (share of the short side) is a measurement the ruler may use."""
+    return math.isfinite(radius_fraction) and 0 < radius_fraction <= largest_radius(base_fraction)
+
+
 def ruler_magnification(radius_fractions: Iterable[float], base_fraction: float) -> float | None:
     """The lab's magnification relative to a "cell" square of ``base_fraction``, from each image's nucleus radius
-    as a share of its short side (nan where none was measured); None when fewer than :data:`MIN_IMAGES` were."""
-    finite = [r for r in radius_fractions if math.isfinite(r)]
+    as a share of its short side (nan where none was measured; see :func:`is_measured`); None when fewer than
+    :data:`MIN_IMAGES` were."""
+    finite = [r for r in radius_fractions if is_measured(r, base_fraction)]
     if len(finite) < MIN_IMAGES:
         return None
     crop, _ = lab_square(base_fraction, float(np.median(finite)))
