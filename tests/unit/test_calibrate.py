@@ -107,7 +107,7 @@ def test_what_was_measured_and_what_was_not_is_said(tmp_path):
     with pytest.raises(AdaptError, match="no images found to measure .*not found"):
         calibrate(base, [tmp_path / "no-such-folder"])
     # a "nucleus" larger than any square can show (the stain measure flooding the frame) is not measured: refused
-    with pytest.raises(AdaptError, match="24 image.s. read, 0 with a stained nucleus the ruler can measure"):
+    with pytest.raises(AdaptError, match="24 image.s. read, 0 with a stained nucleus the ruler can measure; in 24 the stain covers more than the largest square can show .cells over x2.7"):
         calibrate(base, [_lab(tmp_path / "huge", radius=100, size=(320, 240))])
     # cells nearly as large as the largest square (2 short sides) can show
     big = calibrate(base, [_lab(tmp_path / "big", radius=90, size=(320, 240))])
@@ -134,3 +134,24 @@ def test_the_ruler_ignores_a_radius_no_nucleus_can_have():
     flooded = [0.47] * 25
     assert ruler_magnification([0.107] * 15 + flooded, 0.75) is None  # 15 real measurements are too few
     assert ruler_magnification([0.107] * 21 + flooded, 0.75) == pytest.approx(7.0 * 0.107 / 0.75)
+
+
+def test_a_site_models_square_is_not_given_the_labs_magnification_twice():
+    """The ruler's target is the square the network was trained at; a calibrated or adapted model's square already
+    holds its lab's magnification (found by a fresh-eyes review: adapt on a calibrated model applied x1.1 twice)."""
+    from dataclasses import replace
+
+    from hv_desktop.core.inference.metadata import ModelMetadata
+    from hv_desktop.core.site.ruler import ruler_magnification, trained_fraction
+
+    base = ModelMetadata.from_dict({"labels": ["a", "b"], **CELL})
+    site = base.with_updates(
+        preprocessing=replace(base.preprocessing, crop_fraction=0.75 * 1.5),
+        site_adaptation={"site": "x", "magnification": 1.5, "trained_crop_fraction": 0.75},
+    )
+    legacy = site.with_updates(site_adaptation={"site": "x", "magnification": 1.5})
+    assert trained_fraction(base) == base.preprocessing.crop_fraction
+    assert trained_fraction(site) == 0.75 and trained_fraction(legacy) == pytest.approx(0.75)
+    at_lab = [0.107 * 1.5] * 30  # nuclei of a lab at x1.5 (0.107 of the short side at the training labs' size)
+    assert ruler_magnification(at_lab, 0.75) == pytest.approx(1.5, rel=0.01)  # from the shipped square
+    assert ruler_magnification(at_lab, 0.75 * 1.5, trained_fraction(site)) == pytest.approx(1.0, rel=0.01)

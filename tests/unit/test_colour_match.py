@@ -103,3 +103,27 @@ def test_calibrate_says_colours_are_not_matched_without_a_reference(tmp_path):
     result = calibrate(base, [_lab(tmp_path / "lab", (1.0, 1.0, 1.0))])
     assert result.colour is None and result.metadata.preprocessing.mean == base.info.preprocessing.mean
     assert any("carries no colour reference" in line for line in result.summary_lines())
+
+
+def test_a_site_model_made_from_a_matched_one_keeps_its_match_and_is_not_matched_again():
+    """core.site.site_colour, the one definition calibrate and adapt share (issue 27 item 4)."""
+    from hv_desktop.core.site.site_colour import already_matched, lab_colours, site_colours
+
+    reference = ChannelStats((180.0, 150.0, 190.0), (40.0, 45.0, 30.0), 100)
+    base = ModelMetadata.from_dict({"labels": ["a", "b"], "colour_reference": reference.to_dict()})
+    warm = [np.full((8, 8, 3), (200, 160, 120), np.uint8), np.full((8, 8, 3), (120, 90, 60), np.uint8)]
+    lab, note = lab_colours(warm, base.colour())
+    assert lab is not None and lab.images == 2 and note.startswith("colours: matched")
+    matched_meta = site_colours(base, base, lab)
+    assert already_matched(matched_meta) and not already_matched(base)
+    assert matched_meta.preprocessing.mean != base.preprocessing.mean
+    # a site model made from it without new colours keeps the match on record and the same normalisation
+    child = site_colours(matched_meta.with_updates(site_adaptation={"site": "b"}), matched_meta, None)
+    assert child.site_adaptation["colour_match"] == matched_meta.site_adaptation["colour_match"]
+    assert child.preprocessing.mean == matched_meta.preprocessing.mean
+    assert lab_colours(warm, None) == (
+        None,
+        "colours: not matched (this model file carries no colour reference of its training labs)",
+    )
+    flat = [np.full((8, 8, 3), 128, np.uint8)] * 3
+    assert lab_colours(flat, base.colour())[0] is None  # no spread to scale: refused, in words

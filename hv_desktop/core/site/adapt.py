@@ -58,7 +58,7 @@ from hv_desktop.core.site.adapt_fit import (
 )
 from hv_desktop.core.site.adapt_graph import REVIEW, Probe, ReviewGraph, softmax
 from hv_desktop.core.site.lab_images import LabelledCell, limit_by_class, load_images, within_limit
-from hv_desktop.core.site.ruler import ruler_magnification
+from hv_desktop.core.site.ruler import ruler_magnification, trained_fraction
 from hv_desktop.core.site.site_colour import already_matched, lab_colours, site_colours
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
 from hv_desktop.core.site.unflag import UnflagCheck, unflag_check, wilson_interval
@@ -301,6 +301,7 @@ class _Measure:
 
     def __init__(self, base: Model, probe: Probe, ims: list[Image.Image], laps: _Laps) -> None:
         self.prep = self.base_prep = prep = base.info.preprocessing
+        self.trained = trained_fraction(base.info)  # the square the network was trained at
         self.scales = SCALES if prep.crop == "cell" else (1.0,)
         self.n_labels = len(base.labels)
         self.size, self.probe, self.ims, self.laps = base.input_size, probe, ims, laps
@@ -326,7 +327,7 @@ def _match_colours(base: Model, measure: _Measure, scale: float) -> tuple[Channe
     """The lab's colours from the cells' own squares, folded into ``measure.prep`` so the head is fitted on
     colour-matched features (docs/research/rules/adapt_on_calibrate.txt); a base matched already is left as it is."""
     if already_matched(base.info):
-        return None, "colours: as the model it was made from (matched to this lab already)"
+        return None, "colours: kept as the model it was made from matched them (Use Shipped Model to match anew)"
     reference = base.info.colour()
     squares = (measure.square(scale, i) for i in range(len(measure.ims))) if reference is not None else iter(())
     lab, note = lab_colours(squares, reference)
@@ -341,9 +342,8 @@ def _ruler_magnification(measure: _Measure) -> float | None:
     if measure.prep.crop != "cell":
         return None
     pairs = zip(measure.ims, measure.centres, strict=True)
-    return ruler_magnification(
-        [nucleus_radius(im, c) / min(im.size) for im, c in pairs if c is not None], measure.prep.crop_fraction
-    )
+    radii = [nucleus_radius(im, c) / min(im.size) for im, c in pairs if c is not None]
+    return ruler_magnification(radii, measure.prep.crop_fraction, measure.trained)
 
 
 def _choose_magnification(
@@ -488,6 +488,7 @@ def _site_metadata(
         site_adaptation={
             **site_provenance(info, site, base_sha256),
             "magnification": scale,
+            "trained_crop_fraction": trained_fraction(info),
             "cells_per_class": counts,
             "classes_kept_from_base": [base.labels[i] for i in frozen],
             "ridge": RIDGE,

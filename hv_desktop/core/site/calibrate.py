@@ -123,11 +123,19 @@ def calibrate(
     chosen = files[:: max(1, math.ceil(len(files) / MAX_IMAGES))]  # evenly over the lab's images
     fractions, shas, unmeasured, measured = _measure(chosen, skipped, say, cancel, base.info.preprocessing.crop_fraction)
     if len(fractions) < MIN_IMAGES:
-        read = f"{len(fractions) + unmeasured} image(s) read, {len(fractions)} with a stained nucleus the ruler can measure"
+        read = f"{len(fractions) + len(unmeasured)} image(s) read, {len(fractions)} with a stained nucleus the ruler can measure"
         why = f"; {len(skipped)} skipped (e.g. {display_name(skipped[0][0].name)}: {skipped[0][1]})" if skipped else ""
+        too_large = sum(1 for r in unmeasured if math.isfinite(r))
+        large = (
+            f"; in {too_large} the stain covers more than the largest square can show (cells over "
+            f"x{MAX_CROP_FRACTION / base.info.preprocessing.crop_fraction:.1f} the training labs' size, or stain spread "
+            "over the whole field)"
+            if too_large
+            else ""
+        )
         raise AdaptError(
-            f"{read}{why}; at least {MIN_IMAGES} are needed (white cells of a Romanowsky-stained smear, one per image, "
-            "colours as captured: a camera that swaps red and blue shows no purple nucleus)"
+            f"{read}{why}{large}; at least {MIN_IMAGES} are needed (white cells of a Romanowsky-stained smear, one per "
+            "image, colours as captured: a camera that swaps red and blue shows no purple nucleus)"
         )
     q1, median, q3 = (float(v) for v in np.percentile(fractions, [25, 50, 75]))
     fraction = base.info.preprocessing.crop_fraction
@@ -145,7 +153,9 @@ def calibrate(
     data = with_metadata(out, meta)
     say("done", 1.0)
     spread = (q3 - q1) / median
-    return Calibration(data, meta, len(fractions), median, spread, measured_scale, fraction, skipped, colour, note, unmeasured)
+    return Calibration(
+        data, meta, len(fractions), median, spread, measured_scale, fraction, skipped, colour, note, len(unmeasured)
+    )
 
 
 def _colour_match(
@@ -191,15 +201,15 @@ def _measure(
     say: Callable[[str, float], None],
     cancel: Callable[[], bool] | None,
     base_fraction: float,
-) -> tuple[np.ndarray, list[str], int, list[Path]]:
-    """(nucleus radius / short side per measured image, their sha256, how many were read but had no nucleus the ruler
-    can use (:func:`~hv_desktop.core.site.ruler.is_measured`), the measured files);
+) -> tuple[np.ndarray, list[str], list[float], list[Path]]:
+    """(nucleus radius / short side per measured image, their sha256, the readings of the images read whose nucleus
+    the ruler cannot use (nan: none found; see :func:`~hv_desktop.core.site.ruler.is_measured`), the measured files);
     each image is measured as it is read and let go, so memory stays flat however many there are."""
     fractions: list[float] = []
     shas: list[str] = []
     measured: list[Path] = []
     seen: set[str] = set()
-    unmeasured = 0
+    unmeasured: list[float] = []
     for i, path in enumerate(files):
         if cancel and cancel():
             raise AdaptError("cancelled")
@@ -219,7 +229,7 @@ def _measure(
             shas.append(digest)
             measured.append(path)
         else:
-            unmeasured += 1
+            unmeasured.append(r)
     return np.asarray(fractions, dtype=float), shas, unmeasured, measured
 
 
@@ -240,6 +250,7 @@ def _calibrated_metadata(
             "kind": "magnification from unlabelled images",
             **site_provenance(info, site, base_sha256),
             "magnification": round(scale, 4),
+            "trained_crop_fraction": info.preprocessing.crop_fraction,  # calibrate refuses site models: the base's
             "median_nucleus_radius_per_short_side": round(median, 5),
             "reference_radii": REFERENCE_RADII,
             "images_measured": len(shas),

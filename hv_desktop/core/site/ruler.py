@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from hv_desktop.core.imaging.preprocess import MAX_CROP_FRACTION
+from hv_desktop.core.inference.metadata import ModelMetadata
 
 #: The "cell" square of the shipped models' training labs, in nucleus radii: the median of 0.75 x short side /
 #: radius is 7.22 on BCCD and 6.72 on PBC training images (docs/research/scale_normalised_crop.md).
@@ -45,12 +46,26 @@ def is_measured(radius_fraction: float, base_fraction: float) -> bool:
     return math.isfinite(radius_fraction) and 0 < radius_fraction <= largest_radius(base_fraction)
 
 
-def ruler_magnification(radius_fractions: Iterable[float], base_fraction: float) -> float | None:
+def trained_fraction(meta: ModelMetadata) -> float:
+    """The "cell" square the model's network was trained at: a site model's square already holds its lab's
+    magnification, and the ruler's target is the trained square, or a second site model would apply it twice."""
+    site = meta.site_adaptation or {}
+    fraction = meta.preprocessing.crop_fraction
+    for key, value in (("trained_crop_fraction", 1.0), ("magnification", None)):
+        v = site.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
+            return float(v) if value else fraction / float(v)
+    return fraction
+
+
+def ruler_magnification(radius_fractions: Iterable[float], base_fraction: float, trained: float | None = None) -> float | None:
     """The lab's magnification relative to a "cell" square of ``base_fraction``, from each image's nucleus radius
     as a share of its short side (nan where none was measured; see :func:`is_measured`); None when fewer than
-    :data:`MIN_IMAGES` were."""
-    finite = [r for r in radius_fractions if is_measured(r, base_fraction)]
+    :data:`MIN_IMAGES` were. ``trained``: the square the network was trained at (:func:`trained_fraction`; default
+    ``base_fraction``, a model that is not a site model)."""
+    trained = trained or base_fraction
+    finite = [r for r in radius_fractions if is_measured(r, trained)]
     if len(finite) < MIN_IMAGES:
         return None
-    crop, _ = lab_square(base_fraction, float(np.median(finite)))
+    crop, _ = lab_square(trained, float(np.median(finite)))
     return crop / base_fraction
