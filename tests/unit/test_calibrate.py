@@ -107,7 +107,8 @@ def test_what_was_measured_and_what_was_not_is_said(tmp_path):
     with pytest.raises(AdaptError, match="no images found to measure .*not found"):
         calibrate(base, [tmp_path / "no-such-folder"])
     # a "nucleus" larger than any square can show (the stain measure flooding the frame) is not measured: refused
-    with pytest.raises(AdaptError, match="24 image.s. read, 0 with a stained nucleus the ruler can measure; in 24 the stain covers more than the largest square can show .cells over x2.7"):
+    too_large = "0 with a stained nucleus the ruler can measure; in 24 the stain covers more than the largest square"
+    with pytest.raises(AdaptError, match=f"24 image.s. read, {too_large} can show .cells over x2.7"):
         calibrate(base, [_lab(tmp_path / "huge", radius=100, size=(320, 240))])
     # cells nearly as large as the largest square (2 short sides) can show
     big = calibrate(base, [_lab(tmp_path / "big", radius=90, size=(320, 240))])

@@ -93,7 +93,8 @@ def run_lab(model: Model, lab: str, ks: list[int], draws: int, calibrate_first: 
             pooled, inner, probe = features(calibrated(model, ims, may, Path(tmp)), ims)
     else:
         pooled, inner, probe = features(model, ims)
-    variants = {"A": (pooled, probe.w0), "B": (with_inner(pooled, inner), np.vstack([probe.w0, np.zeros((inner.shape[1], probe.w0.shape[1]))]))}
+    zeros = np.zeros((inner.shape[1], probe.w0.shape[1]))
+    variants = {"A": (pooled, probe.w0), "B": (with_inner(pooled, inner), np.vstack([probe.w0, zeros]))}
     scored = ~may if (~may).any() else np.ones(len(ys), bool)
     base_acc = float(np.mean((pooled @ probe.w0 + probe.b0).argmax(1)[scored] == ys[scored]))
     out: dict = {"lab": lab, "cells": len(ys), "base": base_acc}
