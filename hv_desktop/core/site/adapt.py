@@ -329,8 +329,7 @@ def _match_colours(base: Model, measure: _Measure, scale: float) -> tuple[Channe
     if already_matched(base.info):
         return None, "colours: kept as the model it was made from matched them (Use Shipped Model to match anew)"
     reference = base.info.colour()
-    squares = (measure.square(scale, i) for i in range(len(measure.ims))) if reference is not None else iter(())
-    lab, note = lab_colours(squares, reference)
+    lab, note = lab_colours((measure.square(scale, i) for i in range(len(measure.ims))), reference)
     if lab is not None and reference is not None:
         measure.prep = matched(measure.prep, lab, reference)
     return lab, note

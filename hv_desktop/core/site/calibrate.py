@@ -36,7 +36,7 @@ from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.site.lab_images import read_image
 from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, is_measured, lab_square
-from hv_desktop.core.site.site_colour import lab_colours, with_colour
+from hv_desktop.core.site.site_colour import lab_colours, site_colours
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
 from hv_desktop.core.system.paths import display_name
 
@@ -147,9 +147,7 @@ def calibrate(
         raise AdaptError(f"{base.path.name} cannot be read ({exc})") from None
     meta = _calibrated_metadata(base, hashlib.sha256(data).hexdigest(), site_name, crop, measured_scale, median, shas)
     colour, note = _colour_match(base, meta.preprocessing, measured, say, cancel)
-    reference = base.info.colour()
-    if colour is not None and reference is not None:
-        meta = with_colour(meta, colour, reference)
+    meta = site_colours(meta, base.info, colour)
     data = with_metadata(out, meta)
     say("done", 1.0)
     spread = (q3 - q1) / median
@@ -175,8 +173,7 @@ def _colour_match(
             except (ImageError, OSError):
                 continue  # read once already; a file changed since is left out of the statistics
 
-    reference = base.info.colour()
-    return lab_colours(crops() if reference is not None else iter(()), reference)
+    return lab_colours(crops(), base.info.colour())  # lazy: nothing is read when there is no reference
 
 
 def _check_base(base: Model) -> None:

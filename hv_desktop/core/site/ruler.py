@@ -51,11 +51,16 @@ def trained_fraction(meta: ModelMetadata) -> float:
     magnification, and the ruler's target is the trained square, or a second site model would apply it twice."""
     site = meta.site_adaptation or {}
     fraction = meta.preprocessing.crop_fraction
-    for key, value in (("trained_crop_fraction", 1.0), ("magnification", None)):
-        v = site.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
-            return float(v) if value else fraction / float(v)
-    return fraction
+    trained, scale = _positive(site.get("trained_crop_fraction")), _positive(site.get("magnification"))
+    if trained is not None:
+        return trained
+    return fraction / scale if scale is not None else fraction  # site models made before trained_crop_fraction
+
+
+def _positive(v: object) -> float | None:
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
+        return float(v)
+    return None
 
 
 def ruler_magnification(radius_fractions: Iterable[float], base_fraction: float, trained: float | None = None) -> float | None:

@@ -21,7 +21,8 @@ NOTE = (
 
 
 def lab_colours(crops: Iterable[np.ndarray], reference: ChannelStats | None) -> tuple[ChannelStats | None, str]:
-    """The lab's statistics over ``crops`` (uint8 HxWx3), or None and why in words when they are not matched."""
+    """The lab's statistics over ``crops`` (uint8 HxWx3), or None and why in words when they are not matched; ``crops``
+    is not consumed when there is no reference, so callers may pass a lazy reader."""
     if reference is None:
         return None, "colours: not matched (this model file carries no colour reference of its training labs)"
     acc = Accumulator()
