@@ -44,6 +44,7 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 LAYER_SETS = {
     "last": (None,),
     "five": ("block_9_add", "block_12_add", "block_15_add", "block_16_expand_relu", "out_relu"),
+    "six": ("block_9_add", "block_12_add", "block_15_add", "block_16_expand_relu", "out_relu", None),
 }
 FULL_MAX = 1280  # above this many features, keep TOP_K eigen-directions exactly and one isotropic remainder
 TOP_K = 256  # (a 2560 x 2560 whitening matrix would add 13 MB to the model file and the bundle)
@@ -146,6 +147,28 @@ class Distance:
         return np.maximum(d.min(1), 1e-6)
 
 
+ZMAX = 60.0  # the per-lab score is carried as exp(z); z is clipped so float32 keeps it finite
+
+
+class LabDistance:
+    """Each training lab judged on its own (rules/three_labs_bars.txt, R4/R5): one :class:`Distance` per lab, fitted
+    on that lab's cells alone, its log distance standardised on that lab's genuine validation cells; a cell's score
+    is the smallest over labs.
+
+    Why: one covariance shared by three labs is widened by their differences, so a foreign cell looks typical and
+    a genuine cell of the smallest lab looks foreign (three_labs_worst: AUROC against BCCD's cells 0.67-0.71).
+    Returned as exp(z), a distance in the units of the rest of the formula, so the typicality, the app and site
+    adaptation read it like the pooled distance.
+    """
+
+    def __init__(self, parts: list[Distance], means: list[float], stds: list[float]):
+        self.parts, self.means, self.stds = parts, means, stds
+
+    def __call__(self, f: np.ndarray) -> np.ndarray:
+        z = np.min([(np.log(d(f)) - m) / sd for d, m, sd in zip(self.parts, self.means, self.stds, strict=True)], 0)
+        return np.exp(np.minimum(z, ZMAX))
+
+
 def youden_threshold(genuine: np.ndarray, other: np.ndarray) -> float:
     """The review threshold that maximises flagged non-target share minus flagged genuine share (Youden's J)."""
     best_thr, best_j = 0.5, -1.0
@@ -174,7 +197,9 @@ def typicality(conf: np.ndarray, dists: list[np.ndarray] | np.ndarray, p: dict) 
     return 1 / (1 + np.exp(s))
 
 
-def add_output(proto, layers: list[tuple[str, tuple[int, int] | None, Distance]], p: dict, temperature: float) -> None:
+def add_output(
+    proto, layers: list[tuple[str, tuple[int, int] | None, Distance | LabDistance]], p: dict, temperature: float
+) -> None:
     """Append the typicality computation to the graph (opset 13-17 operators, all named review/...)."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -199,6 +224,27 @@ def add_output(proto, layers: list[tuple[str, tuple[int, int] | None, Distance]]
         d0 = node("Sub", [yy, node("Mul", [cross, const(f"{tag}_two", 2.0)], f"{tag}_cross2")], f"{tag}_d0")
         return node("Add", [d0, const(f"{tag}_cc", (c * c).sum(1)[None])], f"{tag}_d")
 
+    def distance_nodes(f: str, dist: Distance, tag: str) -> str:
+        """Squared Mahalanobis distance to the nearest centre, as Distance.__call__ computes it: review/{tag}_dist."""
+        if dist.basis is None:
+            d = sqdist(node("MatMul", [f, wide(f"{tag}_proj", dist.proj)], f"{tag}_y"), dist.centres @ dist.proj, tag)
+        else:
+            yb = node("MatMul", [f, wide(f"{tag}_basis", dist.basis)], f"{tag}_yb")
+            cb = dist.centres @ dist.basis
+            d = sqdist(node("Mul", [yb, const(f"{tag}_scale", dist.scale)], f"{tag}_y"), cb * dist.scale, tag)
+            r = node(
+                "Max",
+                [
+                    node("Sub", [sqdist(f, dist.centres, f"{tag}_raw"), sqdist(yb, cb, f"{tag}_kept")], f"{tag}_r0"),
+                    const(f"{tag}_zero2", 0.0),
+                ],
+                f"{tag}_r",
+            )
+            d = node("Add", [d, node("Mul", [r, const(f"{tag}_inv_rest", 1.0 / dist.rest)], f"{tag}_rs")], f"{tag}_dfull")
+        return node(
+            "Max", [node("ReduceMin", [d], f"{tag}_dmin", axes=[1], keepdims=0), const(f"{tag}_eps", 1e-6)], f"{tag}_dist"
+        )
+
     axes1 = const("axes1", [1], np.int64)
     # calibrated confidence
     scaled = node("Div", ["logits", const("temperature", temperature)], "scaled")
@@ -217,24 +263,19 @@ def add_output(proto, layers: list[tuple[str, tuple[int, int] | None, Distance]]
                 f"{tag}_var",
             )
             f = node("Concat", [mean, node("Sqrt", [var], f"{tag}_std")], f"{tag}_f", axis=1)
-        if dist.basis is None:
-            d = sqdist(node("MatMul", [f, wide(f"{tag}_proj", dist.proj)], f"{tag}_y"), dist.centres @ dist.proj, tag)
         else:
-            yb = node("MatMul", [f, wide(f"{tag}_basis", dist.basis)], f"{tag}_yb")
-            cb = dist.centres @ dist.basis
-            d = sqdist(node("Mul", [yb, const(f"{tag}_scale", dist.scale)], f"{tag}_y"), cb * dist.scale, tag)
-            r = node(
-                "Max",
-                [
-                    node("Sub", [sqdist(f, dist.centres, f"{tag}_raw"), sqdist(yb, cb, f"{tag}_kept")], f"{tag}_r0"),
-                    const(f"{tag}_zero2", 0.0),
-                ],
-                f"{tag}_r",
-            )
-            d = node("Add", [d, node("Mul", [r, const(f"{tag}_inv_rest", 1.0 / dist.rest)], f"{tag}_rs")], f"{tag}_dfull")
-        dmin = node(
-            "Max", [node("ReduceMin", [d], f"{tag}_dmin", axes=[1], keepdims=0), const(f"{tag}_eps", 1e-6)], f"{tag}_dist"
-        )
+            f = node("Identity", [tensor], f"{tag}_f")  # named, so site adaptation can read the layer's features
+        if isinstance(dist, LabDistance):
+            ts = []
+            for j, (part, m, sd) in enumerate(zip(dist.parts, dist.means, dist.stds, strict=True)):
+                dj = distance_nodes(f, part, f"{tag}s{j}")
+                logd = node("Log", [dj], f"{tag}s{j}_logd")
+                za = node("Mul", [logd, const(f"{tag}s{j}_a", 1 / sd)], f"{tag}s{j}_za")
+                ts.append(node("Add", [za, const(f"{tag}s{j}_b", -m / sd)], f"{tag}s{j}_z"))
+            zmin = node("Min", [node("Min", ts, f"{tag}_zlab"), const(f"{tag}_zmax", ZMAX)], f"{tag}_zclip")
+            dmin = node("Exp", [zmin], f"{tag}_dist")
+        else:
+            dmin = distance_nodes(f, dist, tag)
         # (1 - w) / L * (log d - mean) / std, summed over layers
         k = (1 - p["w"]) / len(layers) / stds[i]
         z = node(
@@ -289,7 +330,15 @@ def main(argv: list[str] | None = None) -> int:
         default=["pbc/val", "blood-cells/TEST_SIMPLE"],
         help="genuine validation folders the parts are standardised on",
     )
+    ap.add_argument(
+        "--per-lab",
+        action="store_true",
+        help="judge each cell against each training lab on its own (LabDistance); --fit-sources and --genuine "
+        "then name the labs in the same order",
+    )
     args = ap.parse_args(argv)
+    if args.per_lab and len(args.fit_sources) != len(args.genuine):
+        ap.error("--per-lab pairs --fit-sources with --genuine: give one genuine folder per fit source")
     out = args.out or args.model
     data = shared_root() / "data"
 
@@ -314,10 +363,22 @@ def main(argv: list[str] | None = None) -> int:
             fits.append(f)
             groups.append(np.asarray([y for _, y in items]) + 4 * gi + 4 * len(sources) * mi)
     groups_all = np.concatenate(groups)
-    dists = [Distance(np.concatenate([f[j] for f in fits]), groups_all) for j in range(len(keys))]
-
-    genuine = [it for rel in args.genuine for it in take(list_labelled(data / rel))]
+    genuine_sets = [take(list_labelled(data / rel)) for rel in args.genuine]
+    genuine = [it for items in genuine_sets for it in items]
     gf, gl, _ = features_and_logits(proto, model, [p for p, _ in genuine], keys)
+    dists: list[Distance] | list[LabDistance]
+    if args.per_lab:
+        n_src = len(args.fit_sources)
+        fit_src = np.tile(np.repeat(np.arange(n_src), [len(f[0]) for f in fits[:n_src]]), len(args.magnifications))
+        gen_lab = np.repeat(np.arange(n_src), [len(items) for items in genuine_sets])
+        dists = []
+        for j in range(len(keys)):
+            feats = np.concatenate([f[j] for f in fits])
+            parts = [Distance(feats[fit_src == s], groups_all[fit_src == s]) for s in range(n_src)]
+            logs = [np.log(part(gf[j][gen_lab == s])) for s, part in enumerate(parts)]
+            dists.append(LabDistance(parts, [float(v.mean()) for v in logs], [float(v.std() + 1e-9) for v in logs]))
+    else:
+        dists = [Distance(np.concatenate([f[j] for f in fits]), groups_all) for j in range(len(keys))]
     other = take(list_other(data))
     of, ol, _ = features_and_logits(proto, model, other, keys)
     g_conf, g_dist = confidence(gl, t), [d(f) for d, f in zip(dists, gf, strict=True)]
@@ -353,7 +414,14 @@ def main(argv: list[str] | None = None) -> int:
         review_threshold=threshold,
         review_score={
             "formula": "sigmoid(-(w*z(-confidence) + (1-w)*mean over layers of z(log Mahalanobis distance to the "
-            "nearest class/source centre)))",
+            "nearest class/source centre)))"
+            + (
+                "; per lab: the distance is exp(min over training labs of the log distance to that lab's centres in "
+                "its own metric, standardised on its own genuine validation cells)"
+                if args.per_lab
+                else ""
+            ),
+            "per_lab": bool(args.per_lab),
             "layers": [k or "pooled features" for k in keys],
             "fitted_on": f"features of {sum(len(f[0]) for f in fits) // len(args.magnifications)} training images "
             f"({', '.join(args.fit_sources)}; every {args.train_step}th blood-cells/TRAIN"

@@ -143,6 +143,45 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     stored = {i.name for i in onnx.load(str(five)).graph.initializer}
     assert "review/l4_inv_rest" in stored and "review/l3_inv_rest" not in stored  # only the 2560-d layer is low-rank
 
+    # Per lab (each training lab judged on its own) over the five layers and the pooled vector: the script checks
+    # graph == formula; site adaptation mirrors the graph in numpy and adds a lab's centres to every lab's metric.
+    per_lab = tmp_path / "per_lab.onnx"
+    cmd = ["--model", onnx_path, "--out", per_lab, "--limit", 24, "--per-lab", "--layers", "six"]
+    r = run_module("training.review", *cmd, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    _assert_adaptation_mirrors_the_review_graph(per_lab, xn[:40], n_parts=2)
+    _assert_adaptation_mirrors_the_review_graph(reviewed, xn[:40], n_parts=1)  # the pooled vector alone, too
+
+
+def _assert_adaptation_mirrors_the_review_graph(path: Path, x: np.ndarray, n_parts: int) -> None:
+    from hv_desktop.core.inference.model import Model
+    from hv_desktop.core.inference.onnx_proto import OnnxFile
+    from hv_desktop.core.site.adapt_graph import REVIEW, Probe
+
+    model = Model(path)
+    probe = Probe(model)
+    rv = probe.review
+    assert rv is not None and all(len(p) == n_parts for p in rv.parts)
+    f = probe.run(x)
+    _, typ = model.assess(x)
+    dists = [f[f"{REVIEW}l{i}_dist"] for i in range(rv.layers)]
+    assert np.abs(rv.typicality(f[model.scores_name], model.info.temperature, dists) - typ).max() < 1e-4
+    # the centres of the first five cells added: the graph's distances of the others are min(base, lab_distance)
+    out = OnnxFile(path.read_bytes())
+    for i in range(rv.layers):
+        rv.add_centres(out, i, f[f"{REVIEW}l{i}_f"][:5])
+    added = path.with_name(path.stem + "_added.onnx")
+    added.write_bytes(out.to_bytes())
+    f2 = Probe(Model(added)).run(x[5:])
+    closer = 0
+    for i in range(rv.layers):
+        base = dists[i][5:]
+        want = np.minimum(base, rv.lab_distance(i, f[f"{REVIEW}l{i}_f"][5:], f[f"{REVIEW}l{i}_f"][:5]))
+        got = f2[f"{REVIEW}l{i}_dist"]
+        assert np.allclose(np.log(got), np.log(want), atol=1e-3)
+        closer += int(np.sum(got < base * 0.999))
+    assert closer > 0  # the added centres were nearer for some cells (the check above is not vacuous)
+
 
 def test_training_resumes_from_its_last_epoch(tmp_path, shared_data):
     run = tmp_path / "run"

@@ -84,23 +84,46 @@ class ReviewGraph:
         self.a, self.c = float(f.initializer(f"{REVIEW}a")), float(f.initializer(f"{REVIEW}c"))
         self.k = [float(f.initializer(f"{REVIEW}l{i}_k")) for i in range(self.layers)]
         self.kc = [float(f.initializer(f"{REVIEW}l{i}_c")) for i in range(self.layers)]
-        self.basis = [f"{REVIEW}l{i}_basis16" in names for i in range(self.layers)]
+        # Per layer, the metrics it measures in: one (tag l{i}), or one per training lab (l{i}s{j}, training.review
+        # --per-lab: each lab's standardised log distance, the smallest carried as exp(z)).
+        self.parts: list[list[str]] = []
+        for i in range(self.layers):
+            labs: list[str] = []
+            while f"{REVIEW}l{i}s{len(labs)}_a" in names:
+                labs.append(f"l{i}s{len(labs)}")
+            self.parts.append(labs or [f"l{i}"])
+        self.per_lab = [len(p) > 1 or p[0] != f"l{i}" for i, p in enumerate(self.parts)]
+        self.basis = {t: f"{REVIEW}{t}_basis16" in names for p in self.parts for t in p}
 
     def _get(self, name: str) -> np.ndarray:
         return self.file.initializer(f"{REVIEW}{name}").astype(np.float64)
 
-    def lab_distance(self, i: int, feats: np.ndarray, centres: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of ``feats`` to the nearest of ``centres`` in layer i's metric."""
-        if not len(centres):
-            return np.full(len(feats), np.inf)
-        if not self.basis[i]:
-            proj = self._get(f"l{i}_proj16")
+    def _distance(self, tag: str, feats: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        if not self.basis[tag]:
+            proj = self._get(f"{tag}_proj16")
             return _sqdist(feats @ proj, centres @ proj).min(1)
-        basis, scale = self._get(f"l{i}_basis16"), self._get(f"l{i}_scale")
-        inv_rest = float(self._get(f"l{i}_inv_rest"))
+        basis, scale = self._get(f"{tag}_basis16"), self._get(f"{tag}_scale")
+        inv_rest = float(self._get(f"{tag}_inv_rest"))
         yb, cb = feats @ basis, centres @ basis
         d = _sqdist(yb * scale, cb * scale) + np.maximum(_sqdist(feats, centres) - _sqdist(yb, cb), 0) * inv_rest
         return d.min(1)
+
+    def lab_distance(self, i: int, feats: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        """Layer i's distance of ``feats`` to the nearest of ``centres``, in the units of its ``l{i}_dist`` output:
+        the squared Mahalanobis distance, or for a per-lab layer exp(the smallest standardised log distance)."""
+        if not len(centres):
+            return np.full(len(feats), np.inf)
+        if not self.per_lab[i]:
+            return self._distance(self.parts[i][0], feats, centres)
+        z = np.min(
+            [
+                np.log(np.maximum(self._distance(t, feats, centres), 1e-6)) * float(self._get(f"{t}_a"))
+                + float(self._get(f"{t}_b"))
+                for t in self.parts[i]
+            ],
+            0,
+        )
+        return np.exp(np.minimum(z, float(self._get(f"l{i}_zmax"))))
 
     def typicality(self, logits: np.ndarray, t: float, dists: list[np.ndarray]) -> np.ndarray:
         conf = softmax(logits / t).max(1)
@@ -117,14 +140,15 @@ class ReviewGraph:
             out.set_initializer(f"{REVIEW}{tag}_ct", np.hstack([ct, c.T]).astype(np.float32))
             out.set_initializer(f"{REVIEW}{tag}_cc", np.hstack([cc, (c * c).sum(1)[None]]).astype(np.float32))
 
-        if not self.basis[i]:
-            extend(f"l{i}", centres @ self._get(f"l{i}_proj16"))
-            return
-        basis, scale = self._get(f"l{i}_basis16"), self._get(f"l{i}_scale")
-        cb = centres @ basis
-        extend(f"l{i}", cb * scale)
-        extend(f"l{i}_raw", centres)
-        extend(f"l{i}_kept", cb)
+        for tag in self.parts[i]:  # per lab: the lab's centres join every training lab's (the minimum is the same)
+            if not self.basis[tag]:
+                extend(tag, centres @ self._get(f"{tag}_proj16"))
+                continue
+            basis, scale = self._get(f"{tag}_basis16"), self._get(f"{tag}_scale")
+            cb = centres @ basis
+            extend(tag, cb * scale)
+            extend(f"{tag}_raw", centres)
+            extend(f"{tag}_kept", cb)
 
 
 def _sqdist(y: np.ndarray, c: np.ndarray) -> np.ndarray:
