@@ -58,7 +58,7 @@ def serve(
             time.sleep(0.05)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.wait(timeout=timeout)  # a loaded 2-core CI machine once needed more than 30 s
     finally:
         if proc.poll() is None:
             proc.kill()
