@@ -50,13 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--cache", type=Path, default=Path("runs/probe_review"))
+    ap.add_argument("--sources", nargs="+", default=list(SOURCES), help="the model's training labs (fit)")
+    ap.add_argument("--genuine", nargs="+", default=list(GENUINE), help="their validation splits, in the same order")
     args = ap.parse_args(argv)
+    sources, genuine = tuple(args.sources), tuple(args.genuine)
+    n_src = len(sources)
     data = shared_root() / "data"
     proto, model = onnx.load(str(args.model)), Model(args.model)
     t = model.info.temperature
     tag = args.model.parent.name
     fit = {}
-    for si, rel in enumerate(SOURCES):
+    for si, rel in enumerate(sources):
         step = 4 if rel == "blood-cells/TRAIN" else 1
         items = list_labelled(data / rel)[::step]
         for mag in MAGS:
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fit {rel} x{mag}: {len(fit[(si, mag)]['y'])} cells", flush=True)
     gen = [
         cached(args.cache / f"{tag}_gen{i}.npz", extract, proto, model, list_labelled(data / rel), 1.0)
-        for i, rel in enumerate(GENUINE)
+        for i, rel in enumerate(genuine)
     ]
     other_items = [(p, -1) for p in list_other(data)[0::2]]  # the even half only
     oth = cached(args.cache / f"{tag}_other_even.npz", extract, proto, model, other_items, 1.0)
@@ -75,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def pooled(j: int) -> tuple[np.ndarray, np.ndarray]:
         """training.review's distance: one covariance over every lab's class/magnification groups."""
-        feats = np.concatenate([fit[(si, m)][f"f{j}"] for si in range(3) for m in MAGS])
-        groups = np.concatenate([fit[(si, m)]["y"] + 4 * si + 12 * mi for si in range(3) for mi, m in enumerate(MAGS)])
+        feats = np.concatenate([fit[(si, m)][f"f{j}"] for si in range(n_src) for m in MAGS])
+        groups = np.concatenate([fit[(si, m)]["y"] + 4 * si + 4 * n_src * mi for si in range(n_src) for mi, m in enumerate(MAGS)])
         d = Distance(feats.astype(np.float64), groups)
         gd = np.log(np.concatenate([d(g[f"f{j}"].astype(np.float64)) for g in gen]))
         od = np.log(d(oth[f"f{j}"].astype(np.float64)))
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     def per_lab(j: int, standardise: str) -> tuple[np.ndarray, np.ndarray]:
         """Each lab's own reference; the smallest of the per-lab standardised log distances."""
         gz, oz = [], []
-        for si in range(3):
+        for si in range(n_src):
             feats = np.concatenate([fit[(si, m)][f"f{j}"] for m in MAGS])
             groups = np.concatenate([fit[(si, m)]["y"] + 4 * mi for mi, m in enumerate(MAGS)])
             d = Distance(feats.astype(np.float64), groups)
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             os_ = w * (-o_conf - cm) / cs + (1 - w) * oz
             best = max(best, (auroc(os_, gs), w))
         per = []
-        for li, rel in enumerate(GENUINE):
+        for li, rel in enumerate(genuine):
             w = best[1]
             gs = w * (-g_conf - cm) / cs + (1 - w) * gz
             os_ = w * (-o_conf - cm) / cs + (1 - w) * oz
