@@ -147,7 +147,7 @@ class Distance:
         return np.maximum(d.min(1), 1e-6)
 
 
-ZMAX = 60.0  # the per-lab score is carried as exp(z); z is clipped so float32 keeps it finite
+ZMAX = 60.0  # the per-lab score is carried as exp(z); z is clipped to +-ZMAX so float32 keeps exp(z) finite and > 0
 
 
 class LabDistance:
@@ -166,7 +166,7 @@ class LabDistance:
 
     def __call__(self, f: np.ndarray) -> np.ndarray:
         z = np.min([(np.log(d(f)) - m) / sd for d, m, sd in zip(self.parts, self.means, self.stds, strict=True)], 0)
-        return np.exp(np.minimum(z, ZMAX))
+        return np.exp(np.clip(z, -ZMAX, ZMAX))
 
 
 def youden_threshold(genuine: np.ndarray, other: np.ndarray) -> float:
@@ -272,7 +272,8 @@ def add_output(
                 logd = node("Log", [dj], f"{tag}s{j}_logd")
                 za = node("Mul", [logd, const(f"{tag}s{j}_a", 1 / sd)], f"{tag}s{j}_za")
                 ts.append(node("Add", [za, const(f"{tag}s{j}_b", -m / sd)], f"{tag}s{j}_z"))
-            zmin = node("Min", [node("Min", ts, f"{tag}_zlab"), const(f"{tag}_zmax", ZMAX)], f"{tag}_zclip")
+            zmin = node("Min", [node("Min", ts, f"{tag}_zlab"), const(f"{tag}_zmax", ZMAX)], f"{tag}_zcap")
+            zmin = node("Max", [zmin, const(f"{tag}_zfloor", -ZMAX)], f"{tag}_zclip")
             dmin = node("Exp", [zmin], f"{tag}_dist")
         else:
             dmin = distance_nodes(f, dist, tag)

@@ -91,3 +91,18 @@ def test_magnification_keeps_size_and_scales_the_content():
         assert abs(nucleus_width(out) - 21 * scale) <= 2.5
     small = np.asarray(at_magnification(im, 0.5, rng))
     assert (small[0, 0] == (230, 220, 215)).all()  # the wider field is filled with the image's own background
+
+
+def test_per_lab_distance_is_the_smallest_standardised_lab_distance_and_stays_finite():
+    feats_a, groups_a, q = _data(6, seed=3)
+    feats_b, groups_b, _ = _data(6, seed=4)
+    a, b = review.Distance(feats_a, groups_a), review.Distance(feats_b + 3.0, groups_b)
+    lab = review.LabDistance([a, b], [0.5, 1.0], [2.0, 0.5])
+    want = np.minimum((np.log(a(q)) - 0.5) / 2.0, (np.log(b(q)) - 1.0) / 0.5)
+    assert np.allclose(np.log(lab(q)), want)
+    # a lab whose genuine cells all sat at one distance (sd ~ 1e-9): z is clipped, so exp(z) is neither 0 nor inf
+    tiny = review.LabDistance([a, b], [50.0, 1.0], [1e-9, 1e-9])
+    out = tiny(q)
+    assert np.all(np.isfinite(out)) and np.all(out > 0)
+    assert np.allclose(np.log(out), np.clip(np.log(out), -review.ZMAX, review.ZMAX))
+    assert np.isclose(np.log(out).min(), -review.ZMAX)

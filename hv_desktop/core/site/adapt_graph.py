@@ -94,6 +94,8 @@ class ReviewGraph:
             self.parts.append(labs or [f"l{i}"])
         self.per_lab = [len(p) > 1 or p[0] != f"l{i}" for i, p in enumerate(self.parts)]
         self.basis = {t: f"{REVIEW}{t}_basis16" in names for p in self.parts for t in p}
+        # the graph's smallest distance per layer: its eps, or exp(-zmax) where the distance is exp(clipped z)
+        self.floor = [float(np.exp(-self._get(f"l{i}_zmax"))) if self.per_lab[i] else 1e-6 for i in range(self.layers)]
 
     def _get(self, name: str) -> np.ndarray:
         return self.file.initializer(f"{REVIEW}{name}").astype(np.float64)
@@ -123,13 +125,14 @@ class ReviewGraph:
             ],
             0,
         )
-        return np.exp(np.minimum(z, float(self._get(f"l{i}_zmax"))))
+        zmax = float(self._get(f"l{i}_zmax"))
+        return np.exp(np.clip(z, -zmax, zmax))
 
     def typicality(self, logits: np.ndarray, t: float, dists: list[np.ndarray]) -> np.ndarray:
         conf = softmax(logits / t).max(1)
         s = self.a * conf + self.c
         for i, d in enumerate(dists):
-            s = s + np.log(np.maximum(d, 1e-6)) * self.k[i] + self.kc[i]
+            s = s + np.log(np.maximum(d, self.floor[i])) * self.k[i] + self.kc[i]
         return 1.0 / (1.0 + np.exp(s))
 
     def add_centres(self, out: OnnxFile, i: int, centres: np.ndarray) -> None:
