@@ -209,12 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.get("select") == "ship_bars":
             # the ship criteria themselves (rules/three_labs_bars.txt): the smallest margin of PLAIN accuracy over
             # each lab's bar; balanced accuracy on 71 unequal cells chose the epoch with the worst plain figure
-            bars = cfg["bars"]
-            scores["score"] = float(min(scores[rel]["accuracy"] - bars[rel] for rel in chosen))
+            scores["score"] = float(min(scores[rel]["accuracy"] - cfg["bars"][rel] for rel in chosen))
+        elif cfg.get("select") == "worst_lab":
+            # the weakest lab decides (rules/three_labs_worst.txt): a mean let an epoch weak at two old labs win on
+            # the strength of a third
+            scores["score"] = float(min(per_lab))
         else:
-            # "worst_lab": the weakest lab decides (rules/three_labs_worst.txt): a mean let an epoch weak at two old
-            # labs win on the strength of a third
-            scores["score"] = float(min(per_lab) if cfg.get("select") == "worst_lab" else np.mean(per_lab))
+            scores["score"] = float(np.mean(per_lab))
         return scores
 
     class Checkpoint(keras.callbacks.Callback):

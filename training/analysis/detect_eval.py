@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from hv_desktop.core.imaging.detect import RULER_TO_RBC, FinderParams, FoundCell, find_cells, rbc_diameter
+from hv_desktop.core.imaging import detect
+from hv_desktop.core.imaging.detect import FinderParams, FoundCell, find_cells, rbc_diameter
 
 LABS = {"bccd": "bccd-fields", "deepbionet": "deepbionet/fields"}
 WHITE = {"WBC", "W"}
@@ -332,15 +333,20 @@ def grid(items: list[str]) -> list[dict[str, str]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*choices)]
 
 
+def ruler_ratio(field: Field, data: Path, lab: str) -> float | None:
+    """The ruler's lag (diameter / RULER_TO_RBC) over the field's median untruncated red-cell box side (None: fewer
+    than three such boxes)."""
+    name, im, _ = field
+    rbc = read_boxes(data / LABS[lab] / f"{name}.xml", {"RBC"})
+    w, h = im.size
+    sides = [(b[2] - b[0] + b[3] - b[1]) / 2 for b in rbc if b[0] > 2 and b[1] > 2 and b[2] < w - 2 and b[3] < h - 2]
+    if len(sides) < 3:
+        return None
+    return rbc_diameter(im) / detect.RULER_TO_RBC / float(np.median(sides))
+
+
 def ruler_report(fields: list[Field], data: Path, lab: str) -> None:
-    """The ruler's lag (diameter / RULER_TO_RBC) over each field's median untruncated red-cell box side."""
-    ratios = []
-    for name, im, _ in fields:
-        rbc = read_boxes(data / LABS[lab] / f"{name}.xml", {"RBC"})
-        w, h = im.size
-        sides = [(b[2] - b[0] + b[3] - b[1]) / 2 for b in rbc if b[0] > 2 and b[1] > 2 and b[2] < w - 2 and b[3] < h - 2]
-        if len(sides) >= 3:
-            ratios.append(rbc_diameter(im) / RULER_TO_RBC / float(np.median(sides)))
+    ratios = [r for f in fields if (r := ruler_ratio(f, data, lab)) is not None]
     q = np.percentile(ratios, [5, 25, 50, 75, 95])
     print(f"{lab}: lag / median red-cell box side over {len(ratios)} fields: 5/25/50/75/95 % = {np.round(q, 3)}")
 

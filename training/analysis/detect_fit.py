@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from hv_desktop.core.imaging import detect
-from hv_desktop.core.imaging.detect import FinderParams, rbc_diameter
-from training.analysis.detect_eval import HEADER, LABS, SIMS, Field, Tally, evaluate, load_lab, read_boxes, row
+from hv_desktop.core.imaging.detect import FinderParams
+from training.analysis.detect_eval import HEADER, LABS, SIMS, Field, Tally, evaluate, load_lab, row, ruler_ratio
 
 GRID: dict[str, tuple[float, ...]] = {
     "stain_frac": (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55),
@@ -36,16 +36,9 @@ GRID: dict[str, tuple[float, ...]] = {
 MAX_PASSES = 4
 
 
-def ruler_ratio(fields: list[tuple[str, Field]], data: Path) -> float:
-    """Median over fields of the ruler's lag / the median untruncated red-cell box side (the lab's own boxes)."""
-    ratios = []
-    for lab, (name, im, _) in fields:
-        rbc = read_boxes(data / LABS[lab] / f"{name}.xml", {"RBC"})
-        w, h = im.size
-        sides = [(b[2] - b[0] + b[3] - b[1]) / 2 for b in rbc if b[0] > 2 and b[1] > 2 and b[2] < w - 2 and b[3] < h - 2]
-        if len(sides) >= 3:
-            ratios.append(rbc_diameter(im) / detect.RULER_TO_RBC / float(np.median(sides)))
-    return float(np.median(ratios))
+def lab_ruler(fields: list[tuple[str, Field]], data: Path) -> float:
+    """Median over fields of detect_eval.ruler_ratio (the lab's own red-cell boxes)."""
+    return float(np.median([r for lab, f in fields if (r := ruler_ratio(f, data, lab)) is not None]))
 
 
 def objective(t: Tally) -> tuple[float, float]:
@@ -89,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     fit_fields = [(lab, f) for lab in args.fit for f in load_lab(args.data, lab)]
-    ratio = ruler_ratio(fit_fields, args.data)
+    ratio = lab_ruler(fit_fields, args.data)
     detect.RULER_TO_RBC = 1 / ratio  # read by rbc_diameter at call time: the fitted lab's ruler
     print(f"fitted on {' + '.join(args.fit)} ({len(fit_fields)} fields): ruler lag / red-cell box {ratio:.3f}", flush=True)
     params, best = fit([f for _, f in fit_fields])

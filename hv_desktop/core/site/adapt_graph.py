@@ -87,15 +87,23 @@ class ReviewGraph:
         # Per layer, the metrics it measures in: one (tag l{i}), or one per training lab (l{i}s{j}, training.review
         # --per-lab: each lab's standardised log distance, the smallest carried as exp(z)).
         self.parts: list[list[str]] = []
+        self.zmax: list[float | None] = []  # per-lab layers only: the bound on |z|
         for i in range(self.layers):
             labs: list[str] = []
             while f"{REVIEW}l{i}s{len(labs)}_a" in names:
                 labs.append(f"l{i}s{len(labs)}")
             self.parts.append(labs or [f"l{i}"])
-        self.per_lab = [len(p) > 1 or p[0] != f"l{i}" for i, p in enumerate(self.parts)]
+            self.zmax.append(float(self._get(f"l{i}_zmax")) if labs else None)
+        # each lab's standardisation z = a * log d + b (per-lab layers)
+        self.ab = {
+            t: (float(self._get(f"{t}_a")), float(self._get(f"{t}_b")))
+            for p, z in zip(self.parts, self.zmax, strict=True)
+            if z is not None
+            for t in p
+        }
         self.basis = {t: f"{REVIEW}{t}_basis16" in names for p in self.parts for t in p}
         # the graph's smallest distance per layer: its eps, or exp(-zmax) where the distance is exp(clipped z)
-        self.floor = [float(np.exp(-self._get(f"l{i}_zmax"))) if self.per_lab[i] else 1e-6 for i in range(self.layers)]
+        self.floor = [1e-6 if z is None else float(np.exp(-z)) for z in self.zmax]
 
     def _get(self, name: str) -> np.ndarray:
         return self.file.initializer(f"{REVIEW}{name}").astype(np.float64)
@@ -115,18 +123,11 @@ class ReviewGraph:
         the squared Mahalanobis distance, or for a per-lab layer exp(the smallest standardised log distance)."""
         if not len(centres):
             return np.full(len(feats), np.inf)
-        if not self.per_lab[i]:
+        zmax = self.zmax[i]
+        if zmax is None:
             return self._distance(self.parts[i][0], feats, centres)
-        z = np.min(
-            [
-                np.log(np.maximum(self._distance(t, feats, centres), 1e-6)) * float(self._get(f"{t}_a"))
-                + float(self._get(f"{t}_b"))
-                for t in self.parts[i]
-            ],
-            0,
-        )
-        zmax = float(self._get(f"l{i}_zmax"))
-        return np.exp(np.clip(z, -zmax, zmax))
+        zs = [np.log(np.maximum(self._distance(t, feats, centres), 1e-6)) * self.ab[t][0] + self.ab[t][1] for t in self.parts[i]]
+        return np.exp(np.clip(np.min(zs, 0), -zmax, zmax))
 
     def typicality(self, logits: np.ndarray, t: float, dists: list[np.ndarray]) -> np.ndarray:
         conf = softmax(logits / t).max(1)
