@@ -62,7 +62,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise CliError(EXIT_OUTPUT, str(exc)) from None
     if watcher.damaged:
         say(f"note: {watcher.damaged} incomplete rows in {args.csv} are kept as they are (their images are not classified again)")
-    signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT and watcher.stop_event.is_set():
+            raise KeyboardInterrupt  # a second Ctrl+C: do not wait for the file in hand
+        watcher.stop()  # takes no lock: an Event.set here could deadlock against the loop's own wait
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     say(f"watching {args.folder} -> {args.csv} (Ctrl+C stops)")
     try:
         watcher.run()

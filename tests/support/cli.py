@@ -33,6 +33,7 @@ def serve(
     SIGTERM handler is in place by then), then until ``until()`` holds, then stop it with SIGTERM.
 
     Returns (exit code, stdout, stderr), both read as they come (a full pipe never stalls the command)."""
+    env = dict(env, PYTHONFAULTHANDLER="1")  # a SIGABRT makes it print every thread's stack (a hang's diagnosis)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     out: list[bytes] = []
     err: list[bytes] = []
@@ -58,7 +59,15 @@ def serve(
             time.sleep(0.05)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=timeout)  # a loaded 2-core CI machine once needed more than 30 s
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(10)
+            for t in pumps:
+                t.join(10)
+            stacks = b"".join(err).decode(errors="replace")[-6000:]
+            raise AssertionError(f"still running {timeout:.0f} s after SIGTERM; its threads:\n{stacks}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -100,6 +99,31 @@ class SettleTracker:
         return len(self._files)
 
 
+class StopFlag:
+    """A stop request that a signal handler may make.
+
+    Why not ``threading.Event``: its ``set`` takes the event's lock, and a Python signal handler runs in the main
+    thread between two bytecodes, possibly while that thread holds the same (non-reentrant) lock inside
+    ``Event.wait``: the stop then deadlocks the process, which a service manager kills after its timeout (seen
+    twice in CI: a ``watch`` still running 30 and 90 s after SIGTERM; CPython issue 126434 describes it for
+    ``multiprocessing.Event``). A plain attribute and short sleeps take no lock."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while not self._set and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+        return self._set
+
+
 class FolderWatcher:
     """Poll ``folder``, classify complete new images, keep ``csv_path`` up to date."""
 
@@ -119,7 +143,7 @@ class FolderWatcher:
         self.interval = interval
         self.tracker = SettleTracker(settle=settle)
         self.on_result = on_result
-        self.stop_event = threading.Event()
+        self.stop_event = StopFlag()
         self.columns = csv_columns(model.labels, cells)
         self.rows: list[list[str]] = []
         #: sha256 -> the path whose row holds it (a same-content file elsewhere is marked a duplicate of it)
@@ -173,6 +197,8 @@ class FolderWatcher:
         if not ready:
             return added
         for rows in self._classified(ready):
+            if self.stop_event.is_set():
+                break  # stopped mid-batch: what is written stands; the rest is classified on the next start
             r = rows[0]  # one file's rows: its cells (camera fields), or its one row
             if not r.ok and self.tracker.retry_or_finish(r.path, failed=True):
                 continue
@@ -208,4 +234,5 @@ class FolderWatcher:
             self.stop_event.wait(self.interval)
 
     def stop(self) -> None:
+        """Stop after the file in hand; safe from a signal handler (see :class:`StopFlag`)."""
         self.stop_event.set()
