@@ -2,6 +2,7 @@
 
     python -m training.analysis.adapt_features_probe                       # the shipped model, every lab
     python -m training.analysis.adapt_features_probe --model calibrated.onnx --labs deepbionet
+    python -m training.analysis.adapt_features_probe --model runs/lolo3_no_bccd/model.onnx --labs bccd --calibrate
 
 The rule and its decision: docs/research/rules/adapt_multilayer.txt. Each lab's cells go through the base graph once
 (``core.site.adapt_graph.Probe``: pooled features and the five review layers' statistics); then, for k reviewed cells
@@ -25,7 +26,7 @@ from hv_desktop.core.inference.model import Model, bundled_model_path
 from hv_desktop.core.site.adapt_fit import RIDGE, fit_head
 from hv_desktop.core.site.adapt_graph import REVIEW, Probe
 from hv_desktop.core.site.calibrate import calibrate
-from training.analysis.adapt_benchmark import SYNTHETIC, reviewed_pool
+from training.analysis.adapt_benchmark import LABS, SYNTHETIC, reviewed_pool
 from training.data import CLASSES, list_labelled, shared_root
 
 SYNTHETIC_LABS = ("yellow", "bluegreen", "blurjpeg", "mag0.6", "mag1.5")
@@ -49,6 +50,11 @@ def lab_cells(lab: str) -> tuple[list[Image.Image], np.ndarray, np.ndarray]:
         items = list_labelled(data / "deepbionet/cells")
         ims = [Image.open(p).convert("RGB") for p, _ in items]
         return ims, np.asarray([y for _, y in items]), np.ones(len(items), bool)
+    if lab in LABS:  # a real lab, e.g. the one a leave-one-lab-out model did not see (rules/adapt_multilayer_lolo.txt)
+        pool_rel, eval_rel, _ = LABS[lab]
+        real = reviewed_pool(data / pool_rel) + list_labelled(data / eval_rel)
+        ims = [Image.open(p).convert("RGB") for p, _ in real]
+        return ims, np.asarray([y for _, y in real]), np.arange(len(real)) < len(real) - len(list_labelled(data / eval_rel))
     pool = reviewed_pool(data / "pbc/train")
     ev = list_labelled(data / "pbc/val")[::2]
     rng = np.random.default_rng(0)
