@@ -74,3 +74,15 @@ def test_a_colour_cast_lab_is_read_as_well_after_calibrate(shared_data, shipped_
     base_accuracy, base_flagged = _read(base, test)
     assert accuracy >= 0.97 and accuracy >= base_accuracy - 0.02, (accuracy, base_accuracy)
     assert flagged <= base_flagged, (flagged, base_flagged)
+
+
+def test_calibrate_at_a_lab_the_model_never_saw_says_its_cells_stay_flagged_and_why(shared_data, shipped_model, tmp_path):
+    """deepbionet (1.2.3 was trained on BCCD and PBC only): calibrate matches it and is ~85 % right there, yet every
+    cell stays flagged; the technologist is told so, with the reason, before using the site model."""
+    base = Model(shipped_model)
+    cells = sorted((shared_data / "deepbionet/cells").glob("*/*"))[::3]
+    result = calibrate(base, cells)
+    assert result.preview is not None and result.preview.classified == result.measured
+    assert result.preview.flagged / result.preview.classified >= 0.9
+    text = "\n".join(result.summary_lines())
+    assert "sit far from every lab the model was trained on" in text and "look unlike the training labs' cells" in text

@@ -114,15 +114,16 @@ def test_what_was_measured_and_what_was_not_is_said(tmp_path):
     big = calibrate(base, [_lab(tmp_path / "big", radius=90, size=(320, 240))])
     assert 1.8 < big.metadata.preprocessing.crop_fraction <= 2.0
     # and the user is told that such a lab's cells may stay flagged until reviewed cells adapt the model
-    assert any("Adapt to This Lab" in line for line in big.summary_lines())
-    assert not any("Adapt to This Lab" in line for line in result.summary_lines())
+    padding = "filled out with background"  # (the preview's lines may name Adapt to This Lab for other reasons)
+    assert any(padding in line and "Adapt to This Lab" in line for line in big.summary_lines())
+    assert not any(padding in line for line in result.summary_lines())
     padded = calibrate(base, [_lab(tmp_path / "padded", radius=58)])  # a square of ~1.2 short sides, within the limit
     assert 1.15 < padded.metadata.preprocessing.crop_fraction < 1.4
-    assert any("Adapt to This Lab" in line for line in padded.summary_lines())
+    assert any(padding in line for line in padded.summary_lines())
     assert not any("at its limit" in line for line in padded.summary_lines())
     unpadded = calibrate(base, [_lab(tmp_path / "unpadded", radius=44)])  # ~0.95: shows the image, no padding note
     assert 0.8 < unpadded.metadata.preprocessing.crop_fraction < 1.1
-    assert not any("Adapt to This Lab" in line for line in unpadded.summary_lines())
+    assert not any(padding in line for line in unpadded.summary_lines())
 
 
 def test_the_ruler_ignores_a_radius_no_nucleus_can_have():
@@ -156,3 +157,19 @@ def test_a_site_models_square_is_not_given_the_labs_magnification_twice():
     at_lab = [0.107 * 1.5] * 30  # nuclei of a lab at x1.5 (0.107 of the short side at the training labs' size)
     assert ruler_magnification(at_lab, 0.75) == pytest.approx(1.5, rel=0.01)  # from the shipped square
     assert ruler_magnification(at_lab, 0.75 * 1.5, trained_fraction(site)) == pytest.approx(1.0, rel=0.01)
+
+
+def test_calibrate_says_what_the_site_model_will_flag_at_the_lab_and_why(tmp_path):
+    """Issue 26 item 3: the measured images, classified by the site model just made, say what the lab will see."""
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata=CELL))
+    result = calibrate(base, [_lab(tmp_path / "lab")])
+    preview = result.preview
+    assert preview is not None and preview.classified == result.measured == 24
+    site = Model(result.save(tmp_path / "site.onnx", base))
+    from hv_desktop.core.inference.batch import classify_paths
+
+    again = [r for r in classify_paths([tmp_path / "lab"], site) if r.ok]
+    assert preview.flagged == sum(r.needs_review for r in again)  # the saved file flags exactly what was said
+    assert sum(preview.called.values()) == 24
+    lines = "\n".join(result.summary_lines())
+    assert f"on these 24 images the site model flags {preview.flagged} for review" in lines

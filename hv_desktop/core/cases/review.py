@@ -57,9 +57,14 @@ def lab_hint(results: Sequence[Result], site_model: bool = False) -> str | None:
     return f"{share:.0%} flagged, far above the training labs': try Review ▸ Match Lab Magnification or Adapt to This Lab"
 
 
+def low_confidence(r: Result) -> bool:
+    """Flagged for low confidence, not for looking unlike the training cells (the two reasons a cell is flagged)."""
+    return (r.confidence or 0.0) < LOW_CONFIDENCE
+
+
 def flag_reason(r: Result) -> tuple[str, str]:
     """(a few words a technologist uses, a sentence for the tooltip) for a flagged cell."""
-    if (r.confidence or 0.0) < LOW_CONFIDENCE:
+    if low_confidence(r):
         return (
             "Low confidence",
             f"The model is not sure which class this is (its best guess has {100 * (r.confidence or 0):.0f} %).",

@@ -35,6 +35,7 @@ from hv_desktop.core.inference.metadata import ModelMetadata
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.site.lab_images import read_image
+from hv_desktop.core.site.lab_preview import LabPreview, preview_site_model
 from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, is_measured, lab_square
 from hv_desktop.core.site.site_colour import lab_colours, site_colours
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
@@ -67,6 +68,8 @@ class Calibration(SiteModel):
     colour_note: str = ""
     #: images read whose nucleus the ruler could not use (none found, or the stain measure flooded the field)
     unmeasured: int = 0
+    #: the site model on the measured images: what it flags and why (None: not checked)
+    preview: LabPreview | None = None
 
     def summary_lines(self) -> list[str]:
         crop = self.metadata.preprocessing.crop_fraction
@@ -99,6 +102,8 @@ class Calibration(SiteModel):
         if self.spread > MIXED_SPREAD:
             lines.append("the images vary a lot in cell size: were they taken at more than one magnification?")
         lines.append(self.colour_note)
+        if self.preview is not None:
+            lines += self.preview.lines()
         return lines
 
 
@@ -149,10 +154,11 @@ def calibrate(
     colour, note = _colour_match(base, meta.preprocessing, measured, say, cancel)
     meta = site_colours(meta, base.info, colour)
     data = with_metadata(out, meta)
+    preview = preview_site_model(data, measured, say, cancel, span=(0.75, 1.0))
     say("done", 1.0)
     spread = (q3 - q1) / median
     return Calibration(
-        data, meta, len(fractions), median, spread, measured_scale, fraction, skipped, colour, note, len(unmeasured)
+        data, meta, len(fractions), median, spread, measured_scale, fraction, skipped, colour, note, len(unmeasured), preview
     )
 
 
@@ -167,7 +173,7 @@ def _colour_match(
         for i, path in enumerate(paths):
             if cancel and cancel():
                 raise AdaptError("cancelled")
-            say(f"matching colours {i + 1} of {len(paths)}", 0.6 + 0.35 * i / max(1, len(paths)))
+            say(f"matching colours {i + 1} of {len(paths)}", 0.5 + 0.25 * i / max(1, len(paths)))
             try:
                 yield load_for_model(path, size, prep)
             except (ImageError, OSError):
@@ -210,7 +216,7 @@ def _measure(
     for i, path in enumerate(files):
         if cancel and cancel():
             raise AdaptError("cancelled")
-        say(f"measuring {i + 1} of {len(files)}", 0.6 * i / len(files))
+        say(f"measuring {i + 1} of {len(files)}", 0.5 * i / len(files))
         try:
             read = read_image(path, seen)
         except (ImageError, OSError) as exc:

@@ -1,0 +1,96 @@
+"""What a site model will do at its lab, told before it is used: how many of the lab's own images it flags, why, and
+which classes it calls them (issue 26 item 3: at a lab where the model is simply wrong, keep the cells flagged
+and say why).
+
+Why here and not later: calibrate needs no labels, so nothing it measures says whether the model reads this lab
+right. Its own measured images, classified by the site model it just wrote, say what the technologist will see:
+a lab whose cells all look unlike the training labs' stays flagged, and that is said in words with what to do,
+instead of being found out case by case. The flag rule and its reasons are the app's own (``core.cases.review``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hv_desktop.core.cases.review import LAB_HINT_FLAGGED, low_confidence
+from hv_desktop.core.inference.batch import classify_stream
+from hv_desktop.core.inference.model import Model
+from hv_desktop.core.site.site_model import AdaptError
+
+#: One class called for at least this share of at least :data:`ONE_CLASS_MIN` images: unlike any blood film's mix
+#: (a severe neutrophilia reaches ~90 %, hence "unless they were chosen that way").
+ONE_CLASS_SHARE, ONE_CLASS_MIN = 0.9, 20
+
+
+@dataclass(frozen=True)
+class LabPreview:
+    """The site model on the lab's measured images: how many were classified, flagged, flagged as unlike the
+    training labs' cells (the rest of the flagged: low confidence), and the classes called."""
+
+    classified: int
+    flagged: int
+    unlike: int
+    called: dict[str, int] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        if not self.classified:
+            return []
+        share = self.flagged / self.classified
+        low = self.flagged - self.unlike
+        why = f": {self.unlike} look unlike the training labs' cells, {low} are low confidence" if self.flagged else ""
+        out = [
+            f"on these {self.classified} images the site model flags {self.flagged} for review ({100 * share:.0f} %){why}"
+        ]
+        if share >= LAB_HINT_FLAGGED:
+            out.append(
+                "this lab's cells sit far from every lab the model was trained on, so the model cannot vouch for its "
+                "answers here: they stay flagged for a person's review. Reviewing about 10 cells of each class and "
+                "adapting (Review ▸ Adapt to This Lab, or hematovision adapt) fits the model to this lab"
+            )
+        total = sum(self.called.values())
+        if total:
+            mix = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in sorted(self.called.items(), key=lambda kv: -kv[1]))
+            out.append(f"classes called: {mix}")
+            top, n = max(self.called.items(), key=lambda kv: kv[1])
+            if total >= ONE_CLASS_MIN and n / total >= ONE_CLASS_SHARE:
+                out.append(
+                    f"nearly every image is called {top}: unless they were chosen that way, the model is probably "
+                    "misreading this lab's cells (check a few by eye before relying on it)"
+                )
+        return out
+
+
+def preview_site_model(
+    data: bytes,
+    paths: Sequence[Path],
+    say: Callable[[str, float], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    span: tuple[float, float] = (0.0, 1.0),
+) -> LabPreview:
+    """Classify ``paths`` with the site model ``data`` (the bytes it will be saved as); ``span``: the share of the
+    caller's progress bar this takes."""
+    say = say or (lambda _msg, _frac: None)
+    lo, hi = span
+    flagged = unlike = 0
+    called: Counter[str] = Counter()
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="hv-site-preview-") as tmp:
+        path = Path(tmp) / "site.onnx"
+        path.write_bytes(data)
+        model = Model(path)
+        for r in classify_stream(paths, model):
+            if cancel and cancel():
+                raise AdaptError("cancelled")
+            done += 1
+            say(f"checking the site model {done} of {len(paths)}", lo + (hi - lo) * done / max(1, len(paths)))
+            if not r.ok or r.label is None:
+                continue  # a file changed since it was measured: left out
+            called[r.label] += 1
+            if r.needs_review:
+                flagged += 1
+                unlike += not low_confidence(r)
+    return LabPreview(sum(called.values()), flagged, unlike, dict(called))
