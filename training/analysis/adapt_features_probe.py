@@ -39,7 +39,7 @@ def calibrated(model: Model, ims: list[Image.Image], may: np.ndarray, folder: Pa
     cal = calibrate(model, [folder])
     out = folder / "site.onnx"
     cal.save(out, model)
-    print("  " + " | ".join(cal.summary_lines()[:1] + [cal.colour_note]), flush=True)
+    print(f"  cells appear x{cal.scale:.2f} as large as in the model's training labs | {cal.colour_note}", flush=True)
     return Model(out)
 
 

@@ -102,9 +102,8 @@ class Calibration(SiteModel):
         if self.spread > MIXED_SPREAD:
             lines.append("the images vary a lot in cell size: were they taken at more than one magnification?")
         lines.append(self.colour_note)
-        if self.preview is not None:
-            lines += self.preview.lines()
-        return lines
+        # what the lab will see first, then how it was measured
+        return (self.preview.lines() if self.preview is not None else []) + lines
 
 
 def calibrate(

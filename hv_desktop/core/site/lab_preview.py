@@ -42,9 +42,7 @@ class LabPreview:
         share = self.flagged / self.classified
         low = self.flagged - self.unlike
         why = f": {self.unlike} look unlike the training labs' cells, {low} are low confidence" if self.flagged else ""
-        out = [
-            f"on these {self.classified} images the site model flags {self.flagged} for review ({100 * share:.0f} %){why}"
-        ]
+        out = [f"on these {self.classified} images the site model flags {self.flagged} for review ({100 * share:.0f} %){why}"]
         if share >= LAB_HINT_FLAGGED:
             out.append(
                 "this lab's cells sit far from every lab the model was trained on, so the model cannot vouch for its "
