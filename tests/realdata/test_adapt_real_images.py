@@ -217,3 +217,36 @@ def test_adapt_matches_the_labs_colours_before_it_fits_and_never_twice(lab, ship
     # the calibrated square already holds the lab's magnification: adapt measures about x1 against it, not x1.6 again
     assert on_cal.scale == pytest.approx(1.0, abs=0.1)
     assert on_cal.metadata.site_adaptation["trained_crop_fraction"] == base.info.preprocessing.crop_fraction
+
+
+def test_a_fit_that_reads_the_reviewed_cells_worse_than_no_fit_is_not_used(shared_data, shipped_model, monkeypatch):
+    """rules/adapt_keep_head.txt: at BCCD a two-lab model's fitted head read fewer cells right than its own classes with
+    the lab's colours matched. Made to happen here with a fit that swaps two classes: the site model keeps the
+    model's own classes, and its report says why."""
+    from hv_desktop.core.site import adapt_fit
+
+    real = adapt_fit.fit_head
+
+    def swapping(x, y, w0, b0, ridge, frozen=(), iterations=300):
+        w, b = real(x, y, w0, b0, ridge, frozen, iterations)
+        if len(frozen) == w0.shape[1]:
+            return w, b  # nothing is fitted: the base head itself
+        perm = np.array([1, 0, 2, 3])  # eosinophil <-> lymphocyte
+        return w[:, perm], b[perm]
+
+    monkeypatch.setattr(adapt_fit, "fit_head", swapping)
+    monkeypatch.setattr(A, "fit_head", swapping)
+    cells = []
+    for c in CLASSES:
+        cells += [LI.LabelledCell(f, c) for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[:8]]
+    base = Model(shipped_model)
+    result = A.adapt(base, cells, site_name="swapped")
+    assert result.kept_classes is not None
+    fitted, matched = result.kept_classes
+    assert fitted < 0.8 <= matched  # the swapped fit is wrong on the two classes; the shipped model is not
+    assert result.after.accuracy == pytest.approx(matched)  # the estimate is of the model the lab gets
+    head = base.info.head
+    w0 = OnnxFile(base.path.read_bytes()).initializer(head["weight"])
+    np.testing.assert_array_equal(OnnxFile(result.model_bytes).initializer(head["weight"]), w0)
+    assert any("keeps the model's own classes" in line for line in result.summary_lines())
+    assert not any("base weights kept" in line for line in result.summary_lines())

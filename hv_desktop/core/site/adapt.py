@@ -108,6 +108,9 @@ class Adaptation(SiteModel):
     duplicates: dict[str, int] = field(default_factory=dict)
     #: whether the lab's colours were matched before the fit, in words
     colour_note: str = ""
+    #: (the fitted classes' cross-validated accuracy, the base classes' at the matched colours and magnification) on
+    #: the reviewed cells, when the fit was the lower and the site model kept the base classes; else None
+    kept_classes: tuple[float, float] | None = None
 
     def warnings(self) -> list[str]:
         """What a person must know before using this site model, in words (issue 27: it never silently flags fewer
@@ -130,7 +133,15 @@ class Adaptation(SiteModel):
                 "left out, the same picture as a cell already used: "
                 + ", ".join(f"{k} {v}" for k, v in sorted(self.duplicates.items()))
             )
-        if self.kept_base:
+        if self.kept_classes is not None:
+            fitted, matched = self.kept_classes
+            lines.append(
+                f"the classes fitted from these cells read fewer of them right ({fitted:.0%}, cross-validated) than the "
+                f"model's own classes with this lab's colours and magnification matched ({matched:.0%}): the site model "
+                "keeps the model's own classes (colours, magnification and review flags are still this lab's); review "
+                "more cells and adapt again"
+            )
+        elif self.kept_base:
             lines.append(f"fewer than {MIN_PER_CLASS} cells, base weights kept: {', '.join(self.kept_base)}")
         if self.outside:
             lines.append(
@@ -193,9 +204,20 @@ def adapt(
     colour, colour_note = _match_colours(base, measure, ruler or 1.0)
     best, scores = (ruler, {}) if ruler is not None else _choose_magnification(measure, y_all, frozen, say, cancel)
     say("fitting", 0.9)
-    out, f_base, cv_logits, t, base_typ, after_typ = _refit(
+    out, f_base, cv_logits, t, base_typ, after_typ, matched = _refit(
         base, probe, measure, best, y_all, frozen, enough, folds, add_review_centres
     )
+    # never worse at the lab's own cells than no fit (rules/adapt_keep_head.txt): at BCCD a two-lab model's head fitted on
+    # 10 cells per class read fewer cells right than its own classes with the lab's colours matched
+    y = y_all[target]
+    fitted_acc, matched_acc = float(np.mean(cv_logits.argmax(1) == y)), float(np.mean(matched[target].argmax(1) == y))
+    kept_classes = None
+    if fitted_acc < matched_acc:
+        kept_classes = (fitted_acc, matched_acc)
+        frozen = list(range(len(labels)))
+        out, f_base, cv_logits, t, base_typ, after_typ, _ = _refit(
+            base, probe, measure, best, y_all, frozen, enough, folds, add_review_centres
+        )
     thr = base.info.review_threshold
     before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, thr)
     check = unflag_check(y_all[target], cv_logits.argmax(1), after_typ[target], thr, labels)
@@ -208,7 +230,21 @@ def adapt(
     say("done", 1.0)
     kept_base = [labels[i] for i in frozen]
     return Adaptation(
-        data, meta, counts, best, before, after, kept_base, skipped, outside, scores, laps.seconds, check, duplicates, colour_note
+        data,
+        meta,
+        counts,
+        best,
+        before,
+        after,
+        kept_base,
+        skipped,
+        outside,
+        scores,
+        laps.seconds,
+        check,
+        duplicates,
+        colour_note,
+        kept_classes,
     )
 
 
@@ -222,9 +258,10 @@ def _refit(
     enough: list[int],
     folds: np.ndarray,
     add_centres: bool,
-) -> tuple[OnnxFile, dict[str, np.ndarray], np.ndarray, float, np.ndarray, np.ndarray]:
+) -> tuple[OnnxFile, dict[str, np.ndarray], np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
     """The base file with the lab's head (and needs-review rule) written in, the base's outputs at its own square,
-    and :func:`_refit_typicality`'s or :func:`_refit_confidence`'s figures."""
+    :func:`_refit_typicality`'s or :func:`_refit_confidence`'s figures, and the base head's logits at the lab's
+    square and colours (what the lab gets with no fit)."""
     target = y_all >= 0
     every = np.arange(len(measure.ims))
     f_best = measure.features(best, every)
@@ -239,7 +276,7 @@ def _refit(
         refit = _refit_typicality(base, probe.review, out, f_best, f_base, probe, y_all, frozen, enough, folds, add_centres)
     else:
         refit = _refit_confidence(base, f_base, emb, probe, y_all, frozen, folds)
-    return (out, f_base, *refit)
+    return (out, f_base, *refit, f_best[base.scores_name])
 
 
 class _Laps:
