@@ -248,5 +248,5 @@ def test_a_fit_that_reads_the_reviewed_cells_worse_than_no_fit_is_not_used(share
     head = base.info.head
     w0 = OnnxFile(base.path.read_bytes()).initializer(head["weight"])
     np.testing.assert_array_equal(OnnxFile(result.model_bytes).initializer(head["weight"]), w0)
-    assert any("keeps the model's own classes" in line for line in result.summary_lines())
+    assert any("keeps the original model's cell identification" in line for line in result.summary_lines())
     assert not any("base weights kept" in line for line in result.summary_lines())

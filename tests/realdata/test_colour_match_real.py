@@ -85,4 +85,4 @@ def test_calibrate_at_a_lab_the_model_never_saw_says_its_cells_stay_flagged_and_
     assert result.preview is not None and result.preview.classified == result.measured
     assert result.preview.flagged / result.preview.classified >= 0.9
     text = "\n".join(result.summary_lines())
-    assert "sit far from every lab the model was trained on" in text and "look unlike the training labs' cells" in text
+    assert "look unlike those of every lab the model was trained on" in text and "cannot vouch for its answers" in text

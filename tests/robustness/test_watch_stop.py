@@ -68,3 +68,32 @@ def test_a_stop_during_a_large_batch_ends_after_the_file_in_hand_and_a_restart_c
             break
         time.sleep(0.05)
     assert sorted(r.path.name for r in rest) == [f"f{i:02d}.png" for i in range(20) if f"f{i:02d}.png" != added[0].path.name]
+
+
+def test_a_second_ctrl_c_mid_batch_still_writes_the_rows_made_so_far(tmp_path, tiny_model_path):
+    import time
+
+    import pytest
+    from PIL import Image
+
+    from hv_desktop.core.inference.model import Model
+    from hv_desktop.core.io.watch import FolderWatcher
+
+    folder, out = tmp_path / "camera", tmp_path / "live.csv"
+    folder.mkdir()
+    for i in range(6):
+        Image.new("RGB", (64, 48), (0, 20 * i, 250)).save(folder / f"g{i}.png")
+    seen: list = []
+
+    def interrupt_on_the_second(r):
+        seen.append(r)
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # what a second Ctrl+C raises in the main thread
+
+    watcher = FolderWatcher(folder, Model(tiny_model_path), out, settle=0.05, on_result=interrupt_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        for _ in range(40):
+            if watcher.poll_once():
+                break
+            time.sleep(0.05)
+    assert len(out.read_text(encoding="utf-8-sig").splitlines()) == 3  # the header and both rows made

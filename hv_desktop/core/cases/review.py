@@ -58,7 +58,8 @@ def lab_hint(results: Sequence[Result], site_model: bool = False) -> str | None:
 
 
 def low_confidence(r: Result) -> bool:
-    """Flagged for low confidence, not for looking unlike the training cells (the two reasons a cell is flagged)."""
+    """Of a flagged cell: flagged for low confidence, not for looking unlike the training cells (the two reasons a
+    cell is flagged; it says nothing about whether a cell is flagged)."""
     return (r.confidence or 0.0) < LOW_CONFIDENCE
 
 

@@ -129,7 +129,7 @@ def classify_stream(
     progress: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
     thumbnail: int = 0,
-) -> Iterator[Result]:
+) -> Generator[Result, None, None]:
     """Yield a :class:`Result` for every item, in order, streaming.
 
     ``progress(done)`` is called after each result; ``cancel.set()`` stops the

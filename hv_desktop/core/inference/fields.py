@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -158,7 +158,7 @@ def field_results(
     progress: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
     thumbnail: int = 0,
-) -> Iterator[list[Result]]:
+) -> Generator[list[Result], None, None]:
     """For every field, in order, streaming: its rows (one per found cell, top to bottom; one "no white cell"
     row; or one error row). ``progress(done)`` counts fields; ``cancel.set()`` stops before the next field;
     ``thumbnail`` > 0 gives each cell a preview of its square."""

@@ -144,6 +144,8 @@ class Model:
         ort = load_onnxruntime()
         _telemetry_off(ort)
         self.path = Path(path)
+        #: the inference threads asked for (None: the default), so a model derived from this one runs the same way
+        self.threads = threads
         odd = not_regular_reason(self.path)
         if odd and odd != "a folder":
             raise ModelError(f"{self.path.name} is {odd}, not a model file")

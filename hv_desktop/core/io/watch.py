@@ -15,7 +15,8 @@ from __future__ import annotations
 import csv
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,35 +197,48 @@ class FolderWatcher:
         added: list[Result] = []
         if not ready:
             return added
-        for rows in self._classified(ready):
-            if self.stop_event.is_set():
-                break  # stopped mid-batch: what is written stands; the rest is classified on the next start
-            r = rows[0]  # one file's rows: its cells (camera fields), or its one row
-            if not r.ok and self.tracker.retry_or_finish(r.path, failed=True):
-                continue
-            self.tracker.retry_or_finish(r.path, failed=False)
-            first = self.hashes.get(r.sha256) if r.sha256 else None
-            if first is not None and first == r.path:
-                continue  # the same file again (a restart): no second row
-            if first is not None:  # the same picture under another name: its own rows, not counted twice
-                for each in rows:
-                    each.error = f"duplicate of {display_name(first.name)} (same image; not counted again)"
-            elif r.sha256:
-                self.hashes[r.sha256] = r.path
-            for each in rows:
-                self.rows.append(result_row(each, self.model.labels, self.model.info.name, self.model.info.version, self.cells))
-                added.append(each)
-                if self.on_result:
-                    self.on_result(each)
-        if added:
-            self._write()
+        before = len(self.rows)
+        try:
+            with closing(self._classified(ready)) as classified:
+                for rows in classified:
+                    if self.stop_event.is_set():
+                        break  # stopped mid-batch: what is written stands; the rest is classified on the next start
+                    self._add(rows, added)
+        finally:  # also after a second Ctrl+C (KeyboardInterrupt) mid-batch: the rows made so far are written
+            if len(self.rows) != before:
+                self._write()
         return added
 
-    def _classified(self, ready: list[Path]) -> Iterator[list[Result]]:
-        """Each ready file's rows, in order: one per found cell with ``cells``, else one."""
+    def _add(self, rows: list[Result], added: list[Result]) -> None:
+        """One file's rows into the table (none for a retry or a restart's repeat), each also into ``added``."""
+        r = rows[0]  # one file's rows: its cells (camera fields), or its one row
+        if not r.ok and self.tracker.retry_or_finish(r.path, failed=True):
+            return
+        self.tracker.retry_or_finish(r.path, failed=False)
+        first = self.hashes.get(r.sha256) if r.sha256 else None
+        if first is not None and first == r.path:
+            return  # the same file again (a restart): no second row
+        if first is not None:  # the same picture under another name: its own rows, not counted twice
+            for each in rows:
+                each.error = f"duplicate of {display_name(first.name)} (same image; not counted again)"
+        elif r.sha256:
+            self.hashes[r.sha256] = r.path
+        for each in rows:
+            self.rows.append(result_row(each, self.model.labels, self.model.info.name, self.model.info.version, self.cells))
+            added.append(each)
+            if self.on_result:
+                self.on_result(each)
+
+    def _classified(self, ready: list[Path]) -> Generator[list[Result], None, None]:
+        """Each ready file's rows, in order: one per found cell with ``cells``, else one. Close it to stop the
+        decoding pool early."""
         if self.cells:
-            return field_results(ready, self.model)
-        return ([r] for r in classify_stream(ready, self.model))
+            with closing(field_results(ready, self.model)) as fields:
+                yield from fields
+        else:
+            with closing(classify_stream(ready, self.model)) as results:
+                for r in results:
+                    yield [r]
 
     def run(self) -> None:
         if not self.csv_path.exists():

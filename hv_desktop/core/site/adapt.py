@@ -136,10 +136,11 @@ class Adaptation(SiteModel):
         if self.kept_classes is not None:
             fitted, matched = self.kept_classes
             lines.append(
-                f"the classes fitted from these cells read fewer of them right ({fitted:.0%}, cross-validated) than the "
-                f"model's own classes with this lab's colours and magnification matched ({matched:.0%}): the site model "
-                "keeps the model's own classes (colours, magnification and review flags are still this lab's); review "
-                "more cells and adapt again"
+                f"what was learned from these reviewed cells identified fewer of them correctly ({fitted:.0%}, each "
+                f"judged by a fit that did not see it) than the original model did with this lab's colours and "
+                f"magnification matched ({matched:.0%}), so the site model keeps the original model's cell "
+                "identification (colours, magnification and review flags are still this lab's); review more cells and "
+                "adapt again"
             )
         elif self.kept_base:
             lines.append(f"fewer than {MIN_PER_CLASS} cells, base weights kept: {', '.join(self.kept_base)}")
@@ -168,7 +169,8 @@ class Adaptation(SiteModel):
             return s + (f"; unusual cells (not one of the classes) still flagged: {unusual:.0%}" if unusual is not None else "")
 
         lines.append(f"before (base model): {est(self.before)}")
-        lines.append(f"after (cross-validated): {est(self.after)}")
+        how = "the original model's classes, on these cells" if self.kept_classes is not None else "cross-validated"
+        lines.append(f"after ({how}): {est(self.after)}")
         if self.unflag is not None:
             lines.append(self.unflag.message)
         return lines
@@ -204,19 +206,24 @@ def adapt(
     colour, colour_note = _match_colours(base, measure, ruler or 1.0)
     best, scores = (ruler, {}) if ruler is not None else _choose_magnification(measure, y_all, frozen, say, cancel)
     say("fitting", 0.9)
-    out, f_base, cv_logits, t, base_typ, after_typ, matched = _refit(
-        base, probe, measure, best, y_all, frozen, enough, folds, add_review_centres
-    )
-    # never worse at the lab's own cells than no fit (rules/adapt_keep_head.txt): at BCCD a two-lab model's head fitted on
-    # 10 cells per class read fewer cells right than its own classes with the lab's colours matched
+    every = np.arange(len(measure.ims))
+    f_best = measure.features(best, every)
+    f_base = f_best if best == 1.0 and measure.prep == measure.base_prep else measure.features(1.0, every, as_base=True)
+    out, cv_logits, t, base_typ, after_typ = _refit(base, probe, f_best, f_base, y_all, frozen, enough, folds, add_review_centres)
+    # never worse at the lab's own reviewed cells than no fit (rules/adapt_keep_head.txt): the base classes at the lab's
+    # square and colours need no cross-validation (nothing was fitted on these cells)
     y = y_all[target]
-    fitted_acc, matched_acc = float(np.mean(cv_logits.argmax(1) == y)), float(np.mean(matched[target].argmax(1) == y))
+    fitted_acc = float(np.mean(cv_logits.argmax(1) == y))
+    matched_acc = float(np.mean(f_best[base.scores_name][target].argmax(1) == y))
     kept_classes = None
     if fitted_acc < matched_acc:
+        if cancel and cancel():
+            raise AdaptError("cancelled")
+        say("keeping the model's own classes", 0.95)
         kept_classes = (fitted_acc, matched_acc)
         frozen = list(range(len(labels)))
-        out, f_base, cv_logits, t, base_typ, after_typ, _ = _refit(
-            base, probe, measure, best, y_all, frozen, enough, folds, add_review_centres
+        out, cv_logits, t, base_typ, after_typ = _refit(
+            base, probe, f_best, f_base, y_all, frozen, enough, folds, add_review_centres
         )
     thr = base.info.review_threshold
     before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, thr)
@@ -251,21 +258,18 @@ def adapt(
 def _refit(
     base: Model,
     probe: Probe,
-    measure: _Measure,
-    best: float,
+    f_best: dict[str, np.ndarray],
+    f_base: dict[str, np.ndarray],
     y_all: np.ndarray,
     frozen: list[int],
     enough: list[int],
     folds: np.ndarray,
     add_centres: bool,
-) -> tuple[OnnxFile, dict[str, np.ndarray], np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
-    """The base file with the lab's head (and needs-review rule) written in, the base's outputs at its own square,
-    :func:`_refit_typicality`'s or :func:`_refit_confidence`'s figures, and the base head's logits at the lab's
-    square and colours (what the lab gets with no fit)."""
+) -> tuple[OnnxFile, np.ndarray, float, np.ndarray, np.ndarray]:
+    """The base file with the lab's head (and needs-review rule) written in, from the probe's outputs at the lab's
+    square and colours (``f_best``) and at the base model's own (``f_base``), and :func:`_refit_typicality`'s or
+    :func:`_refit_confidence`'s figures."""
     target = y_all >= 0
-    every = np.arange(len(measure.ims))
-    f_best = measure.features(best, every)
-    f_base = f_best if best == 1.0 and measure.prep == measure.base_prep else measure.features(1.0, every, as_base=True)
     emb = f_best[probe.embedding]
     w, b = fit_head(emb[target], y_all[target], probe.w0, probe.b0, RIDGE, frozen)
     out = OnnxFile(probe.file.to_bytes())
@@ -276,7 +280,7 @@ def _refit(
         refit = _refit_typicality(base, probe.review, out, f_best, f_base, probe, y_all, frozen, enough, folds, add_centres)
     else:
         refit = _refit_confidence(base, f_base, emb, probe, y_all, frozen, folds)
-    return (out, f_base, *refit, f_best[base.scores_name])
+    return (out, *refit)
 
 
 class _Laps:

@@ -153,7 +153,7 @@ def calibrate(
     colour, note = _colour_match(base, meta.preprocessing, measured, say, cancel)
     meta = site_colours(meta, base.info, colour)
     data = with_metadata(out, meta)
-    preview = preview_site_model(data, measured, say, cancel, span=(0.75, 1.0))
+    preview = preview_site_model(data, measured, say, cancel, span=(0.75, 1.0), threads=base.threads)
     say("done", 1.0)
     spread = (q3 - q1) / median
     return Calibration(

@@ -13,10 +13,11 @@ from __future__ import annotations
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hv_desktop.core.cases.review import LAB_HINT_FLAGGED, low_confidence
+from hv_desktop.core.cases.review import lab_flag_share, low_confidence
 from hv_desktop.core.inference.batch import classify_stream
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.site.site_model import AdaptError
@@ -35,19 +36,27 @@ class LabPreview:
     flagged: int
     unlike: int
     called: dict[str, int] = field(default_factory=dict)
+    #: measured images that could not be read again (changed or removed since)
+    unread: int = 0
 
     def lines(self) -> list[str]:
+        gone = f"{self.unread} measured image(s) could not be read again and are left out of this check" if self.unread else ""
         if not self.classified:
-            return []
+            return [gone] if gone else []
         share = self.flagged / self.classified
         low = self.flagged - self.unlike
         why = f": {self.unlike} look unlike the training labs' cells, {low} are low confidence" if self.flagged else ""
         out = [f"on these {self.classified} images the site model flags {self.flagged} for review ({100 * share:.0f} %){why}"]
-        if share >= LAB_HINT_FLAGGED:
+        if lab_flag_share(self.classified, self.flagged) is not None:
+            why = (
+                "this lab's cells look unlike those of every lab the model was trained on"
+                if self.unlike >= low
+                else "the model is unsure which cell type most of this lab's cells are"
+            )
             out.append(
-                "this lab's cells sit far from every lab the model was trained on, so the model cannot vouch for its "
-                "answers here: they stay flagged for a person's review. Reviewing about 10 cells of each class and "
-                "adapting (Review ▸ Adapt to This Lab, or hematovision adapt) fits the model to this lab"
+                f"{why}, so it cannot vouch for its answers here: they stay flagged for a person's review. Reviewing "
+                "about 10 cells of each type and adapting (Review ▸ Adapt to This Lab, or hematovision adapt) fits "
+                "the model to this lab"
             )
         total = sum(self.called.values())
         if total:
@@ -59,7 +68,7 @@ class LabPreview:
                     f"nearly every image is called {top}: unless they were chosen that way, the model is probably "
                     "misreading this lab's cells (check a few by eye before relying on it)"
                 )
-        return out
+        return out + ([gone] if gone else [])
 
 
 def preview_site_model(
@@ -68,27 +77,35 @@ def preview_site_model(
     say: Callable[[str, float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     span: tuple[float, float] = (0.0, 1.0),
+    threads: int | None = None,
 ) -> LabPreview:
     """Classify ``paths`` with the site model ``data`` (the bytes it will be saved as); ``span``: the share of the
-    caller's progress bar this takes."""
+    caller's progress bar this takes; ``threads``: as the base model's."""
     say = say or (lambda _msg, _frac: None)
     lo, hi = span
-    flagged = unlike = 0
+    flagged = unlike = unread = 0
     called: Counter[str] = Counter()
     done = 0
     with tempfile.TemporaryDirectory(prefix="hv-site-preview-") as tmp:
         path = Path(tmp) / "site.onnx"
-        path.write_bytes(data)
-        model = Model(path)
-        for r in classify_stream(paths, model):
-            if cancel and cancel():
-                raise AdaptError("cancelled")
-            done += 1
-            say(f"checking the site model {done} of {len(paths)}", lo + (hi - lo) * done / max(1, len(paths)))
-            if not r.ok or r.label is None:
-                continue  # a file changed since it was measured: left out
-            called[r.label] += 1
-            if r.needs_review:
-                flagged += 1
-                unlike += not low_confidence(r)
-    return LabPreview(sum(called.values()), flagged, unlike, dict(called))
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise AdaptError(
+                f"the site model could not be checked: no room in the temporary folder ({exc.strerror or exc})"
+            ) from None
+        model = Model(path, threads)
+        with closing(classify_stream(paths, model)) as results:
+            for r in results:
+                if cancel and cancel():
+                    raise AdaptError("cancelled")
+                done += 1
+                say(f"checking the site model {done} of {len(paths)}", lo + (hi - lo) * done / max(1, len(paths)))
+                if not r.ok or r.label is None:
+                    unread += 1  # changed or removed since it was measured
+                    continue
+                called[r.label] += 1
+                if r.needs_review:
+                    flagged += 1
+                    unlike += not low_confidence(r)
+    return LabPreview(sum(called.values()), flagged, unlike, dict(called), unread)
