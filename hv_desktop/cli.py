@@ -202,7 +202,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def _lab_hint(model: Model, model_arg: str | None, classified: int, flagged: int) -> str | None:
     """What to do when nearly every cell was flagged (core.cases.review.lab_flag_share): the lab is probably not one
     the model was trained on, and two commands fit it (from the model this run used)."""
-    from hv_desktop.core.cases.review import lab_flag_share
+    from hv_desktop.core.cases.flags import lab_flag_share
 
     share = lab_flag_share(classified, flagged, bool(model.info.site_adaptation))
     if share is None:

@@ -480,6 +480,8 @@ class MainWindow(QMainWindow):
     def _rows_added(self) -> None:
         self.results_pane.select_first_if_none()
         self.results_pane.empty_hint.hide()
+        if (shown := self.preview_pane.result) is not None and shown.cell_index is not None:
+            self.preview_pane.field_grew(same_field(self.review.results, shown))
 
     def _watching(self, folder: str) -> None:
         self.commands.watch.setChecked(bool(folder))

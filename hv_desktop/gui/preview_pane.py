@@ -15,7 +15,8 @@ from PySide6.QtCore import QEvent, QObject, QPointF, QRunnable, QSettings, QSize
 from PySide6.QtGui import QMouseEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QCheckBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSlider, QToolButton, QVBoxLayout, QWidget
 
-from hv_desktop.core.cases.review import awaiting_review, flag_reason
+from hv_desktop.core.cases.flags import flag_reason
+from hv_desktop.core.cases.review import awaiting_review
 from hv_desktop.core.inference.fields import cell_name
 from hv_desktop.core.inference.heatmap import PNG_OPACITY
 from hv_desktop.core.inference.model import Model
@@ -222,6 +223,12 @@ class PreviewPane(QWidget):
         else:
             self.loader.drop()
             self._set_pixmap(None)
+
+    def field_grew(self, field: Sequence[Result]) -> None:
+        """The shown cell's field as it is now: a field's next cells can arrive in a later bundle of the run than
+        its first, which was shown at once; their boxes are drawn too (CI once saw one box of two)."""
+        if self.result is not None and len(field) != len(self.field):
+            self.show_result(self.result, field)
 
     def refresh(self) -> None:
         if self.result is not None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressBar, QPushButton
 
-from hv_desktop.core.cases.review import lab_hint
+from hv_desktop.core.cases.flags import lab_hint
 from hv_desktop.core.cases.runs import case_name, files_in
 from hv_desktop.core.inference.model import Model, ModelError, bundled_model_path
 from hv_desktop.core.inference.result import Result

@@ -220,3 +220,25 @@ def test_cell_thumbnails_are_each_cells_square(tmp_path: Path) -> None:
         assert r.thumbnail is not None and r.thumbnail.shape == (96, 96, 3)
         centre = r.thumbnail[40:56, 40:56].astype(int)
         assert (centre[..., 2] - centre[..., 1]).mean() > 60  # the purple nucleus in the middle
+
+
+def test_a_fields_second_cell_arriving_in_a_later_bundle_gets_its_box_drawn(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, tiny_model_path: Path
+) -> None:
+    """CI, under load: the first cell was shown (and selected) from the run's first bundle, the second cell came in
+    the next, and the preview kept drawing one box until another row was chosen."""
+    from hv_desktop.core.inference.fields import classify_field_paths
+    from hv_desktop.core.inference.model import Model
+
+    path = _save(tmp_path, "two.png", nuclei=[(180, 200), (450, 300)])
+    cells = list(classify_field_paths([path], Model(tiny_model_path)))
+    assert len(cells) == 2
+    window.preview_pane.cell_zoom.setChecked(False)
+    window.workspace.add_results(cells[:1])
+    window.runner.rowsAdded.emit()  # the first bundle: its one cell is selected and shown
+    _ready(qtbot, window)
+    assert len(window.preview_pane.boxes) == 1
+    window.workspace.add_results(cells[1:])
+    window.runner.rowsAdded.emit()  # the next bundle
+    _ready(qtbot, window)
+    assert len(window.preview_pane.boxes) == 2 and window.results_pane.current()[1] == 0

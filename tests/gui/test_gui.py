@@ -363,7 +363,7 @@ def test_preview_says_why_a_cell_is_flagged(qtbot, tmp_path):
     assert by_name["b_dark.png"].confidence > 0.5  # confidence alone would not have flagged it
     row = [r.path.name for r in w.results.results].index("b_dark.png")
     w.results_pane.table.selectRow(row)
-    from hv_desktop.core.cases.review import flag_reason
+    from hv_desktop.core.cases.flags import flag_reason
 
     text = w.preview_pane.preview_title.text()
     short, tip = flag_reason(by_name["b_dark.png"])

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from hv_desktop.core.cases.review import awaiting_review, flag_reason
+from hv_desktop.core.cases.flags import flag_reason
+from hv_desktop.core.cases.review import awaiting_review
 from hv_desktop.core.inference.result import Result
 
 
@@ -150,7 +151,7 @@ def test_parse_extra_classes_names_the_wrong_line():
 def test_a_case_flagged_far_more_than_the_training_labs_names_the_ways_to_fit_it():
     from pathlib import Path
 
-    from hv_desktop.core.cases.review import LAB_HINT_CELLS, lab_hint
+    from hv_desktop.core.cases.flags import LAB_HINT_CELLS, lab_hint
 
     def cells(n, flagged):
         return [Result(Path(f"c{i}.png"), label="neutrophil", needs_review=i < flagged) for i in range(n)]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,123 +57,20 @@ from hv_desktop.core.site.adapt_fit import (
     stratified_folds,
 )
 from hv_desktop.core.site.adapt_graph import REVIEW, Probe, ReviewGraph, softmax
+from hv_desktop.core.site.adaptation import MIN_PER_CLASS, Adaptation, Estimate
 from hv_desktop.core.site.lab_images import LabelledCell, limit_by_class, load_images, within_limit
 from hv_desktop.core.site.ruler import ruler_magnification, trained_fraction
 from hv_desktop.core.site.site_colour import already_matched, lab_colours, site_colours
-from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
-from hv_desktop.core.site.unflag import UnflagCheck, unflag_check, wilson_interval
-from hv_desktop.core.system.paths import display_name
+from hv_desktop.core.site.site_model import AdaptError, check_site_name, site_identity, site_provenance, with_metadata
+from hv_desktop.core.site.unflag import UnflagCheck, unflag_check
 
 #: Magnifications of the lab relative to the model's training labs that are tried (the crop's side is the
 #: base ``crop_fraction`` times this, within [0.2, 2] of the short side).
 SCALES = (0.5, 0.6, 0.7, 0.85, 1.0, 1.2, 1.4, 1.7, 2.0)
-#: A class needs this many labelled cells to be refitted (fewer: it keeps the base head's weights).
-MIN_PER_CLASS = 5
 #: Cells per class the magnification is chosen on (all cells are then used at the chosen one).
 SELECT_PER_CLASS = 20
 
 ProgressFn = Callable[[str, float], None]
-
-
-@dataclass
-class Estimate:
-    """Cross-validated on the labelled cells (each cell scored by a fit that did not see it)."""
-
-    accuracy: float
-    flagged: float
-    #: share of the reviewer's non-target cells (labels outside the model's) that are flagged; None: none given
-    other_flagged: float | None = None
-
-    def as_dict(self) -> dict:
-        return {k: (None if v is None else round(float(v), 4)) for k, v in self.__dict__.items()}
-
-
-@dataclass
-class Adaptation(SiteModel):
-    """What :func:`adapt` fitted; :meth:`save` writes it as a model file."""
-
-    counts: dict[str, int]
-    scale: float
-    before: Estimate
-    after: Estimate
-    kept_base: list[str] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
-    outside: dict[str, int] = field(default_factory=dict)
-    scale_scores: dict[float, float] = field(default_factory=dict)
-    #: wall seconds per stage: reading, features (all scales), fitting (CV, head, temperature, review)
-    seconds: dict[str, float] = field(default_factory=dict)
-    #: whether the reviewed cells verify the cells the site model leaves unflagged (else it flags every cell)
-    unflag: UnflagCheck | None = None
-    #: reviewed cells left out because the same picture was already used, per reviewed class
-    duplicates: dict[str, int] = field(default_factory=dict)
-    #: whether the lab's colours were matched before the fit, in words
-    colour_note: str = ""
-    #: (the fitted classes' cross-validated accuracy, the base classes' at the matched colours and magnification) on
-    #: the reviewed cells, when the fit was the lower and the site model kept the base classes; else None
-    kept_classes: tuple[float, float] | None = None
-
-    def warnings(self) -> list[str]:
-        """What a person must know before using this site model, in words (issue 27: it never silently flags fewer
-        of the unusual cells the reviewer marked than the base model did)."""
-        out = []
-        b, a = self.before.other_flagged, self.after.other_flagged
-        if b is not None and a is not None and a < b - 1e-9:
-            n = sum(self.outside.values())
-            out.append(
-                f"this site model flags fewer unusual cells than the model it was made from ({b:.0%} -> {a:.0%} of the "
-                f"{n} reviewed as none of its classes): cells that are none of them may go unflagged"
-            )
-        return out
-
-    def summary_lines(self) -> list[str]:
-        lines = [f"WARNING: {w}" for w in self.warnings()]
-        lines.append("cells used per class: " + ", ".join(f"{k} {v}" for k, v in self.counts.items()))
-        if self.duplicates:
-            lines.append(
-                "left out, the same picture as a cell already used: "
-                + ", ".join(f"{k} {v}" for k, v in sorted(self.duplicates.items()))
-            )
-        if self.kept_classes is not None:
-            fitted, matched = self.kept_classes
-            lines.append(
-                f"what was learned from these reviewed cells identified fewer of them correctly ({fitted:.0%}, each "
-                f"judged by a fit that did not see it) than the original model did with this lab's colours and "
-                f"magnification matched ({matched:.0%}), so the site model keeps the original model's cell "
-                "identification (colours, magnification and review flags are still this lab's); review more cells and "
-                "adapt again"
-            )
-        elif self.kept_base:
-            lines.append(f"fewer than {MIN_PER_CLASS} cells, base weights kept: {', '.join(self.kept_base)}")
-        if self.outside:
-            lines.append(
-                "not one of the model's classes (used only to check the flags): "
-                + ", ".join(f"{k} {v}" for k, v in sorted(self.outside.items()))
-            )
-        if self.skipped:
-            lines.append(
-                f"skipped {len(self.skipped)} unreadable or missing image(s), e.g. "
-                f"{display_name(self.skipped[0][0].name)}: {self.skipped[0][1]}"
-            )
-        how = "chosen" if self.scale_scores else "measured from the nuclei"
-        crop = self.metadata.preprocessing.crop_fraction
-        lines.append(f"magnification {how}: x{self.scale:.3g} (crop {crop:.3g} x the short side)")
-        if self.colour_note:
-            lines.append(self.colour_note)
-
-        n = sum(self.counts.values())
-
-        def est(e: Estimate) -> str:
-            lo, hi = wilson_interval(round(e.accuracy * n), n)
-            s = f"about {e.accuracy:.0%} correct (between {lo:.0%} and {hi:.0%} with {n} cells), {e.flagged:.0%} flagged"
-            unusual = e.other_flagged
-            return s + (f"; unusual cells (not one of the classes) still flagged: {unusual:.0%}" if unusual is not None else "")
-
-        lines.append(f"before (base model): {est(self.before)}")
-        how = "the original model's classes, on these cells" if self.kept_classes is not None else "cross-validated"
-        lines.append(f"after ({how}): {est(self.after)}")
-        if self.unflag is not None:
-            lines.append(self.unflag.message)
-        return lines
 
 
 def adapt(
@@ -209,22 +106,8 @@ def adapt(
     every = np.arange(len(measure.ims))
     f_best = measure.features(best, every)
     f_base = f_best if best == 1.0 and measure.prep == measure.base_prep else measure.features(1.0, every, as_base=True)
-    out, cv_logits, t, base_typ, after_typ = _refit(base, probe, f_best, f_base, y_all, frozen, enough, folds, add_review_centres)
-    # never worse at the lab's own reviewed cells than no fit (rules/adapt_keep_head.txt): the base classes at the lab's
-    # square and colours need no cross-validation (nothing was fitted on these cells)
-    y = y_all[target]
-    fitted_acc = float(np.mean(cv_logits.argmax(1) == y))
-    matched_acc = float(np.mean(f_best[base.scores_name][target].argmax(1) == y))
-    kept_classes = None
-    if fitted_acc < matched_acc:
-        if cancel and cancel():
-            raise AdaptError("cancelled")
-        say("keeping the model's own classes", 0.95)
-        kept_classes = (fitted_acc, matched_acc)
-        frozen = list(range(len(labels)))
-        out, cv_logits, t, base_typ, after_typ = _refit(
-            base, probe, f_best, f_base, y_all, frozen, enough, folds, add_review_centres
-        )
+    fit = _fit_never_worse(base, probe, f_best, f_base, y_all, frozen, enough, folds, add_review_centres, say, cancel)
+    out, cv_logits, t, base_typ, after_typ, frozen, kept_classes = fit
     thr = base.info.review_threshold
     before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, thr)
     check = unflag_check(y_all[target], cv_logits.argmax(1), after_typ[target], thr, labels)
@@ -236,22 +119,42 @@ def adapt(
     laps.lap("fit")
     say("done", 1.0)
     kept_base = [labels[i] for i in frozen]
-    return Adaptation(
-        data,
-        meta,
-        counts,
-        best,
-        before,
-        after,
-        kept_base,
-        skipped,
-        outside,
-        scores,
-        laps.seconds,
-        check,
-        duplicates,
-        colour_note,
-        kept_classes,
+    report = (skipped, outside, scores, laps.seconds, check, duplicates, colour_note, kept_classes)
+    return Adaptation(data, meta, counts, best, before, after, kept_base, *report)
+
+
+def _fit_never_worse(
+    base: Model,
+    probe: Probe,
+    f_best: dict[str, np.ndarray],
+    f_base: dict[str, np.ndarray],
+    y_all: np.ndarray,
+    frozen: list[int],
+    enough: list[int],
+    folds: np.ndarray,
+    add_centres: bool,
+    say: ProgressFn,
+    cancel: Callable[[], bool] | None,
+) -> tuple[OnnxFile, np.ndarray, float, np.ndarray, np.ndarray, list[int], tuple[float, float] | None]:
+    """:func:`_refit`, unless the fitted classes read the lab's reviewed cells worse (cross-validated) than the base
+    classes at the lab's square and colours, which need no cross-validation (nothing was fitted on these cells): then
+    every class keeps the base head (rules/adapt_keep_head.txt). Returns _refit's, the classes kept, and (fitted,
+    base) accuracy when the base classes were kept."""
+    target = y_all >= 0
+    fit = _refit(base, probe, f_best, f_base, y_all, frozen, enough, folds, add_centres)
+    y = y_all[target]
+    fitted_acc = float(np.mean(fit[1].argmax(1) == y))
+    matched_acc = float(np.mean(f_best[base.scores_name][target].argmax(1) == y))
+    if fitted_acc >= matched_acc:
+        return (*fit, frozen, None)
+    if cancel and cancel():
+        raise AdaptError("cancelled")
+    say("keeping the model's own classes", 0.95)
+    every_class = list(range(len(base.labels)))
+    return (
+        *_refit(base, probe, f_best, f_base, y_all, every_class, enough, folds, add_centres),
+        every_class,
+        (fitted_acc, matched_acc),
     )
 
 

@@ -17,7 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hv_desktop.core.cases.review import lab_flag_share, low_confidence
+from hv_desktop.core.cases.flags import lab_flag_share, low_confidence
 from hv_desktop.core.inference.batch import classify_stream
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.site.site_model import AdaptError
