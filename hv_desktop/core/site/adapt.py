@@ -106,7 +106,11 @@ def adapt(
     every = np.arange(len(measure.ims))
     f_best = measure.features(best, every)
     f_base = f_best if best == 1.0 and measure.prep == measure.base_prep else measure.features(1.0, every, as_base=True)
-    fit = _fit_never_worse(base, probe, f_best, f_base, y_all, frozen, enough, folds, add_review_centres, say, cancel)
+
+    def refit(keep: list[int]) -> tuple[OnnxFile, np.ndarray, float, np.ndarray, np.ndarray]:
+        return _refit(base, probe, f_best, f_base, y_all, keep, enough, folds, add_review_centres)
+
+    fit = _fit_never_worse(refit, frozen, f_best[base.scores_name], y_all, say, cancel)
     out, cv_logits, t, base_typ, after_typ, frozen, kept_classes = fit
     thr = base.info.review_threshold
     before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, thr)
@@ -124,38 +128,29 @@ def adapt(
 
 
 def _fit_never_worse(
-    base: Model,
-    probe: Probe,
-    f_best: dict[str, np.ndarray],
-    f_base: dict[str, np.ndarray],
-    y_all: np.ndarray,
+    refit: Callable[[list[int]], tuple[OnnxFile, np.ndarray, float, np.ndarray, np.ndarray]],
     frozen: list[int],
-    enough: list[int],
-    folds: np.ndarray,
-    add_centres: bool,
+    matched_logits: np.ndarray,
+    y_all: np.ndarray,
     say: ProgressFn,
     cancel: Callable[[], bool] | None,
 ) -> tuple[OnnxFile, np.ndarray, float, np.ndarray, np.ndarray, list[int], tuple[float, float] | None]:
-    """:func:`_refit`, unless the fitted classes read the lab's reviewed cells worse (cross-validated) than the base
-    classes at the lab's square and colours, which need no cross-validation (nothing was fitted on these cells): then
-    every class keeps the base head (rules/adapt_keep_head.txt). Returns _refit's, the classes kept, and (fitted,
-    base) accuracy when the base classes were kept."""
+    """``refit(frozen)`` (:func:`_refit`), unless the fitted classes read the lab's reviewed cells worse (cross-validated)
+    than the base classes at the lab's square and colours (``matched_logits``), which need no cross-validation
+    (nothing was fitted on these cells): then every class keeps the base head (rules/adapt_keep_head.txt). Returns
+    _refit's, the classes kept, and (fitted, base) accuracy when the base classes were kept."""
     target = y_all >= 0
-    fit = _refit(base, probe, f_best, f_base, y_all, frozen, enough, folds, add_centres)
+    fit = refit(frozen)
     y = y_all[target]
     fitted_acc = float(np.mean(fit[1].argmax(1) == y))
-    matched_acc = float(np.mean(f_best[base.scores_name][target].argmax(1) == y))
+    matched_acc = float(np.mean(matched_logits[target].argmax(1) == y))
     if fitted_acc >= matched_acc:
         return (*fit, frozen, None)
     if cancel and cancel():
         raise AdaptError("cancelled")
     say("keeping the model's own classes", 0.95)
-    every_class = list(range(len(base.labels)))
-    return (
-        *_refit(base, probe, f_best, f_base, y_all, every_class, enough, folds, add_centres),
-        every_class,
-        (fitted_acc, matched_acc),
-    )
+    every_class = list(range(matched_logits.shape[1]))
+    return (*refit(every_class), every_class, (fitted_acc, matched_acc))
 
 
 def _refit(
