@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         runner.rowsAdded.connect(self._rows_added)
         runner.actionsChanged.connect(self.update_actions)
         runner.watchChanged.connect(self._watching)
+        runner.matchOffered.connect(self.match_magnification)
 
     def _build_ui(self) -> None:
         self._build_panes()
@@ -183,7 +184,7 @@ class MainWindow(QMainWindow):
         self.main_split.setSizes([760, 500])
         self.setCentralWidget(self.main_split)
         runner = self.runner
-        for widget in (runner.progress_label, runner.progress, runner.cancel_button, runner.model_label):
+        for widget in (runner.progress_label, runner.progress, runner.cancel_button, runner.offer_button, runner.model_label):
             self.statusBar().addPermanentWidget(widget)
 
     # ------------------------------------------------------------------ the shell (hv_desktop.gui.shell.Shell)

@@ -40,6 +40,7 @@ class Runner(QObject):
     rowsAdded = Signal()  # a run's cells joined the table
     actionsChanged = Signal()  # what the enabled actions depend on changed (a run started, a model refused)
     watchChanged = Signal(str)  # the folder now watched ("": none)
+    matchOffered = Signal()  # the offer after a run that looked like another lab's images was taken
 
     def __init__(self, workspace: Workspace, shell: Shell, restoring: Callable[[], bool] | None = None) -> None:
         super().__init__(shell.dialog_parent())
@@ -57,6 +58,15 @@ class Runner(QObject):
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.hide()
         self.model_label = QLabel("")
+        # issue 26 item 2: a run that looks like another lab's images (core.cases.flags.lab_hint) offers calibrate
+        self.offer_button = QPushButton("Match Lab Magnification…")
+        self.offer_button.setToolTip(
+            "Most cells were flagged: these images probably come from a lab the model was not trained on. Measures "
+            "the lab's magnification and colours from these images (no reviews needed) and says what the model will "
+            "then flag."
+        )
+        self.offer_button.clicked.connect(self._offer_taken)
+        self.offer_button.hide()
         self.watched = WatchedFolder()
         self.fs_watcher = QFileSystemWatcher(self)
         self.fs_watcher.directoryChanged.connect(lambda _: self.poll_watch())
@@ -69,6 +79,10 @@ class Runner(QObject):
 
     def is_running(self) -> bool:
         return self.job is not None
+
+    def _offer_taken(self) -> None:
+        self.offer_button.hide()
+        self.matchOffered.emit()
 
     # --- runs
     def classify(self, paths: list[Path]) -> None:
@@ -122,6 +136,7 @@ class Runner(QObject):
                 return
             case, note = chosen
         self.queue.begin(case, note)
+        self.offer_button.hide()
         self.job = ClassifyJob(model, paths, self, kinds or camera_fields(self.shell.settings))
         self.job.worker.total.connect(self._on_total)
         self.job.worker.results.connect(self._on_results)
@@ -170,6 +185,7 @@ class Runner(QObject):
         hint = None if cancelled or model is None else lab_hint(self.workspace.case_results(), bool(model.info.site_adaptation))
         message = self.queue.finish_message(cancelled)
         self.shell.status(f"{message} · {hint}" if hint else message, 30000 if hint else 8000)
+        self.offer_button.setVisible(hint is not None)
         if error:
             log.error("run failed: %s", error)
             QMessageBox.critical(
@@ -245,6 +261,7 @@ class Runner(QObject):
             self.actionsChanged.emit()
             return False
         self.model_label.setText(f"Model: {model.info.name} v{model.info.version}")
+        self.offer_button.hide()  # a new model (a site model, or back to the shipped one): the offer is stale
         self.workspace.set_model(model)
         return True
 

@@ -8,6 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HV_NO_ERROR_DIALOG"] = "1"
 
 from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QDialog  # noqa: E402
 
 from hv_desktop.core.inference.model import bundled_model_path  # noqa: E402
 from hv_desktop.gui.main_window import MainWindow  # noqa: E402
@@ -42,9 +43,20 @@ def test_match_magnification_measures_the_case_and_loads_the_site_model(qtbot, t
     qtbot.addWidget(dlg)
     assert not dlg.adapt_button.isEnabled() and f"at least {MIN_IMAGES}" in dlg.report.toPlainText()
     dlg.reject()
+    assert not w.runner.offer_button.isVisibleTo(w)  # 19 cells: too few to say the lab is another
     w.ask_case = lambda name: "add"
     with qtbot.waitSignal(w.runFinished, timeout=60000):
         w.classify([lab])
+    # issue 26 item 2: nearly every one of 43 drawn cells is flagged, so the run offers to match the lab
+    from hv_desktop.gui.adapt_dialog import MagnificationDialog
+
+    offer = w.runner.offer_button
+    assert offer.window() is w and offer.isVisibleTo(w)  # on the window's status bar
+    before = len(w.findChildren(MagnificationDialog))
+    offer.click()
+    assert not offer.isVisibleTo(w) and len(w.findChildren(MagnificationDialog)) == before + 1
+    for d in w.findChildren(QDialog):
+        d.reject()
     dlg = w.match_magnification()
     qtbot.addWidget(dlg)
     assert dlg.adapt_button.isEnabled() and f"{2 * MIN_IMAGES + 3} in this case" in dlg.counts_label.text()
@@ -55,6 +67,7 @@ def test_match_magnification_measures_the_case_and_loads_the_site_model(qtbot, t
     assert site is not None and site.exists()
     qtbot.waitUntil(lambda: w.model is not None and w.model.path == site and not w.is_running(), timeout=60000)
     assert w.model.info.site_adaptation["kind"] == "magnification from unlabelled images"
+    assert not w.runner.offer_button.isVisibleTo(w)  # a site model in use: no offer after its re-classification
 
 
 def test_a_site_model_chosen_during_a_run_reclassifies_once_the_run_ends(qtbot, tmp_path):
