@@ -5,7 +5,7 @@ and say why).
 Why here and not later: calibrate needs no labels, so nothing it measures says whether the model reads this lab
 right. Its own measured images, classified by the site model it just wrote, say what the technologist will see:
 a lab whose cells all look unlike the training labs' stays flagged, and that is said in words with what to do,
-instead of being found out case by case. The flag rule and its reasons are the app's own (``core.cases.review``).
+instead of being found out case by case. The flag rule and its reasons are the app's own (``core.cases.flags``).
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ class LabPreview:
         why = f": {self.unlike} look unlike the training labs' cells, {low} are low confidence" if self.flagged else ""
         out = [f"on these {self.classified} images the site model flags {self.flagged} for review ({100 * share:.0f} %){why}"]
         if lab_flag_share(self.classified, self.flagged) is not None:
-            why = (
+            reason = (
                 "this lab's cells look unlike those of every lab the model was trained on"
                 if self.unlike >= low
                 else "the model is unsure which cell type most of this lab's cells are"
             )
             out.append(
-                f"{why}, so it cannot vouch for its answers here: they stay flagged for a person's review. Reviewing "
+                f"{reason}, so it cannot vouch for its answers here: they stay flagged for a person's review. Reviewing "
                 "about 10 cells of each type and adapting (Review ▸ Adapt to This Lab, or hematovision adapt) fits "
                 "the model to this lab"
             )
@@ -92,7 +92,7 @@ def preview_site_model(
             path.write_bytes(data)
         except OSError as exc:
             raise AdaptError(
-                f"the site model could not be checked: no room in the temporary folder ({exc.strerror or exc})"
+                f"the site model could not be checked: the temporary folder cannot hold it ({exc.strerror or exc})"
             ) from None
         model = Model(path, threads)
         with closing(classify_stream(paths, model)) as results:
