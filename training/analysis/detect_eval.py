@@ -396,10 +396,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grid", nargs="*", metavar="KEY=V1,V2", help="every combination, as captured only")
     ap.add_argument("--crops", nargs="*", metavar="FOLDER", help="single-cell crops under --data (see crops_report)")
     ap.add_argument("--ruler", action="store_true", help="the ruler's ratio to the red-cell boxes, then stop")
+    ap.add_argument("--ruler-ratio", type=float, help="the ruler's lag / red-cell box to use (detect_fit prints a fit's)")
     ap.add_argument("--errors", type=int, default=0, help="list this many fields with a miss or a false box")
     ap.add_argument("--draw", type=Path, help="draw those fields here (green: true, red: found, orange: at edge)")
     args = ap.parse_args(argv)
     params = parse_params(args.set, FinderParams())
+    if args.ruler_ratio:
+        detect.RULER_TO_RBC = 1 / args.ruler_ratio  # read by rbc_diameter at call time
     if args.crops:
         crops_report(args.data, args.crops, params)
         return
