@@ -250,3 +250,23 @@ def test_a_fit_that_reads_the_reviewed_cells_worse_than_no_fit_is_not_used(share
     np.testing.assert_array_equal(OnnxFile(result.model_bytes).initializer(head["weight"]), w0)
     assert any("keeps the original model's cell identification" in line for line in result.summary_lines())
     assert not any("base weights kept" in line for line in result.summary_lines())
+
+
+def test_enough_reviewed_cells_choose_a_threshold_that_leaves_verified_cells_unflagged(shared_data, shipped_model, tmp_path):
+    """Issue 27 item 1, end to end: with enough reviewed cells (here the model's own lab, where the base threshold
+    already holds) the threshold the reviewed cells verify is the one written into the file the lab loads, and that
+    file leaves cells unflagged. The choice of a stricter threshold is tested in tests/unit/test_unflag.py."""
+    cells = [LI.LabelledCell(f, c) for c in CLASSES for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[::7][:60]]
+    base = Model(shipped_model)
+    result = A.adapt(base, cells, site_name="many")
+    check = result.unflag
+    assert check is not None and check.verified, check
+    assert check.unflagged >= 125 and check.lower >= 0.97 and check.threshold >= base.info.review_threshold
+    assert result.after.flagged < 1.0 and check.message in result.summary_lines()
+    out = tmp_path / "site.onnx"
+    out.write_bytes(result.model_bytes)
+    site = Model(out)
+    assert site.info.review_threshold == pytest.approx(check.threshold)
+    val = [f for c in CLASSES for f in sorted((shared_data / "pbc" / "val" / c).iterdir())[:10]]
+    rows = [r for r in classify_paths(val, site) if r.error is None]
+    assert len(rows) == 40 and 0 < sum(not r.needs_review for r in rows) < 40

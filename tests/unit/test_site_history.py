@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hv_desktop.core.site.site_history import SiteModelEntry, entry_for, refresh_due, site_models
+from hv_desktop.core.site.site_history import SiteModelEntry, entry_for, refresh_due, site_models, usable_counts
 from tests.support.onnx_factory import LABELS, tiny_model
 
 
@@ -56,6 +56,8 @@ def test_a_refresh_is_due_at_each_step_beyond_what_the_model_in_use_was_made_fro
     assert refresh_due({k.upper(): 30 for k in labels}, labels, _entry(dict.fromkeys(labels, 10))) == 25
     assert refresh_due(dict.fromkeys(labels, 80), labels, _entry(dict.fromkeys(labels, 25))) == 50
     assert refresh_due(dict.fromkeys(labels, 80), labels, _entry(dict.fromkeys(labels, 50))) is None
+    assert refresh_due(dict.fromkeys(labels, 120), labels, _entry(dict.fromkeys(labels, 50))) == 100  # adapt's most
+    assert refresh_due(dict.fromkeys(labels, 900), labels, _entry(dict.fromkeys(labels, 100))) is None
 
 
 def test_an_entry_reads_a_calibrated_model_as_made_from_no_reviews(tmp_path):
@@ -64,3 +66,14 @@ def test_an_entry_reads_a_calibrated_model_as_made_from_no_reviews(tmp_path):
     )
     entry = entry_for(path)
     assert entry.fewest_per_class == 0 and entry.unflag_verified is None and "unlabelled images" in entry.describe()
+
+
+def test_a_step_the_cell_limit_keeps_adapt_from_reaching_is_not_offered_again_and_again():
+    labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    # 120 of each class and 60 smudge cells: adapt reads 400 at most, 85 of each class and all 60 smudges
+    counts = {**dict.fromkeys(labels, 120), "smudge cell": 60}
+    assert usable_counts(counts, 400) == {**dict.fromkeys(labels, 85), "smudge cell": 60}
+    assert refresh_due(counts, labels, _entry(dict.fromkeys(labels, 50))) is None  # 100 each cannot be used yet
+    assert refresh_due(counts, labels, _entry(dict.fromkeys(labels, 25))) == 50
+    assert usable_counts({"a": 3, "b": 500}, 400) == {"a": 3, "b": 397}
+    assert usable_counts({"a": 10}, 400) == {"a": 10}

@@ -62,3 +62,41 @@ def test_the_interval_said_beside_an_estimate_holds_it_and_narrows_with_cells():
     assert lo < 0.85 < hi and round(lo, 2) == 0.71 and round(hi, 2) == 0.93
     lo2, hi2 = wilson_interval(340, 400)
     assert hi2 - lo2 < (hi - lo) / 2
+
+
+def test_a_stricter_threshold_is_chosen_where_the_most_typical_reviewed_cells_are_verified():
+    # 400 reviewed cells, 95 % right overall (the held-out PBC lab at 100 per class), errors among the least typical
+    y = np.repeat(np.arange(4), 100)
+    values = np.linspace(1.0, 0.0, 400)  # most typical first
+    pred = y.copy()
+    pred[-20:] = (y[-20:] + 1) % 4  # the 20 least typical are wrong
+    at_base = unflag_check(y, pred, np.full(400, 0.9), 0.6, LABELS)  # all tied at one value: nothing to choose
+    assert not at_base.verified
+    check = unflag_check(y, pred, values, 0.0, LABELS)  # at the base threshold all 400 unflagged, 95 % right
+    # the lowest threshold whose unflagged cells still hold the bound: 380 of 384 (97.4 %); 380 of 385 would not
+    assert check.verified and (check.correct, check.unflagged) == (380, 384)
+    assert check.lower >= UNFLAG_BOUND > wilson_lower(380, 385)
+    assert check.threshold == pytest.approx(values[383]) and "(review threshold 0 -> 0.0" in check.message
+    assert not needs_review(float(values[383]), check.threshold) and needs_review(float(values[384]), check.threshold)
+
+
+def test_the_chosen_threshold_never_unflags_what_the_base_rule_flags_and_keeps_the_base_one_when_it_holds():
+    y = np.repeat(np.arange(4), 100)
+    values = np.linspace(1.0, 0.0, 400)
+    check = unflag_check(y, y.copy(), values, 0.5, LABELS)  # every cell right: the base threshold already holds
+    assert check.verified and check.threshold == 0.5 and check.unflagged == int((values >= 0.5).sum())
+    few = unflag_check(y, y.copy(), values, 0.8, LABELS)  # above 0.8 only 80 cells: too few to verify 97 %
+    assert not few.verified and few.threshold == 0.8
+
+
+def test_a_tie_that_holds_a_wrong_cell_is_not_split():
+    y = np.repeat(np.arange(4), 50)
+    values = np.r_[np.ones(130), np.linspace(0.9, 0.0, 70)]
+    pred = y.copy()
+    pred[5] = (y[5] + 1) % 4  # one wrong cell among the 130 tied most typical: 129 of 130, bound < 97 %
+    pred[130:150] = (y[130:150] + 1) % 4  # and the next most typical wrong: no larger set holds either
+    check = unflag_check(y, pred, values, 0.0, LABELS)
+    assert not check.verified
+    from hv_desktop.core.site.unflag import choose_threshold
+
+    assert choose_threshold(y, pred, values, 0.0) is None

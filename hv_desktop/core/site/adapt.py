@@ -113,8 +113,8 @@ def adapt(
     fit = _fit_never_worse(refit, frozen, f_best[base.scores_name], y_all, say, cancel)
     out, cv_logits, t, base_typ, after_typ, frozen, kept_classes = fit
     thr = base.info.review_threshold
-    before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, thr)
     check = unflag_check(y_all[target], cv_logits.argmax(1), after_typ[target], thr, labels)
+    before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, thr, check.threshold)
     if not check.verified:  # nothing unflagged that the lab's own reviews have not shown to be right
         after = replace(after, flagged=1.0, other_flagged=None if after.other_flagged is None else 1.0)
     meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen, check)
@@ -367,13 +367,20 @@ def _refit_confidence(
 
 
 def _before_after(
-    y_all: np.ndarray, base_logits: np.ndarray, base_typ: np.ndarray, cv_logits: np.ndarray, after_typ: np.ndarray, thr: float
+    y_all: np.ndarray,
+    base_logits: np.ndarray,
+    base_typ: np.ndarray,
+    cv_logits: np.ndarray,
+    after_typ: np.ndarray,
+    thr: float,
+    site_thr: float,
 ) -> tuple[Estimate, Estimate]:
-    """The base model as it is, and the adapted one with every target cell scored by a fit that did not see it."""
+    """The base model as it is (its threshold ``thr``), and the adapted one (``site_thr``) with every target cell
+    scored by a fit that did not see it."""
     before = _estimate(y_all, base_logits.argmax(1), base_typ, thr)
     after_pred = np.full(len(y_all), -1)
     after_pred[y_all >= 0] = cv_logits.argmax(1)
-    return before, _estimate(y_all, after_pred, after_typ, thr)
+    return before, _estimate(y_all, after_pred, after_typ, site_thr)
 
 
 def _estimate(y_all: np.ndarray, pred: np.ndarray, typ: np.ndarray, thr: float) -> Estimate:
@@ -421,7 +428,7 @@ def _site_metadata(
         preprocessing=prep,
         preprocessing_notes={**info.preprocessing_notes, "resize": resize},
         temperature=t,
-        review_threshold=info.review_threshold if check.verified else FLAG_ALL,
+        review_threshold=check.threshold if check.verified else FLAG_ALL,
         **site_identity(info, f"adapted to {site}"),
         site_adaptation={
             **site_provenance(info, site, base_sha256),

@@ -2,10 +2,12 @@
 
 Why: a lab reviews cells every day, so the reviews a site model could learn from keep growing after it is made. A
 site model fitted on 10 cells per class is a start; at 25 and 50 the head is better fitted and the unflag check
-(:mod:`hv_desktop.core.site.unflag`) has more cells to verify. The app offers a refresh when every class has reached the
-next step (:data:`STEPS`) beyond what the model in use was made from, keeps every site model it made (the data
-folder's ``site-models``), and can go back to any of them. The files are the history: each carries its provenance
-(site, date, kind, cells per class, its estimates) in its own metadata, so nothing else has to be kept in step.
+(:mod:`hv_desktop.core.site.unflag`) has more cells to verify; at 100 (adapt's most, 400 cells) it can first leave
+cells unflagged at a lab the model was not trained on (docs/research/rules/adapt_choose_threshold.txt). The app
+offers a refresh when every class has reached the next step (:data:`STEPS`) beyond what the model in use was made
+from, keeps every site model it made (the data folder's ``site-models``), and can go back to any of them. The files
+are the history: each carries its provenance (site, date, kind, cells per class, its estimates) in its own
+metadata, so nothing else has to be kept in step.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from pathlib import Path
 
 from hv_desktop.core.inference.metadata import METADATA_KEY, ModelError, ModelMetadata
 from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
+from hv_desktop.core.site.lab_images import MAX_CELLS
 
 #: Reviewed cells per class at which a fresh site model is offered.
-STEPS = (10, 25, 50)
+STEPS = (10, 25, 50, 100)
 #: The folder (inside the app's data folder) site models are saved in.
 FOLDER = "site-models"
 #: A history longer than this is not read whole (the newest are listed).
@@ -114,6 +117,26 @@ def site_models(folder: Path) -> tuple[list[SiteModelEntry], list[tuple[Path, st
     return entries, problems
 
 
+def usable_counts(counts: Mapping[str, int], most: int) -> dict[str, int]:
+    """The cells per label adapt would use of ``counts`` when it may read at most ``most`` in all: the same number
+    of each label, all of a label with fewer (:func:`~hv_desktop.core.site.lab_images.within_limit` takes the labels
+    in turn). Why: a step the cap keeps adapt from reaching (other reviewed types share the 400) would be offered
+    again after every refresh."""
+    if sum(counts.values()) <= most:
+        return dict(counts)
+    level, left, open_labels = 0, most, sorted(counts, key=lambda k: counts[k])
+    while open_labels:
+        share = left // len(open_labels)
+        small = [k for k in open_labels if counts[k] <= share]
+        if not small:
+            level = share
+            break
+        for k in small:
+            left -= counts[k]
+            open_labels.remove(k)
+    return {k: min(n, level) if k in open_labels else n for k, n in counts.items()}
+
+
 def refresh_due(
     reviewed_per_class: Mapping[str, int], labels: Sequence[str], in_use: SiteModelEntry | None, steps: Sequence[int] = STEPS
 ) -> int | None:
@@ -122,11 +145,11 @@ def refresh_due(
     or one made without reviews, counts as made from none)."""
     if not labels:
         return None
-    counts = {label.lower(): 0 for label in labels}
+    merged: dict[str, int] = {}
     for label, n in reviewed_per_class.items():
-        if label.lower() in counts:
-            counts[label.lower()] += n
-    fewest = min(counts.values())
+        merged[label.strip().lower()] = merged.get(label.strip().lower(), 0) + n
+    usable = usable_counts(merged, MAX_CELLS)
+    fewest = min(usable.get(label.lower(), 0) for label in labels)
     reached = [k for k in steps if fewest >= k]
     if not reached:
         return None

@@ -70,6 +70,7 @@ class UnflagCheck:
     correct: int  # of those, right
     lower: float  # the Wilson lower bound of their accuracy
     message: str
+    threshold: float = float("nan")  # the site model's review threshold where verified (chosen); else the base one
 
     def as_dict(self) -> dict:
         return {
@@ -78,21 +79,54 @@ class UnflagCheck:
             "correct": self.correct,
             "lower_bound": round(self.lower, 4),
             "bound_needed": UNFLAG_BOUND,
+            "threshold": round(self.threshold, 6),
         }
+
+
+def choose_threshold(y: np.ndarray, pred: np.ndarray, review_values: np.ndarray, threshold: float) -> float | None:
+    """The lowest review threshold, not below ``threshold``, at which the reviewed cells it would leave unflagged
+    are right with a Wilson lower bound of at least :data:`UNFLAG_BOUND`; None where none is
+    (docs/research/rules/adapt_choose_threshold.txt).
+
+    Why: checking only the base model's threshold kept every cell flagged at a lab whose reviewed cells were 95 %
+    right overall, however many were reviewed, though its most typical cells were right far more often. Raising
+    the threshold only ever flags more, so what the base rule flags (unusual cells included) stays flagged.
+    """
+    at_base = review_values >= threshold
+    if wilson_lower(int((pred[at_base] == y[at_base]).sum()), int(at_base.sum())) >= UNFLAG_BOUND:
+        return threshold
+    order = np.argsort(-review_values, kind="stable")  # most typical first
+    values = review_values[order]
+    right = np.cumsum(pred[order] == y[order])
+    for i in range(len(values) - 1, -1, -1):  # from the most cells unflagged to the fewest
+        if values[i] < threshold or (i + 1 < len(values) and values[i + 1] == values[i]):
+            continue  # below the base rule, or not where a threshold can fall (ties unflag together)
+        if wilson_lower(int(right[i]), i + 1) >= UNFLAG_BOUND:
+            return float(values[i])
+    return None
 
 
 def unflag_check(
     y: np.ndarray, pred: np.ndarray, review_values: np.ndarray, threshold: float, labels: Sequence[str]
 ) -> UnflagCheck:
     """The rule above, on the lab's reviewed cells of the model's classes: ``y`` their classes, ``pred`` and
-    ``review_values`` from fits that did not see them, ``threshold`` the site model's review threshold."""
-    unflagged = review_values >= threshold
+    ``review_values`` from fits that did not see them, ``threshold`` the site model's (base) review threshold.
+    Where the cells it leaves unflagged miss the bound, a stricter threshold is chosen (:func:`choose_threshold`)."""
+    chosen = choose_threshold(y, pred, review_values, threshold)
+    unflagged = review_values >= (threshold if chosen is None else chosen)
     n = int(unflagged.sum())
     correct = int((pred[unflagged] == y[unflagged]).sum())
     lower = wilson_lower(correct, n)
-    if n and lower >= UNFLAG_BOUND:
-        return UnflagCheck(True, n, correct, lower, f"unflagged cells verified: {correct} of {n} right (at least {lower:.0%})")
-    return UnflagCheck(False, n, correct, lower, _advice(y, pred, unflagged, n, correct, labels))
+    if chosen is not None:
+        raised = (
+            f"; only cells as typical as those stay unflagged, the rest are flagged"
+            f" (review threshold {threshold:.3g} -> {chosen:.3g})"
+            if chosen > threshold
+            else ""
+        )
+        message = f"unflagged cells verified: {correct} of {n} right (at least {lower:.0%}){raised}"
+        return UnflagCheck(True, n, correct, lower, message, chosen)
+    return UnflagCheck(False, n, correct, lower, _advice(y, pred, unflagged, n, correct, labels), threshold)
 
 
 def _advice(y: np.ndarray, pred: np.ndarray, unflagged: np.ndarray, n: int, correct: int, labels: Sequence[str]) -> str:
