@@ -270,3 +270,54 @@ def test_enough_reviewed_cells_choose_a_threshold_that_leaves_verified_cells_unf
     val = [f for c in CLASSES for f in sorted((shared_data / "pbc" / "val" / c).iterdir())[:10]]
     rows = [r for r in classify_paths(val, site) if r.error is None]
     assert len(rows) == 40 and 0 < sum(not r.needs_review for r in rows) < 40
+
+
+def test_a_raised_threshold_is_the_one_written_into_the_site_model(shared_data, shipped_model, tmp_path, monkeypatch):
+    """The file the lab loads carries the threshold the reviewed cells verified, and the estimate is made at it."""
+    from hv_desktop.core.site import unflag
+
+    raised: list[float] = []
+
+    def choosing(y, pred, values, threshold, labels):
+        check = unflag.unflag_check(y, pred, values, threshold, labels)
+        t = float(np.quantile(values, 0.5))  # as if only the more typical half were verified
+        raised.append(t)
+        return unflag.UnflagCheck(True, int((values >= t).sum()), int((values >= t).sum()), 0.98, check.message, t)
+
+    monkeypatch.setattr(A, "unflag_check", choosing)
+    cells = [LI.LabelledCell(f, c) for c in CLASSES for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[:10]]
+    base = Model(shipped_model)
+    result = A.adapt(base, cells, site_name="raised")
+    assert raised and raised[0] > base.info.review_threshold
+    out = tmp_path / "site.onnx"
+    out.write_bytes(result.model_bytes)
+    site = Model(out)
+    assert site.info.review_threshold == pytest.approx(raised[0])
+    assert site.info.site_adaptation["base_review_threshold"] == pytest.approx(base.info.review_threshold)
+    assert result.after.flagged == pytest.approx(0.5, abs=0.05)  # the estimate at the raised threshold
+
+
+def test_adapting_a_site_model_again_chooses_from_the_shipped_models_rule(shared_data, shipped_model, tmp_path):
+    """A site model that flags every cell (too few reviews) is what the app adapts again as reviews accumulate: its
+    FLAG_ALL must not become the floor, or no later site model could ever leave a cell unflagged."""
+    from hv_desktop.core.inference.metadata import FLAG_ALL, METADATA_KEY
+
+    cells = [LI.LabelledCell(f, c) for c in CLASSES for f in sorted((shared_data / "pbc" / "train" / c).iterdir())[:10]]
+    base = Model(shipped_model)
+    first = A.adapt(base, cells, site_name="first")
+    assert first.metadata.review_threshold == FLAG_ALL  # 40 cells verify nothing
+    path = tmp_path / "first.onnx"
+    path.write_bytes(first.model_bytes)
+    again = A.adapt(Model(path), cells, site_name="again")
+    assert again.metadata.site_adaptation["base_review_threshold"] == pytest.approx(base.info.review_threshold)
+    assert again.unflag is not None and again.unflag.threshold == pytest.approx(base.info.review_threshold)  # the floor
+    # a site model from before the floor was stored, flagging every cell, says what to do instead of never unflagging
+    old = OnnxFile(first.model_bytes)
+    meta = first.metadata.with_updates(
+        site_adaptation={k: v for k, v in first.metadata.site_adaptation.items() if k != "base_review_threshold"}
+    )
+    old.set_metadata(METADATA_KEY, meta.to_json())
+    older = tmp_path / "older.onnx"
+    older.write_bytes(old.to_bytes())
+    with pytest.raises(A.AdaptError, match="Use Shipped Model"):
+        A.adapt(Model(older), cells, site_name="older")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 from hv_desktop.core.site.site_history import SiteModelEntry, entry_for, refresh_due, site_models, usable_counts
 from tests.support.onnx_factory import LABELS, tiny_model
 
@@ -77,3 +81,27 @@ def test_a_step_the_cell_limit_keeps_adapt_from_reaching_is_not_offered_again_an
     assert refresh_due(counts, labels, _entry(dict.fromkeys(labels, 25))) == 50
     assert usable_counts({"a": 3, "b": 500}, 400) == {"a": 3, "b": 397}
     assert usable_counts({"a": 10}, 400) == {"a": 10}
+
+
+def test_the_cells_adapt_can_use_are_limit_by_classs_own_choice():
+    from hv_desktop.core.site.lab_images import limit_by_class
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        counts = {f"label {i}": int(rng.integers(0, 250)) for i in range(int(rng.integers(1, 9)))}
+        names = sorted(counts)
+        y = np.repeat(np.arange(len(names)), [counts[k] for k in names])
+        taken = np.bincount(y[limit_by_class(y, 400)], minlength=len(names)) if len(y) else np.zeros(len(names), int)
+        assert usable_counts(counts, 400) == {k: int(taken[i]) for i, k in enumerate(names)}
+    # the reviewer's example: four classes of 60, 60 smudge cells and four small types: 50 of each class, not 49
+    labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    counts = {**dict.fromkeys(labels, 60), "smudge": 60, "a": 40, "b": 40, "c": 40, "d": 31}
+    assert {k: usable_counts(counts, 400)[k] for k in labels} == dict.fromkeys(labels, 50)
+
+
+def test_a_step_is_not_offered_again_when_a_few_given_cells_were_duplicates():
+    labels = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    made = _entry({**dict.fromkeys(labels, 100), "monocyte": 97})  # 3 monocyte pictures were duplicates
+    assert refresh_due(dict.fromkeys(labels, 100), labels, made) == 100  # an older file, which does not say
+    given = dataclasses.replace(made, given_per_class=dict.fromkeys(labels, 100))
+    assert given.made_at == 100 and refresh_due(dict.fromkeys(labels, 100), labels, given) is None

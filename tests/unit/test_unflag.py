@@ -91,12 +91,43 @@ def test_the_chosen_threshold_never_unflags_what_the_base_rule_flags_and_keeps_t
 
 def test_a_tie_that_holds_a_wrong_cell_is_not_split():
     y = np.repeat(np.arange(4), 50)
-    values = np.r_[np.ones(130), np.linspace(0.9, 0.0, 70)]
+    values = np.r_[np.full(130, 0.95), np.linspace(0.9, 0.0, 70)]
     pred = y.copy()
-    pred[5] = (y[5] + 1) % 4  # one wrong cell among the 130 tied most typical: 129 of 130, bound < 97 %
+    # one wrong cell among the 130 tied most typical (129 of 130, bound < 97 %), placed where splitting the tie
+    # before it would leave 129 of 129 right (bound >= 97 %)
+    pred[129] = (y[129] + 1) % 4
     pred[130:150] = (y[130:150] + 1) % 4  # and the next most typical wrong: no larger set holds either
     check = unflag_check(y, pred, values, 0.0, LABELS)
     assert not check.verified
     from hv_desktop.core.site.unflag import choose_threshold
 
     assert choose_threshold(y, pred, values, 0.0) is None
+
+
+def test_review_values_that_are_not_numbers_are_never_unflagged_nor_a_threshold():
+    from hv_desktop.core.site.unflag import choose_threshold
+
+    y = np.repeat(np.arange(3), 50)
+    values = np.r_[np.linspace(0.9, 0.6, 100), np.full(50, np.nan)]
+    check = unflag_check(y, y.copy(), values, 0.5, LABELS)  # 100 right, 50 with no value
+    assert not check.verified and check.unflagged == 100  # 100 of 100 bound 96.3 %: the NaN cells do not count
+    assert choose_threshold(y, y.copy(), values, 0.5) is None
+    assert needs_review(float("nan"), 0.5)  # the one rule flags a value that is not a number
+
+
+def test_a_review_value_of_one_is_not_a_threshold_since_that_flags_every_cell():
+    from hv_desktop.core.site.unflag import choose_threshold
+
+    y = np.repeat(np.arange(3), 60)
+    values = np.r_[np.ones(150), np.full(30, 0.2)]
+    pred = y.copy()
+    pred[150:] = (y[150:] + 1) % 3  # the 30 least typical wrong: only the 150 at 1.0 could be left unflagged
+    assert choose_threshold(y, pred, values, 0.1) is None  # 1.0 would be FLAG_ALL, not "unflag these 150"
+    assert not unflag_check(y, pred, values, 0.1, LABELS).verified
+    assert choose_threshold(y, y.copy(), values, FLAG_ALL) is None  # a base that flags every cell gives no floor
+
+
+def test_no_reviewed_cells_keep_every_cell_flagged_without_failing():
+    empty = np.zeros(0, dtype=int)
+    check = unflag_check(empty, empty, np.zeros(0), 0.5, LABELS)
+    assert not check.verified and check.unflagged == 0 and "every cell stays flagged" in check.message

@@ -30,8 +30,9 @@ FLAG_ALL = 1.0
 
 
 def needs_review(value: float, threshold: float) -> bool:
-    """The one needs-review rule: the review value below the model's threshold, or every cell at FLAG_ALL."""
-    return threshold >= FLAG_ALL or value < threshold
+    """The one needs-review rule: the review value below the model's threshold, or every cell at FLAG_ALL; a value
+    that is not a number is flagged (it compares false with everything)."""
+    return threshold >= FLAG_ALL or not value >= threshold
 
 
 OUTPUT_KINDS = ("logits", "probabilities")

@@ -61,7 +61,14 @@ from hv_desktop.core.site.adaptation import MIN_PER_CLASS, Adaptation, Estimate
 from hv_desktop.core.site.lab_images import LabelledCell, limit_by_class, load_images, within_limit
 from hv_desktop.core.site.ruler import ruler_magnification, trained_fraction
 from hv_desktop.core.site.site_colour import already_matched, lab_colours, site_colours
-from hv_desktop.core.site.site_model import AdaptError, check_site_name, site_identity, site_provenance, with_metadata
+from hv_desktop.core.site.site_model import (
+    AdaptError,
+    base_review_threshold,
+    check_site_name,
+    site_identity,
+    site_provenance,
+    with_metadata,
+)
 from hv_desktop.core.site.unflag import UnflagCheck, unflag_check
 
 #: Magnifications of the lab relative to the model's training labs that are tried (the crop's side is the
@@ -88,8 +95,10 @@ def adapt(
     site_name = check_site_name(site_name)
     say = progress or (lambda _msg, _frac: None)
     labels = base.labels
+    base_review_threshold(base.info)  # an old site model that cannot be adapted again says so before any work
     probe = Probe(base)
     cells = within_limit(cells)
+    given = {k: sum(c.label.strip().lower() == k.lower() for c in cells) for k in labels}
     say("reading images", 0.0)
     laps = _Laps()
     ims, y_all, shas, outside, skipped, duplicates = load_images(cells, labels, cancel)
@@ -112,13 +121,15 @@ def adapt(
 
     fit = _fit_never_worse(refit, frozen, f_best[base.scores_name], y_all, say, cancel)
     out, cv_logits, t, base_typ, after_typ, frozen, kept_classes = fit
-    thr = base.info.review_threshold
+    thr = base_review_threshold(base.info)
     check = unflag_check(y_all[target], cv_logits.argmax(1), after_typ[target], thr, labels)
     before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, thr, check.threshold)
     if not check.verified:  # nothing unflagged that the lab's own reviews have not shown to be right
         after = replace(after, flagged=1.0, other_flagged=None if after.other_flagged is None else 1.0)
     meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen, check)
     meta = site_colours(meta, base.info, colour)
+    # what it was given before duplicates and unreadable files were left out: the step a refresh was offered at
+    meta = meta.with_updates(site_adaptation={**(meta.site_adaptation or {}), "cells_given_per_class": given})
     data = with_metadata(out, meta)
     laps.lap("fit")
     say("done", 1.0)
@@ -328,7 +339,7 @@ def _refit_typicality(
     lab's class centres added to its typical region (both written into ``out``). Returns (cross-validated
     logits of the target cells, temperature, typicality before, typicality after, cross-validated)."""
     target = y_all >= 0
-    thr = base.info.review_threshold
+    thr = base_review_threshold(base.info)
     base_layers = [f_base[f"{REVIEW}l{i}_dist"] for i in range(rv.layers)]
     base_typ = rv.typicality(f_base[base.scores_name], base.info.temperature, base_layers)
     emb = f_best[probe.embedding]
@@ -440,6 +451,7 @@ def _site_metadata(
             "estimate_before": before.as_dict(),
             "estimate_after_cross_validated": after.as_dict(),
             "unflag_check": check.as_dict(),
+            "base_review_threshold": base_review_threshold(info),
             "cells_sha256": sorted(set(shas)),
         },
     )

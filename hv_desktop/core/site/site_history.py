@@ -16,9 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hv_desktop.core.inference.metadata import METADATA_KEY, ModelError, ModelMetadata
 from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
-from hv_desktop.core.site.lab_images import MAX_CELLS
+from hv_desktop.core.site.lab_images import MAX_CELLS, limit_by_class
 
 #: Reviewed cells per class at which a fresh site model is offered.
 STEPS = (10, 25, 50, 100)
@@ -45,11 +47,19 @@ class SiteModelEntry:
     unflag_verified: bool | None = None
     #: its cross-validated accuracy on the reviewed cells (None: not an adapted model)
     estimated_accuracy: float | None = None
+    #: reviewed cells per class it was given, before duplicates and unreadable files were left out (empty: not stated)
+    given_per_class: dict[str, int] = field(default_factory=dict)
 
     @property
     def fewest_per_class(self) -> int:
         """The fewest reviewed cells of any class it was made from (0 for a model made without reviews)."""
         return min(self.cells_per_class.values()) if self.cells_per_class else 0
+
+    @property
+    def made_at(self) -> int:
+        """The fewest reviewed cells of any class it was given: a refresh at that step is not offered again when a
+        few of them were duplicates or unreadable (else the same step would come back after every refresh)."""
+        return max(min(self.given_per_class.values()) if self.given_per_class else 0, self.fewest_per_class)
 
     def describe(self) -> str:
         """One line for the history list."""
@@ -82,6 +92,8 @@ def entry_for(path: Path) -> SiteModelEntry:
         raise ModelError(f"{path.name}: not a site model")
     cells = site.get("cells_per_class")
     per_class = {str(k): int(v) for k, v in cells.items() if isinstance(v, int)} if isinstance(cells, dict) else {}
+    given = site.get("cells_given_per_class")
+    given_per_class = {str(k): int(v) for k, v in given.items() if isinstance(v, int)} if isinstance(given, dict) else {}
     check = site.get("unflag_check")
     estimate = site.get("estimate_after_cross_validated")
     accuracy = estimate.get("accuracy") if isinstance(estimate, dict) else None
@@ -96,6 +108,7 @@ def entry_for(path: Path) -> SiteModelEntry:
         cells_per_class=per_class,
         unflag_verified=bool(check.get("verified")) if isinstance(check, dict) else None,
         estimated_accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else None,
+        given_per_class=given_per_class,
     )
 
 
@@ -118,23 +131,16 @@ def site_models(folder: Path) -> tuple[list[SiteModelEntry], list[tuple[Path, st
 
 
 def usable_counts(counts: Mapping[str, int], most: int) -> dict[str, int]:
-    """The cells per label adapt would use of ``counts`` when it may read at most ``most`` in all: the same number
-    of each label, all of a label with fewer (:func:`~hv_desktop.core.site.lab_images.within_limit` takes the labels
-    in turn). Why: a step the cap keeps adapt from reaching (other reviewed types share the 400) would be offered
+    """The cells per label adapt would take of ``counts`` when it may read at most ``most`` in all: the labels in
+    turn, in sorted order (:func:`~hv_desktop.core.site.lab_images.limit_by_class`, the one definition, run on the
+    counts). Why: a step the cap keeps adapt from reaching (other reviewed types share the 400) would be offered
     again after every refresh."""
     if sum(counts.values()) <= most:
         return dict(counts)
-    level, left, open_labels = 0, most, sorted(counts, key=lambda k: counts[k])
-    while open_labels:
-        share = left // len(open_labels)
-        small = [k for k in open_labels if counts[k] <= share]
-        if not small:
-            level = share
-            break
-        for k in small:
-            left -= counts[k]
-            open_labels.remove(k)
-    return {k: min(n, level) if k in open_labels else n for k, n in counts.items()}
+    names = sorted(counts)
+    y = np.repeat(np.arange(len(names)), [min(max(counts[k], 0), most) for k in names])
+    taken = np.bincount(y[limit_by_class(y, most)], minlength=len(names))
+    return {k: int(taken[i]) for i, k in enumerate(names)}
 
 
 def refresh_due(
@@ -153,5 +159,5 @@ def refresh_due(
     reached = [k for k in steps if fewest >= k]
     if not reached:
         return None
-    made_from = in_use.fewest_per_class if in_use is not None else 0
+    made_from = in_use.made_at if in_use is not None else 0
     return reached[-1] if reached[-1] > made_from else None

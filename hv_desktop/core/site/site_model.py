@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hv_desktop.core.inference.metadata import METADATA_KEY, ModelMetadata
+from hv_desktop.core.inference.metadata import FLAG_ALL, METADATA_KEY, ModelMetadata
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile
 
@@ -70,6 +70,22 @@ def site_provenance(info: ModelMetadata, site: str, base_sha256: str) -> dict[st
         "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
         "base_model": {"name": info.name, "version": info.version, "sha256": base_sha256},
     }
+
+
+def base_review_threshold(info: ModelMetadata) -> float:
+    """The review threshold of the model a site model descends from, the floor every site model's threshold is chosen
+    from (core.site.unflag.choose_threshold): a site model that flags every cell (FLAG_ALL) or raised its threshold
+    must not pass that on when it is adapted again as reviews accumulate."""
+    earlier = info.site_adaptation or {}
+    kept = earlier.get("base_review_threshold") if isinstance(earlier, dict) else None
+    if isinstance(kept, (int, float)) and not isinstance(kept, bool) and 0.0 <= kept < FLAG_ALL:
+        return float(kept)
+    if info.review_threshold < FLAG_ALL:
+        return info.review_threshold  # a base model, a calibrated one (its rule unchanged) or an older site model
+    raise AdaptError(
+        "this site model was made by an older version and flags every cell, so the review rule it came from is not "
+        "known: use the shipped model (Review ▸ Use Shipped Model) and adapt again; every reviewed cell is used"
+    )
 
 
 def with_metadata(out: OnnxFile, meta: ModelMetadata) -> bytes:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hv_desktop.core.inference.metadata import FLAG_ALL
+
 #: the lower confidence bound the unflagged cells' accuracy must reach
 UNFLAG_BOUND = 0.97
 #: 95 % two-sided (the lower bound is then 97.5 % one-sided)
@@ -92,15 +94,19 @@ def choose_threshold(y: np.ndarray, pred: np.ndarray, review_values: np.ndarray,
     right overall, however many were reviewed, though its most typical cells were right far more often. Raising
     the threshold only ever flags more, so what the base rule flags (unusual cells included) stays flagged.
     """
-    at_base = review_values >= threshold
+    if not 0.0 <= threshold < FLAG_ALL:
+        return None  # NaN, or a base that flags every cell: nothing to raise from
+    finite = np.isfinite(review_values)  # a value that is not a number is never unflagged (needs_review)
+    at_base = finite & (review_values >= threshold)
     if wilson_lower(int((pred[at_base] == y[at_base]).sum()), int(at_base.sum())) >= UNFLAG_BOUND:
         return threshold
-    order = np.argsort(-review_values, kind="stable")  # most typical first
-    values = review_values[order]
-    right = np.cumsum(pred[order] == y[order])
+    values = review_values[finite]
+    order = np.argsort(-values, kind="stable")  # most typical first
+    values = values[order]
+    right = np.cumsum(pred[finite][order] == y[finite][order])
     for i in range(len(values) - 1, -1, -1):  # from the most cells unflagged to the fewest
-        if values[i] < threshold or (i + 1 < len(values) and values[i + 1] == values[i]):
-            continue  # below the base rule, or not where a threshold can fall (ties unflag together)
+        if values[i] < threshold or values[i] >= FLAG_ALL or (i + 1 < len(values) and values[i + 1] == values[i]):
+            continue  # below the base rule, at FLAG_ALL (flags every cell), or inside a tie (ties unflag together)
         if wilson_lower(int(right[i]), i + 1) >= UNFLAG_BOUND:
             return float(values[i])
     return None
@@ -113,15 +119,16 @@ def unflag_check(
     ``review_values`` from fits that did not see them, ``threshold`` the site model's (base) review threshold.
     Where the cells it leaves unflagged miss the bound, a stricter threshold is chosen (:func:`choose_threshold`)."""
     chosen = choose_threshold(y, pred, review_values, threshold)
-    unflagged = review_values >= (threshold if chosen is None else chosen)
+    unflagged = np.isfinite(review_values) & (review_values >= (threshold if chosen is None else chosen))
     n = int(unflagged.sum())
     correct = int((pred[unflagged] == y[unflagged]).sum())
     lower = wilson_lower(correct, n)
     if chosen is not None:
+        at_base = int((np.isfinite(review_values) & (review_values >= threshold)).sum())
         raised = (
-            f"; only cells as typical as those stay unflagged, the rest are flagged"
-            f" (review threshold {threshold:.3g} -> {chosen:.3g})"
-            if chosen > threshold
+            f"; {at_base - n} more of them stay flagged than the model's own rule would flag, the ones least like "
+            f"this lab's verified cells (review threshold {threshold:.4g} -> {chosen:.4g})"
+            if n < at_base
             else ""
         )
         message = f"unflagged cells verified: {correct} of {n} right (at least {lower:.0%}){raised}"
@@ -132,6 +139,8 @@ def unflag_check(
 def _advice(y: np.ndarray, pred: np.ndarray, unflagged: np.ndarray, n: int, correct: int, labels: Sequence[str]) -> str:
     """Why every cell stays flagged, and what to review next, in a technologist's words."""
     head = "not enough reviewed cells to trust unflagged results yet, so every cell stays flagged"
+    if len(y) == 0:
+        return head
     recall = {c: float(np.mean(pred[y == c] == c)) for c in np.unique(y)}
     count = {c: int(np.sum(y == c)) for c in np.unique(y)}
     weakest = min(recall, key=lambda c: (recall[c], count[c]))
