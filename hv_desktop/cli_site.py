@@ -27,8 +27,9 @@ from hv_desktop.core.io.outputs import output_problem
 ADAPT_ABOUT = (
     "Fit a site model from cells your lab reviewed: the results CSV of 'classify' or the app "
     "with the reviewer_label column filled (or any CSV with 'path' and 'reviewer_label'; relative "
-    "paths are read from the CSV's folder). About 10 reviewed cells per class are enough; the "
-    "shipped model is never changed."
+    "paths are read from the CSV's folder). About 10 reviewed cells per class are enough to correct "
+    "the classes; leaving cells unflagged takes more (at a lab the model was not trained on, about 100 per class). "
+    "The shipped model is never changed."
 )
 CALIBRATE_ABOUT = (
     "Measure how large cells appear in your lab's images (from the stained nuclei of a few dozen of them, no "

@@ -85,7 +85,9 @@ class AdaptDialog(QDialog):
     PLACEHOLDER = "The estimate before and after adapting appears here."
     INTRO = (
         "HematoVision learns your lab's microscope, stain and magnification from the cells you reviewed. "
-        f"About 10 per class are enough; every class but one needs at least {MIN_PER_CLASS}, and a class with "
+        "About 10 per class are enough to correct the classes; leaving cells unflagged takes more: at a new lab about "
+        "100 per class, and only where the model's answers there are nearly always right. "
+        f"Every class but one needs at least {MIN_PER_CLASS}, and a class with "
         "fewer keeps the shipped model's answer. The shipped model is not changed: Review ▸ Use Shipped Model "
         "switches back."
     )
