@@ -126,8 +126,8 @@ def unflag_check(
     if chosen is not None:
         at_base = int((np.isfinite(review_values) & (review_values >= threshold)).sum())
         raised = (
-            f"; {at_base - n} more of them stay flagged than the model's own rule would flag, the ones least like "
-            f"this lab's verified cells (review threshold {threshold:.4g} -> {chosen:.4g})"
+            f"; {at_base - n} more reviewed cells stay flagged than the model's own rule would flag: those least like "
+            f"the cells here that were right (review threshold {threshold:.4g} -> {chosen:.4g})"
             if n < at_base
             else ""
         )
