@@ -54,12 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     out["auroc_even_other"] = float(auroc(np.asarray(genuine), np.asarray(other)))
     out["auroc_even_other_two_labs"] = float(auroc(np.asarray(genuine[:first_two]), np.asarray(other)))
     out["even_other_flagged"] = float(np.mean([r.needs_review for r in res]))
+    kinds = np.asarray([p.parent.name for p in even])
+    values = np.asarray(other)
+    # which non-target types the rule tells from genuine cells, and against which lab's genuine cells (reported only)
+    out["auroc_by_type"] = {k: float(auroc(np.asarray(genuine), values[kinds == k])) for k in sorted(set(kinds))}
+    starts = np.cumsum([0] + [out[s]["n"] for s in SPLITS])
+    out["auroc_by_lab"] = {s: float(auroc(np.asarray(genuine[starts[i] : starts[i + 1]]), values)) for i, s in enumerate(SPLITS)}
     print(
         f"needs-review AUROC (genuine validation vs even half of pbc/other): {out['auroc_even_other']:.3f}; "
         f"even half flagged {out['even_other_flagged']:.1%} (genuine = pbc/val + TEST_SIMPLE only: "
         f"{out['auroc_even_other_two_labs']:.3f})",
         flush=True,
     )
+    print("  by non-target type: " + ", ".join(f"{k} {v:.3f}" for k, v in out["auroc_by_type"].items()), flush=True)
+    print("  by lab's genuine cells: " + ", ".join(f"{k} {v:.3f}" for k, v in out["auroc_by_lab"].items()), flush=True)
     if args.out:
         args.out.write_text(json.dumps(out, indent=2))
     return 0
