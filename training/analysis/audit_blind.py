@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from training.analysis.detect_eval import AUDIT, LABS, Box, iou, read_boxes
+from training.analysis.detect_eval import AUDIT, LABS, WHITE, Box, iou, read_boxes
 
 TILE, COLS, ROWS = 240, 4, 3
 
@@ -42,16 +42,16 @@ def items(data: Path, per_group: int, seed: int) -> list[dict]:
                 elif (box[2] - box[0]) * (box[3] - box[1]) < 4000:  # the dropped platelets; a second box on one
                     # cell is a white cell either way and says nothing here
                     out.append({"lab": lab, "field": name, "box": list(box), "group": "audit dropped (platelet)"})
-        xmls = sorted((data / folder).glob("*.xml"))
-        kinds = (({"WBC", "W"}, "label: white"), ({"RBC"}, "label: red"), ({"Platelets", "platelets"}, "label: platelet"))
-        for names, group in kinds:
-            pool = []
-            for x in xmls:
-                whites = read_boxes(x, {"WBC", "W"})
-                for b in read_boxes(x, names):
-                    if group == "label: white" or _iou_any(b, whites) == 0:
-                        pool.append({"lab": lab, "field": x.stem, "box": list(b), "group": group})
-            out += rng.sample(pool, min(per_group, len(pool)))
+        kinds = ((WHITE, "label: white"), ({"RBC"}, "label: red"), ({"Platelets", "platelets"}, "label: platelet"))
+        pools: dict[str, list[dict]] = {group: [] for _, group in kinds}
+        for x in sorted((data / folder).glob("*.xml")):
+            whites = read_boxes(x, WHITE)  # each field's labels read once, for all three groups
+            for names, group in kinds:
+                for b in whites if names is WHITE else read_boxes(x, names):
+                    if names is WHITE or _iou_any(b, whites) == 0:
+                        pools[group].append({"lab": lab, "field": x.stem, "box": list(b), "group": group})
+        for _, group in kinds:
+            out += rng.sample(pools[group], min(per_group, len(pools[group])))
     rng.shuffle(out)
     for i, it in enumerate(out, 1):
         it["tile"] = i

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -95,10 +96,11 @@ def adapt(
     site_name = check_site_name(site_name)
     say = progress or (lambda _msg, _frac: None)
     labels = base.labels
-    base_review_threshold(base.info)  # an old site model that cannot be adapted again says so before any work
+    floor = base_review_threshold(base.info)  # an old site model that cannot be adapted again says so before any work
     probe = Probe(base)
     cells = within_limit(cells)
-    given = {k: sum(c.label.strip().lower() == k.lower() for c in cells) for k in labels}
+    given_labels = Counter(c.label.strip().lower() for c in cells)
+    given = {k: given_labels[k.lower()] for k in labels}
     say("reading images", 0.0)
     laps = _Laps()
     ims, y_all, shas, outside, skipped, duplicates = load_images(cells, labels, cancel)
@@ -121,9 +123,8 @@ def adapt(
 
     fit = _fit_never_worse(refit, frozen, f_best[base.scores_name], y_all, say, cancel)
     out, cv_logits, t, base_typ, after_typ, frozen, kept_classes = fit
-    thr = base_review_threshold(base.info)
-    check = unflag_check(y_all[target], cv_logits.argmax(1), after_typ[target], thr, labels)
-    before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, thr, check.threshold)
+    check = unflag_check(y_all[target], cv_logits.argmax(1), after_typ[target], floor, labels)
+    before, after = _before_after(y_all, f_base[base.scores_name], base_typ, cv_logits, after_typ, floor, check.threshold)
     if not check.verified:  # nothing unflagged that the lab's own reviews have not shown to be right
         after = replace(after, flagged=1.0, other_flagged=None if after.other_flagged is None else 1.0)
     meta = _site_metadata(base, probe.sha256, site_name, best, t, counts, shas, before, after, frozen, check)

@@ -96,17 +96,15 @@ def choose_threshold(y: np.ndarray, pred: np.ndarray, review_values: np.ndarray,
     """
     if not 0.0 <= threshold < FLAG_ALL:
         return None  # NaN, or a base that flags every cell: nothing to raise from
-    finite = np.isfinite(review_values)  # a value that is not a number is never unflagged (needs_review)
-    at_base = finite & (review_values >= threshold)
+    at_base = review_values >= threshold  # as needs_review leaves them (a value that is not a number compares false)
     if wilson_lower(int((pred[at_base] == y[at_base]).sum()), int(at_base.sum())) >= UNFLAG_BOUND:
         return threshold
-    values = review_values[finite]
-    order = np.argsort(-values, kind="stable")  # most typical first
-    values = values[order]
-    right = np.cumsum(pred[finite][order] == y[finite][order])
+    order = np.argsort(-review_values, kind="stable")  # most typical first, values that are not numbers last
+    values = review_values[order]
+    right = np.cumsum(pred[order] == y[order])
     for i in range(len(values) - 1, -1, -1):  # from the most cells unflagged to the fewest
-        if values[i] < threshold or values[i] >= FLAG_ALL or (i + 1 < len(values) and values[i + 1] == values[i]):
-            continue  # below the base rule, at FLAG_ALL (flags every cell), or inside a tie (ties unflag together)
+        if not threshold <= values[i] < FLAG_ALL or (i + 1 < len(values) and values[i + 1] == values[i]):
+            continue  # below the base rule, at FLAG_ALL (flags every cell), not a number, or inside a tie
         if wilson_lower(int(right[i]), i + 1) >= UNFLAG_BOUND:
             return float(values[i])
     return None
@@ -119,12 +117,12 @@ def unflag_check(
     ``review_values`` from fits that did not see them, ``threshold`` the site model's (base) review threshold.
     Where the cells it leaves unflagged miss the bound, a stricter threshold is chosen (:func:`choose_threshold`)."""
     chosen = choose_threshold(y, pred, review_values, threshold)
-    unflagged = np.isfinite(review_values) & (review_values >= (threshold if chosen is None else chosen))
+    unflagged = review_values >= (threshold if chosen is None else chosen)  # as needs_review leaves them
     n = int(unflagged.sum())
     correct = int((pred[unflagged] == y[unflagged]).sum())
     lower = wilson_lower(correct, n)
     if chosen is not None:
-        at_base = int((np.isfinite(review_values) & (review_values >= threshold)).sum())
+        at_base = int((review_values >= threshold).sum())
         raised = (
             f"; {at_base - n} more reviewed cells stay flagged than the model's own rule would flag: those least like "
             f"the cells here that were right (review threshold {threshold:.4g} -> {chosen:.4g})"
