@@ -4,11 +4,14 @@
 
 Everything is measured on the ONNX file with ``hv_desktop.core`` (the pixels
 and the runtime the app uses). Validation (``pbc/val`` + ``blood-cells/TEST_SIMPLE``)
-fits the temperature and chooses the needs-review threshold; ``blood-cells/TEST``
-is only reported. ``pbc/other`` (cells outside the four classes) is split in
-two by file order: the even half helps choose the threshold, the odd half is
-held out for the reported AUROC. Writes metrics.json and PNG figures beside the
-model and stores temperature, threshold and headline metrics in its metadata.
+fits the temperature (as ``fit_temperature_on_validation`` does, so the temperature in the metadata stays the one
+the typicality output was built with); the needs-review threshold is chosen on the genuine validation splits of
+``--genuine`` (a three-lab model: add ``deepbionet/cells@val``, as ``training.review`` did);
+``blood-cells/TEST`` is only reported, and so is ``deepbionet/cells@val`` for a model that never trained on
+deepbionet. ``pbc/other`` (cells outside the four classes) is split in two by file order: the even half helps
+choose the threshold, the odd half is held out for the reported AUROC, given per lab's genuine cells because
+the labs differ (a lab's genuine cells can look as unusual as another's non-target cells). Writes metrics.json
+and PNG figures beside the model and stores temperature, threshold and headline metrics in its metadata.
 """
 
 from __future__ import annotations
@@ -25,6 +28,24 @@ from hv_desktop.core.imaging.preprocess import load_for_model, normalise
 from hv_desktop.core.inference.batch import classify_stream
 from hv_desktop.core.inference.model import Model
 from training.data import CLASSES, list_labelled, list_other, shared_root
+
+#: Every split whose figures are reported: BCCD's test and validation, PBC's validation, deepbionet's held-out part.
+REPORTED = ("blood-cells/TEST", "pbc/val", "blood-cells/TEST_SIMPLE", "deepbionet/cells@val")
+#: The temperature is fitted here, as training.analysis.fit_temperature_on_validation fits it before training.review
+#: writes it into the typicality output: the two must agree.
+TEMPERATURE_SPLITS = ("pbc/val", "blood-cells/TEST_SIMPLE")
+
+
+def split_review(values: np.ndarray, logp: np.ndarray, y: np.ndarray, t: float, thr: float, other_b: np.ndarray) -> dict:
+    """One split's review figures: share flagged, accuracy of the unflagged, AUROC against the held-out non-target half."""
+    keep = values >= thr
+    right = calibrate(logp, t).argmax(1) == y
+    return {
+        "n": len(y),
+        "flagged": float(np.mean(~keep)),
+        "accuracy_unflagged": float(np.mean(right[keep])) if keep.any() else None,
+        "auroc_other_heldout_half": auroc(-other_b, -values),
+    }
 
 
 def predict(model: Model, paths: list[Path], typicality: dict | None = None) -> np.ndarray:
@@ -198,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="folder for metrics.json and figures (default: beside model)")
     ap.add_argument("--limit", type=int, default=0, help="images per split (quick checks only)")
     ap.add_argument("--no-write-metadata", action="store_true")
+    ap.add_argument(
+        "--genuine",
+        nargs="+",
+        default=list(TEMPERATURE_SPLITS),
+        help="genuine validation splits the review threshold is chosen on (a three-lab model: add deepbionet/cells@val)",
+    )
     args = ap.parse_args(argv)
     out = args.out or args.model.parent
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         return [p for p, _ in items], np.asarray([y for _, y in items])
 
     t0 = time.time()
-    sets = {rel: split(rel) for rel in ("blood-cells/TEST", "pbc/val", "blood-cells/TEST_SIMPLE")}
+    sets = {rel: split(rel) for rel in REPORTED}
+    if any(g not in sets for g in args.genuine):
+        ap.error(f"--genuine must name reported splits: {', '.join(REPORTED)}")
     has_typ = model.review_name is not None
     typ: dict[str, np.ndarray] = {}
     logp = {}
@@ -228,9 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     logp_other = np.log(np.clip(predict(model, other_paths, holder), 1e-12, 1))
     typ_other = holder["values"]
 
-    val_keys = ("pbc/val", "blood-cells/TEST_SIMPLE")
-    val_logp = np.concatenate([logp[k] for k in val_keys])
-    val_y = np.concatenate([sets[k][1] for k in val_keys])
+    val_logp = np.concatenate([logp[k] for k in TEMPERATURE_SPLITS])
+    val_y = np.concatenate([sets[k][1] for k in TEMPERATURE_SPLITS])
     t = fit_temperature(val_logp, val_y)
 
     reports, calib = {}, {}
@@ -250,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     msp_other = calibrate(logp_other, t).max(1)
     msp_pbc_val = calibrate(logp["pbc/val"], t).max(1)
-    conf_val = np.concatenate([review_values(k) for k in val_keys])
+    conf_val = np.concatenate([review_values(k) for k in args.genuine])
     conf_other = review_values(None)
     other_a, other_b = conf_other[0::2], conf_other[1::2]
     from training.review import youden_threshold
@@ -267,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         + " (below threshold = needs review)",
         "auroc_confidence_alone_other_vs_pbc_val_all": auroc(-msp_other, -msp_pbc_val),
         "threshold": best_thr,
-        "chosen_on": "pbc/val + TEST_SIMPLE (genuine) vs even half of pbc/other (Youden J)",
+        "chosen_on": f"{' + '.join(args.genuine)} (genuine) vs even half of pbc/other (Youden J)",
         "auroc_other_vs_pbc_val_heldout_half": auroc(-other_b, -conf_pbc_val),
         "auroc_other_vs_pbc_val_all": auroc(-conf_other, -conf_pbc_val),
         "auroc_other_vs_test": auroc(-conf_other, -conf_test),
@@ -285,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         m = np.asarray([p.parent.name == sub for p in other_paths])
         per_other[sub] = float(np.mean(conf_other[m] < best_thr))
     review["flagged_other_by_type"] = per_other
+    review["by_split"] = {rel: split_review(review_values(rel), logp[rel], sets[rel][1], t, best_thr, other_b) for rel in sets}
 
     history = []
     state = args.run / "state.json"
@@ -318,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                     "test_accuracy": reports["blood-cells/TEST"]["accuracy"],
                     "test_macro_f1": reports["blood-cells/TEST"]["macro_f1"],
                     "pbc_val_accuracy": reports["pbc/val"]["accuracy"],
+                    "deepbionet_val_accuracy": reports["deepbionet/cells@val"]["accuracy"],
                     "ece_test": calib["blood-cells/TEST"]["ece_after"],
                     "review_auroc_other": review["auroc_other_vs_pbc_val_all"],
                 },
@@ -340,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         f"needs-review score: {review['score']}; confidence alone would give AUROC "
         f"{review['auroc_confidence_alone_other_vs_pbc_val_all']:.3f}"
     )
+    for rel, b in review["by_split"].items():
+        right = "-" if b["accuracy_unflagged"] is None else f"{b['accuracy_unflagged'] * 100:.1f}%"
+        print(
+            f"  {rel:<26} flagged {b['flagged'] * 100:5.1f}%, unflagged right {right}, "
+            f"AUROC vs held-out half of pbc/other {b['auroc_other_heldout_half']:.3f}"
+        )
     print(f"latency ms/image: {metrics['latency_ms_per_image']}")
     return 0
 
