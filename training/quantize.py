@@ -43,8 +43,17 @@ class _Reader:
         self.i = 0
 
 
-#: Training folders the calibration images come from, each with the stride that spreads them over the folder.
+#: Training folders calibration images may come from, each with the stride that spreads them over the folder.
+STRIDES = {"blood-cells/TRAIN": 7, "pbc/train": 3, "deepbionet/cells@train": 1}
+#: The two-lab models' sources (1.x); a model names its own in its metadata's training_data.
 CALIBRATION_SOURCES = (("blood-cells/TRAIN", 7), ("pbc/train", 3))
+
+
+def training_sources(path: Path) -> tuple[tuple[str, int], ...]:
+    """The model's own training folders (its metadata's training_data): calibrating on a lab it never trained on
+    would fit the 8-bit ranges to images the float model was not built for. Older files: CALIBRATION_SOURCES."""
+    named = [rel for rel in Model(path).info.training_data or {} if rel in STRIDES]
+    return tuple((rel, STRIDES[rel]) for rel in named) or CALIBRATION_SOURCES
 
 
 def _restore_float16_constants(proto) -> int:
@@ -140,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--calibrate-on",
         nargs="+",
-        default=[rel for rel, _ in CALIBRATION_SOURCES],
-        choices=[rel for rel, _ in CALIBRATION_SOURCES],
-        help="training folders to calibrate on (one only: to check INT8 on a lab it never saw)",
+        choices=sorted(STRIDES),
+        help="training folders to calibrate on (default: the model's own training labs; one only: to check INT8 on "
+        "a lab it never saw)",
     )
     args = ap.parse_args(argv)
-    sources = tuple(src for src in CALIBRATION_SOURCES if src[0] in args.calibrate_on)
+    sources = tuple((rel, STRIDES[rel]) for rel in args.calibrate_on) if args.calibrate_on else training_sources(args.model)
     quantize(args.model, args.out, args.per_class, per_channel=not args.per_tensor, float_convs=args.float_convs, sources=sources)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
     return 0
