@@ -77,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         o = score(other)
         per = [auroc(o, score(g)) for g in gen]
         pooled = auroc(o, np.concatenate([score(g) for g in gen]))
-        print(f"{name:<34} within {args.genuine[0]}: {per[0]:.3f}   all genuine: {pooled:.3f}   by lab: "
-              + " ".join(f"{v:.3f}" for v in per), flush=True)
+        print(
+            f"{name:<34} within {args.genuine[0]}: {per[0]:.3f}   all genuine: {pooled:.3f}   by lab: "
+            + " ".join(f"{v:.3f}" for v in per),
+            flush=True,
+        )
 
     def msp(part: dict) -> np.ndarray:
         return -confidence(part["logits"], t)
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         gk = np.concatenate([per_lab(g) for g in gen])
         for w in (0.25, 0.5, 0.75):
 
-            def mix(part: dict, w: float = w, per_lab=per_lab) -> np.ndarray:
+            def mix(part: dict, w: float = w, per_lab=per_lab, gz=gz, gk=gk) -> np.ndarray:
                 return w * (msp(part) - gz.mean()) / gz.std() + (1 - w) * (per_lab(part) - gk.mean()) / gk.std()
 
             report(f"  + confidence w={w}", mix)
@@ -127,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
         o = shipped(list_other(data)[0::2])
         g = [shipped(paths(rel)) for rel in args.genuine]
-        print(f"{'the model own typicality':<34} within {args.genuine[0]}: {auroc(o, g[0]):.3f}   all genuine: "
-              f"{auroc(o, np.concatenate(g)):.3f}")
+        print(
+            f"{'the model own typicality':<34} within {args.genuine[0]}: {auroc(o, g[0]):.3f}   all genuine: "
+            f"{auroc(o, np.concatenate(g)):.3f}"
+        )
     return 0
 
 
