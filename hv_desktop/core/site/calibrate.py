@@ -70,6 +70,8 @@ class Calibration(SiteModel):
     unmeasured: int = 0
     #: the site model on the measured images: what it flags and why (None: not checked)
     preview: LabPreview | None = None
+    #: the base model, as it is, on the same images: how many it flags (None: not checked)
+    base_flagged: int | None = None
 
     def summary_lines(self) -> list[str]:
         crop = self.metadata.preprocessing.crop_fraction
@@ -103,7 +105,20 @@ class Calibration(SiteModel):
             lines.append("the images vary a lot in cell size: were they taken at more than one magnification?")
         lines.append(self.colour_note)
         # what the lab will see first, then how it was measured
-        return (self.preview.lines() if self.preview is not None else []) + lines
+        return self._against_base() + (self.preview.lines() if self.preview is not None else []) + lines
+
+    def _against_base(self) -> list[str]:
+        """The site model's flags beside the base model's on the same images, and plain advice when it flags more."""
+        if self.preview is None or self.base_flagged is None or not self.preview.classified:
+            return []
+        n, site, base = self.preview.classified, self.preview.flagged, self.base_flagged
+        out = [f"without calibrating, the model flags {base} of these {n} images; the site model flags {site}"]
+        if site > base:
+            out.append(
+                "calibrating flags more of this lab's cells than not calibrating: this lab probably looks like one "
+                "the model was trained on already, so keep using the model as it is here"
+            )
+        return out
 
 
 def calibrate(
@@ -144,21 +159,67 @@ def calibrate(
     q1, median, q3 = (float(v) for v in np.percentile(fractions, [25, 50, 75]))
     fraction = base.info.preprocessing.crop_fraction
     crop, measured_scale = lab_square(fraction, median)
-    try:
-        data = base.path.read_bytes()
-        out = OnnxFile(data)
-    except (OSError, ProtoError) as exc:
-        raise AdaptError(f"{base.path.name} cannot be read ({exc})") from None
-    meta = _calibrated_metadata(base, hashlib.sha256(data).hexdigest(), site_name, crop, measured_scale, median, shas)
-    colour, note = _colour_match(base, meta.preprocessing, measured, say, cancel)
-    meta = site_colours(meta, base.info, colour)
-    data = with_metadata(out, meta)
-    preview = preview_site_model(data, measured, say, cancel, span=(0.75, 1.0), threads=base.threads)
+    data, out = _read_base(base)
+    plain = _calibrated_metadata(base, hashlib.sha256(data).hexdigest(), site_name, crop, measured_scale, median, shas)
+    colour, note, meta, site, preview = _site_file(base, out, plain, measured, say, cancel)
+    base_preview = preview_site_model(data, measured, say, cancel, span=(0.9, 1.0), threads=base.threads)
     say("done", 1.0)
     spread = (q3 - q1) / median
     return Calibration(
-        data, meta, len(fractions), median, spread, measured_scale, fraction, skipped, colour, note, len(unmeasured), preview
+        site,
+        meta,
+        len(fractions),
+        median,
+        spread,
+        measured_scale,
+        fraction,
+        skipped,
+        colour,
+        note,
+        len(unmeasured),
+        preview,
+        base_preview.flagged,
     )
+
+
+def _read_base(base: Model) -> tuple[bytes, OnnxFile]:
+    try:
+        data = base.path.read_bytes()
+        return data, OnnxFile(data)
+    except (OSError, ProtoError) as exc:
+        raise AdaptError(f"{base.path.name} cannot be read ({exc})") from None
+
+
+def _site_file(
+    base: Model,
+    out: OnnxFile,
+    plain: ModelMetadata,
+    measured: list[Path],
+    say: Callable[[str, float], None],
+    cancel: Callable[[], bool] | None,
+) -> tuple[ChannelStats | None, str, ModelMetadata, bytes, LabPreview]:
+    """(lab colours or None, the colour note, metadata, file bytes, preview) of the site model: the square from
+    ``plain``, with the lab's colours matched where that does not flag more of the lab's own images.
+
+    Why the check: at a lab that already looks like one training lab, moving its colours towards the training labs'
+    mean moves its cells away from that lab (model 2.0.0 at deepbionet: 12 % -> 48 % flagged; CHANGELOG 2.0.0).
+    Both choices are site models the app has shipped; the review rule still judges every cell."""
+    colour, note = _colour_match(base, plain.preprocessing, measured, say, cancel)
+    meta = site_colours(plain, base.info, colour)
+    site = with_metadata(out, meta)
+    preview = preview_site_model(site, measured, say, cancel, span=(0.75, 0.85), threads=base.threads)
+    if colour is None:
+        return colour, note, meta, site, preview
+    unmatched = site_colours(plain, base.info, None)
+    alone = with_metadata(out, unmatched)
+    alone_preview = preview_site_model(alone, measured, say, cancel, span=(0.85, 0.9), threads=base.threads)
+    if alone_preview.flagged >= preview.flagged:
+        return colour, note, meta, site, preview
+    note = (
+        f"colours: not matched (matching them flagged {preview.flagged} of {preview.classified} images, the square "
+        f"alone {alone_preview.flagged})"
+    )
+    return None, note, unmatched, alone, alone_preview
 
 
 def _colour_match(
