@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from hv_desktop.core.imaging.preprocess import load_for_model
 from hv_desktop.core.inference.batch import classify_paths
@@ -72,17 +72,33 @@ def test_a_colour_cast_lab_is_read_as_well_after_calibrate(shared_data, shipped_
     site = Model(calibrate(base, cal).save(tmp_path / "site.onnx", base))
     accuracy, flagged = _read(site, test)
     base_accuracy, base_flagged = _read(base, test)
-    assert accuracy >= 0.97 and accuracy >= base_accuracy - 0.02, (accuracy, base_accuracy)
+    # read about as well as without calibrating (one cell of these 100 is a point; 2.0.0 reads 97 of them unmatched)
+    assert accuracy >= 0.95 and accuracy >= base_accuracy - 0.02, (accuracy, base_accuracy)
     assert flagged <= base_flagged, (flagged, base_flagged)
 
 
 def test_calibrate_at_a_lab_the_model_never_saw_says_its_cells_stay_flagged_and_why(shared_data, shipped_model, tmp_path):
-    """deepbionet (1.2.3 was trained on BCCD and PBC only): calibrate matches it and is ~85 % right there, yet every
-    cell stays flagged; the technologist is told so, with the reason, before using the site model."""
+    """A lab whose camera is far out of focus (PBC's cells blurred, radius 3 px): calibrate measures it and matches its
+    colours, yet every cell stays flagged; the technologist is told so, with the reason, before using the site model.
+    (Until model 2.0.0 this was deepbionet, a lab 1.2.3 never saw; 2.0.0 was trained on it.)"""
     base = Model(shipped_model)
-    cells = sorted((shared_data / "deepbionet/cells").glob("*/*"))[::3]
+    cells = _lab(shared_data, "pbc/train", tmp_path / "blurred", lambda im: im.filter(ImageFilter.GaussianBlur(3)), 40)
     result = calibrate(base, cells)
     assert result.preview is not None and result.preview.classified == result.measured
     assert result.preview.flagged / result.preview.classified >= 0.9
     text = "\n".join(result.summary_lines())
     assert "look unlike those of every lab the model was trained on" in text and "cannot vouch for its answers" in text
+
+
+def test_calibrate_at_a_lab_that_looks_like_a_training_lab_keeps_its_colours(shared_data, shipped_model):
+    """deepbionet is one of 2.0.0's training labs: moving its colours towards the training labs' mean moved its cells
+    away from that lab (12 % -> 48 % of cells@val flagged). calibrate now keeps the colours where matching them would
+    flag more of the lab's own images, and says how the site model's flags compare with the model's as it is."""
+    base = Model(shipped_model)
+    cells = sorted((shared_data / "deepbionet/cells").glob("*/*"))[::3]
+    result = calibrate(base, cells)
+    assert result.preview is not None and result.base_flagged is not None
+    assert result.colour is None and "colours: not matched (matching them flagged" in result.colour_note
+    assert result.preview.flagged <= result.base_flagged + 2, (result.preview.flagged, result.base_flagged)
+    text = "\n".join(result.summary_lines())
+    assert f"without calibrating, the model flags {result.base_flagged} of these {result.preview.classified}" in text
