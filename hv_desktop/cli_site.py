@@ -33,8 +33,9 @@ ADAPT_ABOUT = (
 )
 CALIBRATE_ABOUT = (
     "Measure how large cells appear in your lab's images (from the stained nuclei of a few dozen of them, no "
-    "labels needed) and write a site model whose crop shows them at the size the model was trained on. Only the "
-    "crop changes; to also fit the classes and the review flags to your lab, use 'adapt' with reviewed cells."
+    "labels needed) and write a site model whose crop shows them at the size the model was trained on, and, where "
+    "that does not flag more of those images, in the training labs' colours. The weights and review rule do not "
+    "change; to also fit the classes and the review flags to your lab, use 'adapt' with reviewed cells."
 )
 
 Progress = Callable[[str, float], None]

@@ -4,9 +4,10 @@
 
 Everything is measured on the ONNX file with ``hv_desktop.core`` (the pixels
 and the runtime the app uses). Validation (``pbc/val`` + ``blood-cells/TEST_SIMPLE``)
-fits the temperature (as ``fit_temperature_on_validation`` does, so the temperature in the metadata stays the one
-the typicality output was built with); the needs-review threshold is chosen on the genuine validation splits of
-``--genuine`` (a three-lab model: add ``deepbionet/cells@val``, as ``training.review`` did);
+fits the temperature (as ``fit_temperature_on_validation`` does, so for the FP32 file the temperature in the metadata
+stays the one its typicality output was built with; an INT8 file gets its own, its typicality keeps the FP32 one); the
+needs-review threshold is chosen on the genuine validation splits of ``--genuine`` (default: those of the labs the
+model was trained on, by its metadata's training_data, as ``training.review`` chose it);
 ``blood-cells/TEST`` is only reported, and so is ``deepbionet/cells@val`` for a model that never trained on
 deepbionet. ``pbc/other`` (cells outside the four classes) is split in two by file order: the even half helps
 choose the threshold, the odd half is held out for the reported AUROC, given per lab's genuine cells because
@@ -34,6 +35,20 @@ REPORTED = ("blood-cells/TEST", "pbc/val", "blood-cells/TEST_SIMPLE", "deepbione
 #: The temperature is fitted here, as training.analysis.fit_temperature_on_validation fits it before training.review
 #: writes it into the typicality output: the two must agree.
 TEMPERATURE_SPLITS = ("pbc/val", "blood-cells/TEST_SIMPLE")
+
+
+#: Each training split's validation split (what the review rule's genuine cells are for a model trained on it).
+VALIDATION_OF = {
+    "blood-cells/TRAIN": "blood-cells/TEST_SIMPLE",
+    "pbc/train": "pbc/val",
+    "deepbionet/cells@train": "deepbionet/cells@val",
+}
+
+
+def own_validation(model: Model) -> list[str]:
+    """The validation splits of the labs ``model`` was trained on, in REPORTED's order (older files: TEMPERATURE_SPLITS)."""
+    named = {VALIDATION_OF[k] for k in model.info.training_data or {} if k in VALIDATION_OF}
+    return [rel for rel in REPORTED if rel in named] or list(TEMPERATURE_SPLITS)
 
 
 def split_review(values: np.ndarray, logp: np.ndarray, y: np.ndarray, t: float, thr: float, other_b: np.ndarray) -> dict:
@@ -222,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--genuine",
         nargs="+",
-        default=list(TEMPERATURE_SPLITS),
-        help="genuine validation splits the review threshold is chosen on (a three-lab model: add deepbionet/cells@val)",
+        help="genuine validation splits the review threshold is chosen on (default: the model's own training labs')",
     )
     args = ap.parse_args(argv)
     out = args.out or args.model.parent
@@ -240,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         return [p for p, _ in items], np.asarray([y for _, y in items])
 
     t0 = time.time()
-    sets = {rel: split(rel) for rel in REPORTED}
+    sets = {rel: split(rel) for rel in REPORTED if (data / rel.split("@")[0]).is_dir()}
+    args.genuine = args.genuine or own_validation(model)
     if any(g not in sets for g in args.genuine):
         ap.error(f"--genuine must name reported splits: {', '.join(REPORTED)}")
     has_typ = model.review_name is not None
@@ -347,7 +362,11 @@ def main(argv: list[str] | None = None) -> int:
                     "test_accuracy": reports["blood-cells/TEST"]["accuracy"],
                     "test_macro_f1": reports["blood-cells/TEST"]["macro_f1"],
                     "pbc_val_accuracy": reports["pbc/val"]["accuracy"],
-                    "deepbionet_val_accuracy": reports["deepbionet/cells@val"]["accuracy"],
+                    **(
+                        {"deepbionet_val_accuracy": reports["deepbionet/cells@val"]["accuracy"]}
+                        if "deepbionet/cells@val" in args.genuine
+                        else {}
+                    ),
                     "ece_test": calib["blood-cells/TEST"]["ece_after"],
                     "review_auroc_other": review["auroc_other_vs_pbc_val_all"],
                 },

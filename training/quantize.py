@@ -52,7 +52,11 @@ CALIBRATION_SOURCES = (("blood-cells/TRAIN", 7), ("pbc/train", 3))
 def training_sources(path: Path) -> tuple[tuple[str, int], ...]:
     """The model's own training folders (its metadata's training_data): calibrating on a lab it never trained on
     would fit the 8-bit ranges to images the float model was not built for. Older files: CALIBRATION_SOURCES."""
-    named = [rel for rel in Model(path).info.training_data or {} if rel in STRIDES]
+    labs = list(Model(path).info.training_data or {})
+    unknown = [rel for rel in labs if rel not in STRIDES]
+    if unknown:
+        raise ValueError(f"no calibration stride for training data {', '.join(unknown)}: add it to STRIDES")
+    named = [rel for rel in labs if rel in STRIDES]
     return tuple((rel, STRIDES[rel]) for rel in named) or CALIBRATION_SOURCES
 
 
@@ -88,13 +92,14 @@ def quantize(
     per_class: int = 40,
     per_channel: bool = True,
     float_convs: int = 3,
-    sources: tuple[tuple[str, int], ...] = CALIBRATION_SOURCES,
+    sources: tuple[tuple[str, int], ...] | None = None,
 ) -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model = Model(src)
+    sources = sources or training_sources(src)
     data = shared_root() / "data"
     items = [it for rel, step in sources for it in subset(list_labelled(data / rel)[::step], per_class)]
     with tempfile.TemporaryDirectory() as tmp:

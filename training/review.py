@@ -417,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"w={wt:<5} AUROC other(even half) vs {' + '.join(w_names)} = {table[-1][0]:.3f}; vs all genuine = {table[-1][1]:.3f}"
         )
-    allowed = [row for row in table if row[1] >= args.w_floor] or [max(table, key=lambda r: (r[1], r[2]))]
+    allowed = [row for row in table if row[1] >= args.w_floor]
+    floor_met = bool(allowed)
+    allowed = allowed or [max(table, key=lambda r: (r[1], r[2]))]
     best_auc, _, best_w = max(allowed)
     params["w"] = best_w
     print(f"chosen w={best_w} (validation AUROC {best_auc:.3f}; w=1 is confidence alone: {table[-1][0]:.3f})")
@@ -452,7 +454,11 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
             + f"); z on {' + '.join(args.genuine)}; w on even half of pbc/other vs {' + '.join(w_names)}"
-            + (f" (all genuine AUROC >= {args.w_floor:g})" if args.w_floor else ""),
+            + (
+                (f" (all genuine AUROC >= {args.w_floor:g})" if floor_met else f" (no w reached {args.w_floor:g}: chosen on all)")
+                if args.w_floor
+                else ""
+            ),
             "temperature": t,
             **params,
         },

@@ -195,7 +195,7 @@ class AdaptDialog(QDialog):
             return
         self.adaptation = result
         self.report.setPlainText("\n".join(result.summary_lines()))
-        warned = bool(result.warnings()) if isinstance(result, Adaptation) else False
+        warned = bool(result.warnings())
         self.save_button.setText("Save and Use Anyway" if warned else "Save and Use")
         self.save_button.setToolTip("Read the warning at the top of the report first" if warned else "")
         self.save_button.setEnabled(True)
@@ -231,9 +231,11 @@ class MagnificationDialog(AdaptDialog):
     PLACEHOLDER = "How large this lab's cells appear, against the training labs', appears here."
     INTRO = (
         "HematoVision measures how large cells appear in this lab's images (from their stained nuclei; no reviews "
-        "needed) and their colours, and makes a site model that shows them at the size and in the colours it was "
-        "trained on. The classes and the review flags are the shipped model's: to fit those too, use Adapt to This "
-        "Lab with reviewed cells. The shipped model is not changed: Review ▸ Use Shipped Model switches back."
+        "needed) and their colours, and makes a site model that shows them at the size it was trained on, and in its "
+        "training labs' colours unless that would flag more of these images. The report says how many the model "
+        "flags with and without it. The classes and the review flags are the shipped model's: to fit those too, use "
+        "Adapt to This Lab with reviewed cells. The shipped model is not changed: Review ▸ Use Shipped Model switches "
+        "back."
     )
 
     def __init__(self, model: Model, images: list[Path], folder: Path, parent: QWidget | None = None) -> None:

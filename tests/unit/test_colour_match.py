@@ -127,3 +127,65 @@ def test_a_site_model_made_from_a_matched_one_keeps_its_match_and_is_not_matched
     )
     flat = [np.full((8, 8, 3), 128, np.uint8)] * 3
     assert lab_colours(flat, base.colour())[0] is None  # no spread to scale: refused, in words
+
+
+def _previews(monkeypatch, flagged: dict[str, int], n: int = 24):
+    """Each calibrate pass's flag count, by the model it checks (the real passes run; only their counts are set)."""
+    import hv_desktop.core.site.calibrate as cal
+    from hv_desktop.core.site.lab_preview import LabPreview
+
+    real = cal.preview_site_model
+
+    def fake(data, paths, say=None, cancel=None, span=(0.0, 1.0), threads=None, what="the site model"):
+        real(data, paths, say, cancel, span, threads, what)
+        return LabPreview(n, flagged[what], 0, {"neutrophil": n})
+
+    monkeypatch.setattr(cal, "preview_site_model", fake)
+
+
+def test_colours_are_kept_as_they_are_where_matching_them_clearly_flags_more(tmp_path, monkeypatch):
+    """At a lab that already looks like a training lab, matching its colours to the training labs' mean moved its cells
+    away from that lab (2.0.0 at deepbionet: 12 -> 48 % flagged): calibrate keeps them as they are and says so."""
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata={**CELL, "colour_reference": REFERENCE}))
+    _previews(monkeypatch, {"the site model": 12, "the square alone": 4, "the model as it is": 4})
+    result = calibrate(base, [_lab(tmp_path / "lab", (0.8, 1.0, 1.0))])
+    assert result.colour is None and result.metadata.preprocessing.mean == base.info.preprocessing.mean
+    assert result.colour_note == "colours: not matched (matching them flagged 12 of 24 images, the square alone 4)"
+    assert result.preview is not None and result.preview.flagged == 4
+    site = Model(result.save(tmp_path / "site.onnx", base))
+    assert "colour_match" not in site.info.site_adaptation
+    assert result.warnings() == [] and "without calibrating, the model flags 4 of these 24 images" in result.summary_lines()
+
+
+def test_a_difference_of_an_image_or_two_keeps_the_colours_matched(tmp_path, monkeypatch):
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata={**CELL, "colour_reference": REFERENCE}))
+    _previews(monkeypatch, {"the site model": 10, "the square alone": 9, "the model as it is": 9})
+    result = calibrate(base, [_lab(tmp_path / "lab", (0.8, 1.0, 1.0))])
+    assert result.colour is not None and result.warnings() == []
+
+
+def _at_trained_size(folder, n=24):
+    """Discs whose median radius of gyration makes the square the base model's own (scale ~1)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        disc_image(35 + i % 3, size=(320, 240), centre=(140 + i, 120)).save(folder / f"c{i:02}.png")
+    return folder
+
+
+def test_a_site_model_that_clearly_flags_more_than_the_model_as_it_is_is_warned_of(tmp_path, monkeypatch):
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata={**CELL, "colour_reference": REFERENCE}))
+    _previews(monkeypatch, {"the site model": 12, "the square alone": 12, "the model as it is": 3})
+    result = calibrate(base, [_at_trained_size(tmp_path / "lab")])
+    assert abs(result.scale - 1) < 0.1, result.scale
+    assert result.warnings() and result.summary_lines()[0].startswith("WARNING: calibrating flags more")
+    assert "without calibrating, the model flags 3 of these 24 images" in result.summary_lines()
+
+
+def test_no_such_advice_where_calibrate_changes_the_size(tmp_path, monkeypatch):
+    """At a lab seen at another size both models flag most cells; the base model's fewer flags there do not mean more
+    cells read right (pbc/val at 2x: 75 % right unmatched, 100 % matched, 38 and 39 of 40 flagged)."""
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata={**CELL, "colour_reference": REFERENCE}))
+    _previews(monkeypatch, {"the site model": 12, "the square alone": 12, "the model as it is": 3})
+    result = calibrate(base, [_lab(tmp_path / "lab", (1.0, 1.0, 1.0))])
+    assert abs(result.scale - 1) >= 0.1 and result.warnings() == []
+    assert "without calibrating, the model flags 3 of these 24 images" in result.summary_lines()

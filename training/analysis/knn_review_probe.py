@@ -62,14 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     data = shared_root() / "data"
     proto, model = onnx.load(str(args.model)), Model(args.model)
     t = model.info.temperature
-    cache = args.cache / args.model.stem
+    import hashlib
+
+    # keyed by the file's content and the splits, so a changed model or other splits never reuse stale features
+    key = hashlib.sha256(args.model.read_bytes()).hexdigest()[:12]
+    cache = args.cache / f"{args.model.stem}-{key}-step{args.train_step}"
 
     def paths(rel: str) -> list[Path]:
         items = list_labelled(data / rel)
         return [p for p, _ in items[:: args.train_step if rel == "blood-cells/TRAIN" else 1]]
 
-    fit = [extract(proto, model, paths(rel), cache / f"fit_{i}.npz") for i, rel in enumerate(args.sources)]
-    gen = [extract(proto, model, paths(rel), cache / f"gen_{i}.npz") for i, rel in enumerate(args.genuine)]
+    def tag(rel: str) -> str:
+        return rel.replace("/", "_").replace("@", "_")
+
+    fit = [extract(proto, model, paths(rel), cache / f"fit_{tag(rel)}.npz") for rel in args.sources]
+    gen = [extract(proto, model, paths(rel), cache / f"gen_{tag(rel)}.npz") for rel in args.genuine]
     other = extract(proto, model, list_other(data)[0::2], cache / "other_even.npz")
 
     def report(name: str, score) -> None:

@@ -11,10 +11,13 @@ large nucleus still looks larger than a lymphocyte's (a square sized per cell lo
 points on a lab it never saw: docs/research/scale_normalised_crop.md).
 
 The same images then give the lab's colours (:mod:`hv_desktop.core.inference.colour`): each channel is shifted and scaled to the
-training labs' mean and spread, folded into the file's normalisation, when the base model carries a colour reference.
-Nothing else changes: the weights, the calibration and the needs-review rule are the base model's, so cells the
-base model flags for looking unlike its training labs may stay flagged (a lab where the model is simply wrong stays
-flagged: tests/realdata/test_colour_match.py); reviewed cells and :func:`hv_desktop.core.site.adapt.adapt` fit those.
+training labs' mean and spread, folded into the file's normalisation, when the base model carries a colour reference
+and the match does not clearly flag more of the lab's own images than the square alone (at a lab that already looks
+like one training lab, matching moves its cells away from that lab). The report gives the base model's flags on the
+same images beside the site model's, and warns when calibrating clearly flags more. Nothing else changes: the
+weights, the calibration and the needs-review rule are the base model's, so cells the base model flags for looking
+unlike its training labs may stay flagged (a lab where the model is simply wrong stays flagged:
+tests/realdata/test_colour_match_real.py); reviewed cells and :func:`hv_desktop.core.site.adapt.adapt` fit those.
 The base file is never modified.
 """
 
@@ -35,7 +38,7 @@ from hv_desktop.core.inference.metadata import ModelMetadata
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.site.lab_images import read_image
-from hv_desktop.core.site.lab_preview import LabPreview, preview_site_model
+from hv_desktop.core.site.lab_preview import LabPreview, clearly_fewer, preview_site_model
 from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, is_measured, lab_square
 from hv_desktop.core.site.site_colour import lab_colours, site_colours
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
@@ -70,8 +73,8 @@ class Calibration(SiteModel):
     unmeasured: int = 0
     #: the site model on the measured images: what it flags and why (None: not checked)
     preview: LabPreview | None = None
-    #: the base model, as it is, on the same images: how many it flags (None: not checked)
-    base_flagged: int | None = None
+    #: the base model, as it is, on the same images (None: not checked)
+    base_preview: LabPreview | None = None
 
     def summary_lines(self) -> list[str]:
         crop = self.metadata.preprocessing.crop_fraction
@@ -105,20 +108,24 @@ class Calibration(SiteModel):
             lines.append("the images vary a lot in cell size: were they taken at more than one magnification?")
         lines.append(self.colour_note)
         # what the lab will see first, then how it was measured
-        return self._against_base() + (self.preview.lines() if self.preview is not None else []) + lines
+        head = [f"WARNING: {w}" for w in self.warnings()]
+        if self.preview is not None and self.base_preview is not None and self.base_preview.classified:
+            b = self.base_preview
+            head.append(f"without calibrating, the model flags {b.flagged} of these {b.classified} images")
+        return head + (self.preview.lines() if self.preview is not None else []) + lines
 
-    def _against_base(self) -> list[str]:
-        """The site model's flags beside the base model's on the same images, and plain advice when it flags more."""
-        if self.preview is None or self.base_flagged is None or not self.preview.classified:
+    def warnings(self) -> list[str]:
+        """What a person must know before using this site model: it clearly flags more of the lab's images than the
+        model as it is, at a lab whose magnification it barely changes (where it changes the size, the base model's
+        fewer flags do not mean more cells read right: both flag most cells of a lab seen at another size)."""
+        if self.preview is None or self.base_preview is None or abs(self.scale - 1) >= 0.1:
             return []
-        n, site, base = self.preview.classified, self.preview.flagged, self.base_flagged
-        out = [f"without calibrating, the model flags {base} of these {n} images; the site model flags {site}"]
-        if site > base:
-            out.append(
-                "calibrating flags more of this lab's cells than not calibrating: this lab probably looks like one "
-                "the model was trained on already, so keep using the model as it is here"
-            )
-        return out
+        if not clearly_fewer(self.base_preview, self.preview):
+            return []
+        return [
+            "calibrating flags more of this lab's cells than not calibrating: this lab probably looks like one the "
+            "model was trained on already, so keep using the model as it is here"
+        ]
 
 
 def calibrate(
@@ -162,7 +169,7 @@ def calibrate(
     data, out = _read_base(base)
     plain = _calibrated_metadata(base, hashlib.sha256(data).hexdigest(), site_name, crop, measured_scale, median, shas)
     colour, note, meta, site, preview = _site_file(base, out, plain, measured, say, cancel)
-    base_preview = preview_site_model(data, measured, say, cancel, span=(0.9, 1.0), threads=base.threads)
+    base_preview = preview_site_model(data, measured, say, cancel, (0.9, 1.0), base.threads, "the model as it is")
     say("done", 1.0)
     spread = (q3 - q1) / median
     return Calibration(
@@ -178,7 +185,7 @@ def calibrate(
         note,
         len(unmeasured),
         preview,
-        base_preview.flagged,
+        base_preview,
     )
 
 
@@ -199,7 +206,7 @@ def _site_file(
     cancel: Callable[[], bool] | None,
 ) -> tuple[ChannelStats | None, str, ModelMetadata, bytes, LabPreview]:
     """(lab colours or None, the colour note, metadata, file bytes, preview) of the site model: the square from
-    ``plain``, with the lab's colours matched where that does not flag more of the lab's own images.
+    ``plain``, with the lab's colours matched unless the square alone flags clearly fewer of the lab's own images.
 
     Why the check: at a lab that already looks like one training lab, moving its colours towards the training labs'
     mean moves its cells away from that lab (model 2.0.0 at deepbionet: 12 % -> 48 % flagged; CHANGELOG 2.0.0).
@@ -207,13 +214,13 @@ def _site_file(
     colour, note = _colour_match(base, plain.preprocessing, measured, say, cancel)
     meta = site_colours(plain, base.info, colour)
     site = with_metadata(out, meta)
-    preview = preview_site_model(site, measured, say, cancel, span=(0.75, 0.85), threads=base.threads)
+    preview = preview_site_model(site, measured, say, cancel, span=(0.75, 0.83), threads=base.threads)
     if colour is None:
         return colour, note, meta, site, preview
     unmatched = site_colours(plain, base.info, None)
     alone = with_metadata(out, unmatched)
-    alone_preview = preview_site_model(alone, measured, say, cancel, span=(0.85, 0.9), threads=base.threads)
-    if alone_preview.flagged >= preview.flagged:
+    alone_preview = preview_site_model(alone, measured, say, cancel, (0.83, 0.9), base.threads, "the square alone")
+    if not clearly_fewer(alone_preview, preview):
         return colour, note, meta, site, preview
     note = (
         f"colours: not matched (matching them flagged {preview.flagged} of {preview.classified} images, the square "

@@ -78,9 +78,10 @@ def preview_site_model(
     cancel: Callable[[], bool] | None = None,
     span: tuple[float, float] = (0.0, 1.0),
     threads: int | None = None,
+    what: str = "the site model",
 ) -> LabPreview:
     """Classify ``paths`` with the site model ``data`` (the bytes it will be saved as); ``span``: the share of the
-    caller's progress bar this takes; ``threads``: as the base model's."""
+    caller's progress bar this takes; ``threads``: as the base model's; ``what``: the model's name in the progress."""
     say = say or (lambda _msg, _frac: None)
     lo, hi = span
     flagged = unlike = unread = 0
@@ -100,7 +101,7 @@ def preview_site_model(
                 if cancel and cancel():
                     raise AdaptError("cancelled")
                 done += 1
-                say(f"checking the site model {done} of {len(paths)}", lo + (hi - lo) * done / max(1, len(paths)))
+                say(f"checking {what} {done} of {len(paths)}", lo + (hi - lo) * done / max(1, len(paths)))
                 if not r.ok or r.label is None:
                     unread += 1  # changed or removed since it was measured
                     continue
@@ -109,3 +110,12 @@ def preview_site_model(
                     flagged += 1
                     unlike += not low_confidence(r)
     return LabPreview(sum(called.values()), flagged, unlike, dict(called), unread)
+
+
+def clearly_fewer(a: LabPreview, b: LabPreview) -> bool:
+    """Whether ``a`` flags clearly fewer of the lab's images than ``b``: by share (each pass may leave out a different
+    unreadable image) and by more than a few images' noise (at least 2 images and 5 points)."""
+    if not a.classified or not b.classified:
+        return False
+    gap = b.flagged / b.classified - a.flagged / a.classified
+    return gap >= max(2 / min(a.classified, b.classified), 0.05) - 1e-9  # "at least": 41 - 36 of 100 is 5 points
