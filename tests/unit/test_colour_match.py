@@ -134,13 +134,18 @@ def _previews(monkeypatch, flagged: dict[str, int], n: int = 24):
     import hv_desktop.core.site.calibrate as cal
     from hv_desktop.core.site.lab_preview import LabPreview
 
-    real = cal.preview_site_model
+    real, real_base = cal.preview_site_model, cal.preview_model
 
     def fake(data, paths, say=None, cancel=None, span=(0.0, 1.0), threads=None, what="the site model"):
         real(data, paths, say, cancel, span, threads, what)
         return LabPreview(n, flagged[what], 0, {"neutrophil": n})
 
+    def fake_base(model, paths, say=None, cancel=None, span=(0.0, 1.0), what="the model"):
+        real_base(model, paths, say, cancel, span, what)
+        return LabPreview(n, flagged[what], 0, {"neutrophil": n})
+
     monkeypatch.setattr(cal, "preview_site_model", fake)
+    monkeypatch.setattr(cal, "preview_model", fake_base)
 
 
 def test_colours_are_kept_as_they_are_where_matching_them_clearly_flags_more(tmp_path, monkeypatch):

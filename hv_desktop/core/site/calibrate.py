@@ -38,7 +38,7 @@ from hv_desktop.core.inference.metadata import ModelMetadata
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.site.lab_images import read_image
-from hv_desktop.core.site.lab_preview import LabPreview, clearly_fewer, preview_site_model
+from hv_desktop.core.site.lab_preview import LabPreview, clearly_fewer, preview_model, preview_site_model
 from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, is_measured, lab_square
 from hv_desktop.core.site.site_colour import lab_colours, site_colours
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
@@ -169,7 +169,7 @@ def calibrate(
     data, out = _read_base(base)
     plain = _calibrated_metadata(base, hashlib.sha256(data).hexdigest(), site_name, crop, measured_scale, median, shas)
     colour, note, meta, site, preview = _site_file(base, out, plain, measured, say, cancel)
-    base_preview = preview_site_model(data, measured, say, cancel, (0.9, 1.0), base.threads, "the model as it is")
+    base_preview = preview_model(base, measured, say, cancel, (0.9, 1.0), "the model as it is")
     say("done", 1.0)
     spread = (q3 - q1) / median
     return Calibration(

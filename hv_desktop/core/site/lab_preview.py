@@ -82,11 +82,6 @@ def preview_site_model(
 ) -> LabPreview:
     """Classify ``paths`` with the site model ``data`` (the bytes it will be saved as); ``span``: the share of the
     caller's progress bar this takes; ``threads``: as the base model's; ``what``: the model's name in the progress."""
-    say = say or (lambda _msg, _frac: None)
-    lo, hi = span
-    flagged = unlike = unread = 0
-    called: Counter[str] = Counter()
-    done = 0
     with tempfile.TemporaryDirectory(prefix="hv-site-preview-") as tmp:
         path = Path(tmp) / "site.onnx"
         try:
@@ -95,20 +90,36 @@ def preview_site_model(
             raise AdaptError(
                 f"the site model could not be checked: the temporary folder cannot hold it ({exc.strerror or exc})"
             ) from None
-        model = Model(path, threads)
-        with closing(classify_stream(paths, model)) as results:
-            for r in results:
-                if cancel and cancel():
-                    raise AdaptError("cancelled")
-                done += 1
-                say(f"checking {what} {done} of {len(paths)}", lo + (hi - lo) * done / max(1, len(paths)))
-                if not r.ok or r.label is None:
-                    unread += 1  # changed or removed since it was measured
-                    continue
-                called[r.label] += 1
-                if r.needs_review:
-                    flagged += 1
-                    unlike += not low_confidence(r)
+        return preview_model(Model(path, threads), paths, say, cancel, span, what)
+
+
+def preview_model(
+    model: Model,
+    paths: Sequence[Path],
+    say: Callable[[str, float], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    span: tuple[float, float] = (0.0, 1.0),
+    what: str = "the model",
+) -> LabPreview:
+    """:func:`preview_site_model` for a model already loaded (the base model, whose file is on disk)."""
+    say = say or (lambda _msg, _frac: None)
+    lo, hi = span
+    flagged = unlike = unread = 0
+    called: Counter[str] = Counter()
+    done = 0
+    with closing(classify_stream(paths, model)) as results:
+        for r in results:
+            if cancel and cancel():
+                raise AdaptError("cancelled")
+            done += 1
+            say(f"checking {what} {done} of {len(paths)}", lo + (hi - lo) * done / max(1, len(paths)))
+            if not r.ok or r.label is None:
+                unread += 1  # changed or removed since it was measured
+                continue
+            called[r.label] += 1
+            if r.needs_review:
+                flagged += 1
+                unlike += not low_confidence(r)
     return LabPreview(sum(called.values()), flagged, unlike, dict(called), unread)
 
 
