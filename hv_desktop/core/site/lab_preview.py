@@ -17,6 +17,8 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hv_desktop.core.cases.flags import lab_flag_share, low_confidence
 from hv_desktop.core.inference.batch import classify_stream
 from hv_desktop.core.inference.model import Model
@@ -38,6 +40,9 @@ class LabPreview:
     called: dict[str, int] = field(default_factory=dict)
     #: measured images that could not be read again (changed or removed since)
     unread: int = 0
+    #: the median of the value the review threshold applies to (typicality, or confidence): how typical the lab's
+    #: cells look to the model as a whole, where the flag count only says how many cross the threshold
+    median_review: float | None = None
 
     def lines(self) -> list[str]:
         gone = f"{self.unread} measured image(s) could not be read again and are left out of this check" if self.unread else ""
@@ -106,6 +111,7 @@ def preview_model(
     lo, hi = span
     flagged = unlike = unread = 0
     called: Counter[str] = Counter()
+    values: list[float] = []
     done = 0
     with closing(classify_stream(paths, model)) as results:
         for r in results:
@@ -117,10 +123,13 @@ def preview_model(
                 unread += 1  # changed or removed since it was measured
                 continue
             called[r.label] += 1
+            if r.typicality is not None:
+                values.append(r.typicality)
             if r.needs_review:
                 flagged += 1
                 unlike += not low_confidence(r)
-    return LabPreview(sum(called.values()), flagged, unlike, dict(called), unread)
+    median = float(np.median(values)) if values else None
+    return LabPreview(sum(called.values()), flagged, unlike, dict(called), unread, median)
 
 
 def clearly_fewer(a: LabPreview, b: LabPreview) -> bool:
