@@ -8,8 +8,10 @@ The app's ``calibrate`` sets the lab's square; then each colour candidate is tri
 to the model's own reference (the training labs' mixture, what calibrate uses today) and the match to each training
 lab's own colours. Per candidate: the median review value (typicality) of the calibrate images, which needs no label,
 and on the measured labelled images accuracy, flagged share and the unflagged cells' accuracy. Prints which candidate
-the rule's PICK (highest median typicality) and app 1.10.0's calibrate (the mixture unless the colours as captured
-flag clearly fewer of the calibrate images) choose. Labels are read only to score.
+PICK-ALL (highest median over ALL the calibrate images) and app 1.10.0's calibrate (the mixture unless the colours
+as captured flag clearly fewer of the calibrate images) choose. The rule's PICK takes the median over the images
+whose nucleus the ruler measured, as calibrate would; at deepbionet that chose otherwise (rules/colour_pick.txt).
+Labels are read only to score.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec, s in out["as_trained"].items():
         print(f"{label} as trained {spec}: {s['accuracy']:.3f} / flagged {s['flagged']:.3f}")
     for name, row in rows.items():
-        marks = ("  <- PICK" if name == out["pick"] else "") + ("  <- today" if name == out["today"] else "")
+        marks = ("  <- PICK-ALL" if name == out["pick"] else "") + ("  <- today" if name == out["today"] else "")
         cells = "; ".join(
             f"{spec} {row[spec]['accuracy']:.3f} / flagged {row[spec]['flagged']:.3f} / unflagged right "
             f"{row[spec]['unflagged_correct']:.3f} (n={row[spec]['unflagged_n']})"
