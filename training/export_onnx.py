@@ -188,7 +188,14 @@ def load_core(run: Path, weights: str = "final.weights.h5"):
     from training.train import load_config
 
     cfg = load_config(run / "config.json")
-    core = build_core(cfg["alpha"], cfg["image_size"], cfg["dropout"], None, instance_norm_until=cfg.get("instance_norm_until"))
+    core = build_core(
+        cfg["alpha"],
+        cfg["image_size"],
+        cfg["dropout"],
+        None,
+        instance_norm_until=cfg.get("instance_norm_until"),
+        lab_batch_norm=bool(cfg.get("lab_batch_norm")),
+    )
     core.load_weights(run / weights)
     return core, cfg
 

@@ -26,16 +26,40 @@ class InstanceNorm(keras.layers.BatchNormalization):
         return (inputs - mean) * ops.rsqrt(var + self.epsilon) * self.gamma + self.beta
 
 
+class LabBatchNorm(keras.layers.BatchNormalization):
+    """A batch normalisation that, in training, normalises with each batch's own statistics (every batch one lab's
+    images: the "lab_batches" config) and keeps the learned scale and shift (ImageNet's, frozen); at inference it
+    uses its moving statistics, which calibrate can re-estimate on a lab's unlabelled images (AdaBN).
+
+    Why (rules/lab_batch_norm.txt): a network trained with frozen statistics has only ever seen every lab normalised
+    by ImageNet's, so re-estimating them at a new lab changes what its later layers receive (AdaBN after training
+    helped at one lab and hurt at another). Trained per lab, re-estimating at a new lab is what it learned with.
+    Same weights as the layer it replaces; exported in inference mode like any batch normalisation."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not training:
+            return super().call(inputs, training=False, mask=mask)
+        mean, var = ops.moments(inputs, axes=[0, 1, 2])
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + ops.cast(mean, self.moving_mean.dtype) * (1 - m))
+        self.moving_variance.assign(self.moving_variance * m + ops.cast(var, self.moving_variance.dtype) * (1 - m))
+        return (inputs - mean) * ops.rsqrt(var + self.epsilon) * self.gamma + self.beta
+
+
 def _with_instance_norm(base: keras.Model, until: str) -> keras.Model:
     """``base`` with every batch normalisation up to and including the one named ``until`` made an
     :class:`InstanceNorm` (weights copied)."""
     bns = [layer.name for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if until not in bns:
         raise ValueError(f"instance_norm_until: no batch normalisation named {until!r} in MobileNetV2")
-    swap = set(bns[: bns.index(until) + 1])
+    return _swap_norm(base, InstanceNorm, set(bns[: bns.index(until) + 1]))
+
+
+def _swap_norm(base: keras.Model, norm: type, swap: set[str]) -> keras.Model:
+    """``base`` with the batch normalisations named in ``swap`` made ``norm`` layers (weights copied)."""
 
     def clone(layer):
-        cls = InstanceNorm if layer.name in swap else layer.__class__
+        cls = norm if layer.name in swap else layer.__class__
         return cls.from_config(layer.get_config())
 
     new = keras.models.clone_model(base, clone_function=clone)
@@ -53,11 +77,13 @@ def build_core(
     weights_dir: Path | None,
     train_from: str | None = None,
     instance_norm_until: str | None = None,
+    lab_batch_norm: bool = False,
 ) -> keras.Model:
     """The shipped network. ``train_from``: the first MobileNetV2 layer that learns (e.g. "block_13_expand");
     every layer before it keeps its ImageNet weights (a leave-one-lab-out experiment: transfer to the other lab
     is best in the first epochs, before the early layers fit the training lab). ``instance_norm_until``: the
-    last batch normalisation made per-image (:class:`InstanceNorm`; docs/research/rules/lolo_ibn.txt)."""
+    last batch normalisation made per-image (:class:`InstanceNorm`; docs/research/rules/lolo_ibn.txt).
+    ``lab_batch_norm``: every batch normalisation a :class:`LabBatchNorm` (rules/lab_batch_norm.txt)."""
     inp = keras.Input((size, size, 3), name="image")
     base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None)
     if weights_dir is not None and alpha == 1.0:
@@ -69,6 +95,9 @@ def build_core(
         load_alpha035_base(base, weights_dir)
     if instance_norm_until is not None:
         base = _with_instance_norm(base, instance_norm_until)
+    if lab_batch_norm:
+        bns = {layer.name for layer in base.layers if type(layer) is keras.layers.BatchNormalization}
+        base = _swap_norm(base, LabBatchNorm, bns)
     # BN frozen in inference mode: stable with small CPU batches, and required
     # for the folded alpha 1.0 weights. Keras 3's fit() does not honour a
     # training=False passed to a nested model (its moving statistics were seen

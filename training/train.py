@@ -162,11 +162,25 @@ def main(argv: list[str] | None = None) -> int:
         ds = ds.shuffle(len(y), seed=cfg["seed"] + i, reshuffle_each_iteration=True).repeat()
         streams.append(ds)
         weights.append(weight)
-    train_ds = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=cfg["seed"])
-    train_ds = train_ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=2)
-    train_ds = train_ds.batch(cfg["batch_size"], drop_remainder=True).prefetch(2)
+    if cfg.get("lab_batches"):
+        # every batch one lab's images, labs drawn by weight (rules/lab_batch_norm.txt: a LabBatchNorm then
+        # normalises each lab by its own statistics, as calibrate's re-estimate will at a new lab)
+        streams = [s.map(lambda a, b: (tf.cast(a, tf.float32), b)).batch(cfg["batch_size"], drop_remainder=True) for s in streams]
+        train_ds = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=cfg["seed"]).prefetch(2)
+    else:
+        train_ds = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=cfg["seed"])
+        train_ds = train_ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=2)
+        train_ds = train_ds.batch(cfg["batch_size"], drop_remainder=True).prefetch(2)
 
-    core = build_core(cfg["alpha"], size, cfg["dropout"], root / "weights", cfg.get("train_from"), cfg.get("instance_norm_until"))
+    core = build_core(
+        cfg["alpha"],
+        size,
+        cfg["dropout"],
+        root / "weights",
+        cfg.get("train_from"),
+        cfg.get("instance_norm_until"),
+        bool(cfg.get("lab_batch_norm")),
+    )
     trainer = build_trainer(core, cfg)
     total_steps = cfg["epochs"] * cfg["steps_per_epoch"]
     schedule = keras.optimizers.schedules.CosineDecay(

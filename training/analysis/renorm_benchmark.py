@@ -4,7 +4,8 @@
     python -m training.analysis.renorm_benchmark --model /tmp/rn/shipped.onnx --lab pbc --synthetic yellow mag2
 
 The model must carry its training statistics (training.analysis.source_stats). "renormalised" is the calibrated
-file re-normalised on up to 128 of the same images at its square, with the threshold at the reference flag rate.
+file re-normalised on up to 128 of the same images at its square, with the threshold at the reference flag rate;
+"renormalised_kept" the same with the calibrated file's threshold (rules/renorm_lolo.txt).
 The lab's unlabelled images are the 400 of training.analysis.adapt_benchmark's pool (100 per class of its
 training split); genuine cells are scored on its validation split, non-target cells (pbc only) on both halves
 of pbc/other, the even half deciding.
@@ -51,9 +52,10 @@ def score(model: Model, ev: list[tuple[Path, int]], even: list[Path], odd: list[
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def renormalised_file(base: Model, calibrated: Model, pool: list[Path]) -> bytes:
+def renormalised_file(base: Model, calibrated: Model, pool: list[Path], move_threshold: bool = True) -> bytes:
     """The calibrated file re-normalised on up to rn.MAX_IMAGES of the lab's images at its square (the method of
-    rules/renorm.txt: calibrate measured the same images)."""
+    rules/renorm.txt: calibrate measured the same images); ``move_threshold=False`` keeps the calibrated file's
+    threshold (N1 of rules/renorm_lolo.txt)."""
     f = OnnxFile(calibrated.path.read_bytes())
     record = rn.read_record(base.info.extra, f)
     if record is None:
@@ -64,7 +66,7 @@ def renormalised_file(base: Model, calibrated: Model, pool: list[Path]) -> bytes
     out = rn.renormalise(f, record, x, base.input_name)
     values = rn.review_values(out, x, base.input_name, base.review_name)
     meta = calibrated.info
-    if values is not None:
+    if values is not None and move_threshold:
         meta = meta.with_updates(review_threshold=rn.threshold_at_rate(values, record.reference_flag_rate))
     out.set_metadata(METADATA_KEY, meta.to_json())
     return out.to_bytes()
@@ -91,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             renormalised.write_bytes(renormalised_file(base, m, pool))
             m = Model(renormalised)
             row["renormalised"] = {"threshold": round(m.info.review_threshold, 4), **score(m, ev, even, odd)}
+            kept = Path(tmp) / "renormalised_kept.onnx"
+            kept.write_bytes(renormalised_file(base, Model(calibrated), pool, move_threshold=False))
+            m = Model(kept)
+            row["renormalised_kept"] = {"threshold": round(m.info.review_threshold, 4), **score(m, ev, even, odd)}
             if args.save:
                 Path(args.save).write_bytes(renormalised.read_bytes())
         print(json.dumps(row), flush=True)
