@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     from training.train import load_config
 
     cfg = load_config(args.run / "config.json")
-    core = build_core(cfg["alpha"], cfg["image_size"], cfg["dropout"], None, cfg.get("train_from"), cfg.get("instance_norm_until"), True)
+    core = build_core(
+        cfg["alpha"], cfg["image_size"], cfg["dropout"], None, cfg.get("train_from"), cfg.get("instance_norm_until"), True
+    )
     size, prep, cache = cfg["image_size"], preprocessing_for(cfg), args.run.parent / "cache"
     data = shared_root() / "data"
     rows = {}
@@ -83,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         adabn(core, xp)
         row["adabn"] = accuracy(core, x, y)
         rows[name] = row
-        print(f"{args.run.name} {name} ({measure_rel}, {len(y)}): moving {100 * row['moving']['accuracy']:.1f} %  "
-              f"adabn on {len(xp)} of {pool_rel} {100 * row['adabn']['accuracy']:.1f} %  {row['adabn']['recall']}", flush=True)
+        print(
+            f"{args.run.name} {name} ({measure_rel}, {len(y)}): moving {100 * row['moving']['accuracy']:.1f} %  "
+            f"adabn on {len(xp)} of {pool_rel} {100 * row['adabn']['accuracy']:.1f} %  {row['adabn']['recall']}",
+            flush=True,
+        )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
     return 0
