@@ -97,6 +97,27 @@ def pull_to_pretrained(core, schedule, opt, strength: float):
     return _Pull()
 
 
+def training_stream(sources: list[tuple[float, np.ndarray, np.ndarray]], cfg: dict, n_cls: int):
+    """Batches of (float images, one-hot labels) drawn from the sources by weight: cell by cell, or with
+    ``"lab_batches"`` whole batches from one source at a time (rules/lab_batch_norm.txt: a LabBatchNorm then
+    normalises each lab by its own statistics, as a re-estimate on a new lab's images would)."""
+    import tensorflow as tf
+
+    def to_float(a, b):
+        return tf.cast(a, tf.float32), b
+
+    streams, weights = [], []
+    for i, (weight, x, y) in enumerate(sources):
+        ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_cls)))
+        streams.append(ds.shuffle(len(y), seed=cfg["seed"] + i, reshuffle_each_iteration=True).repeat())
+        weights.append(weight)
+    if cfg.get("lab_batches"):
+        batched = [s.map(to_float).batch(cfg["batch_size"], drop_remainder=True) for s in streams]
+        return tf.data.Dataset.sample_from_datasets(batched, weights=weights, seed=cfg["seed"]).prefetch(2)
+    mixed = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=cfg["seed"])
+    return mixed.map(to_float, num_parallel_calls=2).batch(cfg["batch_size"], drop_remainder=True).prefetch(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=None)
@@ -110,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HV_SHARED"] = str(args.shared)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
     from training.data import (
         CLASSES,
@@ -156,21 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[data] ready in {time.time() - t0:.0f}s", flush=True)
 
     n_cls = len(CLASSES)
-    streams, weights = [], []
-    for i, (_, weight, x, y) in enumerate(train_sets):
-        ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_cls)))
-        ds = ds.shuffle(len(y), seed=cfg["seed"] + i, reshuffle_each_iteration=True).repeat()
-        streams.append(ds)
-        weights.append(weight)
-    if cfg.get("lab_batches"):
-        # every batch one lab's images, labs drawn by weight (rules/lab_batch_norm.txt: a LabBatchNorm then
-        # normalises each lab by its own statistics, as calibrate's re-estimate will at a new lab)
-        streams = [s.map(lambda a, b: (tf.cast(a, tf.float32), b)).batch(cfg["batch_size"], drop_remainder=True) for s in streams]
-        train_ds = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=cfg["seed"]).prefetch(2)
-    else:
-        train_ds = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=cfg["seed"])
-        train_ds = train_ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=2)
-        train_ds = train_ds.batch(cfg["batch_size"], drop_remainder=True).prefetch(2)
+    train_ds = training_stream([(w, x, y) for _, w, x, y in train_sets], cfg, n_cls)
 
     core = build_core(
         cfg["alpha"],

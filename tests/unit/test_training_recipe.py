@@ -138,3 +138,41 @@ def test_instance_norm_until_makes_the_early_normalisations_per_image():
     np.testing.assert_allclose(np.asarray(layer(0.5 * x + 7.0)), y, atol=1e-3)
     with pytest.raises(ValueError, match="no batch normalisation named"):
         build_core(0.35, 96, 0.2, None, instance_norm_until="block_99_BN")
+
+
+def test_lab_batch_norm_normalises_each_training_batch_by_its_own_statistics():
+    import keras
+
+    from training.model import LabBatchNorm, build_core
+
+    core = build_core(0.35, 96, 0.2, None, lab_batch_norm=True)
+    base = next(layer for layer in core.layers if isinstance(layer, keras.Model))
+    bns = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) == 52 and all(isinstance(b, LabBatchNorm) for b in bns)
+    assert not any(b.trainable_weights for b in bns)  # scale and shift stay ImageNet's
+    layer = bns[0]
+    rng = np.random.default_rng(0)
+    layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()[:2]] + layer.get_weights()[2:])
+    x = rng.normal(2.0, 3.0, (4, 8, 8, layer.gamma.shape[0])).astype("float32")
+    before = np.asarray(layer.moving_mean).copy()
+    y = np.asarray(layer(x, training=True))
+    # in training each batch comes out with the layer's own shift, whatever the batch's level and contrast
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), np.asarray(layer.beta), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(layer(0.5 * x + 7.0, training=True)), y, atol=1e-3, rtol=1e-3)
+    assert np.all(np.abs(np.asarray(layer.moving_mean) - before) > 0)  # the moving statistics follow
+    # at inference the moving statistics apply: a shifted batch comes out shifted
+    shifted = np.asarray(layer(x + 7.0)) - np.asarray(layer(x))
+    assert np.abs(shifted).mean() > 1.0
+
+
+def test_lab_batches_draw_every_batch_from_one_source():
+    from training.train import training_stream
+
+    a = (np.zeros((40, 4, 4, 3), np.uint8), np.zeros(40, np.int64))
+    b = (np.full((40, 4, 4, 3), 9, np.uint8), np.ones(40, np.int64))
+    cfg = {"seed": 1, "batch_size": 8, "lab_batches": True}
+    batches = [x.numpy() for x, _ in training_stream([(0.5, *a), (0.5, *b)], cfg, 4).take(20)]
+    assert all(len(np.unique(x)) == 1 for x in batches)  # one lab each
+    assert {int(x.flat[0]) for x in batches} == {0, 9}  # both labs drawn
+    mixed = [x.numpy() for x, _ in training_stream([(0.5, *a), (0.5, *b)], {**cfg, "lab_batches": False}, 4).take(20)]
+    assert any(len(np.unique(x)) == 2 for x in mixed)  # cell by cell otherwise

@@ -37,6 +37,23 @@ def _norms(core):
     return layers
 
 
+def _layers(model) -> dict:
+    found, stack = {}, list(model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if hasattr(layer, "layers"):
+            stack = list(layer.layers) + stack
+        elif layer.weights:
+            found[layer.name] = layer
+    return found
+
+
+def _copy_weights(source, target) -> None:
+    target_layers = _layers(target)
+    for name, layer in _layers(source).items():
+        target_layers[name].set_weights(layer.get_weights())
+
+
 def adabn(core, x_pool_uint8: np.ndarray) -> None:
     """Every normalisation's moving statistics := the pool's, in one forward pass in training mode."""
     norms = _norms(core)
@@ -69,14 +86,27 @@ def main(argv: list[str] | None = None) -> int:
     from training.train import load_config
 
     cfg = load_config(args.run / "config.json")
-    core = build_core(
-        cfg["alpha"], cfg["image_size"], cfg["dropout"], None, cfg.get("train_from"), cfg.get("instance_norm_until"), True
-    )
+
+    def core_with(lab_batch_norm: bool):
+        return build_core(
+            cfg["alpha"],
+            cfg["image_size"],
+            cfg["dropout"],
+            None,
+            cfg.get("train_from"),
+            cfg.get("instance_norm_until"),
+            lab_batch_norm,
+        )
+
+    core = core_with(True)
+    trained = core if cfg.get("lab_batch_norm") else core_with(False)
     size, prep, cache = cfg["image_size"], preprocessing_for(cfg), args.run.parent / "cache"
     data = shared_root() / "data"
     rows = {}
     for name, pool_rel, measure_rel in args.lab:
-        core.load_weights(args.run / args.weights)
+        trained.load_weights(args.run / args.weights)
+        if trained is not core:  # a frozen-statistics run: the same weights, layer by layer (h5 keys differ by class)
+            _copy_weights(trained, core)
         x, y = load_arrays(list_labelled(data / measure_rel), size, cache, prep=prep)
         row = {"moving": accuracy(core, x, y)}
         pool = list_labelled(data / pool_rel)
