@@ -5,6 +5,10 @@
 Per folded normalisation, the per-channel mean and spread on 200 training images (evenly over the sources, the
 same number from each) and the share of the validation genuine cells the model flags (training.renormalise).
 Only the metadata changes: the outputs are identical. OUT may be MODEL itself.
+
+With ``--from-batch-norm RUN`` (a run trained with per-lab batch normalisation, rules/lab_batch_norm.txt) the
+statistics are not sampled: in training every lab came out of each normalisation with the layer's own shift and scale
+(mean beta, spread |gamma| per channel), so those are what a new lab is re-normalised to.
 """
 
 from __future__ import annotations
@@ -38,6 +42,35 @@ def flag_rate(model: Model, paths: list[Path]) -> float:
     return float((review_values(model, paths) < model.info.review_threshold).mean())
 
 
+def batch_norm_record(f: OnnxFile, run: Path, weights: str, rate: float) -> dict:
+    """The record of a per-lab-normalised run: each folded normalisation's beta and |gamma|, in graph order."""
+    import keras
+
+    from training.export_onnx import load_core
+    from training.renormalise import _encode, find_units
+
+    core, _ = load_core(run, weights)
+    bns, stack = [], list(core.layers)
+    while stack:
+        layer = stack.pop(0)
+        if hasattr(layer, "layers"):
+            stack = list(layer.layers) + stack
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            bns.append(layer)
+    units = find_units(f)
+    channels = [int(b.gamma.shape[0]) for b in bns]
+    if len(units) != len(bns) or any(f.initializer(u.shift).size != c for u, c in zip(units, channels, strict=True)):
+        raise SystemExit(f"{run}: {len(bns)} batch normalisations do not match the file's {len(units)} folded ones")
+    return {
+        "units": [list(u) for u in units],
+        "channels": channels,
+        "mean": _encode([np.asarray(b.beta, np.float64) for b in bns]),
+        "std": _encode([np.abs(np.asarray(b.gamma, np.float64)) for b in bns]),
+        "reference_flag_rate": round(float(rate), 4),
+        "fitted_on": f"beta and |gamma| of {run / weights} (per-lab batch normalisation)",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -45,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validation", nargs="+", required=True, help="labelled validation folders under data/")
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--from-batch-norm", type=Path, default=None, metavar="RUN", help="record beta and |gamma| of this run")
+    ap.add_argument("--weights", default="final.weights.h5", help="with --from-batch-norm: the run's weights file")
     args = ap.parse_args(argv)
     data = shared_root() / "data"
     model = Model(args.model)
@@ -59,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     rate = flag_rate(model, val)
     f = OnnxFile(model.path.read_bytes())
     note = f"{len(train)} training images ({', '.join(args.sources)}); flag rate on {', '.join(args.validation)}"
-    record = source_record(f, load(model, train), model.input_name, rate, note)
+    if args.from_batch_norm is not None:
+        record = batch_norm_record(f, args.from_batch_norm, args.weights, rate)
+    else:
+        record = source_record(f, load(model, train), model.input_name, rate, note)
     meta = json.loads(f.metadata()[METADATA_KEY])  # Model() above refused a file without it
     meta[RECORD_KEY] = record
     f.set_metadata(METADATA_KEY, json.dumps(meta))
