@@ -24,7 +24,18 @@ def test_every_override_resolves_to_a_whole_config(path):
     base = load_config(BASE)
     required = {"alpha", "image_size", "batch_size", "epochs", "steps_per_epoch", "source_weights", "validation", "augment"}
     assert required <= cfg.keys()
-    known = {"_comment", "bars", "ema_momentum", "instance_norm_until", "l2sp", "record_only", "select", "train_from"}
+    known = {
+        "_comment",
+        "bars",
+        "ema_momentum",
+        "instance_norm_until",
+        "l2sp",
+        "lab_batch_norm",
+        "lab_batches",
+        "record_only",
+        "select",
+        "train_from",
+    }
     assert set(cfg) - set(base) <= known, "a key the base does not know: a typo?"
     assert sum(cfg["source_weights"].values()) == pytest.approx(1.0)
 
