@@ -46,6 +46,18 @@ class LabBatchNorm(keras.layers.BatchNormalization):
         return (inputs - mean) * ops.rsqrt(var + self.epsilon) * self.gamma + self.beta
 
 
+def leaf_layers(model) -> list:
+    """Every layer of ``model`` that is not itself a model, nested models opened in place, in model order."""
+    found, stack = [], list(model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if hasattr(layer, "layers"):
+            stack = list(layer.layers) + stack
+        else:
+            found.append(layer)
+    return found
+
+
 def _with_instance_norm(base: keras.Model, until: str) -> keras.Model:
     """``base`` with every batch normalisation up to and including the one named ``until`` made an
     :class:`InstanceNorm` (weights copied)."""

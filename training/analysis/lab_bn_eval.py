@@ -24,28 +24,15 @@ from training.data import CLASSES, list_labelled, load_arrays, preprocessing_for
 
 
 def _norms(core):
-    from training.model import LabBatchNorm
+    from training.model import LabBatchNorm, leaf_layers
 
-    layers = []
-    stack = list(core.layers)
-    while stack:
-        layer = stack.pop(0)
-        if isinstance(layer, LabBatchNorm):
-            layers.append(layer)
-        elif hasattr(layer, "layers"):
-            stack = list(layer.layers) + stack
-    return layers
+    return [layer for layer in leaf_layers(core) if isinstance(layer, LabBatchNorm)]
 
 
 def _layers(model) -> dict:
-    found, stack = {}, list(model.layers)
-    while stack:
-        layer = stack.pop(0)
-        if hasattr(layer, "layers"):
-            stack = list(layer.layers) + stack
-        elif layer.weights:
-            found[layer.name] = layer
-    return found
+    from training.model import leaf_layers
+
+    return {layer.name: layer for layer in leaf_layers(model) if layer.weights}
 
 
 def _copy_weights(source, target) -> None:

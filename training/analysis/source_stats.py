@@ -47,16 +47,11 @@ def batch_norm_record(f: OnnxFile, run: Path, weights: str, rate: float) -> dict
     import keras
 
     from training.export_onnx import load_core
+    from training.model import leaf_layers
     from training.renormalise import _encode, find_units
 
     core, _ = load_core(run, weights)
-    bns, stack = [], list(core.layers)
-    while stack:
-        layer = stack.pop(0)
-        if hasattr(layer, "layers"):
-            stack = list(layer.layers) + stack
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            bns.append(layer)
+    bns = [layer for layer in leaf_layers(core) if isinstance(layer, keras.layers.BatchNormalization)]
     units = find_units(f)
     channels = [int(b.gamma.shape[0]) for b in bns]
     if len(units) != len(bns) or any(f.initializer(u.shift).size != c for u, c in zip(units, channels, strict=True)):
