@@ -18,6 +18,9 @@ cells (pbc/val + TEST_SIMPLE). w is chosen on validation only: genuine
 validation cells versus the even half of pbc/other; the odd half stays held out
 for ``training.evaluate``. Everything lives in the graph as an output named
 ``typicality``, so the app needs only onnxruntime and the metadata names it.
+
+With ``--own-statistics`` (research, rules/own_stats_review.txt) each lab's cells are seen through the network
+re-normalised on that lab's own images, for a network that calibrate re-normalises at a new lab.
 """
 
 from __future__ import annotations
@@ -295,6 +298,65 @@ def add_output(
     g.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N"]))
 
 
+class OwnStatistics:
+    """Each lab's graph re-normalised on up to ``training.renormalise.MAX_IMAGES`` of its own training images
+    (rules/own_stats_review.txt).
+
+    Why: a network trained with per-lab batch normalisation is re-normalised at a new lab by calibrate, so its
+    review rule must have seen every training lab the same way, each in its own normalisation, not through the
+    mixture statistics the file carries. A folder's lab is its first path component (pbc/val -> pbc); its images
+    come from the fit source of that lab, or, for a lab with none (pbc/other when PBC is held out), from the
+    folder itself, as calibrate would at a new lab.
+    """
+
+    def __init__(self, proto, model: Model, fit_sources: list[str], n_images: int = 0):
+        from hv_desktop.core.inference.onnx_proto import OnnxFile
+        from training import renormalise as rn
+
+        self._proto, self._model = proto, model
+        self._n = max(rn.MIN_IMAGES, min(n_images, rn.MAX_IMAGES)) if n_images else rn.MAX_IMAGES
+        self._sources = {rel.split("/")[0]: rel for rel in fit_sources}
+        self._record = rn.read_record(model.info.extra, OnnxFile(proto.SerializeToString()))
+        if self._record is None:
+            raise SystemExit(f"{model.path.name} carries no training statistics (python -m training.analysis.source_stats)")
+        self._cache: dict[str, object] = {}
+
+    def images(self, rel: str) -> np.ndarray:
+
+        folder = self._sources.get(rel.split("/")[0], rel)
+        data = shared_root() / "data"
+        paths = list_other(data) if folder == "pbc/other" else [p for p, _ in list_labelled(data / folder)]
+        chosen = paths[:: max(1, -(-len(paths) // self._n))]
+        prep = self._model.info.preprocessing
+        return normalise(np.stack([load_for_model(p, self._model.input_size, prep) for p in chosen]), prep)
+
+    def proto_for(self, rel: str):
+        import onnx
+
+        from hv_desktop.core.inference.onnx_proto import OnnxFile
+        from training import renormalise as rn
+
+        lab = rel.split("/")[0]
+        if lab not in self._cache:
+            f = rn.renormalise(OnnxFile(self._proto.SerializeToString()), self._record, self.images(rel), self._model.input_name)
+            self._cache[lab] = onnx.load_from_string(f.to_bytes())
+            print(f"[own statistics] {lab}: re-normalised on its own images", flush=True)
+        return self._cache[lab]
+
+    def assess_as(self, path: Path, rel: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The written file at ``path``, re-normalised on ``rel``'s lab, assessing ``x``."""
+        import tempfile
+
+        from hv_desktop.core.inference.onnx_proto import OnnxFile
+        from training import renormalise as rn
+
+        f = rn.renormalise(OnnxFile(path.read_bytes()), self._record, self.images(rel), self._model.input_name)
+        with tempfile.TemporaryDirectory() as tmp:
+            q = Path(tmp) / "renormalised.onnx"
+            q.write_bytes(f.to_bytes())
+            return Model(q).assess(x)
+
+
 def main(argv: list[str] | None = None) -> int:
     import onnx
 
@@ -304,7 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=Path("assets/model/hematovision.onnx"))
     ap.add_argument("--out", type=Path, default=None, help="default: rewrite --model in place")
     ap.add_argument("--train-step", type=int, default=4, help="use every n-th blood-cells/TRAIN image")
-    ap.add_argument("--limit", type=int, default=0, help="images per split (quick checks only)")
+    ap.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="images per split, and with --own-statistics per re-normalisation (quick checks only)",
+    )
     ap.add_argument(
         "--layers",
         choices=sorted(LAYER_SETS),
@@ -338,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         "then name the labs in the same order",
     )
     ap.add_argument(
+        "--own-statistics",
+        action="store_true",
+        help="see each lab's cells through the network re-normalised on its own training images (the model must carry "
+        "training statistics: training.analysis.source_stats; rules/own_stats_review.txt); needs --per-lab",
+    )
+    ap.add_argument(
         "--w-genuine",
         nargs="+",
         help="choose w by the AUROC against these genuine folders only (a subset of --genuine; default: all of them)",
@@ -353,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--w-genuine names folders of --genuine")
     if args.per_lab and len(args.fit_sources) != len(args.genuine):
         ap.error("--per-lab pairs --fit-sources with --genuine: give one genuine folder per fit source")
+    if args.own_statistics and not args.per_lab:
+        ap.error("--own-statistics judges each lab in its own normalisation: it needs --per-lab")
     out = args.out or args.model
     data = shared_root() / "data"
 
@@ -367,19 +442,30 @@ def main(argv: list[str] | None = None) -> int:
         n = n or args.limit
         return items[:: max(1, len(items) // n)][:n] if n else items
 
+    seen_as = OwnStatistics(proto, model, args.fit_sources, args.limit) if args.own_statistics else None
+
+    def through(rel: str):
+        """The graph a folder's cells are seen through: the model's, or (--own-statistics) its lab's re-normalised one."""
+        return proto if seen_as is None else seen_as.proto_for(rel)
+
     keys = LAYER_SETS[args.layers]
     fits, groups = [], []
     for mi, mag in enumerate(args.magnifications):
         sources = [(rel, args.train_step if rel == "blood-cells/TRAIN" else 1) for rel in args.fit_sources]
         for gi, (rel, step) in enumerate(sources):
             items = take(list_labelled(data / rel)[::step])
-            f, _, axes = features_and_logits(proto, model, [p for p, _ in items], keys, magnification=mag)
+            f, _, axes = features_and_logits(through(rel), model, [p for p, _ in items], keys, magnification=mag)
             fits.append(f)
             groups.append(np.asarray([y for _, y in items]) + 4 * gi + 4 * len(sources) * mi)
     groups_all = np.concatenate(groups)
     genuine_sets = [take(list_labelled(data / rel)) for rel in args.genuine]
     genuine = [it for items in genuine_sets for it in items]
-    gf, gl, _ = features_and_logits(proto, model, [p for p, _ in genuine], keys)
+    parts_g = [
+        features_and_logits(through(rel), model, [p for p, _ in items], keys)
+        for rel, items in zip(args.genuine, genuine_sets, strict=True)
+    ]
+    gf = [np.concatenate([pg[0][j] for pg in parts_g]) for j in range(len(keys))]
+    gl = np.concatenate([pg[1] for pg in parts_g])
     dists: list[Distance] | list[LabDistance]
     if args.per_lab:
         n_src = len(args.fit_sources)
@@ -394,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         dists = [Distance(np.concatenate([f[j] for f in fits]), groups_all) for j in range(len(keys))]
     other = take(list_other(data))
-    of, ol, _ = features_and_logits(proto, model, other, keys)
+    of, ol, _ = features_and_logits(through("pbc/other"), model, other, keys)
     g_conf, g_dist = confidence(gl, t), [d(f) for d, f in zip(dists, gf, strict=True)]
     o_conf, o_dist = confidence(ol, t), [d(f) for d, f in zip(dists, of, strict=True)]
     params = {
@@ -445,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             ),
             "per_lab": bool(args.per_lab),
+            "own_statistics": bool(args.own_statistics),
             "layers": [k or "pooled features" for k in keys],
             "fitted_on": f"features of {sum(len(f[0]) for f in fits) // len(args.magnifications)} training images "
             f"({', '.join(args.fit_sources)}; every {args.train_step}th blood-cells/TRAIN"
@@ -470,7 +557,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(out)
     check = Model(out)
     prep = check.info.preprocessing
-    _, typ = check.assess(normalise(np.stack([load_for_model(p, check.input_size, prep) for p, _ in genuine[:16]]), prep))
+    x16 = normalise(np.stack([load_for_model(p, check.input_size, prep) for p, _ in genuine[:16]]), prep)
+    if seen_as is not None:  # the written file, re-normalised on the first genuine folder's lab as calibrate would
+        _, typ = seen_as.assess_as(out, args.genuine[0], x16)
+    else:
+        _, typ = check.assess(x16)
     want = typicality(g_conf[:16], [d[:16] for d in g_dist], params)
     err = float(np.abs(typ - want).max())
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); graph vs numpy typicality max |d| = {err:.2e}")

@@ -152,6 +152,26 @@ def test_quick_chain_train_export_classify(tmp_path, shared_data):
     _assert_adaptation_mirrors_the_review_graph(per_lab, xn[:40], n_parts=2)
     _assert_adaptation_mirrors_the_review_graph(reviewed, xn[:40], n_parts=1)  # the pooled vector alone, too
 
+    # Each lab judged in its own normalisation (rules/own_stats_review.txt): refused without --per-lab or without the
+    # training statistics; with them each lab is re-normalised on its own images, and the script's graph-vs-formula
+    # check (on the written file re-normalised as calibrate would) fails unless the fit saw the labs that way.
+    own = tmp_path / "own.onnx"
+    r = run_module("training.review", "--model", onnx_path, "--out", own, "--own-statistics", env=env)
+    assert r.returncode != 0 and "needs --per-lab" in r.stderr
+    r = run_module("training.review", "--model", onnx_path, "--out", own, "--own-statistics", "--per-lab", env=env)
+    assert r.returncode != 0 and "carries no training statistics" in r.stderr + r.stdout
+    stats = tmp_path / "stats.onnx"
+    cmd = ["--sources", "pbc/train", "blood-cells/TRAIN", "--validation", "blood-cells/TEST_SIMPLE", "--images", 24]
+    r = run_module("training.analysis.source_stats", onnx_path, *cmd, "--out", stats, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    cmd = ["--model", stats, "--out", own, "--limit", 24, "--per-lab", "--own-statistics", "--layers", "last"]
+    r = run_module("training.review", *cmd, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "[own statistics] pbc:" in r.stdout and "[own statistics] blood-cells:" in r.stdout
+    assert "graph vs numpy typicality" in r.stdout
+    judged = Model(own)
+    assert judged.info.review_score["own_statistics"] is True and judged.info.extra.get("renormalisation")
+
 
 def _assert_adaptation_mirrors_the_review_graph(path: Path, x: np.ndarray, n_parts: int) -> None:
     from hv_desktop.core.inference.model import Model
