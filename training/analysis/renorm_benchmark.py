@@ -30,17 +30,19 @@ from training.analysis import adapt_benchmark as bench
 from training.data import list_labelled, list_other, shared_root
 
 
-def lab_sets(lab: str, synthetic: str | None, cache: Path) -> tuple[list[Path], list[tuple[Path, int]], list[Path], list[Path]]:
+def lab_sets(
+    lab: str, synthetic: str | None, cache: Path, odd_half: bool = True
+) -> tuple[list[Path], list[tuple[Path, int]], list[Path], list[Path]]:
     data = shared_root() / "data"
     pool_rel, eval_rel, has_other = bench.LABS[lab]
     pool = [p for p, _ in bench.reviewed_pool(data / pool_rel)]
     ev = list_labelled(data / eval_rel)
     other = list_other(data) if has_other else []
-    even, odd = list(other[0::2]), list(other[1::2])
+    even, odd = list(other[0::2]), list(other[1::2]) if odd_half else []
     ev_paths = [p for p, _ in ev]
     if synthetic:
         pool, ev_paths = bench._materialise(synthetic, pool, cache), bench._materialise(synthetic, ev_paths, cache)
-        even, odd = bench._materialise(synthetic, even, cache), bench._materialise(synthetic, odd, cache)
+        even, odd = bench._materialise(synthetic, even, cache), bench._materialise(synthetic, odd, cache) if odd else []
     return pool, list(zip(ev_paths, [y for _, y in ev], strict=True)), even, odd
 
 
@@ -48,6 +50,7 @@ def score(model: Model, ev: list[tuple[Path, int]], even: list[Path], odd: list[
     out = bench._score(model, [p for p, _ in ev], [y for _, y in ev])
     if even:
         out["other_even_flagged"] = bench._score(model, even, None)["flagged"]
+    if odd:
         out["other_odd_flagged"] = bench._score(model, odd, None)["flagged"]
     return {k: round(v, 4) for k, v in out.items()}
 
@@ -79,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic", nargs="*", default=[None])
     ap.add_argument("--cache", default="runs/synthetic_labs")
     ap.add_argument("--save", help="keep the re-normalised file here (one lab only)")
+    ap.add_argument(
+        "--no-odd-half", action="store_true", help="do not score the odd (held-out) half of pbc/other (decisions on validation)"
+    )
     args = ap.parse_args(argv)
     base = Model(args.model)
     for syn in args.synthetic:
-        pool, ev, even, odd = lab_sets(args.lab, syn, Path(args.cache))
+        pool, ev, even, odd = lab_sets(args.lab, syn, Path(args.cache), not args.no_odd_half)
         row: dict = {"model": args.model, "lab": args.lab, "synthetic": syn, "base": score(base, ev, even, odd)}
         with tempfile.TemporaryDirectory() as tmp:
             calibrated = Path(tmp) / "calibrated.onnx"
