@@ -33,6 +33,8 @@ import numpy as np
 
 from hv_desktop.core.imaging.preprocess import load_for_model, normalise, open_image
 from hv_desktop.core.inference.model import Model
+from hv_desktop.core.inference.onnx_proto import OnnxFile
+from training import renormalise as rn
 from training.data import list_labelled, list_other, shared_root
 from training.evaluate import auroc, calibrate
 from training.magnification import model_input_at
@@ -310,9 +312,6 @@ class OwnStatistics:
     """
 
     def __init__(self, proto, model: Model, fit_sources: list[str], n_images: int = 0):
-        from hv_desktop.core.inference.onnx_proto import OnnxFile
-        from training import renormalise as rn
-
         self._proto, self._model = proto, model
         self._n = max(rn.MIN_IMAGES, min(n_images, rn.MAX_IMAGES)) if n_images else rn.MAX_IMAGES
         self._sources = {rel.split("/")[0]: rel for rel in fit_sources}
@@ -320,21 +319,22 @@ class OwnStatistics:
         if self._record is None:
             raise SystemExit(f"{model.path.name} carries no training statistics (python -m training.analysis.source_stats)")
         self._cache: dict[str, object] = {}
+        self._images: dict[str, np.ndarray] = {}
 
     def images(self, rel: str) -> np.ndarray:
-
-        folder = self._sources.get(rel.split("/")[0], rel)
-        data = shared_root() / "data"
-        paths = list_other(data) if folder == "pbc/other" else [p for p, _ in list_labelled(data / folder)]
-        chosen = paths[:: max(1, -(-len(paths) // self._n))]
-        prep = self._model.info.preprocessing
-        return normalise(np.stack([load_for_model(p, self._model.input_size, prep) for p in chosen]), prep)
+        """The model input of the images ``rel``'s lab is re-normalised on (read once per lab)."""
+        lab = rel.split("/")[0]
+        if lab not in self._images:
+            folder = self._sources.get(lab, rel)
+            data = shared_root() / "data"
+            paths = list_other(data) if folder == "pbc/other" else [p for p, _ in list_labelled(data / folder)]
+            chosen = paths[:: max(1, -(-len(paths) // self._n))]
+            prep = self._model.info.preprocessing
+            self._images[lab] = normalise(np.stack([load_for_model(p, self._model.input_size, prep) for p in chosen]), prep)
+        return self._images[lab]
 
     def proto_for(self, rel: str):
         import onnx
-
-        from hv_desktop.core.inference.onnx_proto import OnnxFile
-        from training import renormalise as rn
 
         lab = rel.split("/")[0]
         if lab not in self._cache:
@@ -346,9 +346,6 @@ class OwnStatistics:
     def assess_as(self, path: Path, rel: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The written file at ``path``, re-normalised on ``rel``'s lab, assessing ``x``."""
         import tempfile
-
-        from hv_desktop.core.inference.onnx_proto import OnnxFile
-        from training import renormalise as rn
 
         f = rn.renormalise(OnnxFile(path.read_bytes()), self._record, self.images(rel), self._model.input_name)
         with tempfile.TemporaryDirectory() as tmp:
