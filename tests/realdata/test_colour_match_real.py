@@ -1,6 +1,7 @@
 """Flags that stay honest (issue 26): at a lab where the shipped model is simply wrong (red and blue swapped, as a
-camera that writes BGR would), calibrate's colour matching does not clear its flags; at a lab with a colour cast
-it matches the colours and reads the cells as well as at the training labs."""
+camera that writes BGR would), calibrate's colour matching does not clear its flags, and where calibrate accepts such a
+lab (red and green swapped) what it leaves unflagged is right; at a lab with a colour cast it matches the colours and
+reads the cells as well as at the training labs."""
 
 from __future__ import annotations
 
@@ -63,6 +64,30 @@ def test_calibrate_does_not_clear_the_flags_of_a_lab_where_the_model_is_wrong(sh
     assert site.info.preprocessing.mean != prep.mean
     accuracy, flagged = _read(site, test)
     assert accuracy < 0.8 and flagged == 1.0, (accuracy, flagged)
+
+
+def _red_green(im):
+    return Image.merge("RGB", (im.getchannel("G"), im.getchannel("R"), im.getchannel("B")))
+
+
+def test_a_lab_calibrate_accepts_where_the_model_is_wrong_keeps_its_unflagged_cells_right(shared_data, shipped_model, tmp_path):
+    """The swapped lab above is caught by calibrate's refusal; a camera that swaps red and green still shows a violet
+    nucleus, so calibrate measures it and matches its colours, and the model is wrong on about a third of its cells.
+    What keeps such a lab safe is the review rule alone: whatever calibrate does, the cells it leaves unflagged must be
+    right (issue 26 item 3), and most cells stay flagged."""
+    base = Model(shipped_model)
+    cal = _lab(shared_data, "pbc/train", tmp_path / "cal", _red_green, 40)
+    test = _lab(shared_data, "pbc/val", tmp_path / "test", _red_green, 4)
+    result = calibrate(base, cal)  # accepted: the ruler finds a nucleus
+    assert result.colour is not None
+    site = Model(result.save(tmp_path / "site.onnx", base))
+    for model in (base, site):
+        res = list(classify_paths(test, model))
+        right = np.array([r.label == p.stem.split("-", 1)[1] for r, p in zip(res, test, strict=True)])
+        kept = ~np.array([r.needs_review for r in res])
+        assert right.mean() < 0.8, right.mean()  # the model is wrong at this lab: that is what the test is about
+        assert kept.mean() <= 0.3, kept.mean()
+        assert kept.sum() == 0 or right[kept].mean() >= 0.97, (right[kept].mean(), kept.sum())
 
 
 def test_a_colour_cast_lab_is_read_as_well_after_calibrate(shared_data, shipped_model, tmp_path):

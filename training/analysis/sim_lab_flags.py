@@ -1,10 +1,10 @@
 """Do a model's review flags stay honest at simulated labs? Every 4th pbc/val cell, as captured and turned into
-another lab (adapt_benchmark's SYNTHETIC: red/blue swapped, a yellow cast, a blue-green cast), classified through the
-app: correct, flagged, and how right the unflagged cells are, per model.
+another lab (adapt_benchmark's SYNTHETIC: red/blue swapped, red/green swapped, a yellow cast, a blue-green cast),
+classified through the app: correct, flagged, and how right the unflagged cells are, per model.
 
     python -m training.analysis.sim_lab_flags runs/three_labs_bars/R1.onnx runs/three_labs_bars/R4.onnx
 
-The swapped lab is one where the model is simply wrong: a review rule must keep its cells flagged (issue 26).
+The swapped and redgreen labs are ones where the model is simply wrong: a review rule must keep its cells flagged (issue 26).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hv_desktop.core.inference.model import Model
 from training.analysis.adapt_benchmark import SYNTHETIC
 from training.data import CLASSES, list_labelled, shared_root
 
-LABS = ("swapped", "yellow", "bluegreen")
+LABS = ("swapped", "redgreen", "yellow", "bluegreen")
 
 
 def main(argv: list[str] | None = None) -> int:
