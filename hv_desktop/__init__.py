@@ -1,4 +1,4 @@
 """HematoVision: offline white-blood-cell classification for clinic workstations."""
 
 #: The application's release (the model in assets/model has its own version, in its metadata).
-__version__ = "1.10.0"
+__version__ = "1.10.1"

@@ -13,7 +13,9 @@ from hv_desktop.core.imaging.preprocess import load_for_model
 from hv_desktop.core.inference.batch import classify_paths
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile
+from hv_desktop.core.site.adapt import adapt
 from hv_desktop.core.site.calibrate import calibrate
+from hv_desktop.core.site.lab_images import LabelledCell
 from hv_desktop.core.site.site_colour import lab_colours, site_colours
 from hv_desktop.core.site.site_model import AdaptError, with_metadata
 
@@ -117,7 +119,7 @@ def test_calibrate_at_a_lab_the_model_never_saw_says_its_cells_stay_flagged_and_
     assert "look unlike those of every lab the model was trained on" in text and "cannot vouch for its answers" in text
 
 
-def test_calibrate_at_a_lab_that_looks_like_a_training_lab_keeps_its_colours(shared_data, shipped_model):
+def test_calibrate_at_a_lab_that_looks_like_a_training_lab_keeps_its_colours(shared_data, shipped_model, tmp_path):
     """deepbionet is one of 2.0.0's training labs: moving its colours towards the training labs' mean moved its cells
     away from that lab (12 % -> 48 % of cells@val flagged). calibrate now keeps the colours where matching them would
     flag more of the lab's own images, and says how the site model's flags compare with the model's as it is."""
@@ -131,3 +133,13 @@ def test_calibrate_at_a_lab_that_looks_like_a_training_lab_keeps_its_colours(sha
     assert result.warnings() == []
     text = "\n".join(result.summary_lines())
     assert f"without calibrating, the model flags {base_flagged} of these {result.base_preview.classified}" in text
+    # adapt on the calibrated model keeps the colours as calibrate chose (it matched them anyway until session 19:
+    # docs/research/rules/adapt_keeps_calibrate_colours.txt)
+    site = Model(result.save(tmp_path / "site.onnx", base))
+    reviewed = [
+        LabelledCell(f, c.name) for c in sorted((shared_data / "deepbionet/cells").iterdir()) for f in sorted(c.glob("*"))[:6]
+    ]
+    adapted = adapt(site, reviewed, site_name="deepbionet")
+    assert adapted.colour_note.startswith("colours: kept as captured, as calibrate chose"), adapted.colour_note
+    assert adapted.metadata.preprocessing.mean == base.info.preprocessing.mean
+    assert adapted.metadata.site_adaptation["colour_kept"] == result.colour_note

@@ -160,6 +160,12 @@ def test_colours_are_kept_as_they_are_where_matching_them_clearly_flags_more(tmp
     site = Model(result.save(tmp_path / "site.onnx", base))
     assert "colour_match" not in site.info.site_adaptation
     assert result.warnings() == [] and "without calibrating, the model flags 4 of these 24 images" in result.summary_lines()
+    # the choice is on record, so adapt (and every refresh after it) keeps it instead of matching anyway
+    from hv_desktop.core.site.site_colour import colours_kept, site_colours
+
+    assert colours_kept(site.info) == result.colour_note and colours_kept(base.info) is None
+    child = site_colours(site.info.with_updates(site_adaptation={"site": "b"}), site.info, None)
+    assert colours_kept(child) == result.colour_note and child.preprocessing.mean == base.info.preprocessing.mean
 
 
 def test_a_difference_of_an_image_or_two_keeps_the_colours_matched(tmp_path, monkeypatch):

@@ -61,7 +61,7 @@ from hv_desktop.core.site.adapt_graph import REVIEW, Probe, ReviewGraph, softmax
 from hv_desktop.core.site.adaptation import MIN_PER_CLASS, Adaptation, Estimate
 from hv_desktop.core.site.lab_images import LabelledCell, limit_by_class, load_images, within_limit
 from hv_desktop.core.site.ruler import ruler_magnification, trained_fraction
-from hv_desktop.core.site.site_colour import already_matched, lab_colours, site_colours
+from hv_desktop.core.site.site_colour import already_matched, colours_kept, lab_colours, site_colours
 from hv_desktop.core.site.site_model import (
     AdaptError,
     base_review_threshold,
@@ -279,6 +279,8 @@ def _match_colours(base: Model, measure: _Measure, scale: float) -> tuple[Channe
     colour-matched features (docs/research/rules/adapt_on_calibrate.txt); a base matched already is left as it is."""
     if already_matched(base.info):
         return None, "colours: kept as the model it was made from matched them (Use Shipped Model to match anew)"
+    if colours_kept(base.info):
+        return None, "colours: kept as captured, as calibrate chose at this lab (matching them flagged more of its images)"
     reference = base.info.colour()
     lab, note = lab_colours((measure.square(scale, i) for i in range(len(measure.ims))), reference)
     if lab is not None and reference is not None:

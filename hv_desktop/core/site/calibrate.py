@@ -40,7 +40,7 @@ from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.site.lab_images import read_image
 from hv_desktop.core.site.lab_preview import LabPreview, clearly_fewer, preview_model, preview_site_model
 from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, is_measured, lab_square
-from hv_desktop.core.site.site_colour import lab_colours, site_colours
+from hv_desktop.core.site.site_colour import lab_colours, site_colours, with_colours_kept
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
 from hv_desktop.core.system.paths import display_name
 
@@ -226,7 +226,8 @@ def _site_file(
         f"colours: not matched (matching them flagged {preview.flagged} of {preview.classified} images, the square "
         f"alone {alone_preview.flagged})"
     )
-    return None, note, unmatched, alone, alone_preview
+    kept = with_colours_kept(unmatched, note)
+    return None, note, kept, with_metadata(out, kept), alone_preview
 
 
 def _colour_match(

@@ -45,6 +45,20 @@ def already_matched(meta: ModelMetadata) -> bool:
     return bool((meta.site_adaptation or {}).get("colour_match"))
 
 
+def colours_kept(meta: ModelMetadata) -> str | None:
+    """Why calibrate kept this lab's colours as captured (matching them flagged more of the lab's own images), or None.
+
+    Recorded so that adapt, run on the calibrated model, does not silently undo a choice calibrate measured
+    (docs/research/rules/adapt_keeps_calibrate_colours.txt)."""
+    kept = (meta.site_adaptation or {}).get("colour_kept")
+    return kept if isinstance(kept, str) and kept else None
+
+
+def with_colours_kept(meta: ModelMetadata, why: str) -> ModelMetadata:
+    """``meta`` recording that the lab's colours were kept as captured, and ``why``."""
+    return meta.with_updates(site_adaptation={**(meta.site_adaptation or {}), "colour_kept": why})
+
+
 def with_colour(meta: ModelMetadata, lab: ChannelStats, reference: ChannelStats) -> ModelMetadata:
     """``meta`` with the lab's colours folded into its normalisation and recorded in its site provenance."""
     site = dict(meta.site_adaptation or {}, colour_match={"lab": lab.to_dict(), "reference": reference.to_dict()})
@@ -57,11 +71,13 @@ def with_colour(meta: ModelMetadata, lab: ChannelStats, reference: ChannelStats)
 
 def site_colours(meta: ModelMetadata, base: ModelMetadata, lab: ChannelStats | None) -> ModelMetadata:
     """A site model's metadata made from ``base``: the lab's colours folded in (``lab``), or the match ``base`` made
-    kept on record, so a site model of a site model is never matched twice."""
+    (or calibrate's choice to keep the colours) kept on record, so a site model of a site model is never matched twice
+    and a refresh keeps what calibrate chose."""
     reference = base.colour()
     if lab is not None and reference is not None:
         return with_colour(meta, lab, reference)
     match = (base.site_adaptation or {}).get("colour_match")
-    if not match:
-        return meta
-    return meta.with_updates(site_adaptation={**(meta.site_adaptation or {}), "colour_match": match})
+    if match:
+        return meta.with_updates(site_adaptation={**(meta.site_adaptation or {}), "colour_match": match})
+    kept = colours_kept(base)
+    return with_colours_kept(meta, kept) if kept else meta
