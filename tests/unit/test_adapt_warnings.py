@@ -8,9 +8,9 @@ from hv_desktop.core.site.adapt import Adaptation, Estimate
 META = ModelMetadata.from_dict({"labels": ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]})
 
 
-def _adaptation(before_other, after_other, outside):
+def _adaptation(before_other, after_other, outside, before=(0.8, 0.5), after=(0.9, 0.3)):
     counts = {"eosinophil": 10, "lymphocyte": 10, "monocyte": 10, "neutrophil": 10}
-    return Adaptation(b"", META, counts, 1.0, Estimate(0.8, 0.5, before_other), Estimate(0.9, 0.3, after_other), outside=outside)
+    return Adaptation(b"", META, counts, 1.0, Estimate(*before, before_other), Estimate(*after, after_other), outside=outside)
 
 
 def test_fewer_unusual_cells_flagged_is_said_first_in_words():
@@ -24,3 +24,14 @@ def test_as_many_or_more_unusual_cells_flagged_or_none_marked_says_nothing():
     assert _adaptation(0.385, 0.6, {"blast": 8}).warnings() == []
     assert _adaptation(None, None, {}).warnings() == []
     assert not _adaptation(None, None, {}).summary_lines()[0].startswith("WARNING")
+
+
+def test_a_site_model_that_flags_every_cell_for_no_gain_is_warned_of():
+    """2.0.0 calibrated at PBC flags 19 % of its cells, unflagged 99.8 % right; adapted from 10 reviewed cells per class
+    it flags them all (the unflag bound needs ~125) and reads them no better: switching would lose the pre-classification."""
+    a = _adaptation(None, None, {}, before=(0.975, 0.15), after=(0.975, 1.0))
+    assert len(a.warnings()) == 1 and "flags 100% of your reviewed cells" in a.warnings()[0] and "15%" in a.warnings()[0]
+    assert a.summary_lines()[0].startswith("WARNING: this site model flags 100%")
+    # not where it reads the lab's cells better (a lab the model was not trained on), nor where the base flagged most
+    assert _adaptation(None, None, {}, before=(0.7, 0.15), after=(0.9, 1.0)).warnings() == []
+    assert _adaptation(None, None, {}, before=(0.975, 0.9), after=(0.975, 1.0)).warnings() == []

@@ -15,6 +15,11 @@ from hv_desktop.core.system.paths import display_name
 
 #: A class needs this many labelled cells to be refitted (fewer: it keeps the base head's weights).
 MIN_PER_CLASS = 5
+#: A site model that flags this much more of the reviewed cells than its base, for no gain in accuracy, is warned of:
+#: below ~125 reviewed cells adapt flags every cell (the unflag bound), and at a lab where the calibrated model already
+#: flagged 8-19 % with its unflagged cells right, switching would turn pre-classification into reviewing every cell
+#: (docs/research/rules/adapt_keeps_calibrate_colours.txt, noticed).
+MORE_FLAGGED = 0.25
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Adaptation(SiteModel):
 
     def warnings(self) -> list[str]:
         """What a person must know before using this site model, in words (issue 27: it never silently flags fewer
-        of the unusual cells the reviewer marked than the base model did)."""
+        of the unusual cells the reviewer marked than the base model did, nor far more cells for no gain)."""
         out = []
         b, a = self.before.other_flagged, self.after.other_flagged
         if b is not None and a is not None and a < b - 1e-9:
@@ -64,6 +69,14 @@ class Adaptation(SiteModel):
             out.append(
                 f"this site model flags fewer unusual cells than the model it was made from ({b:.0%} -> {a:.0%} of the "
                 f"{n} reviewed as none of its classes): cells that are none of them may go unflagged"
+            )
+        b_est, a_est = self.before, self.after
+        if a_est.flagged - b_est.flagged >= MORE_FLAGGED and a_est.accuracy <= b_est.accuracy:
+            out.append(
+                f"this site model flags {a_est.flagged:.0%} of your reviewed cells of the model's classes, the model it "
+                f"was made from {b_est.flagged:.0%}, and it identifies no more of them correctly ({a_est.accuracy:.0%} "
+                f"against {b_est.accuracy:.0%}): keep the model in use until more reviewed cells let a site model leave "
+                "cells unflagged"
             )
         return out
 
