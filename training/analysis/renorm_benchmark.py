@@ -85,10 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-odd-half", action="store_true", help="do not score the odd (held-out) half of pbc/other (decisions on validation)"
     )
+    ap.add_argument(
+        "--no-other", action="store_true", help="score no non-target cell (a network trained without PBC: record only)"
+    )
     args = ap.parse_args(argv)
     base = Model(args.model)
     for syn in args.synthetic:
         pool, ev, even, odd = lab_sets(args.lab, syn, Path(args.cache), not args.no_odd_half)
+        if args.no_other:
+            even, odd = [], []
         row: dict = {"model": args.model, "lab": args.lab, "synthetic": syn, "base": score(base, ev, even, odd)}
         with tempfile.TemporaryDirectory() as tmp:
             calibrated = Path(tmp) / "calibrated.onnx"
