@@ -143,3 +143,9 @@ def test_calibrate_at_a_lab_that_looks_like_a_training_lab_keeps_its_colours(sha
     assert adapted.colour_note.startswith("colours: kept as captured, as calibrate chose"), adapted.colour_note
     assert adapted.metadata.preprocessing.mean == base.info.preprocessing.mean
     assert adapted.metadata.site_adaptation["colour_kept"] == result.colour_note
+    # with 6 reviewed cells per class the site model flags every cell where the calibrated one flags few: said first
+    assert adapted.in_use_flagged is not None and adapted.in_use_flagged <= 0.25 and adapted.after.flagged == 1.0
+    assert adapted.summary_lines()[0].startswith("WARNING: this site model flags 100% of your reviewed cells")
+    # a refresh of that site model (it flags every cell) is not warned of: the model in use flags them all already
+    again = adapt(Model(adapted.save(tmp_path / "adapted.onnx", site)), reviewed, site_name="deepbionet")
+    assert again.in_use_flagged == 1.0 and not any("flags 100% of your reviewed" in w for w in again.warnings())

@@ -8,9 +8,10 @@ from hv_desktop.core.site.adapt import Adaptation, Estimate
 META = ModelMetadata.from_dict({"labels": ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]})
 
 
-def _adaptation(before_other, after_other, outside, before=(0.8, 0.5), after=(0.9, 0.3)):
+def _adaptation(before_other, after_other, outside, before=(0.8, 0.5), after=(0.9, 0.3), in_use=None):
     counts = {"eosinophil": 10, "lymphocyte": 10, "monocyte": 10, "neutrophil": 10}
-    return Adaptation(b"", META, counts, 1.0, Estimate(*before, before_other), Estimate(*after, after_other), outside=outside)
+    b, a = Estimate(*before, before_other), Estimate(*after, after_other)
+    return Adaptation(b"", META, counts, 1.0, b, a, outside=outside, in_use_flagged=in_use)
 
 
 def test_fewer_unusual_cells_flagged_is_said_first_in_words():
@@ -32,6 +33,13 @@ def test_a_site_model_that_flags_every_cell_for_no_gain_is_warned_of():
     a = _adaptation(None, None, {}, before=(0.975, 0.15), after=(0.975, 1.0))
     assert len(a.warnings()) == 1 and "flags 100% of your reviewed cells" in a.warnings()[0] and "15%" in a.warnings()[0]
     assert a.summary_lines()[0].startswith("WARNING: this site model flags 100%")
-    # not where it reads the lab's cells better (a lab the model was not trained on), nor where the base flagged most
+    # one cell more right of 40 is no reason to give up the pre-classification; an exact quarter more flagged counts
+    assert _adaptation(None, None, {}, before=(0.95, 0.15), after=(0.975, 1.0)).warnings()
+    assert _adaptation(None, None, {}, before=(0.975, 9 / 40), after=(0.975, 19 / 40)).warnings()
+    # not where it reads the lab's cells clearly better (a lab the model was not trained on), nor where the model in use
+    # flagged most of them already
     assert _adaptation(None, None, {}, before=(0.7, 0.15), after=(0.9, 1.0)).warnings() == []
     assert _adaptation(None, None, {}, before=(0.975, 0.9), after=(0.975, 1.0)).warnings() == []
+    # a refresh of a site model that flags every cell: its ancestor's rule would flag 15 %, but the model in use flags
+    # them all, so keeping it gains nothing
+    assert _adaptation(None, None, {}, before=(0.975, 0.15), after=(0.975, 1.0), in_use=1.0).warnings() == []

@@ -200,3 +200,17 @@ def test_no_such_advice_where_calibrate_changes_the_size(tmp_path, monkeypatch):
     result = calibrate(base, [_lab(tmp_path / "lab", (1.0, 1.0, 1.0))])
     assert abs(result.scale - 1) >= 0.1 and result.warnings() == []
     assert "without calibrating, the model flags 3 of these 24 images" in result.summary_lines()
+
+
+def test_a_site_model_calibrated_by_app_1_10_0_keeps_its_colours_too():
+    """1.10.0's calibrate kept colours without a record; its files are calibrated ones (their kind) with a colour
+    reference and no match, and adapt keeps their colours as well. A site model made by adapt is no such file."""
+    from hv_desktop.core.site.site_colour import colours_kept
+
+    def meta(site):
+        return ModelMetadata.from_dict({"labels": ["a", "b"], "colour_reference": REFERENCE, "site_adaptation": site})
+
+    legacy = meta({"kind": "magnification from unlabelled images", "site": "Ward 3"})
+    assert (colours_kept(legacy) or "").startswith("colours: not matched by calibrate")
+    assert colours_kept(meta({"kind": "magnification from unlabelled images", "colour_match": {"lab": {}}})) is None
+    assert colours_kept(meta({"site": "Ward 3", "magnification": 1.0})) is None

@@ -136,7 +136,9 @@ def adapt(
     say("done", 1.0)
     kept_base = [labels[i] for i in frozen]
     report = (skipped, outside, scores, laps.seconds, check, duplicates, colour_note, kept_classes)
-    return Adaptation(data, meta, counts, best, before, after, kept_base, *report)
+    in_use = base.info.review_threshold
+    in_use_flagged = 1.0 if in_use >= FLAG_ALL else float(np.mean(base_typ[target] < in_use))
+    return Adaptation(data, meta, counts, best, before, after, kept_base, *report, in_use_flagged=in_use_flagged)
 
 
 def _fit_never_worse(

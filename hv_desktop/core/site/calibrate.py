@@ -40,7 +40,7 @@ from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.site.lab_images import read_image
 from hv_desktop.core.site.lab_preview import LabPreview, clearly_fewer, preview_model, preview_site_model
 from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, is_measured, lab_square
-from hv_desktop.core.site.site_colour import lab_colours, site_colours, with_colours_kept
+from hv_desktop.core.site.site_colour import CALIBRATED_KIND, lab_colours, site_colours, with_colours_kept
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
 from hv_desktop.core.system.paths import display_name
 
@@ -318,7 +318,7 @@ def _calibrated_metadata(
         preprocessing_notes={**info.preprocessing_notes, "resize": resize},
         **site_identity(info, f"at {site}'s magnification"),
         site_adaptation={
-            "kind": "magnification from unlabelled images",
+            "kind": CALIBRATED_KIND,
             **site_provenance(info, site, base_sha256),
             "magnification": round(scale, 4),
             "trained_crop_fraction": info.preprocessing.crop_fraction,  # calibrate refuses site models: the base's

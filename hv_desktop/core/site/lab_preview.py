@@ -85,8 +85,9 @@ def preview_site_model(
     threads: int | None = None,
     what: str = "the site model",
 ) -> LabPreview:
-    """Classify ``paths`` with the site model ``data`` (the bytes it will be saved as); ``span``: the share of the
-    caller's progress bar this takes; ``threads``: as the base model's; ``what``: the model's name in the progress."""
+    """Classify ``paths`` with the site model ``data`` (the bytes it will be saved as, up to its site record); ``span``:
+    the share of the caller's progress bar this takes; ``threads``: as the base model's; ``what``: the model's name in
+    the progress."""
     with tempfile.TemporaryDirectory(prefix="hv-site-preview-") as tmp:
         path = Path(tmp) / "site.onnx"
         try:

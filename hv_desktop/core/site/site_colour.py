@@ -14,6 +14,9 @@ import numpy as np
 from hv_desktop.core.inference.colour import Accumulator, ChannelStats, match_problem, matched
 from hv_desktop.core.inference.metadata import ModelMetadata
 
+#: the ``site_adaptation["kind"]`` calibrate writes
+CALIBRATED_KIND = "magnification from unlabelled images"
+
 NOTE = (
     "each channel shifted and scaled so this lab's crops have the training labs' mean and spread, "
     "folded into mean/std (hv_desktop.core.inference.colour)"
@@ -50,8 +53,14 @@ def colours_kept(meta: ModelMetadata) -> str | None:
 
     Recorded so that adapt, run on the calibrated model, does not silently undo a choice calibrate measured
     (docs/research/rules/adapt_keeps_calibrate_colours.txt)."""
-    kept = (meta.site_adaptation or {}).get("colour_kept")
-    return kept if isinstance(kept, str) and kept else None
+    site = meta.site_adaptation or {}
+    kept = site.get("colour_kept")
+    if isinstance(kept, str) and kept:
+        return kept
+    if site.get("kind") == CALIBRATED_KIND and not site.get("colour_match") and meta.colour() is not None:
+        # app 1.10.0 kept colours without saying so in the file (or could not match them: keeping them is right too)
+        return "colours: not matched by calibrate (a site model from before app 1.10.1)"
+    return None
 
 
 def with_colours_kept(meta: ModelMetadata, why: str) -> ModelMetadata:
