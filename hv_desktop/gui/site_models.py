@@ -101,7 +101,7 @@ class SiteModels(QObject):
             self.offered.add(key)
             had = f"the model in use learnt from {in_use.fewest_per_class} of each" if in_use else "none is in use yet"
             self.shell.status(
-                f"{self.due} reviewed cells of each type: Review ▸ Adapt to This Lab can make a better site model "
+                f"{self.due} reviewed cells of each type: Review ▸ Adapt to This Lab can fit a site model to them "
                 f"({had}). Review ▸ Site Model History goes back to any earlier one.",
                 20000,
             )
