@@ -36,10 +36,13 @@ def test_a_site_model_that_flags_every_cell_for_no_gain_is_warned_of():
     # one cell more right of 40 is no reason to give up the pre-classification; an exact quarter more flagged counts
     assert _adaptation(None, None, {}, before=(0.95, 0.15), after=(0.975, 1.0)).warnings()
     assert _adaptation(None, None, {}, before=(0.975, 9 / 40), after=(0.975, 19 / 40)).warnings()
+    assert _adaptation(None, None, {}, before=(37 / 40, 0.15), after=(39 / 40, 1.0)).warnings() == []  # exactly 5 points
     # not where it reads the lab's cells clearly better (a lab the model was not trained on), nor where the model in use
     # flagged most of them already
     assert _adaptation(None, None, {}, before=(0.7, 0.15), after=(0.9, 1.0)).warnings() == []
     assert _adaptation(None, None, {}, before=(0.975, 0.9), after=(0.975, 1.0)).warnings() == []
     # a refresh of a site model that flags every cell: its ancestor's rule would flag 15 %, but the model in use flags
     # them all, so keeping it gains nothing
-    assert _adaptation(None, None, {}, before=(0.975, 0.15), after=(0.975, 1.0), in_use=1.0).warnings() == []
+    refresh = _adaptation(None, None, {}, before=(0.975, 0.15), after=(0.975, 1.0), in_use=1.0)
+    assert refresh.warnings() == []
+    assert any("the model in use flags 100% of them by its own threshold" in line for line in refresh.summary_lines())

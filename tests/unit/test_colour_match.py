@@ -211,6 +211,22 @@ def test_a_site_model_calibrated_by_app_1_10_0_keeps_its_colours_too():
         return ModelMetadata.from_dict({"labels": ["a", "b"], "colour_reference": REFERENCE, "site_adaptation": site})
 
     legacy = meta({"kind": "magnification from unlabelled images", "site": "Ward 3"})
-    assert (colours_kept(legacy) or "").startswith("colours: not matched by calibrate")
+    assert colours_kept(legacy) == "colours: not matched by calibrate"
+    # where calibrate could not match them (1.10.1 says so), adapt tries on the reviewed cells
+    assert colours_kept(meta({"kind": "magnification from unlabelled images", "colour_unmatched": "too far"})) is None
     assert colours_kept(meta({"kind": "magnification from unlabelled images", "colour_match": {"lab": {}}})) is None
     assert colours_kept(meta({"site": "Ward 3", "magnification": 1.0})) is None
+
+
+def test_a_match_calibrate_could_not_make_is_recorded_as_such_and_adapt_may_still_try(tmp_path):
+    """A refusal (the lab's spread too far from the reference) is not calibrate's choice to keep the colours: the file
+    says which, so adapt does not read it as a choice (a fresh-eyes review found the two confused)."""
+    from hv_desktop.core.site.site_colour import colours_kept
+
+    narrow = {"mean": [200.0, 178.0, 185.0], "std": [1.0, 1.0, 1.0], "images": 400}
+    base = Model(tiny_model(tmp_path / "base.onnx", metadata={**CELL, "colour_reference": narrow}))
+    result = calibrate(base, [_lab(tmp_path / "lab", (0.8, 1.0, 1.0))])
+    assert result.colour is None and "too far from the training labs'" in result.colour_note
+    site = Model(result.save(tmp_path / "site.onnx", base))
+    assert site.info.site_adaptation["colour_unmatched"] == result.colour_note
+    assert "colour_kept" not in site.info.site_adaptation and colours_kept(site.info) is None

@@ -137,7 +137,7 @@ def adapt(
     kept_base = [labels[i] for i in frozen]
     report = (skipped, outside, scores, laps.seconds, check, duplicates, colour_note, kept_classes)
     in_use = base.info.review_threshold
-    in_use_flagged = 1.0 if in_use >= FLAG_ALL else float(np.mean(base_typ[target] < in_use))
+    in_use_flagged = 1.0 if in_use >= FLAG_ALL else float(np.mean(~(base_typ[target] >= in_use)))  # NaN: flagged
     return Adaptation(data, meta, counts, best, before, after, kept_base, *report, in_use_flagged=in_use_flagged)
 
 
@@ -281,8 +281,9 @@ def _match_colours(base: Model, measure: _Measure, scale: float) -> tuple[Channe
     colour-matched features (docs/research/rules/adapt_on_calibrate.txt); a base matched already is left as it is."""
     if already_matched(base.info):
         return None, "colours: kept as the model it was made from matched them (Use Shipped Model to match anew)"
-    if colours_kept(base.info):
-        return None, "colours: kept as captured, as calibrate chose at this lab (matching them flagged more of its images)"
+    kept = colours_kept(base.info)
+    if kept:
+        return None, f"colours: kept as captured, as calibrate left them at this lab ({kept.removeprefix('colours: ')})"
     reference = base.info.colour()
     lab, note = lab_colours((measure.square(scale, i) for i in range(len(measure.ims))), reference)
     if lab is not None and reference is not None:

@@ -78,7 +78,7 @@ class Adaptation(SiteModel):
             )
         in_use = self.before.flagged if self.in_use_flagged is None else self.in_use_flagged
         a_est, b_acc = self.after, self.before.accuracy
-        if a_est.flagged - in_use >= MORE_FLAGGED - 1e-9 and a_est.accuracy < b_acc + CLEAR_GAIN:
+        if a_est.flagged - in_use >= MORE_FLAGGED - 1e-9 and a_est.accuracy < b_acc + CLEAR_GAIN - 1e-9:
             out.append(
                 f"this site model flags {a_est.flagged:.0%} of your reviewed cells of the model's classes, the model in "
                 f"use {in_use:.0%}, and it identifies hardly more of them correctly ({a_est.accuracy:.0%} against "
@@ -129,7 +129,12 @@ class Adaptation(SiteModel):
             unusual = e.other_flagged
             return s + (f"; unusual cells (not one of the classes) still flagged: {unusual:.0%}" if unusual is not None else "")
 
-        lines.append(f"before (base model): {est(self.before)}")
+        in_use = self.in_use_flagged
+        differs = in_use is not None and abs(in_use - self.before.flagged) > 1e-9
+        lines.append(
+            f"before (base model): {est(self.before)}"
+            + (f"; the model in use flags {in_use:.0%} of them by its own threshold" if differs else "")
+        )
         how = "the original model's classes, on these cells" if self.kept_classes is not None else "cross-validated"
         lines.append(f"after ({how}): {est(self.after)}")
         if self.unflag is not None:

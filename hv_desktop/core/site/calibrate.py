@@ -40,7 +40,13 @@ from hv_desktop.core.inference.onnx_proto import OnnxFile, ProtoError
 from hv_desktop.core.site.lab_images import read_image
 from hv_desktop.core.site.lab_preview import LabPreview, clearly_fewer, preview_model, preview_site_model
 from hv_desktop.core.site.ruler import MIN_IMAGES, REFERENCE_RADII, is_measured, lab_square
-from hv_desktop.core.site.site_colour import CALIBRATED_KIND, lab_colours, site_colours, with_colours_kept
+from hv_desktop.core.site.site_colour import (
+    CALIBRATED_KIND,
+    lab_colours,
+    site_colours,
+    with_colours_kept,
+    with_colours_unmatched,
+)
 from hv_desktop.core.site.site_model import AdaptError, SiteModel, check_site_name, site_identity, site_provenance, with_metadata
 from hv_desktop.core.system.paths import display_name
 
@@ -213,6 +219,8 @@ def _site_file(
     Both choices are site models the app has shipped; the review rule still judges every cell."""
     colour, note = _colour_match(base, plain.preprocessing, measured, say, cancel)
     meta = site_colours(plain, base.info, colour)
+    if colour is None and base.info.colour() is not None:
+        meta = with_colours_unmatched(meta, note)
     site = with_metadata(out, meta)
     preview = preview_site_model(site, measured, say, cancel, span=(0.75, 0.83), threads=base.threads)
     if colour is None:

@@ -57,10 +57,18 @@ def colours_kept(meta: ModelMetadata) -> str | None:
     kept = site.get("colour_kept")
     if isinstance(kept, str) and kept:
         return kept
+    if site.get("colour_unmatched"):
+        return None  # calibrate could not match them (a refusal, not a choice): adapt tries on the reviewed cells
     if site.get("kind") == CALIBRATED_KIND and not site.get("colour_match") and meta.colour() is not None:
-        # app 1.10.0 kept colours without saying so in the file (or could not match them: keeping them is right too)
-        return "colours: not matched by calibrate (a site model from before app 1.10.1)"
+        # a calibrated file with no record either way: app 1.10.0 kept colours without saying so (rarely, an older
+        # app could not match them); the reason is not known
+        return "colours: not matched by calibrate"
     return None
+
+
+def with_colours_unmatched(meta: ModelMetadata, why: str) -> ModelMetadata:
+    """``meta`` recording that calibrate could not match the lab's colours, and ``why`` (adapt may still match them)."""
+    return meta.with_updates(site_adaptation={**(meta.site_adaptation or {}), "colour_unmatched": why})
 
 
 def with_colours_kept(meta: ModelMetadata, why: str) -> ModelMetadata:
