@@ -167,7 +167,7 @@ def calibrate(
         )
         raise AdaptError(
             f"{read}{why}{large}; at least {MIN_IMAGES} are needed (white cells of a Romanowsky-stained smear, one per "
-            "image, colours as captured: a camera that swaps red and blue shows no purple nucleus)"
+            "image, in colour as captured: a greyscale camera, or one that swaps red and blue, shows no purple nucleus)"
         )
     q1, median, q3 = (float(v) for v in np.percentile(fractions, [25, 50, 75]))
     fraction = base.info.preprocessing.crop_fraction
