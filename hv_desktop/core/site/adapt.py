@@ -42,7 +42,7 @@ from PIL import Image
 
 from hv_desktop.core.imaging.preprocess import Preprocessing, box_around, cell_centre, normalise, nucleus_radius, resize_for_model
 from hv_desktop.core.inference.colour import ChannelStats, matched
-from hv_desktop.core.inference.metadata import FLAG_ALL, MAX_CROP_FRACTION, ModelMetadata
+from hv_desktop.core.inference.metadata import FLAG_ALL, MAX_CROP_FRACTION, ModelMetadata, needs_review
 from hv_desktop.core.inference.model import Model
 from hv_desktop.core.inference.onnx_proto import OnnxFile
 from hv_desktop.core.site.adapt_fit import (
@@ -137,7 +137,7 @@ def adapt(
     kept_base = [labels[i] for i in frozen]
     report = (skipped, outside, scores, laps.seconds, check, duplicates, colour_note, kept_classes)
     in_use = base.info.review_threshold
-    in_use_flagged = 1.0 if in_use >= FLAG_ALL else float(np.mean(~(base_typ[target] >= in_use)))  # NaN: flagged
+    in_use_flagged = float(np.mean([needs_review(v, in_use) for v in base_typ[target]]))
     return Adaptation(data, meta, counts, best, before, after, kept_base, *report, in_use_flagged=in_use_flagged)
 
 

@@ -66,14 +66,19 @@ def colours_kept(meta: ModelMetadata) -> str | None:
     return None
 
 
+def _recorded(meta: ModelMetadata, key: str, value: object) -> ModelMetadata:
+    """``meta`` with ``key`` set in its site provenance."""
+    return meta.with_updates(site_adaptation={**(meta.site_adaptation or {}), key: value})
+
+
 def with_colours_unmatched(meta: ModelMetadata, why: str) -> ModelMetadata:
     """``meta`` recording that calibrate could not match the lab's colours, and ``why`` (adapt may still match them)."""
-    return meta.with_updates(site_adaptation={**(meta.site_adaptation or {}), "colour_unmatched": why})
+    return _recorded(meta, "colour_unmatched", why)
 
 
 def with_colours_kept(meta: ModelMetadata, why: str) -> ModelMetadata:
     """``meta`` recording that the lab's colours were kept as captured, and ``why``."""
-    return meta.with_updates(site_adaptation={**(meta.site_adaptation or {}), "colour_kept": why})
+    return _recorded(meta, "colour_kept", why)
 
 
 def with_colour(meta: ModelMetadata, lab: ChannelStats, reference: ChannelStats) -> ModelMetadata:
@@ -95,6 +100,6 @@ def site_colours(meta: ModelMetadata, base: ModelMetadata, lab: ChannelStats | N
         return with_colour(meta, lab, reference)
     match = (base.site_adaptation or {}).get("colour_match")
     if match:
-        return meta.with_updates(site_adaptation={**(meta.site_adaptation or {}), "colour_match": match})
+        return _recorded(meta, "colour_match", match)
     kept = colours_kept(base)
     return with_colours_kept(meta, kept) if kept else meta
